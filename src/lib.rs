@@ -1,0 +1,31 @@
+//! authgate: an external-auth decision service.
+//!
+//! nginx (`auth_request`), Envoy (`ext_authz`), Traefik and Caddy ask it one
+//! question per request — may this request through, and as whom? — and it
+//! answers from the session cookie and the compiled policy, without network
+//! I/O in the common case. It also hosts the OpenID Connect login.
+//!
+//! # Layout
+//! - [`config`]: YAML + environment → validated [`config::Config`].
+//! - [`policy`]: routes compiled once, evaluated without allocation.
+//! - [`redirect`]: the `rd` allow-list (open-redirect defence).
+//! - [`session`]: the sealed cookie, the session store and its cache.
+//! - [`oidc`]: discovery, login, callback, ID-token verification.
+//! - [`decision`]: the one function every front end calls.
+//! - [`http`]: axum routes (nginx, forward-auth, login host).
+//! - [`devidp`]: the development OpenID provider behind `authgate demo`.
+//! - [`server`]: wires the parts and runs the listeners.
+//! - [`identity`], [`clock`], [`telemetry`]: shared small pieces.
+
+pub mod clock;
+pub mod config;
+pub mod decision;
+pub mod devidp;
+pub mod http;
+pub mod identity;
+pub mod oidc;
+pub mod policy;
+pub mod redirect;
+pub mod server;
+pub mod session;
+pub mod telemetry;
