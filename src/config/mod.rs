@@ -7,12 +7,166 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
 use serde_json::Value;
 use url::Url;
+
+mod duration;
+mod node;
+mod raw;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use node::{Origin, Problem};
+
+/// Result of loading: the config plus warnings to log once at start.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    /// Each rendered like a [`ConfigError`] (`file:line:col: key: message`).
+    pub warnings: Vec<String>,
+}
+
+/// One problem, with where it is. Renders as
+/// `authgate.yaml:12:5: policy[0].allowed_groups: expected a list`, or
+/// `env COOKIE_SECRET: cookie_secret: is not base64` for an environment
+/// variable, or `authgate.yaml: idp_client_id: required` without a position.
+/// The message never contains a secret's value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file name, or `env NAME` for an environment variable.
+    pub source: String,
+    /// 1-based; `None` for environment variables and missing keys.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// `cookie_secret`, `policy[0].from`; empty for the document as a whole.
+    pub key_path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn from_problem(source_name: &str, problem: Problem) -> Self {
+        let (source, line, column) = match problem.at.origin {
+            Origin::File { line, column } => (source_name.to_owned(), Some(line), Some(column)),
+            Origin::Env(var) => (format!("env {var}"), None, None),
+            Origin::Document => (source_name.to_owned(), None, None),
+        };
+        ConfigError {
+            source,
+            line,
+            column,
+            key_path: problem.at.path,
+            message: problem.message,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        if !self.key_path.is_empty() {
+            write!(f, ": {}", self.key_path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every problem found (never just the first), in file order. Renders one
+/// per line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    fn from_problems(source_name: &str, mut problems: Vec<Problem>) -> Self {
+        // File positions in order, then environment variables, then
+        // whole-file problems; the sort is stable within each group.
+        problems.sort_by_key(|p| match &p.at.origin {
+            Origin::File { line, column } => (0, *line, *column),
+            Origin::Env(_) => (1, 0, 0),
+            Origin::Document => (2, 0, 0),
+        });
+        ConfigErrors(
+            problems
+                .into_iter()
+                .map(|p| ConfigError::from_problem(source_name, p))
+                .collect(),
+        )
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Read and validate a file; `env` looks up environment variables (tests
+/// pass a closure over a map; `main` passes `std::env::var`). Secret
+/// `*_file` paths are taken as written (relative to the working directory).
+pub fn load_file(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigErrors> {
+    let source_name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_str(&source_name, &text, env),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            source: source_name,
+            line: None,
+            column: None,
+            key_path: String::new(),
+            message: format!("cannot read the configuration file: {e}"),
+        }])),
+    }
+}
+
+/// Same from text; `source_name` names the file in messages.
+pub fn parse_str(
+    source_name: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigErrors> {
+    let root = node::parse(text).map_err(|p| ConfigErrors::from_problems(source_name, vec![p]))?;
+    let outcome = validate::validate(root, env);
+    match outcome.config {
+        Some(config) if outcome.errors.is_empty() => Ok(Loaded {
+            config,
+            warnings: ConfigErrors::from_problems(source_name, outcome.warnings)
+                .0
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }),
+        _ if outcome.errors.is_empty() => Err(ConfigErrors(vec![ConfigError {
+            source: source_name.to_owned(),
+            line: None,
+            column: None,
+            key_path: String::new(),
+            message: "invalid configuration".to_owned(),
+        }])),
+        _ => Err(ConfigErrors::from_problems(source_name, outcome.errors)),
+    }
+}
 
 /// A validated configuration: everything `serve` needs, with defaults applied.
 #[derive(Clone, Debug)]
@@ -27,7 +181,7 @@ pub struct Config {
     pub authenticate_service_url: Url,
     pub idp: IdpConfig,
     pub cookie: CookieConfig,
-    /// `session_store`. Default `embedded:<state dir>/sessions.redb`.
+    /// `session_store`. Default `embedded:/var/lib/authgate/sessions.redb`.
     pub session_store: SessionStoreConfig,
     /// `refresh_interval`: how often a session's identity is re-read from the
     /// provider with the refresh token. Default 5 minutes.
@@ -107,7 +261,7 @@ pub enum LogFormat {
 
 /// One `policy`/`routes` entry, validated but not yet compiled (see
 /// `policy::Policy::compile`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RouteConfig {
     /// Position in the file (0-based), used as the route id in logs/metrics
     /// unless `id` is set.
@@ -139,6 +293,30 @@ pub struct RouteConfig {
     pub allow_any_authenticated_user: bool,
     /// `pass_identity_headers` (Pomerium's key). Default true.
     pub pass_identity_headers: bool,
+}
+
+impl Default for RouteConfig {
+    /// A route for `http://localhost` that allows nobody: a base for
+    /// struct-update syntax in tests (`Url` has no `Default` of its own).
+    fn default() -> Self {
+        #[allow(clippy::expect_used)] // a constant that always parses
+        let from = Url::parse("http://localhost/").expect("constant URL parses");
+        RouteConfig {
+            index: 0,
+            id: None,
+            from,
+            prefix: None,
+            path: None,
+            regex: None,
+            allowed_users: Vec::new(),
+            allowed_domains: Vec::new(),
+            allowed_groups: Vec::new(),
+            allowed_idp_claims: Vec::new(),
+            allow_public_unauthenticated_access: false,
+            allow_any_authenticated_user: false,
+            pass_identity_headers: true,
+        }
+    }
 }
 
 /// A secret value: its `Debug` and `Display` never show the bytes.

@@ -1,0 +1,183 @@
+//! The configuration file as written: Pomerium's keys plus authgate's own,
+//! before defaults and validation. Every field is optional here; `validate`
+//! says which are required. Durations, URLs and secrets are still strings.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::node::{Entries, Val};
+
+/// A list whose elements each keep their own location.
+pub(crate) type List<T> = Val<Vec<Val<T>>>;
+
+/// The top level of `authgate.yaml`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    /// The login host's public base URL, e.g. `https://auth.example.com`.
+    /// Required. `/oauth2/callback` under it is the redirect URI.
+    pub authenticate_service_url: Option<Val<String>>,
+    /// `oidc` (default) or Pomerium's `dex`; both speak plain OpenID Connect.
+    pub idp_provider: Option<Val<String>>,
+    /// The issuer, kept byte for byte (trailing slash included). Required.
+    pub idp_provider_url: Option<Val<String>>,
+    /// The OAuth2 client id registered at the provider. Required.
+    pub idp_client_id: Option<Val<String>>,
+    /// The client secret. Required unless `idp_client_secret_file` is set.
+    pub idp_client_secret: Option<Val<String>>,
+    /// A file holding the client secret (surrounding whitespace trimmed).
+    pub idp_client_secret_file: Option<Val<String>>,
+    /// Scopes to request. Default `openid email profile groups offline_access`.
+    pub idp_scopes: Option<List<String>>,
+    /// A PEM bundle trusted for the provider's TLS, besides the system roots.
+    pub idp_ca_file: Option<Val<String>>,
+    /// Skip TLS verification of the provider. Default false.
+    pub idp_tls_insecure_skip_verify: Option<Val<bool>>,
+    /// Leeway for `exp`/`iat`, a Go duration. Default `60s`, at most `5m`.
+    pub idp_clock_skew: Option<Val<String>>,
+    /// Base64 of 32 random bytes that seal the session cookie. Required
+    /// unless `cookie_secret_file` is set.
+    pub cookie_secret: Option<Val<String>>,
+    /// A file holding `cookie_secret`.
+    pub cookie_secret_file: Option<Val<String>>,
+    /// Older cookie secrets, still accepted to open cookies. Default none.
+    pub previous_cookie_secrets: Option<List<String>>,
+    /// A file of older cookie secrets, one per line.
+    pub previous_cookie_secrets_file: Option<Val<String>>,
+    /// The session cookie's name. Default `_authgate`.
+    pub cookie_name: Option<Val<String>>,
+    /// The cookie's `Domain`, e.g. `example.com`. Default: host-only.
+    pub cookie_domain: Option<Val<String>>,
+    /// Absolute session lifetime, a Go duration. Default `14h`.
+    pub cookie_expire: Option<Val<String>>,
+    /// The cookie's `Secure` attribute. Default true.
+    pub cookie_secure: Option<Val<bool>>,
+    /// The cookie's `HttpOnly` attribute. Default true.
+    pub cookie_http_only: Option<Val<bool>>,
+    /// The HTTP listener, `IP:port` or `:port`. Default `0.0.0.0:4180`.
+    pub address: Option<Val<String>>,
+    /// The Envoy ext_authz listener. Default `0.0.0.0:9191`.
+    pub grpc_address: Option<Val<String>>,
+    /// `memory`, `embedded:/path`, or a `redis://` family URL. Default
+    /// `embedded:/var/lib/authgate/sessions.redb`.
+    pub session_store: Option<Val<String>>,
+    /// How often a session's identity is refreshed. Default `5m`.
+    pub refresh_interval: Option<Val<String>>,
+    /// CIDRs or IPs whose `X-Forwarded-*` headers are believed. Default none.
+    pub trusted_proxies: Option<List<String>>,
+    /// `pretty` (default) or `json`.
+    pub log_format: Option<Val<String>>,
+    /// A tracing filter. Default `info`.
+    pub log_level: Option<Val<String>>,
+    /// The routes, first match wins. Pomerium's name.
+    pub policy: Option<List<RawRoute>>,
+    /// The same as `policy`, under Pomerium's newer name; not both.
+    pub routes: Option<List<RawRoute>>,
+}
+
+/// One `policy`/`routes` entry as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    /// A stable name for logs and metrics; unique. Default: the position.
+    pub id: Option<Val<String>>,
+    /// `https://hello.example.com`, `https://*.example.com[:port]`. Required.
+    pub from: Option<Val<String>>,
+    /// Match paths under this prefix, whole segments only.
+    pub prefix: Option<Val<String>>,
+    /// Match exactly this path.
+    pub path: Option<Val<String>>,
+    /// Match the whole path against this regular expression.
+    pub regex: Option<Val<String>>,
+    /// Emails or subjects allowed.
+    pub allowed_users: Option<List<String>>,
+    /// Email domains allowed (exact).
+    pub allowed_domains: Option<List<String>>,
+    /// Groups allowed (any one).
+    pub allowed_groups: Option<List<String>>,
+    /// Claim → accepted values; a single value is a one-element list.
+    pub allowed_idp_claims: Option<Val<Entries<List<Value>>>>,
+    /// Let everyone through, logged in or not. Default false.
+    pub allow_public_unauthenticated_access: Option<Val<bool>>,
+    /// Let anyone who logged in through. Default false.
+    pub allow_any_authenticated_user: Option<Val<bool>>,
+    /// Send `X-Auth-Request-*` identity headers upstream. Default true.
+    pub pass_identity_headers: Option<Val<bool>>,
+}
+
+/// Top-level keys that Pomerium needs for proxying and authgate does not
+/// (nginx or Envoy proxies): accepted, ignored, named in one warning.
+pub(crate) const PROXY_ONLY_KEYS: &[&str] = &[
+    "authorize_service_url",
+    "autocert",
+    "autocert_dir",
+    "autocert_must_staple",
+    "autocert_use_staging",
+    "certificate",
+    "certificate_authority",
+    "certificate_authority_file",
+    "certificate_file",
+    "certificate_key",
+    "certificate_key_file",
+    "certificates",
+    "databroker_service_url",
+    "databroker_storage_connection_string",
+    "databroker_storage_type",
+    "default_upstream_timeout",
+    "grpc_insecure",
+    "http_redirect_addr",
+    "insecure_server",
+    "metrics_address",
+    "services",
+    "shared_secret",
+    "shared_secret_file",
+    "timeout_idle",
+    "timeout_read",
+    "timeout_write",
+];
+
+/// Route keys that only concern proxying to the upstream.
+pub(crate) const PROXY_ONLY_ROUTE_KEYS: &[&str] = &[
+    "allow_spdy",
+    "allow_websockets",
+    "host_path_regex_rewrite_pattern",
+    "host_path_regex_rewrite_substitution",
+    "host_rewrite",
+    "host_rewrite_header",
+    "idle_timeout",
+    "prefix_rewrite",
+    "preserve_host_header",
+    "regex_rewrite_pattern",
+    "regex_rewrite_substitution",
+    "remove_request_headers",
+    "set_request_headers",
+    "set_response_headers",
+    "timeout",
+    "tls_client_cert",
+    "tls_client_cert_file",
+    "tls_client_key",
+    "tls_client_key_file",
+    "tls_custom_ca",
+    "tls_custom_ca_file",
+    "tls_downstream_server_name",
+    "tls_server_name",
+    "tls_skip_verify",
+    "tls_upstream_server_name",
+    "to",
+];
+
+/// The ignore list for a raw struct, by serde's name for it.
+pub(crate) fn ignored_keys(struct_name: &str) -> &'static [&'static str] {
+    match struct_name {
+        "RawConfig" => PROXY_ONLY_KEYS,
+        "RawRoute" => PROXY_ONLY_ROUTE_KEYS,
+        _ => &[],
+    }
+}
+
+/// Top-level keys whose environment variable is a comma-separated list.
+pub(crate) const LIST_KEYS: &[&str] = &["idp_scopes", "previous_cookie_secrets", "trusted_proxies"];
+
+/// Top-level keys that cannot come from the environment (Pomerium reads
+/// `POLICY` as base64 YAML; authgate does not).
+pub(crate) const NOT_FROM_ENV: &[&str] = &["policy", "routes"];

@@ -1,0 +1,965 @@
+//! From the located tree to a [`Config`]: environment overrides, defaults,
+//! and every semantic check, all problems collected.
+//!
+//! Messages about secret keys never quote the value; other messages do, as
+//! the value is usually what the user needs to see.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine as _;
+use ipnet::IpNet;
+use serde_json::Value;
+use url::Url;
+
+use super::duration::parse_duration;
+use super::node::{self, At, Key, Kind, Node, Problem, Sink, Val};
+use super::raw::{self, List, RawConfig, RawRoute};
+use super::{Config, CookieConfig, IdpConfig, LogFormat, RouteConfig, Secret, SessionStoreConfig};
+
+const DEFAULT_SCOPES: &[&str] = &["openid", "email", "profile", "groups", "offline_access"];
+/// What Dex accepts; anything else gets `invalid_scope` at login.
+const DEX_SCOPES: &[&str] = &[
+    "openid",
+    "email",
+    "profile",
+    "groups",
+    "offline_access",
+    "federated:id",
+];
+const DEX_CROSS_CLIENT_PREFIX: &str = "audience:server:client_id:";
+const DEFAULT_SESSION_STORE_PATH: &str = "/var/lib/authgate/sessions.redb";
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+const SECRET_HINT: &str = "generate one with `head -c32 /dev/urandom | base64`";
+
+/// The outcome: a config only when `errors` is empty.
+pub(crate) struct Outcome {
+    pub config: Option<Config>,
+    pub errors: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+}
+
+pub(crate) fn validate(mut root: Node, env: &dyn Fn(&str) -> Option<String>) -> Outcome {
+    let mut v = Validator::default();
+    let sink = Sink::default();
+    if matches!(root.kind, Kind::Null) {
+        root.kind = Kind::Map(Vec::new());
+    }
+    if !matches!(root.kind, Kind::Map(_)) {
+        v.error(
+            &root.at,
+            "expected a mapping of settings at the top level".to_owned(),
+        );
+        return v.finish(None);
+    }
+    let env_ignored = apply_env(&mut root, env);
+    let raw: RawConfig = node::deserialize(&root, &sink, raw::ignored_keys).unwrap_or_default();
+    v.errors.append(&mut sink.problems.borrow_mut());
+    let config = v.config(&raw);
+    let mut ignored = sink.ignored.take();
+    ignored.extend(env_ignored);
+    if !ignored.is_empty() {
+        v.warn(
+            &At::key(""),
+            format!(
+                "ignoring keys that only concern proxying (nginx or Envoy proxies, authgate only decides): {}",
+                ignored.join(", ")
+            ),
+        );
+    }
+    v.finish(config)
+}
+
+/// Graft environment overrides onto the tree: `COOKIE_SECRET` replaces
+/// `cookie_secret`, list keys split on commas. Empty variables are unset, as
+/// Pomerium (viper) treats them. Returns proxy-only variables that are set.
+fn apply_env(root: &mut Node, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    let Kind::Map(entries) = &mut root.kind else {
+        return Vec::new();
+    };
+    for key in node::struct_fields::<RawConfig>() {
+        if raw::NOT_FROM_ENV.contains(key) {
+            continue;
+        }
+        let var = key.to_ascii_uppercase();
+        let Some(value) = env(&var).filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
+        let value = if raw::LIST_KEYS.contains(key) {
+            Node::env_list(key, &var, &value)
+        } else {
+            Node::env_str(key, &var, value.trim().to_owned())
+        };
+        match entries.iter_mut().find(|(k, _)| k.name == *key) {
+            Some((_, existing)) => *existing = value,
+            None => entries.push((
+                Key {
+                    name: (*key).to_owned(),
+                    at: value.at.clone(),
+                },
+                value,
+            )),
+        }
+    }
+    raw::PROXY_ONLY_KEYS
+        .iter()
+        .map(|key| key.to_ascii_uppercase())
+        .filter(|var| env(var).is_some_and(|v| !v.trim().is_empty()))
+        .map(|var| format!("env {var}"))
+        .collect()
+}
+
+#[derive(Default)]
+struct Validator {
+    errors: Vec<Problem>,
+    warnings: Vec<Problem>,
+}
+
+/// A field's value and location, or `None` when absent or already reported.
+fn get<T>(field: &Option<Val<T>>) -> Option<(&T, &At)> {
+    field
+        .as_ref()
+        .and_then(|v| v.value.as_ref().map(|x| (x, &v.at)))
+}
+
+/// The elements of a list field that had the right type.
+fn items(field: &Option<List<String>>) -> Vec<(&str, &At)> {
+    get(field)
+        .map(|(list, _)| {
+            list.iter()
+                .filter_map(|v| v.value.as_deref().map(|s| (s, &v.at)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Validator {
+    fn error(&mut self, at: &At, message: String) {
+        self.errors.push(Problem {
+            at: at.clone(),
+            message,
+        });
+    }
+
+    fn warn(&mut self, at: &At, message: String) {
+        self.warnings.push(Problem {
+            at: at.clone(),
+            message,
+        });
+    }
+
+    fn finish(self, config: Option<Config>) -> Outcome {
+        Outcome {
+            config: if self.errors.is_empty() { config } else { None },
+            errors: self.errors,
+            warnings: self.warnings,
+        }
+    }
+
+    /// A required string: reports a missing key; `None` also when the value
+    /// had the wrong type (already reported).
+    fn required<'r>(
+        &mut self,
+        field: &'r Option<Val<String>>,
+        key: &str,
+    ) -> Option<(&'r str, &'r At)> {
+        match field {
+            None => {
+                self.error(&At::key(key), "required".to_owned());
+                None
+            }
+            Some(v) => {
+                let (s, at) = (v.value.as_deref()?, &v.at);
+                if s.trim().is_empty() {
+                    self.error(at, "must not be empty".to_owned());
+                    return None;
+                }
+                Some((s, at))
+            }
+        }
+    }
+
+    fn parsed<T>(
+        &mut self,
+        field: &Option<Val<String>>,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        match get(field) {
+            None if field.as_ref().is_some_and(|v| v.value.is_none()) => None,
+            None => Some(default),
+            Some((s, at)) => parse(s).map_err(|e| self.error(at, e)).ok(),
+        }
+    }
+
+    fn duration(
+        &mut self,
+        field: &Option<Val<String>>,
+        default: Duration,
+        check: impl FnOnce(Duration) -> Result<(), String>,
+    ) -> Option<Duration> {
+        self.parsed(field, default, |s| {
+            let d = parse_duration(s)?;
+            check(d).map(|()| d)
+        })
+    }
+
+    fn flag(field: &Option<Val<bool>>, default: bool) -> bool {
+        get(field).map_or(default, |(b, _)| *b)
+    }
+
+    fn config(&mut self, raw: &RawConfig) -> Option<Config> {
+        let auth_url = self
+            .required(&raw.authenticate_service_url, "authenticate_service_url")
+            .and_then(|(s, at)| {
+                parse_authenticate_url(s)
+                    .map_err(|e| self.error(at, e))
+                    .ok()
+            });
+        let idp = self.idp(raw);
+        let cookie = self.cookie(raw, auth_url.as_ref());
+        let address = self.parsed(&raw.address, default_addr(4180), parse_listen);
+        let grpc_address = self.parsed(&raw.grpc_address, default_addr(9191), parse_listen);
+        let session_store = self.parsed(
+            &raw.session_store,
+            SessionStoreConfig::Embedded(PathBuf::from(DEFAULT_SESSION_STORE_PATH)),
+            parse_session_store,
+        );
+        let refresh_interval =
+            self.duration(&raw.refresh_interval, Duration::from_secs(300), positive);
+        let trusted_proxies = self.trusted_proxies(raw);
+        let routes = self.routes(raw);
+        let log_format = self.parsed(&raw.log_format, LogFormat::Pretty, |s| match s {
+            "pretty" => Ok(LogFormat::Pretty),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("expected `pretty` or `json`, found `{other}`")),
+        });
+        let log_level = self.parsed(&raw.log_level, "info".to_owned(), |s| {
+            tracing_subscriber::EnvFilter::try_new(s)
+                .map(|_| s.to_owned())
+                .map_err(|e| format!("not a log filter (`info`, `authgate=debug,warn`…): {e}"))
+        });
+
+        if let Some(url) = &auth_url
+            && cookie.as_ref().is_some_and(|c| c.secure)
+            && url.scheme() == "http"
+            && !is_loopback_host(url)
+        {
+            let at = raw
+                .authenticate_service_url
+                .as_ref()
+                .map_or_else(|| At::key(""), |v| v.at.clone());
+            self.warn(
+                &at,
+                "plain-http login host with cookie_secure: true: browsers drop Secure cookies on http, so logins will loop"
+                    .to_owned(),
+            );
+        }
+
+        Some(Config {
+            address: address?,
+            grpc_address: grpc_address?,
+            authenticate_service_url: auth_url?,
+            idp: idp?,
+            cookie: cookie?,
+            session_store: session_store?,
+            refresh_interval: refresh_interval?,
+            trusted_proxies: trusted_proxies?,
+            routes: routes?,
+            log_format: log_format?,
+            log_level: log_level?,
+        })
+    }
+
+    fn idp(&mut self, raw: &RawConfig) -> Option<IdpConfig> {
+        let provider = self.parsed(&raw.idp_provider, "oidc".to_owned(), |s| {
+            let s = s.trim().to_ascii_lowercase();
+            match s.as_str() {
+                "oidc" | "dex" => Ok(s),
+                _ => Err(format!(
+                    "`{s}` is not supported: authgate speaks OpenID Connect (`oidc`, or Pomerium's `dex`)"
+                )),
+            }
+        });
+        let issuer = self.required(&raw.idp_provider_url, "idp_provider_url").and_then(|(s, at)| {
+            match check_issuer(s) {
+                Ok(plain_http) => {
+                    if plain_http {
+                        self.warn(
+                            at,
+                            format!("plain-http issuer `{s}`: tokens and the client secret cross the network unencrypted"),
+                        );
+                    }
+                    Some(s.to_owned())
+                }
+                Err(e) => {
+                    self.error(at, e);
+                    None
+                }
+            }
+        });
+        let client_id = self
+            .required(&raw.idp_client_id, "idp_client_id")
+            .map(|(s, _)| s.to_owned());
+        let client_secret = self
+            .secret_text(
+                &raw.idp_client_secret,
+                &raw.idp_client_secret_file,
+                "idp_client_secret",
+            )
+            .map(|(s, _)| Secret::new(s.into_bytes()));
+        let scopes = self.scopes(raw);
+        let ca_file = match get(&raw.idp_ca_file) {
+            None if raw.idp_ca_file.is_some() => None,
+            None => Some(None),
+            Some((path, at)) => match std::fs::read(path) {
+                Err(e) => {
+                    self.error(at, format!("cannot read `{path}`: {e}"));
+                    None
+                }
+                Ok(pem) if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {
+                    self.error(at, format!("`{path}` holds no PEM certificate"));
+                    None
+                }
+                Ok(_) => Some(Some(PathBuf::from(path))),
+            },
+        };
+        let insecure = Self::flag(&raw.idp_tls_insecure_skip_verify, false);
+        if let Some((true, at)) = get(&raw.idp_tls_insecure_skip_verify) {
+            self.warn(
+                at,
+                "TLS verification of the provider is off: anyone on the path can impersonate it"
+                    .to_owned(),
+            );
+        }
+        let clock_skew = self.duration(&raw.idp_clock_skew, Duration::from_secs(60), |d| {
+            if d > MAX_CLOCK_SKEW {
+                Err("must be at most 5m: a larger leeway keeps expired tokens alive".to_owned())
+            } else {
+                Ok(())
+            }
+        });
+        Some(IdpConfig {
+            provider: provider?,
+            issuer_url: issuer?,
+            client_id: client_id?,
+            client_secret: client_secret?,
+            scopes: scopes?,
+            ca_file: ca_file?,
+            insecure_skip_verify: insecure,
+            clock_skew: clock_skew?,
+        })
+    }
+
+    fn scopes(&mut self, raw: &RawConfig) -> Option<Vec<String>> {
+        let Some(field) = &raw.idp_scopes else {
+            return Some(DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect());
+        };
+        field.value.as_ref()?;
+        let scopes = items(&raw.idp_scopes);
+        let mut out: Vec<String> = Vec::with_capacity(scopes.len());
+        for (scope, at) in scopes {
+            let scope = scope.trim();
+            if scope.is_empty() || scope.contains(char::is_whitespace) {
+                self.error(at, "a scope is one word; give a list of them".to_owned());
+                continue;
+            }
+            if !DEX_SCOPES.contains(&scope) && !scope.starts_with(DEX_CROSS_CLIENT_PREFIX) {
+                self.warn(
+                    at,
+                    format!("scope `{scope}` is not one Dex knows; Dex answers `invalid_scope` to the whole login"),
+                );
+            }
+            if !out.iter().any(|s| s == scope) {
+                out.push(scope.to_owned());
+            }
+        }
+        if !out.iter().any(|s| s == "openid") {
+            self.error(&field.at, "must contain `openid`".to_owned());
+            return None;
+        }
+        Some(out)
+    }
+
+    /// A secret from its key or its `_file` (trimmed), never both. Returns
+    /// the text and where it came from.
+    fn secret_text(
+        &mut self,
+        inline: &Option<Val<String>>,
+        file: &Option<Val<String>>,
+        key: &str,
+    ) -> Option<(String, At)> {
+        match (inline, file) {
+            (Some(_), Some(f)) => {
+                self.error(
+                    &f.at,
+                    format!("`{key}` and `{key}_file` are both set; keep one"),
+                );
+                None
+            }
+            (Some(v), None) => {
+                let s = v.value.as_deref()?.trim();
+                if s.is_empty() {
+                    self.error(&v.at, "must not be empty".to_owned());
+                    return None;
+                }
+                Some((s.to_owned(), v.at.clone()))
+            }
+            (None, Some(f)) => {
+                let path = f.value.as_deref()?;
+                let text = self.read_secret_file(path, &f.at)?;
+                let text = text.trim();
+                if text.is_empty() {
+                    self.error(&f.at, format!("`{path}` is empty"));
+                    return None;
+                }
+                Some((text.to_owned(), f.at.clone()))
+            }
+            (None, None) => {
+                self.error(&At::key(key), format!("required (or `{key}_file`)"));
+                None
+            }
+        }
+    }
+
+    /// Read a secret file; the error names the path, never the content.
+    fn read_secret_file(&mut self, path: &str, at: &At) -> Option<String> {
+        match std::fs::read(path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => Some(text),
+                Err(_) => {
+                    self.error(at, format!("`{path}` is not UTF-8 text"));
+                    None
+                }
+            },
+            Err(e) => {
+                self.error(at, format!("cannot read `{path}`: {e}"));
+                None
+            }
+        }
+    }
+
+    fn cookie(&mut self, raw: &RawConfig, auth_url: Option<&Url>) -> Option<CookieConfig> {
+        let secret = self
+            .secret_text(&raw.cookie_secret, &raw.cookie_secret_file, "cookie_secret")
+            .and_then(|(text, at)| {
+                decode_cookie_secret(&text)
+                    .map_err(|e| self.error(&at, e))
+                    .ok()
+            });
+        let previous = self.previous_secrets(raw);
+        let name = self.parsed(&raw.cookie_name, "_authgate".to_owned(), |s| {
+            if !s.is_empty() && s.bytes().all(is_token_byte) {
+                Ok(s.to_owned())
+            } else {
+                Err(format!(
+                    "`{s}` is not a valid cookie name (letters, digits and !#$%&'*+-.^_`|~)"
+                ))
+            }
+        });
+        let domain = match get(&raw.cookie_domain) {
+            None if raw.cookie_domain.is_some() => None,
+            None => Some(None),
+            Some((s, at)) => self.cookie_domain(s, at, auth_url).map(Some),
+        };
+        let expire = self.duration(&raw.cookie_expire, Duration::from_secs(14 * 3600), positive);
+        Some(CookieConfig {
+            name: name?,
+            domain: domain?,
+            secure: Self::flag(&raw.cookie_secure, true),
+            http_only: Self::flag(&raw.cookie_http_only, true),
+            expire: expire?,
+            secret: secret?,
+            previous_secrets: previous?,
+        })
+    }
+
+    fn cookie_domain(&mut self, s: &str, at: &At, auth_url: Option<&Url>) -> Option<String> {
+        let domain = s.trim().trim_start_matches('.').to_ascii_lowercase();
+        if !looks_like_domain(&domain) {
+            self.error(at, format!("`{s}` is not a domain name"));
+            return None;
+        }
+        // Without a valid login URL there is nothing to compare against; that
+        // problem is reported on its own key.
+        let host = auth_url?.host_str()?.trim_end_matches('.').to_owned();
+        if host != domain && !host.ends_with(&format!(".{domain}")) {
+            self.error(
+                at,
+                format!(
+                    "the login host `{host}` (authenticate_service_url) is not `{domain}` or under it: \
+                     browsers would refuse the session cookie"
+                ),
+            );
+            return None;
+        }
+        Some(domain)
+    }
+
+    fn previous_secrets(&mut self, raw: &RawConfig) -> Option<Vec<Secret>> {
+        match (
+            &raw.previous_cookie_secrets,
+            &raw.previous_cookie_secrets_file,
+        ) {
+            (Some(_), Some(f)) => {
+                self.error(
+                    &f.at,
+                    "`previous_cookie_secrets` and `previous_cookie_secrets_file` are both set; keep one".to_owned(),
+                );
+                None
+            }
+            (Some(list), None) => {
+                list.value.as_ref()?;
+                let mut ok = true;
+                let mut out = Vec::new();
+                for (text, at) in items(&raw.previous_cookie_secrets) {
+                    match decode_cookie_secret(text) {
+                        Ok(secret) => out.push(secret),
+                        Err(e) => {
+                            self.error(at, e);
+                            ok = false;
+                        }
+                    }
+                }
+                ok.then_some(out)
+            }
+            (None, Some(f)) => {
+                let path = f.value.as_deref()?;
+                let text = self.read_secret_file(path, &f.at)?;
+                let mut ok = true;
+                let mut out = Vec::new();
+                for (n, line) in text.lines().enumerate() {
+                    let line = line.trim();
+                    if line.is_empty() || line.starts_with('#') {
+                        continue;
+                    }
+                    match decode_cookie_secret(line) {
+                        Ok(secret) => out.push(secret),
+                        Err(e) => {
+                            self.error(&f.at, format!("`{path}` line {}: {e}", n + 1));
+                            ok = false;
+                        }
+                    }
+                }
+                ok.then_some(out)
+            }
+            (None, None) => Some(Vec::new()),
+        }
+    }
+
+    fn trusted_proxies(&mut self, raw: &RawConfig) -> Option<Vec<IpNet>> {
+        if raw
+            .trusted_proxies
+            .as_ref()
+            .is_some_and(|v| v.value.is_none())
+        {
+            return None;
+        }
+        let mut ok = true;
+        let mut out = Vec::new();
+        for (text, at) in items(&raw.trusted_proxies) {
+            let text = text.trim();
+            let net = text
+                .parse::<IpNet>()
+                .map(|n| n.trunc())
+                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from));
+            match net {
+                Ok(net) => out.push(net),
+                Err(_) => {
+                    self.error(
+                        at,
+                        format!("`{text}` is not an IP address or CIDR (e.g. `10.0.0.0/8`)"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn routes(&mut self, raw: &RawConfig) -> Option<Vec<RouteConfig>> {
+        let (field, key) = match (&raw.policy, &raw.routes) {
+            (Some(_), Some(r)) => {
+                self.error(
+                    &r.at,
+                    "`policy` and `routes` are the same list; use only one".to_owned(),
+                );
+                return None;
+            }
+            (Some(p), None) => (p, "policy"),
+            (None, Some(r)) => (r, "routes"),
+            (None, None) => {
+                self.warn(
+                    &At::key("policy"),
+                    "no routes: every request will be denied".to_owned(),
+                );
+                return Some(Vec::new());
+            }
+        };
+        let list = field.value.as_ref()?;
+        if list.is_empty() {
+            self.warn(
+                &field.at,
+                "no routes: every request will be denied".to_owned(),
+            );
+        }
+        let mut ids: HashMap<String, String> = HashMap::new();
+        let mut ok = true;
+        let mut out = Vec::with_capacity(list.len());
+        for (index, entry) in list.iter().enumerate() {
+            let Some(route) = &entry.value else {
+                ok = false;
+                continue;
+            };
+            match self.route(index, route, &entry.at, key) {
+                Some(r) => {
+                    if let Some((id, at)) = get(&route.id) {
+                        if let Some(first) = ids.get(id) {
+                            self.error(at, format!("route id `{id}` is already used by {first}"));
+                            ok = false;
+                        } else {
+                            ids.insert(id.clone(), entry.at.path.clone());
+                        }
+                    }
+                    out.push(r);
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn route(&mut self, index: usize, raw: &RawRoute, at: &At, key: &str) -> Option<RouteConfig> {
+        let errors_before = self.errors.len();
+        let from = match &raw.from {
+            None => {
+                // Point at the route's mapping: the key has no node of its own.
+                let missing = At {
+                    path: format!("{key}[{index}].from"),
+                    origin: at.origin.clone(),
+                };
+                self.error(&missing, "required".to_owned());
+                None
+            }
+            Some(v) => v
+                .value
+                .as_deref()
+                .and_then(|s| parse_from(s).map_err(|e| self.error(&v.at, e)).ok()),
+        };
+        let id = match get(&raw.id) {
+            Some((s, at)) if s.trim().is_empty() => {
+                self.error(at, "must not be empty".to_owned());
+                None
+            }
+            other => other.map(|(s, _)| s.clone()),
+        };
+        let matchers: Vec<&Val<String>> = [&raw.prefix, &raw.path, &raw.regex]
+            .into_iter()
+            .flatten()
+            .collect();
+        if matchers.len() > 1 {
+            self.error(
+                &matchers[1].at,
+                "`prefix`, `path` and `regex` exclude each other; use one (or split the route)"
+                    .to_owned(),
+            );
+        }
+        for (field, name) in [(&raw.prefix, "prefix"), (&raw.path, "path")] {
+            if let Some((s, at)) = get(field)
+                && !s.starts_with('/')
+            {
+                self.error(at, format!("`{name}` must start with `/`, found `{s}`"));
+            }
+        }
+        if let Some((re, at)) = get(&raw.regex)
+            && let Err(e) = regex::Regex::new(&format!("^(?:{re})$"))
+        {
+            let reason = regex::Regex::new(re).err().unwrap_or(e);
+            self.error(
+                at,
+                format!("regex `{re}` does not compile: {}", regex_reason(&reason)),
+            );
+        }
+        let allowed_users = self.non_empty_strings(&raw.allowed_users);
+        let allowed_groups = self.non_empty_strings(&raw.allowed_groups);
+        let mut allowed_domains = Vec::new();
+        for (s, at) in items(&raw.allowed_domains) {
+            let domain = s.trim().to_ascii_lowercase();
+            if domain.contains('@') {
+                self.error(
+                    at,
+                    format!(
+                        "`{s}` is an address; `allowed_domains` takes domains like `example.com`"
+                    ),
+                );
+            } else if !looks_like_domain(&domain) {
+                self.error(at, format!("`{s}` is not a domain name"));
+            } else {
+                allowed_domains.push(domain);
+            }
+        }
+        let allowed_idp_claims = self.claims(raw);
+        let public = Self::flag(&raw.allow_public_unauthenticated_access, false);
+        let any_user = Self::flag(&raw.allow_any_authenticated_user, false);
+        let has_allowed = !allowed_users.is_empty()
+            || !allowed_groups.is_empty()
+            || !allowed_domains.is_empty()
+            || !allowed_idp_claims.is_empty();
+        if public
+            && (has_allowed || any_user)
+            && let Some((_, public_at)) = get(&raw.allow_public_unauthenticated_access)
+        {
+            self.error(
+                public_at,
+                "a public route cannot also have `allowed_*` or `allow_any_authenticated_user` rules \
+                 (Pomerium refuses this too): drop one"
+                    .to_owned(),
+            );
+        }
+        if !public && !any_user && !has_allowed && self.errors.len() == errors_before {
+            self.warn(
+                at,
+                "no allow rule (allowed_users, allowed_domains, allowed_groups, allowed_idp_claims, \
+                 allow_any_authenticated_user or allow_public_unauthenticated_access): it denies everyone"
+                    .to_owned(),
+            );
+        }
+        if self.errors.len() != errors_before {
+            return None;
+        }
+        Some(RouteConfig {
+            index,
+            id,
+            from: from?,
+            prefix: get(&raw.prefix).map(|(s, _)| s.clone()),
+            path: get(&raw.path).map(|(s, _)| s.clone()),
+            regex: get(&raw.regex).map(|(s, _)| s.clone()),
+            allowed_users,
+            allowed_domains,
+            allowed_groups,
+            allowed_idp_claims,
+            allow_public_unauthenticated_access: public,
+            allow_any_authenticated_user: any_user,
+            pass_identity_headers: Self::flag(&raw.pass_identity_headers, true),
+        })
+    }
+
+    fn non_empty_strings(&mut self, field: &Option<List<String>>) -> Vec<String> {
+        let mut out = Vec::new();
+        for (s, at) in items(field) {
+            let s = s.trim();
+            if s.is_empty() {
+                self.error(at, "must not be empty".to_owned());
+            } else {
+                out.push(s.to_owned());
+            }
+        }
+        out
+    }
+
+    fn claims(&mut self, raw: &RawRoute) -> Vec<(String, Vec<Value>)> {
+        let Some((entries, _)) = get(&raw.allowed_idp_claims) else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(entries.0.len());
+        for (claim, values) in &entries.0 {
+            let Some(values) = &values.value else {
+                continue;
+            };
+            let mut accepted = Vec::with_capacity(values.len());
+            for v in values {
+                match &v.value {
+                    Some(value @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
+                        accepted.push(value.clone());
+                    }
+                    Some(_) => self.error(&v.at, "expected a string, number or boolean".to_owned()),
+                    None => {}
+                }
+            }
+            out.push((claim.clone(), accepted));
+        }
+        out
+    }
+}
+
+fn positive(d: Duration) -> Result<(), String> {
+    if d.is_zero() {
+        Err("must be greater than zero".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+fn default_addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], port))
+}
+
+/// `IP:port`, `[v6]:port`, or Pomerium's `:port` for all interfaces.
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    let full = match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_owned(),
+    };
+    full.parse().map_err(|_| {
+        format!("`{s}` is not a listen address; write `IP:port` such as `0.0.0.0:4180`, or `:4180`")
+    })
+}
+
+fn parse_authenticate_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s.trim()).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("`{s}` must be an absolute http:// or https:// URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || url.path() != "/" {
+        return Err(format!(
+            "`{s}` must be a bare origin such as `https://auth.example.com` (no path, query or fragment)"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain user or password".to_owned());
+    }
+    Ok(url)
+}
+
+/// Check the issuer; `Ok(true)` when it is plain http (allowed, but warned).
+fn check_issuer(s: &str) -> Result<bool, String> {
+    let url = Url::parse(s).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("`{s}` must be an absolute http:// or https:// URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{s}`: an issuer has no query or fragment"));
+    }
+    if s != s.trim() {
+        return Err("has surrounding spaces; the issuer is compared byte for byte".to_owned());
+    }
+    Ok(url.scheme() == "http")
+}
+
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// `session_store` values. The error never repeats the value: a Redis URL
+/// can carry a password.
+fn parse_session_store(s: &str) -> Result<SessionStoreConfig, String> {
+    let s = s.trim();
+    if s == "memory" {
+        return Ok(SessionStoreConfig::Memory);
+    }
+    if let Some(path) = s.strip_prefix("embedded:") {
+        if path.is_empty() {
+            return Err(
+                "`embedded:` needs a file path, e.g. `embedded:/var/lib/authgate/sessions.redb`"
+                    .to_owned(),
+            );
+        }
+        return Ok(SessionStoreConfig::Embedded(PathBuf::from(path)));
+    }
+    const REDIS: &[&str] = &[
+        "redis://",
+        "rediss://",
+        "redis+sentinel://",
+        "redis+cluster://",
+    ];
+    if let Some(prefix) = REDIS.iter().find(|p| s.starts_with(**p)) {
+        if s.len() == prefix.len() {
+            return Err(format!("`{prefix}` needs a host"));
+        }
+        return Ok(SessionStoreConfig::Redis(s.to_owned()));
+    }
+    Err(
+        "expected `memory`, `embedded:/path/sessions.redb`, or a `redis://`, `rediss://`, \
+         `redis+sentinel://` or `redis+cluster://` URL"
+            .to_owned(),
+    )
+}
+
+fn decode_cookie_secret(text: &str) -> Result<Secret, String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let text = text.trim();
+    let bytes = [STANDARD, URL_SAFE, STANDARD_NO_PAD, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(text).ok())
+        .ok_or_else(|| format!("is not base64; {SECRET_HINT}"))?;
+    if bytes.len() != 32 {
+        return Err(format!(
+            "decodes to {} bytes, not 32; {SECRET_HINT}",
+            bytes.len()
+        ));
+    }
+    Ok(Secret::new(bytes))
+}
+
+/// RFC 9110 `tchar`, what a cookie name may be made of.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn looks_like_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// `from`: scheme, host (possibly `*.` wildcard) and port only.
+fn parse_from(s: &str) -> Result<Url, String> {
+    let mut url = Url::parse(s.trim()).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("`{s}` must start with http:// or https://"));
+    }
+    let Some(host) = url.host_str().map(str::to_owned) else {
+        return Err(format!("`{s}` has no host"));
+    };
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "`{s}` must be only scheme, host and port; match paths with `prefix`, `path` or `regex`"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("`{s}` must not contain user or password"));
+    }
+    let bare = host.trim_end_matches('.');
+    let name = bare.strip_prefix("*.").unwrap_or(bare);
+    if name.contains('*') {
+        return Err(format!(
+            "`{s}`: a wildcard may only be the whole first label, as in `*.example.com`"
+        ));
+    }
+    if name.is_empty() {
+        return Err(format!("`{s}` has no host"));
+    }
+    if bare != host {
+        url.set_host(Some(bare))
+            .map_err(|e| format!("`{s}`: {e}"))?;
+    }
+    Ok(url)
+}
+
+/// The one-line reason of a regex error (its `Display` draws the pattern).
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .map_or_else(
+            || text.split_whitespace().collect::<Vec<_>>().join(" "),
+            str::to_owned,
+        )
+}
