@@ -59,28 +59,34 @@ install_system_packages() {
 }
 
 # The Dex version is whatever tests/e2e/dex/go.mod pins; the cache key is that
-# pseudo-version plus a hash of go.sum, so changing the pin rebuilds.
+# pseudo-version plus a hash of go.mod and go.sum, so changing the pin rebuilds.
 dex_version() {
-    (cd "$DEX_MODULE_DIR" && go list -m -f '{{.Version}}' github.com/dexidp/dex) \
-        || die "cannot read the Dex pin from tests/e2e/dex/go.mod"
+    local version
+    version="$(awk '$1 == "github.com/dexidp/dex" { print $2 }' "$DEX_MODULE_DIR/go.mod")"
+    [[ -n "$version" ]] || die "cannot read the Dex pin from tests/e2e/dex/go.mod"
+    echo "$version"
 }
 
 build_dex() {
     command -v go >/dev/null || die "go not found (Go 1.24+ is needed to build Dex)"
     local version key bin
     version="$(dex_version)"
-    key="$version-$(sha256sum "$DEX_MODULE_DIR/go.sum" | cut -c1-12)"
+    key="$version-$(cat "$DEX_MODULE_DIR/go.mod" "$DEX_MODULE_DIR/go.sum" | sha256sum | cut -c1-12)"
     bin="$CACHE_DIR/dex-$key/dex"
     if [[ -x "$bin" ]]; then
         log "Dex $version cached at $bin"
     else
         log "building Dex $version (first run only; a few minutes)"
         mkdir -p "$(dirname "$bin")"
-        (cd "$DEX_MODULE_DIR" && go build -trimpath -o "$bin.tmp" github.com/dexidp/dex/cmd/dex) \
+        local release
+        release="$(awk '$2 == "dex-release:" { print $3 }' "$DEX_MODULE_DIR/go.mod")"
+        (cd "$DEX_MODULE_DIR" && go build -trimpath -ldflags "-X main.version=${release:-$version}" \
+            -o "$bin.tmp" github.com/dexidp/dex/cmd/dex) \
             || die "building Dex $version failed (see the Go output above)"
         mv "$bin.tmp" "$bin"
     fi
     "$bin" version >/dev/null || die "the Dex binary at $bin does not run"
+    log "$("$bin" version | head -n1)"
     export AUTHGATE_DEX_BIN="$bin"
 }
 

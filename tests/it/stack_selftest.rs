@@ -107,13 +107,16 @@ async fn slapd_serves_freeipa_tree_over_ldaps() {
     );
 }
 
+/// One request's query parameters, in order.
+type QueryPairs = Vec<(String, String)>;
+
 /// What the redirect-URI listener received.
 #[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<Vec<(String, String)>>>>);
+struct Received(Arc<Mutex<Vec<QueryPairs>>>);
 
 async fn record_callback(
     State(received): State<Received>,
-    Query(query): Query<Vec<(String, String)>>,
+    Query(query): Query<QueryPairs>,
 ) -> &'static str {
     received.0.lock().unwrap().push(query);
     "callback received"

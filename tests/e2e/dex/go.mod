@@ -1,5 +1,17 @@
 // Pins the Dex release the end-to-end suite runs against; scripts/test.sh
-// builds `github.com/dexidp/dex/cmd/dex` from this module.
+// builds `github.com/dexidp/dex/cmd/dex` from this module and caches it.
+//
+// dex-release: v2.41.1
+//
+// Dex's module path has no /v2 suffix, so its v2.x tags are not valid module
+// versions (dexidp/dex#1578, #4222): the release is pinned by the
+// pseudo-version of its tag commit (v2.41.1 = 43956db7fd75c488a82c70cf231f44287300a75d).
+// Dex's own go.mod replaces github.com/dexidp/dex/api/v2 with ./api/v2, which
+// a dependent module ignores: the api/v2 pseudo-version of the same commit is
+// required below instead (the tagged api/v2 v2.1.0 lacks the server's newer
+// gRPC types). The module proxy reachable here serves no newer Dex commit
+// (v2.45.1 and the other newer commits tried answer 403), so v2.41.1 is the
+// newest release that builds here.
 module authgate.test/e2e/dex
 
 go 1.24

@@ -182,10 +182,10 @@ impl Browser {
     pub async fn wait_for_url(&self, what: &str, pred: impl Fn(&url::Url) -> bool) -> url::Url {
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
         loop {
-            if let Ok(url) = self.client.current_url().await {
-                if pred(&url) {
-                    return url;
-                }
+            if let Ok(url) = self.client.current_url().await
+                && pred(&url)
+            {
+                return url;
             }
             if tokio::time::Instant::now() > deadline {
                 panic!(

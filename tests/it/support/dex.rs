@@ -55,7 +55,7 @@ impl Dex {
     /// Renders the config against `slapd` and starts Dex on a free loopback
     /// port; returns once discovery answers.
     pub async fn start(slapd: &Slapd, options: DexOptions) -> Dex {
-        let bin = require_program("dex", Some("AUTHGATE_DEX_BIN"));
+        let bin = dex_binary();
         let mut dir = temp_dir("dex");
         let client_secret = format!("pom-secret-{}", rand_hex());
         let storage = if options.persistent_storage {
@@ -206,6 +206,40 @@ impl Dex {
         let placeholder = temp_dir("dex-swap");
         std::mem::replace(&mut self.dir, placeholder)
     }
+}
+
+/// `$AUTHGATE_DEX_BIN`, else the binary `scripts/test.sh` cached for the
+/// Dex version `tests/e2e/dex/go.mod` pins (so a plain `cargo test` works
+/// after one run of the script), else a panic saying to run it.
+pub fn dex_binary() -> PathBuf {
+    if std::env::var_os("AUTHGATE_DEX_BIN").is_some() {
+        return require_program("dex", Some("AUTHGATE_DEX_BIN"));
+    }
+    let go_mod = std::fs::read_to_string(repo_root().join("tests/e2e/dex/go.mod"))
+        .expect("read tests/e2e/dex/go.mod");
+    let version = go_mod
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("github.com/dexidp/dex "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("tests/e2e/dex/go.mod pins github.com/dexidp/dex");
+    let cache = std::env::var_os("AUTHGATE_E2E_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/authgate-e2e")))
+        .unwrap_or_default();
+    let prefix = format!("dex-{version}-");
+    std::fs::read_dir(&cache)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path().join("dex"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "Dex {version} not found (no $AUTHGATE_DEX_BIN, nothing in {}): run scripts/test.sh",
+                cache.display()
+            )
+        })
 }
 
 fn issuer_for(addr: SocketAddr) -> String {

@@ -17,16 +17,16 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Finds `name` (a program on `PATH`, or the path in environment variable
 /// `env`) or panics telling the reader how to install it.
 pub fn require_program(name: &str, env: Option<&str>) -> PathBuf {
-    if let Some(var) = env {
-        if let Some(path) = std::env::var_os(var) {
-            let path = PathBuf::from(path);
-            assert!(
-                path.is_file(),
-                "{name} not found at {} (from ${var}): run scripts/test.sh",
-                path.display()
-            );
-            return path;
-        }
+    if let Some(var) = env
+        && let Some(path) = std::env::var_os(var)
+    {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "{name} not found at {} (from ${var}): run scripts/test.sh",
+            path.display()
+        );
+        return path;
     }
     let search = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&search)
