@@ -16,6 +16,7 @@ use base64::Engine as _;
 use crate::support::browser::{Browser, BrowserOptions};
 use crate::support::dex::{CLIENT_ID, Dex, DexOptions};
 use crate::support::nginx::{DOMAIN, EchoUpstream, Nginx, NginxOptions};
+use crate::support::redis::Redis;
 use crate::support::slapd::{ALICE, BOB, CAROL, DEX_BIND_DN, GROUPS_DN, Slapd, USERS_DN};
 use crate::support::tls::TestCa;
 
@@ -426,16 +427,24 @@ async fn nginx_example_config_gates_upstream_on_auth_verdict() {
     })
     .await;
     browser.goto(&page).await;
-    let text = browser.page_text().await;
-    if !text.contains("Hello, alice@example.test") {
-        let shot = browser.screenshot("stack_selftest_nginx_browser").await;
-        panic!(
-            "browser did not reach the upstream ({shot:?}):\n{text}\n{}",
-            browser.driver_log()
-        );
-    }
+    browser
+        .expect_text("stack_selftest_nginx_browser", "Hello, alice@example.test")
+        .await;
     assert_eq!(browser.current_url().await.as_str(), page);
     browser.close().await;
     server.abort();
     eprintln!("nginx self-test done in {:?}", started.elapsed());
+}
+
+/// redis-server answers PING on its loopback port.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_answers_ping() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis = Redis::start().await;
+    assert!(redis.url().starts_with("redis://127.0.0.1:"));
+    let mut conn = tokio::net::TcpStream::connect(redis.addr()).await.unwrap();
+    conn.write_all(b"PING\r\n").await.unwrap();
+    let mut reply = [0u8; 7];
+    conn.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"+PONG\r\n", "{}", redis.log());
 }

@@ -219,6 +219,28 @@ impl Browser {
         Some(path)
     }
 
+    /// Waits (bounded) until the page text contains `needle`. On failure
+    /// saves `tests/screenshots/<name>.png` and panics with the URL, the
+    /// page text and the screenshot's path: the evidence a failed browser
+    /// scenario should leave.
+    pub async fn expect_text(&self, name: &str, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        loop {
+            let text = self.page_text().await;
+            if text.contains(needle) {
+                return text;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let shot = self.screenshot(name).await;
+                panic!(
+                    "page never showed {needle:?}; at {} (screenshot {shot:?}) showing:\n{text}",
+                    self.current_url_or_blank().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// chromedriver's log (Chromium's own output goes there too).
     pub fn driver_log(&self) -> String {
         self.driver.log()

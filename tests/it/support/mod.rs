@@ -10,6 +10,7 @@
 //! - [`dex`]: Dex (built by `scripts/test.sh`) with its LDAP connector.
 //! - [`nginx`]: nginx from `examples/nginx/nginx.conf`, plus the echo upstream.
 //! - [`browser`]: headless Chromium through chromedriver (WebDriver).
+//! - [`redis`]: redis-server for the shared session store.
 //!
 //! A missing program is a failure, never a skip: the message says to run
 //! `scripts/test.sh`, which installs everything.
@@ -19,6 +20,7 @@ pub mod browser;
 pub mod dex;
 pub mod nginx;
 pub mod process;
+pub mod redis;
 pub mod slapd;
 pub mod tls;
 
