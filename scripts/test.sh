@@ -14,6 +14,8 @@
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Where rustup and the Go tarball install, in case the caller's PATH lacks them.
+export PATH="$PATH:$HOME/.cargo/bin:/usr/local/go/bin"
 CACHE_DIR="${AUTHGATE_E2E_CACHE:-$HOME/.cache/authgate-e2e}"
 DEX_MODULE_DIR="$REPO_ROOT/tests/e2e/dex"
 
