@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The one command that runs every test on a fresh machine (Debian 12, root,
+# Rust and Go present): installs what the end-to-end suite needs, builds the
+# pinned Dex once (cached), then runs the whole cargo test suite.
+#
+#   scripts/test.sh
+#
+# Environment:
+#   AUTHGATE_E2E_CACHE  where built tools are cached (default ~/.cache/authgate-e2e)
+#   CARGO_TARGET_DIR    as usual for cargo
+#
+# Nothing is skipped: a piece that cannot be installed or built stops the run
+# with a message saying which.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Where rustup and the Go tarball install, in case the caller's PATH lacks them.
+export PATH="$PATH:$HOME/.cargo/bin:/usr/local/go/bin"
+CACHE_DIR="${AUTHGATE_E2E_CACHE:-$HOME/.cache/authgate-e2e}"
+DEX_MODULE_DIR="$REPO_ROOT/tests/e2e/dex"
+
+# Debian packages the end-to-end tests start (their own instances, on
+# loopback ports in temp dirs; the system services are never used).
+APT_PACKAGES=(nginx slapd ldap-utils redis-server chromium chromium-driver openssl ca-certificates libnss3-tools)
+# Programs those packages must provide.
+REQUIRED_PROGRAMS=(nginx slapd slapadd ldapsearch ldapmodify redis-server chromium chromedriver openssl certutil)
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'scripts/test.sh: error: %s\n' "$*" >&2; exit 1; }
+
+have_program() { command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" ]]; }
+
+missing_packages() {
+    local pkg
+    for pkg in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || echo "$pkg"
+    done
+}
+
+install_system_packages() {
+    local missing
+    missing="$(missing_packages)"
+    if [[ -z "$missing" ]]; then
+        log "system packages present"
+    else
+        command -v apt-get >/dev/null || die "apt-get not found; install by hand: $missing"
+        [[ "$(id -u)" == 0 ]] || die "not root; install by hand: sudo apt-get install $missing"
+        log "installing: $(echo "$missing" | tr '\n' ' ')"
+        # Debian's maintainer scripts try to start slapd/nginx/redis; on a
+        # machine without an init system that fails harmlessly, and the tests
+        # never use those instances.
+        apt-get update -qq || die "apt-get update failed"
+        # shellcheck disable=SC2086
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing \
+            >/dev/null || die "apt-get install failed for: $missing"
+    fi
+    local prog
+    for prog in "${REQUIRED_PROGRAMS[@]}"; do
+        have_program "$prog" || die "$prog not found after installing ${APT_PACKAGES[*]}"
+    done
+}
+
+# The Dex version is whatever tests/e2e/dex/go.mod pins; the cache key is that
+# pseudo-version plus a hash of go.mod and go.sum, so changing the pin rebuilds.
+dex_version() {
+    local version
+    version="$(awk '$1 == "github.com/dexidp/dex" { print $2 }' "$DEX_MODULE_DIR/go.mod")"
+    [[ -n "$version" ]] || die "cannot read the Dex pin from tests/e2e/dex/go.mod"
+    echo "$version"
+}
+
+build_dex() {
+    command -v go >/dev/null || die "go not found (Go 1.24+ is needed to build Dex)"
+    local version key bin
+    version="$(dex_version)"
+    key="$version-$(cat "$DEX_MODULE_DIR/go.mod" "$DEX_MODULE_DIR/go.sum" | sha256sum | cut -c1-12)"
+    bin="$CACHE_DIR/dex-$key/dex"
+    if [[ -x "$bin" ]]; then
+        log "Dex $version cached at $bin"
+    else
+        log "building Dex $version (first run only; a few minutes)"
+        mkdir -p "$(dirname "$bin")"
+        local release
+        release="$(awk '$2 == "dex-release:" { print $3 }' "$DEX_MODULE_DIR/go.mod")"
+        (cd "$DEX_MODULE_DIR" && go build -trimpath -ldflags "-X main.version=${release:-$version}" \
+            -o "$bin.tmp" github.com/dexidp/dex/cmd/dex) \
+            || die "building Dex $version failed (see the Go output above)"
+        mv "$bin.tmp" "$bin"
+    fi
+    "$bin" version >/dev/null || die "the Dex binary at $bin does not run"
+    log "$("$bin" version | head -n1)"
+    export AUTHGATE_DEX_BIN="$bin"
+}
+
+run_cargo_tests() {
+    command -v cargo >/dev/null || die "cargo not found"
+    log "cargo test --all-targets"
+    (cd "$REPO_ROOT" && cargo test --all-targets)
+}
+
+main() {
+    install_system_packages
+    build_dex
+    run_cargo_tests
+}
+
+main "$@"

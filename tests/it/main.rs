@@ -1,0 +1,7 @@
+//! Integration tests: one test binary (each `tests/*.rs` would be linked
+//! separately), one module per area.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod stack_selftest;

@@ -1,0 +1,88 @@
+//! Harness for the end-to-end tests: each piece starts a real program
+//! (slapd, Dex, nginx, chromedriver + Chromium) on ephemeral loopback ports
+//! in its own temporary directory, waits until it answers, and kills it when
+//! dropped.
+//!
+//! # Layout
+//! - [`process`]: child processes killed in `Drop`, ports, bounded waits.
+//! - [`tls`]: a throw-away CA and the certificates it issues.
+//! - [`slapd`]: OpenLDAP laid out like FreeIPA, with LDAPS.
+//! - [`dex`]: Dex (built by `scripts/test.sh`) with its LDAP connector.
+//! - [`nginx`]: nginx from `examples/nginx/nginx.conf`, plus the echo upstream.
+//! - [`browser`]: headless Chromium through chromedriver (WebDriver).
+//! - [`redis`]: redis-server for the shared session store.
+//!
+//! A missing program is a failure, never a skip: the message says to run
+//! `scripts/test.sh`, which installs everything.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod browser;
+pub mod dex;
+pub mod nginx;
+pub mod process;
+pub mod redis;
+pub mod slapd;
+pub mod tls;
+
+use std::path::PathBuf;
+
+/// The repository root, where `examples/` and `tests/e2e/` live.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Replaces every `{{KEY}}` in `template` by its value and panics if a
+/// placeholder is left, so a renamed placeholder fails loudly instead of
+/// reaching nginx, slapd or Dex as literal text.
+pub fn render(template: &str, vars: &[(&str, &str)]) -> String {
+    let mut out = template.to_owned();
+    for (key, value) in vars {
+        out = out.replace(&format!("{{{{{key}}}}}"), value);
+    }
+    let leftovers: Vec<&str> = out
+        .match_indices("{{")
+        .filter_map(|(at, _)| out[at..].find("}}").map(|end| &out[at..at + end + 2]))
+        .filter(|p| !is_comment_line(&out, p))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "unrendered placeholders: {leftovers:?}"
+    );
+    out
+}
+
+/// Placeholders may stay in comments (the example documents them there).
+fn is_comment_line(text: &str, placeholder: &str) -> bool {
+    text.lines()
+        .filter(|l| l.contains(placeholder))
+        .all(|l| l.trim_start().starts_with('#'))
+}
+
+/// A fresh temporary directory whose name says which test piece owns it.
+pub fn temp_dir(what: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("authgate-e2e-{what}-"))
+        .tempdir()
+        .expect("create a temporary directory")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every placeholder is replaced; placeholders in comments may stay.
+    #[test]
+    fn render_replaces_placeholders() {
+        let out = render("# {{A}} doc\nx {{A}} {{B}}\n", &[("A", "1"), ("B", "2")]);
+        assert_eq!(out, "# 1 doc\nx 1 2\n");
+        let doc_only = render("# {{C}} is documented\nx\n", &[]);
+        assert!(doc_only.contains("{{C}}"));
+    }
+
+    /// A placeholder left outside a comment fails loudly.
+    #[test]
+    #[should_panic(expected = "unrendered placeholders: [\"{{C}}\"]")]
+    fn render_rejects_leftovers() {
+        render("x {{C}}\n", &[]);
+    }
+}

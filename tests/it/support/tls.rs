@@ -1,0 +1,91 @@
+//! A throw-away certificate authority for one test: LDAPS for slapd, HTTPS
+//! for nginx, trusted by Dex (`rootCA`), by reqwest and by Chromium.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+};
+
+/// The CA: its certificate and the key that signs leaf certificates.
+pub struct TestCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// A leaf certificate and its private key, PEM-encoded.
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl TestCa {
+    /// A new CA with a fresh P-256 key; `name` becomes its common name.
+    pub fn new(name: &str) -> TestCa {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.distinguished_name = dn(name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().expect("CA key");
+        let issuer = CertifiedIssuer::self_signed(params, key).expect("self-sign the CA");
+        TestCa { issuer }
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// Writes the CA certificate to `dir/ca.pem` and returns the path.
+    pub fn write_cert(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, self.cert_pem()).expect("write CA certificate");
+        path
+    }
+
+    /// A server certificate for `dns_names` (wildcards allowed) and `ips`.
+    pub fn issue(&self, dns_names: &[&str], ips: &[IpAddr]) -> Issued {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("leaf params");
+        params.distinguished_name = dn(dns_names.first().copied().unwrap_or("localhost"));
+        params.subject_alt_names = dns_names
+            .iter()
+            .map(|n| SanType::DnsName((*n).try_into().expect("valid DNS name")))
+            .chain(ips.iter().map(|ip| SanType::IpAddress(*ip)))
+            .collect();
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().expect("leaf key");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign leaf");
+        Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+impl Issued {
+    /// Writes `dir/<stem>.crt` and `dir/<stem>.key` (mode 0600) and returns
+    /// both paths.
+    pub fn write(&self, dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let cert = dir.join(format!("{stem}.crt"));
+        let key = dir.join(format!("{stem}.key"));
+        std::fs::write(&cert, &self.cert_pem).expect("write certificate");
+        std::fs::write(&key, &self.key_pem).expect("write key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .expect("restrict key file");
+        (cert, key)
+    }
+}
+
+fn dn(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "authgate end-to-end tests");
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
