@@ -1,0 +1,349 @@
+//! A route's authorization rules, compiled for cheap checks (Pomerium
+//! semantics: the rules are OR-ed).
+//!
+//! Sets are pre-lower-cased and hashed at compile time, and lower-casing an
+//! email or domain at check time happens in a stack buffer, so a check does
+//! not allocate even with hundreds of groups.
+
+use std::collections::HashSet;
+
+use serde_json::{Number, Value};
+
+use crate::identity::Identity;
+
+/// Longest email (RFC 5321 path limit) or domain we compare; longer ones
+/// match nothing.
+const MAX_EMAIL_LEN: usize = 254;
+
+/// What a signed-in identity must satisfy on one route.
+#[derive(Debug, Default)]
+pub(crate) struct Authz {
+    any_authenticated: bool,
+    /// `allowed_users`, ASCII-lower-cased, compared with the email.
+    user_emails: HashSet<Box<str>>,
+    /// `allowed_users` as written, compared with the subject.
+    user_subjects: HashSet<Box<str>>,
+    /// `allowed_domains`, ASCII-lower-cased.
+    domains: HashSet<Box<str>>,
+    /// `allowed_groups`, exact.
+    groups: HashSet<Box<str>>,
+    claims: Vec<ClaimRule>,
+}
+
+/// One `allowed_idp_claims` entry: the accepted values, split by type.
+#[derive(Debug)]
+struct ClaimRule {
+    name: Box<str>,
+    strings: HashSet<Box<str>>,
+    numbers: Vec<Number>,
+    /// `[accepts false, accepts true]`.
+    bools: [bool; 2],
+}
+
+/// A bad `allowed_*` entry, reported by `Policy::compile` with its route.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum AuthzError {
+    /// An `allowed_domains` entry that cannot be an email domain.
+    Domain(String),
+    /// An `allowed_idp_claims` value that is not a string, number or boolean.
+    ClaimValue(String),
+}
+
+impl Authz {
+    pub(crate) fn compile(
+        any_authenticated: bool,
+        users: &[String],
+        domains: &[String],
+        groups: &[String],
+        claims: &[(String, Vec<Value>)],
+    ) -> Result<Authz, Vec<AuthzError>> {
+        let mut errors = Vec::new();
+        let mut authz = Authz {
+            any_authenticated,
+            user_emails: users
+                .iter()
+                .map(|u| u.to_ascii_lowercase().into())
+                .collect(),
+            user_subjects: users.iter().map(|u| u.as_str().into()).collect(),
+            groups: groups.iter().map(|g| g.as_str().into()).collect(),
+            ..Authz::default()
+        };
+        for domain in domains {
+            if domain.is_empty()
+                || domain.len() > MAX_EMAIL_LEN
+                || domain.contains('@')
+                || domain.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                errors.push(AuthzError::Domain(domain.clone()));
+            } else {
+                authz.domains.insert(domain.to_ascii_lowercase().into());
+            }
+        }
+        for (name, values) in claims {
+            let mut rule = ClaimRule {
+                name: name.as_str().into(),
+                strings: HashSet::new(),
+                numbers: Vec::new(),
+                bools: [false; 2],
+            };
+            for value in values {
+                match value {
+                    Value::String(s) => {
+                        rule.strings.insert(s.as_str().into());
+                    }
+                    Value::Number(n) => rule.numbers.push(n.clone()),
+                    Value::Bool(b) => rule.bools[usize::from(*b)] = true,
+                    other => errors.push(AuthzError::ClaimValue(format!("{name}: {other}"))),
+                }
+            }
+            authz.claims.push(rule);
+        }
+        if errors.is_empty() {
+            Ok(authz)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Does any rule admit this identity?
+    pub(crate) fn allows(&self, identity: &Identity) -> bool {
+        if self.any_authenticated {
+            return true;
+        }
+        if !identity.subject.is_empty() && self.user_subjects.contains(identity.subject.as_str()) {
+            return true;
+        }
+        if !self.groups.is_empty()
+            && identity
+                .groups
+                .iter()
+                .any(|g| self.groups.contains(g.as_str()))
+        {
+            return true;
+        }
+        if (!self.user_emails.is_empty() || !self.domains.is_empty())
+            && identity.email_verified != Some(false)
+            && let Some(email) = identity.email.as_deref()
+            && let Some((_, domain)) = split_email(email)
+        {
+            if !self.user_emails.is_empty()
+                && with_ascii_lowercase(email, |e| self.user_emails.contains(e))
+            {
+                return true;
+            }
+            if !self.domains.is_empty()
+                && with_ascii_lowercase(domain, |d| self.domains.contains(d))
+            {
+                return true;
+            }
+        }
+        self.claims.iter().any(|rule| rule.matches(identity))
+    }
+}
+
+impl ClaimRule {
+    fn matches(&self, identity: &Identity) -> bool {
+        match identity.claims.get(&*self.name) {
+            Some(Value::Array(items)) => items.iter().any(|v| self.accepts(v)),
+            Some(value) => self.accepts(value),
+            None => false,
+        }
+    }
+
+    /// Same type and value; no coercion between strings, numbers and bools.
+    fn accepts(&self, value: &Value) -> bool {
+        match value {
+            Value::String(s) => self.strings.contains(s.as_str()),
+            Value::Number(n) => self.numbers.iter().any(|m| number_eq(n, m)),
+            Value::Bool(b) => self.bools[usize::from(*b)],
+            _ => false,
+        }
+    }
+}
+
+/// `1`, `1.0` and `1e0` are the same number.
+fn number_eq(a: &Number, b: &Number) -> bool {
+    if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
+        return x == y;
+    }
+    if let (Some(x), Some(y)) = (a.as_u64(), b.as_u64()) {
+        return x == y;
+    }
+    matches!((a.as_f64(), b.as_f64()), (Some(x), Some(y)) if x == y)
+}
+
+/// Split an email strictly: exactly one `@`, a non-empty local part and
+/// domain, no whitespace or control characters anywhere. Anything else is
+/// not an email and matches no user or domain rule —
+/// `attacker@evil.com@company.com` is not at company.com (CVE-2026-40574).
+pub(crate) fn split_email(email: &str) -> Option<(&str, &str)> {
+    if email.len() > MAX_EMAIL_LEN || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    let (local, domain) = email.split_once('@')?;
+    if local.is_empty() || domain.is_empty() || domain.contains('@') {
+        return None;
+    }
+    Some((local, domain))
+}
+
+/// Run `f` on the ASCII-lower-cased `s`, without allocating (`s` is at most
+/// [`MAX_EMAIL_LEN`] bytes, checked by [`split_email`]).
+fn with_ascii_lowercase(s: &str, f: impl FnOnce(&str) -> bool) -> bool {
+    if !s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return f(s);
+    }
+    let mut buf = [0u8; MAX_EMAIL_LEN];
+    let Some(dst) = buf.get_mut(..s.len()) else {
+        return false;
+    };
+    dst.copy_from_slice(s.as_bytes());
+    dst.make_ascii_lowercase();
+    // Lower-casing ASCII bytes keeps UTF-8 valid.
+    std::str::from_utf8(dst).is_ok_and(f)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn person(email: &str) -> Identity {
+        Identity {
+            subject: "CiQxMjM0".into(),
+            email: Some(email.into()),
+            email_verified: Some(true),
+            ..Identity::default()
+        }
+    }
+
+    /// Strict email parsing: exactly one `@`, nothing hidden.
+    #[test]
+    fn split_email_table() {
+        let cases: &[(&str, Option<(&str, &str)>)] = &[
+            ("alice@company.com", Some(("alice", "company.com"))),
+            ("attacker@evil.com@company.com", None),
+            ("@company.com", None),
+            ("alice@", None),
+            ("alice", None),
+            ("alice @company.com", None),
+            ("alice@company.com\n", None),
+            ("alice@company.com\u{0}", None),
+            ("alice\u{a0}@company.com", None),
+        ];
+        for (email, want) in cases {
+            assert_eq!(split_email(email), *want, "{email:?}");
+        }
+    }
+
+    /// `allowed_domains` compares the strictly parsed domain, case-insensitively,
+    /// and only for verified (or unstated) emails.
+    #[test]
+    fn domain_rule() {
+        let authz = Authz::compile(false, &[], &strings(&["Company.com"]), &[], &[]).unwrap();
+        assert!(authz.allows(&person("alice@company.com")));
+        assert!(authz.allows(&person("alice@COMPANY.com")));
+        assert!(!authz.allows(&person("attacker@evil.com@company.com")));
+        assert!(!authz.allows(&person("alice@sub.company.com")));
+        assert!(!authz.allows(&person("alice@company.com.evil.com")));
+        assert!(!authz.allows(&person("alice@evilcompany.com")));
+        let mut unverified = person("alice@company.com");
+        unverified.email_verified = Some(false);
+        assert!(!authz.allows(&unverified));
+        unverified.email_verified = None;
+        assert!(authz.allows(&unverified));
+        let mut no_email = person("x");
+        no_email.email = None;
+        assert!(!authz.allows(&no_email));
+    }
+
+    /// `allowed_users` matches the email (case-insensitive, verified) or the
+    /// subject (exact).
+    #[test]
+    fn user_rule() {
+        let users = strings(&["Alice@Company.com", "CiQ5OTk5"]);
+        let authz = Authz::compile(false, &users, &[], &[], &[]).unwrap();
+        assert!(authz.allows(&person("alice@company.com")));
+        assert!(authz.allows(&person("ALICE@company.COM")));
+        assert!(!authz.allows(&person("bob@company.com")));
+        let mut unverified = person("alice@company.com");
+        unverified.email_verified = Some(false);
+        assert!(!authz.allows(&unverified));
+        let mut by_subject = person("bob@company.com");
+        by_subject.subject = "CiQ5OTk5".into();
+        assert!(authz.allows(&by_subject));
+        by_subject.subject = "ciq5otk5".into();
+        assert!(!authz.allows(&by_subject), "subjects are exact");
+    }
+
+    /// `allowed_groups`: any group in common, exact.
+    #[test]
+    fn group_rule() {
+        let authz = Authz::compile(false, &[], &[], &strings(&["admins", "ops"]), &[]).unwrap();
+        let mut id = person("a@b.c");
+        id.groups = (0..300).map(|i| format!("team-{i}")).collect();
+        assert!(!authz.allows(&id));
+        id.groups.push("ops".into());
+        assert!(authz.allows(&id));
+        id.groups = vec!["Admins".into()];
+        assert!(!authz.allows(&id), "groups are case-sensitive");
+    }
+
+    /// `allowed_idp_claims`: scalar equal to a value, or a list holding one.
+    #[test]
+    fn claim_rule() {
+        let claims = vec![
+            ("groups".to_string(), vec![json!("admins")]),
+            (
+                "department".to_string(),
+                vec![json!("eng"), json!(42), json!(true)],
+            ),
+        ];
+        let authz = Authz::compile(false, &[], &[], &[], &claims).unwrap();
+        let with = |name: &str, value: Value| {
+            let mut id = person("a@b.c");
+            id.claims.insert(name.into(), value);
+            authz.allows(&id)
+        };
+        assert!(with("groups", json!(["users", "admins"])));
+        assert!(!with("groups", json!(["users"])));
+        assert!(with("groups", json!("admins")));
+        assert!(with("department", json!("eng")));
+        assert!(with("department", json!(42)));
+        assert!(with("department", json!(42.0)));
+        assert!(with("department", json!(true)));
+        assert!(!with("department", json!(false)));
+        assert!(!with("department", json!("42")), "no type coercion");
+        assert!(!with("department", json!({"eng": true})));
+        assert!(
+            !with("department", json!([["eng"]])),
+            "nested lists are not flattened"
+        );
+        assert!(!with("other", json!("eng")));
+        // identity.groups is not the claim: the claim must be present.
+        let mut id = person("a@b.c");
+        id.groups = vec!["admins".into()];
+        assert!(!authz.allows(&id));
+    }
+
+    #[test]
+    fn any_authenticated_and_empty_rules() {
+        let any = Authz::compile(true, &[], &[], &[], &[]).unwrap();
+        assert!(any.allows(&Identity::default()));
+        let none = Authz::compile(false, &[], &[], &[], &[]).unwrap();
+        assert!(!none.allows(&person("a@b.c")));
+    }
+
+    #[test]
+    fn bad_entries_are_reported() {
+        let claims = vec![("x".to_string(), vec![json!(null), json!(["a"])])];
+        let errors =
+            Authz::compile(false, &[], &strings(&["", "a@b.c"]), &[], &claims).unwrap_err();
+        assert_eq!(errors.len(), 4);
+    }
+}

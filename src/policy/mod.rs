@@ -1,0 +1,459 @@
+//! Route matching and authorization: the `policy`/`routes` entries compiled
+//! once, then evaluated per request without I/O and without allocating.
+//!
+//! A request is described by a [`Target`] (see [`target`] for how hosts and
+//! paths are canonicalised, nginx's way). [`Policy::evaluate`] finds the
+//! first route, in file order, whose scheme, host, port and path match, then
+//! applies its rules (Pomerium semantics, OR-ed). No matching route means
+//! deny, signed in or not.
+//!
+//! Matching does not scan the routes: they are indexed by exact host, by
+//! wildcard suffix (`*.example.com` is looked up once per label of the
+//! request host) and a short catch-all list (`from: https://*`); the lowest
+//! route index among the candidates whose path matcher matches wins.
+//!
+//! Path matchers (linkerd's `MatchPath`): `prefix` matches whole segments
+//! (`/api` matches `/api`, `/api/`, `/api/x`, never `/apix`; a prefix ending
+//! in `/` matches what starts with it), `path` is exact, `regex` is anchored
+//! `^(?:…)$`; all compare the canonical path, never the query.
+
+mod authz;
+pub mod target;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use regex::Regex;
+use thiserror::Error;
+
+use crate::config::RouteConfig;
+use crate::identity::Identity;
+
+use authz::{Authz, AuthzError};
+pub use target::{Scheme, Target, TargetError};
+
+/// A compiled route's position in the configuration (0-based).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RouteId(pub u32);
+
+/// The answer for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Signed in and allowed by the route's rules.
+    Allow { route: RouteId },
+    /// The route allows unauthenticated access; identity is irrelevant.
+    Public { route: RouteId },
+    /// The route needs a signed-in user and there is none.
+    NeedsLogin { route: RouteId },
+    /// Refused: no route serves the request, or the user is not allowed.
+    Deny {
+        route: Option<RouteId>,
+        reason: DenyReason,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DenyReason {
+    /// No route serves this scheme, host, port and path (deny by default).
+    NoRoute,
+    /// The route exists but none of its rules admits this identity.
+    NotAllowed,
+}
+
+/// A route that cannot be compiled. Each names its route so
+/// `check-config` can list them all.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error("{route}: `from` must be an http or https URL")]
+    Scheme { route: String },
+    #[error("{route}: `from` must have a host")]
+    MissingHost { route: String },
+    #[error("{route}: `from` host is not a valid host name, IP literal or `*.` wildcard")]
+    Host { route: String },
+    #[error("{route}: `from` must not contain a user name, password, path, query or fragment")]
+    FromExtras { route: String },
+    #[error("{route}: set at most one of `prefix`, `path` and `regex`")]
+    ConflictingPathMatchers { route: String },
+    #[error("{route}: `{key}` must be an absolute path starting with '/' ({reason})")]
+    PathMatcher {
+        route: String,
+        key: &'static str,
+        reason: TargetError,
+    },
+    #[error("{route}: `regex` does not compile: {reason}")]
+    Regex { route: String, reason: String },
+    #[error("{route}: `allowed_domains` entry {value:?} is not an email domain")]
+    Domain { route: String, value: String },
+    #[error("{route}: `allowed_idp_claims` value {value} must be a string, number or boolean")]
+    ClaimValue { route: String, value: String },
+    #[error("{route}: `id` is already used by another route")]
+    DuplicateId { route: String },
+    #[error("too many routes (at most {max})")]
+    TooManyRoutes { max: u32 },
+}
+
+/// Which requests a route serves, by host.
+#[derive(Debug)]
+enum HostMatch {
+    /// One host, normalised.
+    Exact(Box<str>),
+    /// `*.suffix`: any subdomain of `suffix`, at any depth, not `suffix`.
+    Wildcard(Box<str>),
+    /// `*`: any host.
+    Any,
+}
+
+#[derive(Debug)]
+enum PathMatch {
+    Any,
+    Exact(Box<str>),
+    Prefix(Box<str>),
+    Regex(Regex),
+}
+
+impl PathMatch {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Any => true,
+            PathMatch::Exact(p) => path == &**p,
+            PathMatch::Prefix(prefix) => {
+                path.starts_with(&**prefix)
+                    && (prefix.ends_with('/')
+                        || path.len() == prefix.len()
+                        || path.as_bytes()[prefix.len()] == b'/')
+            }
+            PathMatch::Regex(re) => re.is_match(path),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Route {
+    name: Box<str>,
+    scheme: Scheme,
+    /// Explicit or default port.
+    port: u16,
+    path: PathMatch,
+    public: bool,
+    authz: Authz,
+    pass_identity_headers: bool,
+}
+
+/// The compiled routes and their host index. Immutable; swap the whole
+/// policy on reload.
+#[derive(Debug, Default)]
+pub struct Policy {
+    routes: Vec<Route>,
+    /// Normalised host → route indices, ascending.
+    exact: HashMap<Box<str>, Vec<u32>>,
+    /// Wildcard suffix (`example.com` for `*.example.com`) → route indices.
+    wildcard: HashMap<Box<str>, Vec<u32>>,
+    /// `from: https://*` routes.
+    any_host: Vec<u32>,
+}
+
+impl Policy {
+    /// Compile the routes in file order, collecting every problem.
+    pub fn compile(routes: &[RouteConfig]) -> Result<Policy, Vec<PolicyError>> {
+        let mut errors = Vec::new();
+        let mut policy = Policy::default();
+        let mut ids = std::collections::HashSet::new();
+        if u32::try_from(routes.len()).is_err() {
+            return Err(vec![PolicyError::TooManyRoutes { max: u32::MAX }]);
+        }
+        for (position, config) in routes.iter().enumerate() {
+            let name: Box<str> = match &config.id {
+                Some(id) => id.as_str().into(),
+                None => format!("route-{}", config.index).into(),
+            };
+            let label = RouteLabel(config.index, &name).to_string();
+            if !ids.insert(name.clone()) {
+                errors.push(PolicyError::DuplicateId {
+                    route: label.clone(),
+                });
+            }
+            let compiled = compile_route(config, name, &label);
+            let (host, route) = match compiled {
+                Ok(ok) => ok,
+                Err(mut e) => {
+                    errors.append(&mut e);
+                    continue;
+                }
+            };
+            #[allow(clippy::cast_possible_truncation)] // checked above
+            let index = position as u32;
+            match host {
+                HostMatch::Exact(h) => policy.exact.entry(h).or_default().push(index),
+                HostMatch::Wildcard(s) => policy.wildcard.entry(s).or_default().push(index),
+                HostMatch::Any => policy.any_host.push(index),
+            }
+            policy.routes.push(route);
+        }
+        if errors.is_empty() {
+            Ok(policy)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// First matching route wins; no matching route → `Deny { NoRoute }`
+    /// (deny by default), whether signed in or not.
+    pub fn evaluate(&self, target: &Target<'_>, identity: Option<&Identity>) -> Verdict {
+        let Some(index) = self.find(target) else {
+            return Verdict::Deny {
+                route: None,
+                reason: DenyReason::NoRoute,
+            };
+        };
+        let id = RouteId(index);
+        let route = &self.routes[index as usize];
+        if route.public {
+            return Verdict::Public { route: id };
+        }
+        match identity {
+            None => Verdict::NeedsLogin { route: id },
+            Some(identity) if route.authz.allows(identity) => Verdict::Allow { route: id },
+            Some(_) => Verdict::Deny {
+                route: Some(id),
+                reason: DenyReason::NotAllowed,
+            },
+        }
+    }
+
+    /// The lowest-indexed route matching `target`, from the host index.
+    fn find(&self, target: &Target<'_>) -> Option<u32> {
+        let host: &str = &target.host;
+        let mut best = None;
+        if let Some(list) = self.exact.get(host) {
+            best = self.first_match(list, target, best);
+        }
+        if !self.wildcard.is_empty() && !host.starts_with('[') {
+            // Every proper suffix after a dot: `a.b.example.com` looks up
+            // `b.example.com`, `example.com`, `com`.
+            for (i, b) in host.bytes().enumerate() {
+                if b == b'.'
+                    && let Some(list) = self.wildcard.get(&host[i + 1..])
+                {
+                    best = self.first_match(list, target, best);
+                }
+            }
+        }
+        self.first_match(&self.any_host, target, best)
+    }
+
+    /// The first route of `candidates` (ascending) that matches and beats
+    /// `best`.
+    fn first_match(
+        &self,
+        candidates: &[u32],
+        target: &Target<'_>,
+        best: Option<u32>,
+    ) -> Option<u32> {
+        let port = target.effective_port();
+        for &index in candidates {
+            if best.is_some_and(|b| index >= b) {
+                break;
+            }
+            let route = &self.routes[index as usize];
+            if route.scheme == target.scheme
+                && route.port == port
+                && route.path.matches(&target.path)
+            {
+                return Some(index);
+            }
+        }
+        best
+    }
+
+    /// `id` from config, or `route-<index>`.
+    pub fn route_name(&self, id: RouteId) -> &str {
+        self.routes
+            .get(id.0 as usize)
+            .map_or("unknown", |r| &r.name)
+    }
+
+    /// Whether identity headers go upstream for this route (default true).
+    pub fn pass_identity_headers(&self, id: RouteId) -> bool {
+        self.routes
+            .get(id.0 as usize)
+            .is_some_and(|r| r.pass_identity_headers)
+    }
+
+    /// Is `host` (already normalised) a host some route serves, exactly or
+    /// under a `*.` wildcard? Catch-all `*` routes do not count: they would
+    /// turn the redirect allow-list into an open redirect.
+    pub fn serves_host(&self, host: &str) -> bool {
+        if self.exact.contains_key(host) {
+            return true;
+        }
+        !host.starts_with('[')
+            && host
+                .bytes()
+                .enumerate()
+                .any(|(i, b)| b == b'.' && i > 0 && self.wildcard.contains_key(&host[i + 1..]))
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+/// `route "api" (routes[3])` in error messages.
+struct RouteLabel<'a>(usize, &'a str);
+
+impl fmt::Display for RouteLabel<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "route {:?} (routes[{}])", self.1, self.0)
+    }
+}
+
+fn compile_route(
+    config: &RouteConfig,
+    name: Box<str>,
+    label: &str,
+) -> Result<(HostMatch, Route), Vec<PolicyError>> {
+    let mut errors = Vec::new();
+    let route = || label.to_owned();
+    let from = &config.from;
+    let scheme = match from.scheme() {
+        "https" => Some(Scheme::Https),
+        "http" => Some(Scheme::Http),
+        _ => {
+            errors.push(PolicyError::Scheme { route: route() });
+            None
+        }
+    };
+    if !from.username().is_empty()
+        || from.password().is_some()
+        || !matches!(from.path(), "" | "/")
+        || from.query().is_some()
+        || from.fragment().is_some()
+    {
+        errors.push(PolicyError::FromExtras { route: route() });
+    }
+    let host = match from.host_str() {
+        None | Some("") => {
+            errors.push(PolicyError::MissingHost { route: route() });
+            None
+        }
+        Some(h) => match compile_host(h) {
+            Some(host) => Some(host),
+            None => {
+                errors.push(PolicyError::Host { route: route() });
+                None
+            }
+        },
+    };
+
+    let path = match (&config.prefix, &config.path, &config.regex) {
+        (None, None, None) => Some(PathMatch::Any),
+        (Some(p), None, None) => {
+            canonical_matcher(p, "prefix", label, &mut errors).map(PathMatch::Prefix)
+        }
+        (None, Some(p), None) => {
+            canonical_matcher(p, "path", label, &mut errors).map(PathMatch::Exact)
+        }
+        (None, None, Some(re)) => match Regex::new(&format!("^(?:{re})$")) {
+            Ok(re) => Some(PathMatch::Regex(re)),
+            Err(e) => {
+                errors.push(PolicyError::Regex {
+                    route: route(),
+                    reason: e.to_string(),
+                });
+                None
+            }
+        },
+        _ => {
+            errors.push(PolicyError::ConflictingPathMatchers { route: route() });
+            None
+        }
+    };
+
+    let authz = match Authz::compile(
+        config.allow_any_authenticated_user,
+        &config.allowed_users,
+        &config.allowed_domains,
+        &config.allowed_groups,
+        &config.allowed_idp_claims,
+    ) {
+        Ok(authz) => Some(authz),
+        Err(bad) => {
+            errors.extend(bad.into_iter().map(|e| match e {
+                AuthzError::Domain(value) => PolicyError::Domain {
+                    route: route(),
+                    value,
+                },
+                AuthzError::ClaimValue(value) => PolicyError::ClaimValue {
+                    route: route(),
+                    value,
+                },
+            }));
+            None
+        }
+    };
+
+    match (scheme, host, path, authz) {
+        (Some(scheme), Some(host), Some(path), Some(authz)) if errors.is_empty() => Ok((
+            host,
+            Route {
+                name,
+                scheme,
+                port: from
+                    .port_or_known_default()
+                    .unwrap_or(scheme.default_port()),
+                path,
+                public: config.allow_public_unauthenticated_access,
+                authz,
+                pass_identity_headers: config.pass_identity_headers,
+            },
+        )),
+        _ => Err(errors),
+    }
+}
+
+/// `*` → any host; `*.suffix` → wildcard; else an exact host, normalised
+/// like a request's so the two compare byte for byte.
+fn compile_host(host: &str) -> Option<HostMatch> {
+    if host == "*" {
+        return Some(HostMatch::Any);
+    }
+    if let Some(suffix) = host.strip_prefix("*.") {
+        let suffix = target::normalize_host(suffix).ok()?;
+        // An IPv6 literal has no subdomains.
+        if suffix.starts_with('[') {
+            return None;
+        }
+        return Some(HostMatch::Wildcard(suffix.into()));
+    }
+    target::normalize_host(host)
+        .ok()
+        .map(|h| HostMatch::Exact(h.into()))
+}
+
+/// Prefixes and exact paths compare with canonical request paths, so they are
+/// canonicalised the same way (`/my%20dir` is `/my dir`).
+fn canonical_matcher(
+    raw: &str,
+    key: &'static str,
+    label: &str,
+    errors: &mut Vec<PolicyError>,
+) -> Option<Box<str>> {
+    match target::canonical_path(raw) {
+        Ok(p) => Some(p.into()),
+        Err(reason) => {
+            errors.push(PolicyError::PathMatcher {
+                route: label.to_owned(),
+                key,
+                reason,
+            });
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

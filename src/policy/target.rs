@@ -1,0 +1,611 @@
+//! The original request as the proxy described it, normalised so that what
+//! the policy authorises is what nginx (or Envoy) will route.
+//!
+//! # Canonicalisation
+//! Hosts: ASCII lower case, one trailing dot removed, the scheme's default
+//! port dropped, IPv6 literals kept in brackets in their canonical text form.
+//! Anything else than `[a-z0-9.-]` labels (or an IP literal), an empty label,
+//! userinfo or a bad port is an error.
+//!
+//! Paths, the way nginx prepares `$uri` before `location` matching
+//! (`ngx_http_parse_complex_uri` with `merge_slashes on`):
+//! 1. the fragment (`#…`) is cut off and the query (`?…`) set aside; neither
+//!    takes part in matching;
+//! 2. `%XX` escapes are decoded once — `%2F` becomes a real `/` and `%2E` a
+//!    real `.`, exactly as nginx does; a decoded `%`, `?` or `#` is a literal;
+//! 3. runs of `/` are merged;
+//! 4. `.` segments are dropped and `..` removes the previous segment; a `..`
+//!    that would climb above the root is an error (nginx answers 400);
+//! 5. case is kept (`/Admin` is not `/admin`).
+//!
+//! Raw spaces and control characters anywhere in the path or query, a bad
+//! escape, a decoded control character (NUL included) or invalid UTF-8 are
+//! errors, so a request nginx would refuse is never authorised.
+//!
+//! Parsing borrows from its input: nothing is allocated unless the host has
+//! upper case letters or the path is not already canonical.
+
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+use std::net::Ipv6Addr;
+
+use thiserror::Error;
+
+/// Longest host name we look at (the DNS limit).
+const MAX_HOST_LEN: usize = 253;
+
+/// Why the described request cannot be matched. Always the client's (or the
+/// proxy's) fault: the caller answers 401/403, never allow.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum TargetError {
+    #[error("the URL scheme must be http or https")]
+    BadScheme,
+    #[error("the URL is not absolute (scheme://host/path)")]
+    NotAbsolute,
+    #[error("the host is empty")]
+    EmptyHost,
+    #[error("userinfo is not allowed in the host")]
+    Userinfo,
+    #[error("the host is not a valid host name or IP literal")]
+    BadHost,
+    #[error("the port is not a number between 1 and 65535")]
+    BadPort,
+    #[error("the path does not start with '/'")]
+    RelativePath,
+    #[error("the path or query contains a space or a control character")]
+    ControlChar,
+    #[error("the path contains an invalid percent-encoding")]
+    BadEncoding,
+    #[error("the decoded path is not valid UTF-8")]
+    InvalidUtf8,
+    #[error("the path climbs above the root with '..'")]
+    AboveRoot,
+}
+
+/// `http` or `https`: the only schemes a route can serve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    /// Case-insensitive, as URL schemes are.
+    pub fn parse(s: &str) -> Result<Scheme, TargetError> {
+        if s.eq_ignore_ascii_case("https") {
+            Ok(Scheme::Https)
+        } else if s.eq_ignore_ascii_case("http") {
+            Ok(Scheme::Http)
+        } else {
+            Err(TargetError::BadScheme)
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The original request as the proxy described it, normalised for matching.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target<'a> {
+    pub scheme: Scheme,
+    /// Normalised host (see the module doc).
+    pub host: Cow<'a, str>,
+    /// Only when it is not the scheme's default port.
+    pub port: Option<u16>,
+    /// Canonical path, used for matching.
+    pub path: Cow<'a, str>,
+    /// The path exactly as received (for the return URL), `/` when empty.
+    pub raw_path: &'a str,
+    /// The raw query, without the `?`; never used for matching.
+    pub query: Option<&'a str>,
+}
+
+impl<'a> Target<'a> {
+    /// Absolute URL as nginx sends it in `X-Original-URL`
+    /// (`$scheme://$http_host$request_uri`).
+    pub fn parse(url: &'a str) -> Result<Target<'a>, TargetError> {
+        let (scheme, rest) = url.split_once("://").ok_or(TargetError::NotAbsolute)?;
+        let scheme = Scheme::parse(scheme)?;
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, path_and_query) = rest.split_at(end);
+        Self::build(scheme, authority, path_and_query, true)
+    }
+
+    /// From parts: `X-Forwarded-Proto`/`-Host`/`-Uri`, or Envoy's
+    /// scheme/host/path attributes.
+    pub fn from_parts(
+        scheme: &'a str,
+        authority: &'a str,
+        path_and_query: &'a str,
+    ) -> Result<Target<'a>, TargetError> {
+        Self::build(Scheme::parse(scheme)?, authority, path_and_query, false)
+    }
+
+    fn build(
+        scheme: Scheme,
+        authority: &'a str,
+        path_and_query: &'a str,
+        empty_path_ok: bool,
+    ) -> Result<Target<'a>, TargetError> {
+        let (host, port) = normalize_authority(authority, scheme)?;
+        if path_and_query.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(TargetError::ControlChar);
+        }
+        // The fragment ends the URL wherever it is; a proxy should never send
+        // one, and it must never widen a match (GHSA-pxq7).
+        let without_fragment = match path_and_query.find('#') {
+            Some(i) => &path_and_query[..i],
+            None => path_and_query,
+        };
+        let (raw_path, query) = match without_fragment.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (without_fragment, None),
+        };
+        let raw_path = match raw_path {
+            "" if empty_path_ok => "/",
+            p if p.starts_with('/') => p,
+            _ => return Err(TargetError::RelativePath),
+        };
+        Ok(Target {
+            scheme,
+            host,
+            port,
+            path: canonical_path(raw_path)?,
+            raw_path,
+            query,
+        })
+    }
+
+    /// The port requests to this target reach, default included.
+    pub fn effective_port(&self) -> u16 {
+        self.port.unwrap_or(self.scheme.default_port())
+    }
+
+    /// The URL to send the user back to after login: scheme, normalised host
+    /// and port, and the path and query exactly as received (so the
+    /// application sees the same request again). The fragment is gone: the
+    /// browser never sent it and keeps it across the redirects by itself.
+    pub fn return_url(&self) -> String {
+        let query_len = self.query.map_or(0, |q| q.len() + 1);
+        let mut url = String::with_capacity(
+            self.scheme.as_str().len() + 3 + self.host.len() + 6 + self.raw_path.len() + query_len,
+        );
+        url.push_str(self.scheme.as_str());
+        url.push_str("://");
+        url.push_str(&self.host);
+        if let Some(port) = self.port {
+            let _ = write!(url, ":{port}");
+        }
+        url.push_str(self.raw_path);
+        if let Some(query) = self.query {
+            url.push('?');
+            url.push_str(query);
+        }
+        url
+    }
+}
+
+/// Split `host[:port]` and normalise both (see the module doc). The port is
+/// `None` when absent or equal to the scheme's default.
+pub(crate) fn normalize_authority(
+    authority: &str,
+    scheme: Scheme,
+) -> Result<(Cow<'_, str>, Option<u16>), TargetError> {
+    if authority.is_empty() {
+        return Err(TargetError::EmptyHost);
+    }
+    if authority.contains('@') {
+        return Err(TargetError::Userinfo);
+    }
+    let (host, port) = if authority.starts_with('[') {
+        let close = authority.find(']').ok_or(TargetError::BadHost)?;
+        let (host, rest) = authority.split_at(close + 1);
+        match rest {
+            "" => (host, None),
+            _ => (
+                host,
+                Some(rest.strip_prefix(':').ok_or(TargetError::BadPort)?),
+            ),
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        None => None,
+        Some(p) => Some(parse_port(p)?).filter(|&p| p != scheme.default_port()),
+    };
+    Ok((normalize_host(host)?, port))
+}
+
+fn parse_port(p: &str) -> Result<u16, TargetError> {
+    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(TargetError::BadPort);
+    }
+    match p.parse::<u16>() {
+        Ok(0) | Err(_) => Err(TargetError::BadPort),
+        Ok(port) => Ok(port),
+    }
+}
+
+/// Normalise a host without its port: lower case, no trailing dot, strict
+/// characters; IPv6 literals in canonical bracketed form.
+pub(crate) fn normalize_host(host: &str) -> Result<Cow<'_, str>, TargetError> {
+    if host.is_empty() {
+        return Err(TargetError::EmptyHost);
+    }
+    if let Some(inner) = host.strip_prefix('[') {
+        let inner = inner.strip_suffix(']').ok_or(TargetError::BadHost)?;
+        let addr: Ipv6Addr = inner.parse().map_err(|_| TargetError::BadHost)?;
+        // Compare with the canonical text on the stack, to borrow when equal.
+        let mut buf = StackStr::<48>::new();
+        write!(buf, "[{addr}]").map_err(|_| TargetError::BadHost)?;
+        return Ok(if buf.as_str() == host {
+            Cow::Borrowed(host)
+        } else {
+            Cow::Owned(buf.as_str().to_owned())
+        });
+    }
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() || host.len() > MAX_HOST_LEN {
+        return Err(if host.is_empty() {
+            TargetError::EmptyHost
+        } else {
+            TargetError::BadHost
+        });
+    }
+    let mut upper = false;
+    let mut prev_dot = true; // a leading dot is an empty label
+    for b in host.bytes() {
+        match b {
+            b'.' if prev_dot => return Err(TargetError::BadHost),
+            b'.' => prev_dot = true,
+            b'a'..=b'z' | b'0'..=b'9' | b'-' => prev_dot = false,
+            b'A'..=b'Z' => {
+                upper = true;
+                prev_dot = false;
+            }
+            _ => return Err(TargetError::BadHost),
+        }
+    }
+    if prev_dot {
+        return Err(TargetError::BadHost);
+    }
+    Ok(if upper {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    })
+}
+
+/// Canonicalise a raw path (query and fragment already removed) as nginx
+/// does; see the module doc. Borrows when nothing changes.
+pub(crate) fn canonical_path(raw: &str) -> Result<Cow<'_, str>, TargetError> {
+    if !raw.starts_with('/') {
+        return Err(TargetError::RelativePath);
+    }
+    if is_canonical(raw) {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let decoded = percent_decode_strict(raw.as_bytes())?;
+    if decoded.iter().any(|&b| b < b' ' || b == 0x7f) {
+        return Err(TargetError::ControlChar);
+    }
+    let decoded = String::from_utf8(decoded).map_err(|_| TargetError::InvalidUtf8)?;
+    let mut out = String::with_capacity(decoded.len());
+    // `decoded` starts with '/': the first split item is the empty root.
+    let mut trailing_slash = false;
+    for segment in decoded.split('/').skip(1) {
+        match segment {
+            "" | "." => trailing_slash = true,
+            ".." => {
+                // Drop the last segment, keeping its leading '/' out too.
+                let cut = out.rfind('/').ok_or(TargetError::AboveRoot)?;
+                out.truncate(cut);
+                trailing_slash = true;
+            }
+            _ => {
+                out.push('/');
+                out.push_str(segment);
+                trailing_slash = false;
+            }
+        }
+    }
+    if trailing_slash || out.is_empty() {
+        out.push('/');
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// True when canonicalisation would not change `raw`: no escapes, no empty
+/// (`//`), `.` or `..` segments.
+fn is_canonical(raw: &str) -> bool {
+    if raw.contains('%') {
+        return false;
+    }
+    let mut segments = raw.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        match segment {
+            "" if !last => return false,
+            "." | ".." => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// Decode every `%XX`; a `%` not followed by two hex digits is an error
+/// (nginx answers 400).
+pub(crate) fn percent_decode_strict(raw: &[u8]) -> Result<Vec<u8>, TargetError> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b == b'%' {
+            let hi = raw.get(i + 1).and_then(|&c| hex_value(c));
+            let lo = raw.get(i + 2).and_then(|&c| hex_value(c));
+            match (hi, lo) {
+                (Some(hi), Some(lo)) => out.push((hi << 4) | lo),
+                _ => return Err(TargetError::BadEncoding),
+            }
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// A fixed-size `fmt::Write` buffer, to format small values without
+/// allocating.
+struct StackStr<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackStr<N> {
+    fn new() -> Self {
+        StackStr {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever copied in, so this cannot fail.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl<const N: usize> fmt::Write for StackStr<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn path_of(url: &str) -> Result<String, TargetError> {
+        Target::parse(url).map(|t| t.path.into_owned())
+    }
+
+    /// Paths are canonicalised the way nginx does before `location` matching.
+    #[test]
+    fn path_canonicalisation_table() {
+        let cases: &[(&str, &str)] = &[
+            ("/", "/"),
+            ("/admin", "/admin"),
+            ("/%61dmin", "/admin"),
+            ("/%2Fadmin", "/admin"),
+            ("/a%2fb", "/a/b"),
+            ("//admin", "/admin"),
+            ("/a//b///c", "/a/b/c"),
+            ("/x/../admin", "/admin"),
+            ("/x/%2e%2e/admin", "/admin"),
+            ("/x/.%2E/admin", "/admin"),
+            ("/x%2F..%2Fadmin", "/admin"),
+            ("/./admin/.", "/admin/"),
+            ("/a/b/..", "/a/"),
+            ("/a/..", "/"),
+            ("/api/", "/api/"),
+            ("/api//", "/api/"),
+            ("/Admin", "/Admin"),
+            ("/...", "/..."),
+            ("/a%25b", "/a%b"),
+            ("/a%2525", "/a%25"),
+            ("/%23x", "/#x"),
+            ("/%3Fx", "/?x"),
+            ("/my%20file", "/my file"),
+            ("/caf%C3%A9", "/café"),
+            ("/café", "/café"),
+            ("/a+b", "/a+b"),
+            ("/a\\b", "/a\\b"),
+        ];
+        for (raw, want) in cases {
+            let url = format!("https://h.example.com{raw}");
+            assert_eq!(path_of(&url).as_deref(), Ok(*want), "{raw}");
+        }
+    }
+
+    /// Inputs nginx would refuse, or that we must not guess about, are errors.
+    #[test]
+    fn path_errors_table() {
+        let cases: &[(&str, TargetError)] = &[
+            ("/..", TargetError::AboveRoot),
+            ("/a/../..", TargetError::AboveRoot),
+            ("/%2e%2e/etc", TargetError::AboveRoot),
+            ("/%", TargetError::BadEncoding),
+            ("/%4", TargetError::BadEncoding),
+            ("/%zz", TargetError::BadEncoding),
+            ("/%00", TargetError::ControlChar),
+            ("/a%0ab", TargetError::ControlChar),
+            ("/a%7f", TargetError::ControlChar),
+            ("/%ff", TargetError::InvalidUtf8),
+            ("/%c3", TargetError::InvalidUtf8),
+            ("/a b", TargetError::ControlChar),
+            ("/a\tb", TargetError::ControlChar),
+            ("/a?x=1 2", TargetError::ControlChar),
+        ];
+        for (raw, want) in cases {
+            let url = format!("https://h.example.com{raw}");
+            assert_eq!(path_of(&url), Err(*want), "{raw:?}");
+        }
+        assert_eq!(
+            Target::from_parts("https", "h.example.com", "admin"),
+            Err(TargetError::RelativePath)
+        );
+        assert_eq!(
+            Target::from_parts("https", "h.example.com", ""),
+            Err(TargetError::RelativePath)
+        );
+    }
+
+    /// Query and fragment are split off the raw input and never matched.
+    #[test]
+    fn query_and_fragment_are_excluded() {
+        let t = Target::parse("https://h.example.com/private?x=/public#/public").unwrap();
+        assert_eq!(t.path, "/private");
+        assert_eq!(t.query, Some("x=/public"));
+        let t = Target::parse("https://h.example.com/private#/x?y=/public").unwrap();
+        assert_eq!(t.path, "/private");
+        assert_eq!(t.query, None);
+        let t = Target::parse("https://h.example.com/p%23/../public").unwrap();
+        assert_eq!(
+            t.path, "/public",
+            "a decoded # is a literal, not a fragment"
+        );
+        let t = Target::parse("https://h.example.com?a=1").unwrap();
+        assert_eq!((t.path.as_ref(), t.query), ("/", Some("a=1")));
+    }
+
+    /// Hosts are lower-cased, lose a trailing dot and the default port.
+    #[test]
+    fn host_normalisation_table() {
+        let cases: &[(&str, &str, Option<u16>)] = &[
+            ("https://a.B.example.com/", "a.b.example.com", None),
+            ("https://EXAMPLE.com./", "example.com", None),
+            ("https://example.com:443/", "example.com", None),
+            ("http://example.com:80/", "example.com", None),
+            ("http://example.com:443/", "example.com", Some(443)),
+            ("https://example.com:8443/", "example.com", Some(8443)),
+            ("https://example.com:08443/", "example.com", Some(8443)),
+            ("HTTPS://example.com/", "example.com", None),
+            ("https://127.0.0.1/", "127.0.0.1", None),
+            ("https://[::1]/", "[::1]", None),
+            ("https://[::1]:8443/", "[::1]", Some(8443)),
+            ("https://[0:0:0:0:0:0:0:1]/", "[::1]", None),
+            ("https://[2001:DB8::1]/", "[2001:db8::1]", None),
+        ];
+        for (url, host, port) in cases {
+            let t = Target::parse(url).unwrap();
+            assert_eq!((t.host.as_ref(), t.port), (*host, *port), "{url}");
+        }
+    }
+
+    #[test]
+    fn host_errors_table() {
+        let cases: &[(&str, TargetError)] = &[
+            ("https:///x", TargetError::EmptyHost),
+            ("https://:443/x", TargetError::EmptyHost),
+            ("https://./x", TargetError::EmptyHost),
+            ("https://user@example.com/", TargetError::Userinfo),
+            ("https://user:pw@example.com/", TargetError::Userinfo),
+            ("https://example.com:0/", TargetError::BadPort),
+            ("https://example.com:65536/", TargetError::BadPort),
+            ("https://example.com:/", TargetError::BadPort),
+            ("https://example.com:1:2/", TargetError::BadPort),
+            ("https://example.com:+80/", TargetError::BadPort),
+            ("https://exa_mple.com/", TargetError::BadHost),
+            ("https://exa%6dple.com/", TargetError::BadHost),
+            ("https://a..example.com/", TargetError::BadHost),
+            ("https://.example.com/", TargetError::BadHost),
+            ("https://example.com../", TargetError::BadHost),
+            ("https://exämple.com/", TargetError::BadHost),
+            ("https://[::1/", TargetError::BadHost),
+            ("https://[::1]x/", TargetError::BadPort),
+            ("https://[fe80::1%25eth0]/", TargetError::BadHost),
+            ("https://[example.com]/", TargetError::BadHost),
+            ("ftp://example.com/", TargetError::BadScheme),
+            ("example.com/x", TargetError::NotAbsolute),
+            ("/x", TargetError::NotAbsolute),
+        ];
+        for (url, want) in cases {
+            assert_eq!(Target::parse(url), Err(*want), "{url}");
+        }
+        let long = format!("https://{}.com/", "a".repeat(260));
+        assert_eq!(Target::parse(&long), Err(TargetError::BadHost));
+    }
+
+    /// Already-canonical input is borrowed, not copied.
+    #[test]
+    fn canonical_input_is_borrowed() {
+        let t = Target::parse("https://app.example.com/api/v1/items?x=1").unwrap();
+        assert!(matches!(t.host, Cow::Borrowed(_)));
+        assert!(matches!(t.path, Cow::Borrowed(_)));
+        let t = Target::from_parts("https", "app.example.com:443", "/api/").unwrap();
+        assert!(matches!(t.host, Cow::Borrowed(_)));
+        assert!(matches!(t.path, Cow::Borrowed(_)));
+        let t = Target::parse("https://[::1]/").unwrap();
+        assert!(matches!(t.host, Cow::Borrowed(_)));
+        let t = Target::parse("https://App.example.com//api").unwrap();
+        assert!(matches!(t.host, Cow::Owned(_)));
+        assert!(matches!(t.path, Cow::Owned(_)));
+    }
+
+    /// The return URL keeps the raw path and query but normalises the origin.
+    #[test]
+    fn return_url_keeps_raw_path_and_query() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "https://App.Example.com:443/%61dmin//x?q=a%20b#frag",
+                "https://app.example.com/%61dmin//x?q=a%20b",
+            ),
+            ("http://example.com:8080/", "http://example.com:8080/"),
+            ("https://example.com", "https://example.com/"),
+            ("https://example.com/x?", "https://example.com/x?"),
+            ("https://[::1]:8443/a", "https://[::1]:8443/a"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(Target::parse(url).unwrap().return_url(), *want, "{url}");
+        }
+        let t = Target::from_parts("HTTPS", "Example.com", "/p?x=1").unwrap();
+        assert_eq!(t.return_url(), "https://example.com/p?x=1");
+    }
+}
