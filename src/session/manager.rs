@@ -374,6 +374,7 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::config::Secret;
+    use crate::session::embedded::EmbeddedStore;
     use crate::session::memory::MemoryStore;
     use crate::session::store::StoreFuture;
 
@@ -441,6 +442,50 @@ mod tests {
         let cold = cold_peer(&f).resolve(&cookie).await.unwrap().unwrap();
         assert_eq!(*cold.record, *record);
         assert_eq!(cold.id, hot.id);
+    }
+
+    /// Secret rotation: a session created before `cookie_secret` moved to
+    /// `previous_cookie_secrets` still resolves after the restart.
+    #[tokio::test]
+    async fn rotation_keeps_sessions() {
+        let f = fixture();
+        let (cookie, _) = f.sessions.create(identity(1), None, 0).await.unwrap();
+        let rotated =
+            Sealer::new(&Secret::new(vec![9u8; 32]), &[Secret::new(vec![7u8; 32])]).unwrap();
+        let after = Sessions::new(
+            rotated,
+            f.store.clone(),
+            Arc::new(f.clock.clone()),
+            LIFETIME,
+        );
+        assert!(after.resolve(&cookie).await.unwrap().is_some());
+        let unrelated = Sealer::new(&Secret::new(vec![9u8; 32]), &[]).unwrap();
+        let dropped = Sessions::new(
+            unrelated,
+            f.store.clone(),
+            Arc::new(f.clock.clone()),
+            LIFETIME,
+        );
+        assert!(dropped.resolve(&cookie).await.unwrap().is_none());
+    }
+
+    /// With the embedded store, a restart logs nobody out.
+    #[tokio::test]
+    async fn embedded_sessions_survive_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.redb");
+        let clock = ManualClock::new(T0);
+        let open = || {
+            let store = EmbeddedStore::open(&path, Arc::new(clock.clone())).unwrap();
+            Sessions::new(sealer(), Arc::new(store), Arc::new(clock.clone()), LIFETIME)
+        };
+        let (cookie, record) = open()
+            .create(identity(3), Some("rt".into()), T0)
+            .await
+            .unwrap();
+        let restarted = open();
+        let resolved = restarted.resolve(&cookie).await.unwrap().unwrap();
+        assert_eq!(*resolved.record, *record);
     }
 
     /// The cookie is the same length for 0 and 300 groups, and short.

@@ -1,6 +1,6 @@
 //! Sessions: the sealed cookie, the session store and its cache.
 //!
-//! - The cookie holds only a sealed, fixed-size [ticket](ticket): session id,
+//! - The cookie holds only a sealed, fixed-size ticket: session id,
 //!   per-session key, issue and expiry times. No claims, so it never grows.
 //! - The [`SessionRecord`] (identity, refresh token, refresh schedule) lives
 //!   in a [`SessionStore`], sealed with the per-session key: a leaked store

@@ -103,8 +103,7 @@ impl KeySet {
         let hkdf = Hkdf::<Sha256>::new(None, secret);
         KeySet(Purpose::ALL.map(|purpose| {
             let mut okm = [0u8; 32];
-            // 32 bytes is far below HKDF-SHA256's 255 * 32 limit, so expand
-            // cannot fail; an all-zero key would still be caught by tests.
+            // Expand fails only past 255 * 32 bytes of output; 32 is fine.
             let _ = hkdf.expand(purpose.info(), &mut okm);
             let cipher = XChaCha20Poly1305::new(&okm.into());
             okm.fill(0);
