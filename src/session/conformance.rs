@@ -1,0 +1,181 @@
+//! The store conformance suite: what every [`SessionStore`] must do, run
+//! against each backend (memory and embedded here; Redis later).
+//!
+//! Each check takes the store as `Arc<dyn SessionStore>`, exactly as the
+//! manager holds it. Time-based checks take the [`ManualClock`] the store was
+//! built with: no test sleeps. A backend whose expiry is not driven by our
+//! clock (Redis) runs every check but [`ttl_expiry`] and brings its own.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::ManualClock;
+
+use super::store::SessionStore;
+
+const TTL: Duration = Duration::from_secs(60);
+
+/// Every check, each on its own keys so one store serves them all.
+pub(crate) async fn run_all(store: Arc<dyn SessionStore>, clock: &ManualClock) {
+    load_missing(&store).await;
+    save_then_load(&store).await;
+    overwrite(&store).await;
+    delete(&store).await;
+    ttl_expiry(&store, clock).await;
+    cas_on_absent(&store).await;
+    cas_success_and_failure(&store).await;
+    cas_on_expired(&store, clock).await;
+    ping(&store).await;
+}
+
+/// An unknown key loads as `None`; deleting it is not an error.
+pub(crate) async fn load_missing(store: &Arc<dyn SessionStore>) {
+    assert_eq!(store.load("conf:missing").await.unwrap(), None);
+    store.delete("conf:missing").await.unwrap();
+}
+
+/// What is saved loads back byte for byte, including empty and binary
+/// values.
+pub(crate) async fn save_then_load(store: &Arc<dyn SessionStore>) {
+    let binary: Vec<u8> = (0..=255).collect();
+    store.save("conf:bin", &binary, TTL).await.unwrap();
+    store.save("conf:empty", b"", TTL).await.unwrap();
+    assert_eq!(store.load("conf:bin").await.unwrap(), Some(binary));
+    assert_eq!(store.load("conf:empty").await.unwrap(), Some(Vec::new()));
+}
+
+/// A second save replaces the value.
+pub(crate) async fn overwrite(store: &Arc<dyn SessionStore>) {
+    store.save("conf:over", b"one", TTL).await.unwrap();
+    store.save("conf:over", b"two", TTL).await.unwrap();
+    assert_eq!(
+        store.load("conf:over").await.unwrap().as_deref(),
+        Some(&b"two"[..])
+    );
+}
+
+/// A deleted key is gone; other keys are untouched.
+pub(crate) async fn delete(store: &Arc<dyn SessionStore>) {
+    store.save("conf:del", b"x", TTL).await.unwrap();
+    store.save("conf:keep", b"y", TTL).await.unwrap();
+    store.delete("conf:del").await.unwrap();
+    assert_eq!(store.load("conf:del").await.unwrap(), None);
+    assert_eq!(
+        store.load("conf:keep").await.unwrap().as_deref(),
+        Some(&b"y"[..])
+    );
+}
+
+/// An entry lives exactly its TTL by the store's clock; a later save
+/// resets the TTL; a zero TTL is gone at once.
+pub(crate) async fn ttl_expiry(store: &Arc<dyn SessionStore>, clock: &ManualClock) {
+    store
+        .save("conf:ttl", b"x", Duration::from_secs(10))
+        .await
+        .unwrap();
+    store
+        .save("conf:ttl-long", b"y", Duration::from_secs(30))
+        .await
+        .unwrap();
+    store
+        .save("conf:ttl-zero", b"z", Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(store.load("conf:ttl-zero").await.unwrap(), None);
+    clock.advance(9);
+    assert!(
+        store.load("conf:ttl").await.unwrap().is_some(),
+        "alive at 9s"
+    );
+    clock.advance(1);
+    assert_eq!(store.load("conf:ttl").await.unwrap(), None, "gone at 10s");
+    assert!(store.load("conf:ttl-long").await.unwrap().is_some());
+    store
+        .save("conf:ttl-long", b"y2", Duration::from_secs(30))
+        .await
+        .unwrap();
+    clock.advance(25);
+    assert_eq!(
+        store.load("conf:ttl-long").await.unwrap().as_deref(),
+        Some(&b"y2"[..]),
+        "the second save restarted the TTL"
+    );
+}
+
+/// CAS with `expected = None` creates an absent key once; a second
+/// attempt loses.
+pub(crate) async fn cas_on_absent(store: &Arc<dyn SessionStore>) {
+    assert!(
+        store
+            .compare_and_swap("conf:cas-new", None, b"first", TTL)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .compare_and_swap("conf:cas-new", None, b"second", TTL)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.load("conf:cas-new").await.unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+}
+
+/// CAS writes only over the expected value; a stale expectation leaves the
+/// value alone; expecting a value on an absent key fails.
+pub(crate) async fn cas_success_and_failure(store: &Arc<dyn SessionStore>) {
+    store.save("conf:cas", b"v1", TTL).await.unwrap();
+    assert!(
+        store
+            .compare_and_swap("conf:cas", Some(b"v1"), b"v2", TTL)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .compare_and_swap("conf:cas", Some(b"v1"), b"v3", TTL)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.load("conf:cas").await.unwrap().as_deref(),
+        Some(&b"v2"[..])
+    );
+    assert!(
+        !store
+            .compare_and_swap("conf:cas-none", Some(b"v1"), b"v2", TTL)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.load("conf:cas-none").await.unwrap(), None);
+}
+
+/// An expired value counts as absent for CAS too: a refresh cannot revive
+/// a session that ran out.
+pub(crate) async fn cas_on_expired(store: &Arc<dyn SessionStore>, clock: &ManualClock) {
+    store
+        .save("conf:cas-exp", b"old", Duration::from_secs(5))
+        .await
+        .unwrap();
+    clock.advance(5);
+    assert!(
+        !store
+            .compare_and_swap("conf:cas-exp", Some(b"old"), b"new", TTL)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .compare_and_swap("conf:cas-exp", None, b"new", TTL)
+            .await
+            .unwrap()
+    );
+}
+
+/// A healthy store answers a ping.
+pub(crate) async fn ping(store: &Arc<dyn SessionStore>) {
+    store.ping().await.unwrap();
+}

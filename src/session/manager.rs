@@ -1,0 +1,770 @@
+//! [`Sessions`]: the one type the rest of authgate uses for sessions. It
+//! owns the cookie ticket, the record encryption, the store and the local
+//! cache.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use moka::sync::Cache;
+use tokio::sync::OnceCell;
+
+use crate::clock::SharedClock;
+use crate::identity::Identity;
+
+use super::record::{EncodeError, SessionRecord};
+use super::seal::{Purpose, Sealer, sealed_len};
+use super::store::{SessionStore, StoreError, expiry, store_key};
+use super::ticket::{TICKET_LEN, Ticket};
+
+/// Length of every session cookie value.
+pub const COOKIE_VALUE_LEN: usize = sealed_len(TICKET_LEN);
+/// Default bound of the local cache, in sessions.
+pub const DEFAULT_CACHE_ENTRIES: u64 = 10_000;
+/// Default freshness of a cached record. It bounds how long this replica
+/// keeps serving a record after another replica changed or revoked it,
+/// until revocations are published between replicas.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// Why a session operation failed. "No valid session" is never an error
+/// (it is `Ok(None)`); these mean the caller must fail closed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The store is unreachable or broken: 503, logged at error.
+    #[error("session store unavailable")]
+    Store(#[from] StoreError),
+    /// A record could not be encoded: a bug of ours, 500.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// A record as loaded, with the sealed bytes it came from: `update`
+/// compares against them.
+struct Entry {
+    record: Arc<SessionRecord>,
+    sealed: Arc<[u8]>,
+}
+
+/// One store load that concurrent misses for the same id wait on.
+type SharedLoad = OnceCell<Option<Arc<Entry>>>;
+
+/// A valid session, as [`Sessions::resolve`] found it.
+#[derive(Clone)]
+pub struct Resolved {
+    /// The session id (names it in the store and the cache).
+    pub id: [u8; 16],
+    /// The record: identity, refresh token, refresh schedule.
+    pub record: Arc<SessionRecord>,
+    ticket: Ticket,
+    entry: Arc<Entry>,
+}
+
+impl Resolved {
+    /// Unix seconds at which the session ends (for the cookie's Max-Age).
+    pub fn expires_at(&self) -> i64 {
+        self.ticket.expires_at
+    }
+}
+
+impl fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resolved")
+            .field("record", &self.record)
+            .field("ticket", &self.ticket)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sessions: create, resolve (the hot path), update, revoke.
+pub struct Sessions {
+    sealer: Sealer,
+    store: Arc<dyn SessionStore>,
+    clock: SharedClock,
+    lifetime: Duration,
+    cache: Cache<[u8; 16], Arc<Entry>>,
+    /// Cookie values already opened, and their tickets. Opening is pure (the
+    /// sealer never changes under a `Sessions`), so this memo is exact; it
+    /// matters because the AEAD open costs microseconds where a lookup costs
+    /// a fraction of one (Poly1305's AVX2 backend is slow on short inputs).
+    /// Only authentic cookies get in, so garbage cannot flood it, and a hit
+    /// requires byte-equality with a value that authenticated.
+    tickets: Cache<Box<str>, Ticket>,
+    /// Store loads in progress, so concurrent misses for one id share one.
+    inflight: Mutex<HashMap<[u8; 16], Arc<SharedLoad>>>,
+    /// Bumped by every `forget`; a load that raced with one does not cache
+    /// what it read (it may be the record just revoked).
+    epoch: AtomicU64,
+}
+
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions")
+            .field("sealer", &self.sealer)
+            .field("lifetime", &self.lifetime)
+            .field("cached", &self.cache.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    /// `lifetime` is the absolute session length (`cookie_expire`).
+    pub fn new(
+        sealer: Sealer,
+        store: Arc<dyn SessionStore>,
+        clock: SharedClock,
+        lifetime: Duration,
+    ) -> Sessions {
+        Sessions {
+            sealer,
+            store,
+            clock,
+            lifetime,
+            cache: build_cache(DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL),
+            tickets: build_cache(DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL),
+            inflight: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// Replaces the cache bounds (defaults: [`DEFAULT_CACHE_ENTRIES`],
+    /// [`DEFAULT_CACHE_TTL`]).
+    pub fn with_cache(mut self, max_entries: u64, ttl: Duration) -> Sessions {
+        self.cache = build_cache(max_entries, ttl);
+        self.tickets = build_cache(max_entries, ttl);
+        self
+    }
+
+    /// A new session after a login: stores the sealed record and returns the
+    /// cookie value and the record.
+    pub async fn create(
+        &self,
+        identity: Identity,
+        refresh_token: Option<String>,
+        refresh_due_at: i64,
+    ) -> Result<(String, Arc<SessionRecord>), SessionError> {
+        let now = self.clock.now();
+        let ticket = Ticket::generate(now, expiry(now, self.lifetime));
+        let record = SessionRecord {
+            identity,
+            refresh_token,
+            created_at: now,
+            expires_at: ticket.expires_at,
+            refresh_due_at,
+        };
+        let sealed = record.seal(&ticket.id, &ticket.key)?;
+        self.store
+            .save(&store_key(&ticket.id), &sealed, self.lifetime)
+            .await?;
+        let record = Arc::new(record);
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let entry = Arc::new(Entry {
+            record: Arc::clone(&record),
+            sealed: sealed.into(),
+        });
+        self.cache_if_current(ticket.id, entry, epoch);
+        let cookie = self.sealer.seal(Purpose::SessionCookie, &ticket.encode());
+        self.tickets.insert(cookie.as_str().into(), ticket);
+        Ok((cookie, record))
+    }
+
+    /// The hot path: the session a cookie value names, if valid.
+    ///
+    /// Opens the cookie (no I/O), checks its expiry, then the cache (a hit
+    /// costs no I/O); a miss loads the store once, shared by concurrent
+    /// misses for the same session. `Ok(None)`: no valid session (garbage,
+    /// tampered, expired, revoked or unknown) — send the user to log in.
+    /// `Err`: the store is unreachable — fail closed.
+    pub async fn resolve(&self, cookie_value: &str) -> Result<Option<Resolved>, SessionError> {
+        let Some(ticket) = self.open_ticket(cookie_value) else {
+            return Ok(None);
+        };
+        if ticket.is_expired(self.clock.now()) {
+            tracing::debug!("session cookie expired");
+            return Ok(None);
+        }
+        let entry = match self.cache.get(&ticket.id) {
+            Some(entry) => entry,
+            None => match self.load_shared(&ticket).await? {
+                Some(entry) => entry,
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(Resolved {
+            id: ticket.id,
+            record: Arc::clone(&entry.record),
+            ticket,
+            entry,
+        }))
+    }
+
+    /// Replaces the record after a refresh, if nobody changed it since it
+    /// was resolved (compare-and-swap on the sealed bytes). `Ok(false)`:
+    /// another request changed or ended the session first — resolve again.
+    /// The record's `expires_at` is always the ticket's: a refresh never
+    /// extends a session.
+    pub async fn update(
+        &self,
+        resolved: &Resolved,
+        mut record: SessionRecord,
+    ) -> Result<bool, SessionError> {
+        let ticket = &resolved.ticket;
+        record.expires_at = ticket.expires_at;
+        let remaining = ticket.expires_at.saturating_sub(self.clock.now());
+        let Ok(remaining) = u64::try_from(remaining) else {
+            return Ok(false);
+        };
+        if remaining == 0 {
+            return Ok(false);
+        }
+        let sealed = record.seal(&ticket.id, &ticket.key)?;
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let swapped = self
+            .store
+            .compare_and_swap(
+                &store_key(&ticket.id),
+                Some(&resolved.entry.sealed),
+                &sealed,
+                Duration::from_secs(remaining),
+            )
+            .await?;
+        if swapped {
+            let entry = Arc::new(Entry {
+                record: Arc::new(record),
+                sealed: sealed.into(),
+            });
+            self.cache_if_current(ticket.id, entry, epoch);
+        } else {
+            // Our copy is stale: let the next resolve read the winner's.
+            self.cache.invalidate(&ticket.id);
+        }
+        Ok(swapped)
+    }
+
+    /// Sign-out: deletes the record and drops it from the cache, so a
+    /// replayed copy of the cookie is refused. A cookie that does not open
+    /// names no session: nothing to do.
+    pub async fn revoke(&self, cookie_value: &str) -> Result<(), SessionError> {
+        let Some(ticket) = self.open_ticket(cookie_value) else {
+            return Ok(());
+        };
+        let deleted = self.store.delete(&store_key(&ticket.id)).await;
+        self.tickets.invalidate(cookie_value);
+        self.forget(&ticket.id);
+        deleted?;
+        Ok(())
+    }
+
+    /// Drops a session from this replica's cache (and any load in flight),
+    /// so its next use reads the store.
+    pub fn forget(&self, id: &[u8; 16]) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        lock(&self.inflight).remove(id);
+        self.cache.invalidate(id);
+    }
+
+    /// Whether the store answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), SessionError> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// The sealer, shared with the login flow (login-state cookie).
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    /// The ticket in a cookie value, if it is one of ours: from the memo,
+    /// else opened without allocating (decoded into a stack buffer).
+    fn open_ticket(&self, cookie_value: &str) -> Option<Ticket> {
+        if cookie_value.len() != COOKIE_VALUE_LEN {
+            tracing::debug!(
+                len = cookie_value.len(),
+                "session cookie has the wrong length"
+            );
+            return None;
+        }
+        if let Some(ticket) = self.tickets.get(cookie_value) {
+            return Some(ticket);
+        }
+        let mut buf = [0u8; 128];
+        let ticket = match self
+            .sealer
+            .open_in_place(Purpose::SessionCookie, cookie_value, &mut buf)
+        {
+            Ok(plain) => Ticket::decode(plain)?,
+            Err(err) => {
+                tracing::debug!(error = %err, "session cookie refused");
+                return None;
+            }
+        };
+        self.tickets.insert(cookie_value.into(), ticket.clone());
+        Some(ticket)
+    }
+
+    /// Loads a session from the store, one load per id at a time.
+    async fn load_shared(&self, ticket: &Ticket) -> Result<Option<Arc<Entry>>, SessionError> {
+        let cell = Arc::clone(lock(&self.inflight).entry(ticket.id).or_default());
+        // If the loading request is cancelled or fails, a waiter takes over.
+        let result = cell.get_or_try_init(|| self.load(ticket)).await.cloned();
+        let mut inflight = lock(&self.inflight);
+        if inflight
+            .get(&ticket.id)
+            .is_some_and(|c| Arc::ptr_eq(c, &cell))
+        {
+            inflight.remove(&ticket.id);
+        }
+        result
+    }
+
+    async fn load(&self, ticket: &Ticket) -> Result<Option<Arc<Entry>>, SessionError> {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let Some(sealed) = self.store.load(&store_key(&ticket.id)).await? else {
+            tracing::debug!("session not in the store (signed out or expired)");
+            return Ok(None);
+        };
+        let Some(record) = SessionRecord::open(&sealed, &ticket.id, &ticket.key) else {
+            // Only a damaged or foreign store entry gets here.
+            tracing::warn!("session record does not open with its cookie's key; ignoring it");
+            return Ok(None);
+        };
+        let entry = Arc::new(Entry {
+            record: Arc::new(record),
+            sealed: sealed.into(),
+        });
+        self.cache_if_current(ticket.id, Arc::clone(&entry), epoch);
+        Ok(Some(entry))
+    }
+
+    /// Caches `entry` unless a `forget` ran since `epoch` was read. Insert
+    /// first, check after: a `forget` either bumped the epoch before the
+    /// check (we undo the insert) or invalidates after it.
+    fn cache_if_current(&self, id: [u8; 16], entry: Arc<Entry>, epoch: u64) {
+        self.cache.insert(id, entry);
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            self.cache.invalidate(&id);
+        }
+    }
+}
+
+fn build_cache<K, V>(max_entries: u64, ttl: Duration) -> Cache<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    Cache::builder()
+        .max_capacity(max_entries)
+        .time_to_live(ttl)
+        .build()
+}
+
+/// The map is consistent after every operation, so a poisoned lock (a
+/// panic elsewhere) is safe to keep using.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::Secret;
+    use crate::session::embedded::EmbeddedStore;
+    use crate::session::memory::MemoryStore;
+    use crate::session::store::StoreFuture;
+
+    const LIFETIME: Duration = Duration::from_secs(14 * 3600);
+    const T0: i64 = 1_700_000_000;
+
+    fn sealer() -> Sealer {
+        Sealer::new(&Secret::new(vec![7u8; 32]), &[]).unwrap()
+    }
+
+    fn identity(groups: usize) -> Identity {
+        Identity {
+            subject: "CgVhbGljZRIEbGRhcA".into(),
+            email: Some("alice@example.com".into()),
+            groups: (0..groups)
+                .map(|i| format!("group-number-{i:04}"))
+                .collect(),
+            ..Identity::default()
+        }
+    }
+
+    struct Fixture {
+        clock: ManualClock,
+        store: Arc<MemoryStore>,
+        sessions: Sessions,
+    }
+
+    fn fixture() -> Fixture {
+        let clock = ManualClock::new(T0);
+        let store = Arc::new(MemoryStore::new(Arc::new(clock.clone())));
+        let sessions = Sessions::new(sealer(), store.clone(), Arc::new(clock.clone()), LIFETIME);
+        Fixture {
+            clock,
+            store,
+            sessions,
+        }
+    }
+
+    /// A second manager on the same store: same secrets, empty cache (as
+    /// another replica, or this one after its cache expired).
+    fn cold_peer(f: &Fixture) -> Sessions {
+        Sessions::new(
+            sealer(),
+            f.store.clone(),
+            Arc::new(f.clock.clone()),
+            LIFETIME,
+        )
+    }
+
+    /// A login creates a session that resolves to the same record, from the
+    /// cache and from the store, with the expiry of the configured lifetime.
+    #[tokio::test]
+    async fn create_then_resolve() {
+        let f = fixture();
+        let (cookie, record) = f
+            .sessions
+            .create(identity(2), Some("rt-1".into()), T0 + 300)
+            .await
+            .unwrap();
+        assert_eq!(record.created_at, T0);
+        assert_eq!(record.expires_at, T0 + LIFETIME.as_secs() as i64);
+        let hot = f.sessions.resolve(&cookie).await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&hot.record, &record), "served from the cache");
+        assert_eq!(hot.expires_at(), record.expires_at);
+        let cold = cold_peer(&f).resolve(&cookie).await.unwrap().unwrap();
+        assert_eq!(*cold.record, *record);
+        assert_eq!(cold.id, hot.id);
+    }
+
+    /// Secret rotation: a session created before `cookie_secret` moved to
+    /// `previous_cookie_secrets` still resolves after the restart.
+    #[tokio::test]
+    async fn rotation_keeps_sessions() {
+        let f = fixture();
+        let (cookie, _) = f.sessions.create(identity(1), None, 0).await.unwrap();
+        let rotated =
+            Sealer::new(&Secret::new(vec![9u8; 32]), &[Secret::new(vec![7u8; 32])]).unwrap();
+        let after = Sessions::new(
+            rotated,
+            f.store.clone(),
+            Arc::new(f.clock.clone()),
+            LIFETIME,
+        );
+        assert!(after.resolve(&cookie).await.unwrap().is_some());
+        let unrelated = Sealer::new(&Secret::new(vec![9u8; 32]), &[]).unwrap();
+        let dropped = Sessions::new(
+            unrelated,
+            f.store.clone(),
+            Arc::new(f.clock.clone()),
+            LIFETIME,
+        );
+        assert!(dropped.resolve(&cookie).await.unwrap().is_none());
+    }
+
+    /// With the embedded store, a restart logs nobody out.
+    #[tokio::test]
+    async fn embedded_sessions_survive_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.redb");
+        let clock = ManualClock::new(T0);
+        let open = || {
+            let store = EmbeddedStore::open(&path, Arc::new(clock.clone())).unwrap();
+            Sessions::new(sealer(), Arc::new(store), Arc::new(clock.clone()), LIFETIME)
+        };
+        let (cookie, record) = open()
+            .create(identity(3), Some("rt".into()), T0)
+            .await
+            .unwrap();
+        let restarted = open();
+        let resolved = restarted.resolve(&cookie).await.unwrap().unwrap();
+        assert_eq!(*resolved.record, *record);
+    }
+
+    /// The cookie is the same length for 0 and 300 groups, and short.
+    #[tokio::test]
+    async fn cookie_size_is_independent_of_claims() {
+        let f = fixture();
+        let (small, _) = f.sessions.create(identity(0), None, 0).await.unwrap();
+        let (large, rec) = f.sessions.create(identity(300), None, 0).await.unwrap();
+        assert_eq!(rec.identity.groups.len(), 300);
+        assert_eq!(small.len(), large.len());
+        assert_eq!(small.len(), COOKIE_VALUE_LEN);
+        assert!(small.len() < 200, "{}", small.len());
+    }
+
+    /// Garbage, foreign and tampered cookies are "no session", never an
+    /// error, and cost no store access (even with the store down).
+    #[tokio::test]
+    async fn garbage_is_no_session() {
+        let f = fixture();
+        let (cookie, _) = f.sessions.create(identity(1), None, 0).await.unwrap();
+        // The genuine cookie is memoised: near-misses must still fail.
+        assert!(f.sessions.resolve(&cookie).await.unwrap().is_some());
+        let down = Sessions::new(
+            sealer(),
+            Arc::new(DownStore),
+            Arc::new(f.clock.clone()),
+            LIFETIME,
+        );
+        let other = Sealer::new(&Secret::new(vec![8u8; 32]), &[]).unwrap();
+        let mut tampered = cookie.clone().into_bytes();
+        tampered[70] = if tampered[70] == b'A' { b'B' } else { b'A' };
+        let cases = [
+            String::new(),
+            "x".into(),
+            "a".repeat(COOKIE_VALUE_LEN),
+            "!".repeat(COOKIE_VALUE_LEN),
+            "a".repeat(5000),
+            format!("{cookie}x"),
+            cookie[1..].to_owned(),
+            String::from_utf8(tampered).unwrap(),
+            other.seal(
+                Purpose::SessionCookie,
+                &Ticket::generate(T0, T0 + 10).encode(),
+            ),
+            sealer().seal(Purpose::LoginState, &Ticket::generate(T0, T0 + 10).encode()),
+            sealer().seal(Purpose::SessionCookie, &[0u8; TICKET_LEN - 1]),
+        ];
+        for case in &cases {
+            assert!(
+                f.sessions.resolve(case).await.unwrap().is_none(),
+                "{case:?}"
+            );
+            assert!(down.resolve(case).await.unwrap().is_none(), "{case:?}");
+            down.revoke(case).await.unwrap();
+        }
+    }
+
+    /// At the ticket's expiry the session is over, even while cached.
+    #[tokio::test]
+    async fn expired_ticket_is_no_session() {
+        let f = fixture();
+        let (cookie, _) = f.sessions.create(identity(1), None, 0).await.unwrap();
+        f.clock.advance(LIFETIME.as_secs() as i64 - 1);
+        assert!(f.sessions.resolve(&cookie).await.unwrap().is_some());
+        f.clock.advance(1);
+        assert!(f.sessions.resolve(&cookie).await.unwrap().is_none());
+    }
+
+    /// Sign-out: the cookie, replayed afterwards, is refused here and by a
+    /// replica that never cached it; revoking twice is fine.
+    #[tokio::test]
+    async fn revoke_then_resolve_is_none() {
+        let f = fixture();
+        let (cookie, _) = f.sessions.create(identity(1), None, 0).await.unwrap();
+        let peer = cold_peer(&f);
+        f.sessions.revoke(&cookie).await.unwrap();
+        assert!(f.sessions.resolve(&cookie).await.unwrap().is_none());
+        assert!(peer.resolve(&cookie).await.unwrap().is_none());
+        assert!(f.store.is_empty());
+        f.sessions.revoke(&cookie).await.unwrap();
+    }
+
+    /// `forget` drops the cached copy: the next resolve reads the store,
+    /// so a deletion made elsewhere takes effect here.
+    #[tokio::test]
+    async fn forget_makes_store_changes_visible() {
+        let f = fixture();
+        let (cookie, _) = f.sessions.create(identity(1), None, 0).await.unwrap();
+        let id = f.sessions.resolve(&cookie).await.unwrap().unwrap().id;
+        cold_peer(&f).revoke(&cookie).await.unwrap();
+        assert!(
+            f.sessions.resolve(&cookie).await.unwrap().is_some(),
+            "still cached"
+        );
+        f.sessions.forget(&id);
+        assert!(f.sessions.resolve(&cookie).await.unwrap().is_none());
+    }
+
+    /// Refresh: the first update wins, a second one from the same stale
+    /// resolve loses, and everyone then sees the winner's record. The
+    /// session's expiry cannot be moved by an update.
+    #[tokio::test]
+    async fn update_is_compare_and_swap() {
+        let f = fixture();
+        let (cookie, _) = f
+            .sessions
+            .create(identity(1), Some("rt-1".into()), T0)
+            .await
+            .unwrap();
+        let first = f.sessions.resolve(&cookie).await.unwrap().unwrap();
+        let peer = cold_peer(&f);
+        let second = peer.resolve(&cookie).await.unwrap().unwrap();
+
+        let mut next = (*first.record).clone();
+        next.refresh_token = Some("rt-2".into());
+        next.refresh_due_at = T0 + 300;
+        next.expires_at = i64::MAX;
+        assert!(f.sessions.update(&first, next).await.unwrap());
+
+        let mut losing = (*second.record).clone();
+        losing.refresh_token = Some("rt-3".into());
+        assert!(!peer.update(&second, losing).await.unwrap());
+
+        for sessions in [&f.sessions, &peer, &cold_peer(&f)] {
+            let now = sessions.resolve(&cookie).await.unwrap().unwrap();
+            assert_eq!(now.record.refresh_token.as_deref(), Some("rt-2"));
+            assert_eq!(now.record.refresh_due_at, T0 + 300);
+            assert_eq!(now.record.expires_at, first.expires_at());
+        }
+        f.sessions.revoke(&cookie).await.unwrap();
+        let mut late = (*first.record).clone();
+        late.refresh_token = Some("rt-4".into());
+        assert!(
+            !f.sessions.update(&first, late).await.unwrap(),
+            "no revival"
+        );
+    }
+
+    /// A store that is down is an error for a valid cookie (fail closed),
+    /// not "no session".
+    #[tokio::test]
+    async fn store_down_is_an_error() {
+        let f = fixture();
+        let (cookie, _) = f.sessions.create(identity(1), None, 0).await.unwrap();
+        let down = Sessions::new(
+            sealer(),
+            Arc::new(DownStore),
+            Arc::new(f.clock.clone()),
+            LIFETIME,
+        );
+        assert!(matches!(
+            down.resolve(&cookie).await,
+            Err(SessionError::Store(_))
+        ));
+        assert!(down.revoke(&cookie).await.is_err());
+        assert!(down.ping().await.is_err());
+        assert!(down.create(identity(0), None, 0).await.is_err());
+        f.sessions.ping().await.unwrap();
+    }
+
+    /// Concurrent misses for one session share a single store load.
+    #[tokio::test]
+    async fn concurrent_misses_load_once() {
+        let f = fixture();
+        let (cookie, _) = f.sessions.create(identity(1), None, 0).await.unwrap();
+        let gated = Arc::new(GatedStore {
+            inner: f.store.clone(),
+            loads: AtomicUsize::new(0),
+            gate: Semaphore::new(0),
+        });
+        let sessions = Arc::new(Sessions::new(
+            sealer(),
+            gated.clone(),
+            Arc::new(f.clock.clone()),
+            LIFETIME,
+        ));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (sessions, cookie) = (sessions.clone(), cookie.clone());
+            tasks.spawn(async move { sessions.resolve(&cookie).await.unwrap().is_some() });
+        }
+        // Let every task reach the store or the shared load.
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        gated.gate.add_permits(1);
+        while let Some(found) = tasks.join_next().await {
+            assert!(found.unwrap());
+        }
+        assert_eq!(gated.loads.load(Ordering::SeqCst), 1);
+        assert!(sessions.resolve(&cookie).await.unwrap().is_some());
+        assert_eq!(gated.loads.load(Ordering::SeqCst), 1, "then cached");
+    }
+
+    /// Debug output of the manager and of a resolved session holds no
+    /// cookie, key or refresh token.
+    #[tokio::test]
+    async fn debug_has_no_secrets() {
+        let f = fixture();
+        let (cookie, _) = f
+            .sessions
+            .create(identity(1), Some("rt-very-secret".into()), 0)
+            .await
+            .unwrap();
+        let resolved = f.sessions.resolve(&cookie).await.unwrap().unwrap();
+        let debug = format!("{:?} {resolved:?} {:?}", f.sessions, resolved.record);
+        assert!(!debug.contains("rt-very-secret"), "{debug}");
+        assert!(!debug.contains(&cookie[..20]), "{debug}");
+        assert!(!debug.contains("key"), "{debug}");
+        assert!(debug.contains("alice@example.com"));
+    }
+
+    /// A store that is always down.
+    struct DownStore;
+
+    fn down<T>() -> StoreFuture<'static, T> {
+        Box::pin(async {
+            Err(StoreError::backend(std::io::Error::other(
+                "connection refused",
+            )))
+        })
+    }
+
+    impl SessionStore for DownStore {
+        fn load<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
+            down()
+        }
+        fn save<'a>(&'a self, _: &'a str, _: &'a [u8], _: Duration) -> StoreFuture<'a, ()> {
+            down()
+        }
+        fn delete<'a>(&'a self, _: &'a str) -> StoreFuture<'a, ()> {
+            down()
+        }
+        fn compare_and_swap<'a>(
+            &'a self,
+            _: &'a str,
+            _: Option<&'a [u8]>,
+            _: &'a [u8],
+            _: Duration,
+        ) -> StoreFuture<'a, bool> {
+            down()
+        }
+        fn ping(&self) -> StoreFuture<'_, ()> {
+            down()
+        }
+    }
+
+    /// Counts loads and holds each until the test opens the gate.
+    struct GatedStore {
+        inner: Arc<MemoryStore>,
+        loads: AtomicUsize,
+        gate: Semaphore,
+    }
+
+    impl SessionStore for GatedStore {
+        fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
+            Box::pin(async move {
+                self.loads.fetch_add(1, Ordering::SeqCst);
+                drop(self.gate.acquire().await.unwrap());
+                self.inner.load(key).await
+            })
+        }
+        fn save<'a>(&'a self, key: &'a str, value: &'a [u8], ttl: Duration) -> StoreFuture<'a, ()> {
+            self.inner.save(key, value, ttl)
+        }
+        fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
+            self.inner.delete(key)
+        }
+        fn compare_and_swap<'a>(
+            &'a self,
+            key: &'a str,
+            expected: Option<&'a [u8]>,
+            new: &'a [u8],
+            ttl: Duration,
+        ) -> StoreFuture<'a, bool> {
+            self.inner.compare_and_swap(key, expected, new, ttl)
+        }
+        fn ping(&self) -> StoreFuture<'_, ()> {
+            self.inner.ping()
+        }
+    }
+}

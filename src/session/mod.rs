@@ -1,0 +1,32 @@
+//! Sessions: the sealed cookie, the session store and its cache.
+//!
+//! - The cookie holds only a sealed, fixed-size ticket: session id,
+//!   per-session key, issue and expiry times. No claims, so it never grows.
+//! - The [`SessionRecord`] (identity, refresh token, refresh schedule) lives
+//!   in a [`SessionStore`], sealed with the per-session key: a leaked store
+//!   is useless without the cookies.
+//! - [`Sessions`] ties them together and keeps a short-lived local cache, so
+//!   the decision path does no I/O for a known session.
+//!
+//! Stores: [`MemoryStore`] (demo, tests) and [`EmbeddedStore`] (a redb file,
+//! the default); Redis comes later and must pass the same conformance suite.
+
+mod embedded;
+mod manager;
+mod memory;
+mod record;
+mod seal;
+mod store;
+mod ticket;
+
+#[cfg(test)]
+pub(crate) mod conformance;
+
+pub use embedded::EmbeddedStore;
+pub use manager::{
+    COOKIE_VALUE_LEN, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL, Resolved, SessionError, Sessions,
+};
+pub use memory::MemoryStore;
+pub use record::{EncodeError, SessionRecord};
+pub use seal::{MAX_SEALED_LEN, Purpose, SECRET_LEN, SealError, Sealer};
+pub use store::{KEY_PREFIX, SessionStore, StoreError, StoreFuture, open_store, store_key};
