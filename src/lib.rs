@@ -14,12 +14,14 @@
 //! - [`decision`]: the one function every front end calls.
 //! - [`http`]: axum routes (nginx, forward-auth, login host).
 //! - [`devidp`]: the development OpenID provider behind `authgate demo`.
+//! - [`demo`]: `authgate demo`, wiring the development provider.
 //! - [`server`]: wires the parts and runs the listeners.
 //! - [`identity`], [`clock`], [`telemetry`]: shared small pieces.
 
 pub mod clock;
 pub mod config;
 pub mod decision;
+pub mod demo;
 pub mod devidp;
 pub mod http;
 pub mod identity;

@@ -1,1 +1,123 @@
-fn main() {}
+//! The `authgate` binary: parse the command line, load the config, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use authgate::clock::SystemClock;
+use authgate::config;
+use authgate::server::{self, App};
+use authgate::telemetry;
+
+/// Exit status for an invalid configuration (as linkerd does).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "authgate",
+    version,
+    about = "External-auth decision service for nginx and Envoy, with an OpenID Connect login"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Configuration file (for `serve`, the default command).
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "AUTHGATE_CONFIG",
+        default_value = "authgate.yaml"
+    )]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Validate the configuration; print every problem with file, line and column.
+    CheckConfig,
+    /// The whole flow on this machine: a development identity provider,
+    /// in-memory sessions, loopback only. NOT FOR PRODUCTION.
+    Demo(authgate::demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&cli.config),
+        Command::CheckConfig => check_config(&cli.config),
+        Command::Demo(args) => run_async(authgate::demo::run(args)),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<config::Loaded, ExitCode> {
+    config::load_file(path, &|name| std::env::var(name).ok()).map_err(|errors| {
+        eprintln!("{errors}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    match load(path) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            println!(
+                "{}: ok ({} routes)",
+                path.display(),
+                loaded.config.routes.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn serve(path: &std::path::Path) -> ExitCode {
+    let loaded = match load(path) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    telemetry::init(loaded.config.log_format, &loaded.config.log_level);
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    run_async(async move {
+        let config = loaded.config;
+        let address = config.address;
+        let app = App::new(config, std::sync::Arc::new(SystemClock))
+            .map_err(|e| format!("cannot start: {e}"))?;
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+        tracing::info!(%address, "authgate listening");
+        server::run(app, listener, server::shutdown_signal())
+            .await
+            .map_err(|e| format!("server: {e}"))
+    })
+}
+
+fn run_async(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("authgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("authgate: {message}");
+            tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,593 @@
-//! TODO
+//! The OpenID Connect relying party: discovery, the authorization-code login
+//! with PKCE, the code exchange, ID-token verification and refresh.
+//!
+//! Discovery runs at start (with retry) and readiness stays false until it
+//! succeeds. The provider's keys are cached and fetched again when a token
+//! names a `kid` we do not know (Dex rotates every 6h), at most once per
+//! [`JWKS_REFETCH_INTERVAL`], so a flood of forged `kid`s cannot turn into a
+//! flood of requests to the provider.
+//!
+//! The `openidconnect` crate checks the signature, `iss` (exact string),
+//! `aud`, `exp` and `nonce`; `at_hash` is checked here by hand because the
+//! crate does not.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreIdToken, CoreIdTokenVerifier,
+    CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+};
+use openidconnect::{
+    AccessTokenHash, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl,
+    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
+    RequestTokenError, Scope, TokenResponse, reqwest,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::clock::SharedClock;
+use crate::config::IdpConfig;
+use crate::identity::Identity;
+
+/// The shortest time between two JWKS fetches caused by unknown `kid`s.
+pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long one request to the provider may take.
+const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What went wrong while talking to the provider or checking its answer.
+///
+/// `Unavailable` is the provider's fault (network, 5xx, not yet discovered)
+/// and makes the login page say so with a 503; the others are a failed or
+/// forged login and end it with a 4xx.
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    #[error("the identity provider is not reachable: {0}")]
+    Unavailable(String),
+    #[error("the identity provider refused the request: {0}")]
+    Rejected(String),
+    #[error("the ID token is not valid: {0}")]
+    InvalidToken(String),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// The secrets of one login attempt, kept in a sealed short-lived cookie on
+/// the login host between `/oauth2/start` and `/oauth2/callback`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct LoginState {
+    /// The `state` parameter (CSRF token).
+    pub state: String,
+    /// The `nonce` the ID token must carry.
+    pub nonce: String,
+    /// The PKCE verifier for the code exchange.
+    pub pkce_verifier: String,
+    /// Where to send the user afterwards (already validated).
+    pub return_to: String,
+    /// When the attempt began (seconds since the epoch).
+    pub started_at: i64,
+}
+
+impl std::fmt::Debug for LoginState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginState")
+            .field("return_to", &self.return_to)
+            .field("started_at", &self.started_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A completed login or refresh: who the user is, and what to keep.
+pub struct LoginOutcome {
+    pub identity: Identity,
+    /// The provider's refresh token (Dex: only with `offline_access`).
+    pub refresh_token: Option<String>,
+    /// The ID token's `exp`.
+    pub id_token_expires_at: i64,
+}
+
+impl std::fmt::Debug for LoginOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginOutcome")
+            .field("identity", &self.identity)
+            .field("id_token_expires_at", &self.id_token_expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What discovery found, plus the provider's current keys.
+struct Discovered {
+    metadata: CoreProviderMetadata,
+    jwks: ArcSwapOption<CoreJsonWebKeySet>,
+    auth_type: AuthType,
+    algs: Vec<CoreJwsSigningAlgorithm>,
+}
+
+/// The relying party for one provider.
+pub struct Oidc {
+    issuer: IssuerUrl,
+    client_id: ClientId,
+    client_secret: ClientSecret,
+    redirect_url: RedirectUrl,
+    scopes: Vec<String>,
+    clock_skew: i64,
+    http: reqwest::Client,
+    clock: SharedClock,
+    discovered: ArcSwapOption<Discovered>,
+    last_jwks_fetch: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Oidc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Oidc")
+            .field("issuer", &self.issuer.as_str())
+            .field("client_id", &self.client_id.as_str())
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Oidc {
+    /// Prepares the relying party; does no I/O. `callback_url` is the
+    /// redirect URI registered at the provider.
+    pub fn new(idp: &IdpConfig, callback_url: &Url, clock: SharedClock) -> Result<Oidc, OidcError> {
+        let issuer = IssuerUrl::new(idp.issuer_url.clone())
+            .map_err(|e| OidcError::Config(format!("idp_provider_url: {e}")))?;
+        let redirect_url = RedirectUrl::new(callback_url.to_string())
+            .map_err(|e| OidcError::Config(format!("callback URL: {e}")))?;
+        let mut http = reqwest::Client::builder()
+            // Following redirects from the provider would be an SSRF vector.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(PROVIDER_TIMEOUT)
+            .connect_timeout(PROVIDER_TIMEOUT);
+        if let Some(path) = &idp.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| OidcError::Config(format!("idp_ca_file {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| OidcError::Config(format!("idp_ca_file {}: {e}", path.display())))?;
+            for cert in certs {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        if idp.insecure_skip_verify {
+            http = http.danger_accept_invalid_certs(true);
+        }
+        let http = http
+            .build()
+            .map_err(|e| OidcError::Config(format!("HTTP client: {e}")))?;
+        Ok(Oidc {
+            issuer,
+            client_id: ClientId::new(idp.client_id.clone()),
+            client_secret: ClientSecret::new(
+                String::from_utf8_lossy(idp.client_secret.expose()).into_owned(),
+            ),
+            redirect_url,
+            scopes: idp.scopes.clone(),
+            clock_skew: idp.clock_skew.as_secs() as i64,
+            http,
+            clock,
+            discovered: ArcSwapOption::empty(),
+            last_jwks_fetch: Mutex::new(None),
+        })
+    }
+
+    /// True once discovery has succeeded.
+    pub fn is_ready(&self) -> bool {
+        self.discovered.load().is_some()
+    }
+
+    /// Fetches the discovery document and the keys once.
+    pub async fn discover(&self) -> Result<(), OidcError> {
+        let metadata = CoreProviderMetadata::discover_async(self.issuer.clone(), &self.http)
+            .await
+            .map_err(|e| OidcError::Unavailable(format!("discovery: {}", error_chain(&e))))?;
+        let auth_type = match metadata.token_endpoint_auth_methods_supported() {
+            Some(methods)
+                if !methods.contains(&CoreClientAuthMethod::ClientSecretBasic)
+                    && methods.contains(&CoreClientAuthMethod::ClientSecretPost) =>
+            {
+                AuthType::RequestBody
+            }
+            _ => AuthType::BasicAuth,
+        };
+        // Accept what the provider says it signs with, never `none` or HMAC
+        // (an HMAC "signature" keyed with public material is forgeable).
+        let algs: Vec<CoreJwsSigningAlgorithm> = metadata
+            .id_token_signing_alg_values_supported()
+            .iter()
+            .filter(|alg| {
+                !matches!(
+                    alg,
+                    CoreJwsSigningAlgorithm::None
+                        | CoreJwsSigningAlgorithm::HmacSha256
+                        | CoreJwsSigningAlgorithm::HmacSha384
+                        | CoreJwsSigningAlgorithm::HmacSha512
+                )
+            })
+            .cloned()
+            .collect();
+        let algs = if algs.is_empty() {
+            vec![CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256]
+        } else {
+            algs
+        };
+        let jwks = metadata.jwks().clone();
+        self.discovered.store(Some(Arc::new(Discovered {
+            metadata,
+            jwks: ArcSwapOption::from_pointee(jwks),
+            auth_type,
+            algs,
+        })));
+        Ok(())
+    }
+
+    /// Runs discovery until it succeeds, backing off from 1s to 30s, or
+    /// until `shutdown` resolves.
+    pub async fn discover_until_ready(&self) {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            match self.discover().await {
+                Ok(()) => {
+                    tracing::info!(issuer = self.issuer.as_str(), "provider discovery done");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(issuer = self.issuer.as_str(), error = %e, retry_in = ?delay, "provider discovery failed");
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    fn discovered(&self) -> Result<Arc<Discovered>, OidcError> {
+        self.discovered
+            .load_full()
+            .ok_or_else(|| OidcError::Unavailable("provider discovery has not completed".into()))
+    }
+
+    fn client(
+        &self,
+        d: &Discovered,
+    ) -> CoreClient<
+        openidconnect::EndpointSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointMaybeSet,
+        openidconnect::EndpointMaybeSet,
+    > {
+        CoreClient::from_provider_metadata(
+            d.metadata.clone(),
+            self.client_id.clone(),
+            Some(self.client_secret.clone()),
+        )
+        .set_redirect_uri(self.redirect_url.clone())
+        .set_auth_type(d.auth_type.clone())
+    }
+
+    /// Starts a login: the provider URL to send the browser to, and the
+    /// secrets to keep until the callback.
+    pub fn begin_login(&self, return_to: String) -> Result<(Url, LoginState), OidcError> {
+        let d = self.discovered()?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let client = self.client(&d);
+        let mut request = client.authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        );
+        for scope in self.scopes.iter().filter(|s| s.as_str() != "openid") {
+            request = request.add_scope(Scope::new(scope.clone()));
+        }
+        let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
+        Ok((
+            url,
+            LoginState {
+                state: state.secret().clone(),
+                nonce: nonce.secret().clone(),
+                pkce_verifier: verifier.secret().clone(),
+                return_to,
+                started_at: self.clock.now(),
+            },
+        ))
+    }
+
+    /// Finishes a login: exchanges the code and verifies the ID token
+    /// against this attempt's nonce. The caller has already compared the
+    /// `state` parameter with `login.state`.
+    pub async fn complete_login(
+        &self,
+        code: &str,
+        login: &LoginState,
+    ) -> Result<LoginOutcome, OidcError> {
+        let d = self.discovered()?;
+        let client = self.client(&d);
+        let response = client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .map_err(|e| OidcError::Config(e.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier.clone()))
+            .request_async(&self.http)
+            .await
+            .map_err(token_error)?;
+        let id_token = response
+            .id_token()
+            .ok_or_else(|| OidcError::InvalidToken("the token response has no id_token".into()))?;
+        let nonce = Nonce::new(login.nonce.clone());
+        self.verify(
+            &d,
+            id_token,
+            Some(&nonce),
+            Some(response.access_token().secret()),
+        )
+        .await
+        .map(|(identity, exp)| LoginOutcome {
+            identity,
+            refresh_token: response.refresh_token().map(|t| t.secret().clone()),
+            id_token_expires_at: exp,
+        })
+    }
+
+    /// Uses a refresh token: a new identity (groups re-read by Dex) and the
+    /// rotated refresh token. Any failure means the session must end.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<LoginOutcome, OidcError> {
+        let d = self.discovered()?;
+        let client = self.client(&d);
+        let token = RefreshToken::new(refresh_token.to_owned());
+        let response = client
+            .exchange_refresh_token(&token)
+            .map_err(|e| OidcError::Config(e.to_string()))?
+            .request_async(&self.http)
+            .await
+            .map_err(token_error)?;
+        let id_token = response.id_token().ok_or_else(|| {
+            OidcError::InvalidToken("the refresh response has no id_token".into())
+        })?;
+        // Dex copies the original nonce into refreshed tokens; nothing to compare.
+        let (identity, exp) = self
+            .verify(&d, id_token, None, Some(response.access_token().secret()))
+            .await?;
+        Ok(LoginOutcome {
+            identity,
+            refresh_token: Some(
+                response
+                    .refresh_token()
+                    .map(|t| t.secret().clone())
+                    .unwrap_or_else(|| refresh_token.to_owned()),
+            ),
+            id_token_expires_at: exp,
+        })
+    }
+
+    /// Verifies an ID token, fetching the keys again once if its `kid` is
+    /// unknown.
+    async fn verify(
+        &self,
+        d: &Discovered,
+        id_token: &CoreIdToken,
+        nonce: Option<&Nonce>,
+        access_token: Option<&str>,
+    ) -> Result<(Identity, i64), OidcError> {
+        match self.verify_with_current_keys(d, id_token, nonce, access_token) {
+            Err(VerifyFailure::UnknownKey) => {
+                self.refetch_jwks(d).await?;
+                self.verify_with_current_keys(d, id_token, nonce, access_token)
+                    .map_err(VerifyFailure::into_error)
+            }
+            other => other.map_err(VerifyFailure::into_error),
+        }
+    }
+
+    fn verify_with_current_keys(
+        &self,
+        d: &Discovered,
+        id_token: &CoreIdToken,
+        nonce: Option<&Nonce>,
+        access_token: Option<&str>,
+    ) -> Result<(Identity, i64), VerifyFailure> {
+        let jwks = d
+            .jwks
+            .load_full()
+            .ok_or(VerifyFailure::UnknownKey)?
+            .as_ref()
+            .clone();
+        let now = self.clock.now() - self.clock_skew;
+        let verifier = CoreIdTokenVerifier::new_confidential_client(
+            self.client_id.clone(),
+            self.client_secret.clone(),
+            self.issuer.clone(),
+            jwks,
+        )
+        .set_allowed_algs(d.algs.clone())
+        .set_time_fn(move || DateTime::<Utc>::from_timestamp(now, 0).unwrap_or_default());
+        let claims = match nonce {
+            Some(nonce) => id_token.claims(&verifier, nonce),
+            None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(())),
+        }
+        .map_err(|e| match e {
+            openidconnect::ClaimsVerificationError::SignatureVerification(
+                openidconnect::SignatureVerificationError::NoMatchingKey,
+            ) => VerifyFailure::UnknownKey,
+            other => VerifyFailure::Invalid(other.to_string()),
+        })?;
+        if let (Some(expected), Some(access_token)) = (claims.access_token_hash(), access_token) {
+            let alg = id_token
+                .signing_alg()
+                .map_err(|e| VerifyFailure::Invalid(e.to_string()))?;
+            let key = id_token
+                .signing_key(&verifier)
+                .map_err(|e| VerifyFailure::Invalid(e.to_string()))?;
+            let actual = AccessTokenHash::from_token(
+                &openidconnect::AccessToken::new(access_token.to_owned()),
+                alg,
+                key,
+            )
+            .map_err(|e| VerifyFailure::Invalid(e.to_string()))?;
+            if &actual != expected {
+                return Err(VerifyFailure::Invalid(
+                    "at_hash does not match the access token".into(),
+                ));
+            }
+        }
+        let exp = claims.expiration().timestamp();
+        // The signature is verified: the raw payload can be trusted for the
+        // claims the typed view does not keep (groups, anything for
+        // `allowed_idp_claims`).
+        let raw = raw_claims(&id_token.to_string()).map_err(VerifyFailure::Invalid)?;
+        Ok((identity_from_claims(raw), exp))
+    }
+
+    async fn refetch_jwks(&self, d: &Discovered) -> Result<(), OidcError> {
+        {
+            let mut last = self
+                .last_jwks_fetch
+                .lock()
+                .map_err(|_| OidcError::Unavailable("key cache lock poisoned".into()))?;
+            if let Some(at) = *last
+                && at.elapsed() < JWKS_REFETCH_INTERVAL
+            {
+                return Err(OidcError::InvalidToken(
+                    "the token is signed with an unknown key".into(),
+                ));
+            }
+            *last = Some(Instant::now());
+        }
+        let jwks = CoreJsonWebKeySet::fetch_async(d.metadata.jwks_uri(), &self.http)
+            .await
+            .map_err(|e| OidcError::Unavailable(format!("keys: {}", error_chain(&e))))?;
+        tracing::info!(
+            keys = jwks.keys().len(),
+            "fetched the provider's keys again"
+        );
+        d.jwks.store(Some(Arc::new(jwks)));
+        Ok(())
+    }
+}
+
+enum VerifyFailure {
+    UnknownKey,
+    Invalid(String),
+}
+
+impl VerifyFailure {
+    fn into_error(self) -> OidcError {
+        match self {
+            VerifyFailure::UnknownKey => {
+                OidcError::InvalidToken("the token is signed with an unknown key".into())
+            }
+            VerifyFailure::Invalid(m) => OidcError::InvalidToken(m),
+        }
+    }
+}
+
+/// Sorts a token-endpoint failure into whose fault it is.
+fn token_error<RE, T>(e: RequestTokenError<RE, T>) -> OidcError
+where
+    RE: std::error::Error + 'static,
+    T: openidconnect::ErrorResponse + 'static,
+{
+    match e {
+        RequestTokenError::ServerResponse(r) => OidcError::Rejected(r.to_string()),
+        RequestTokenError::Request(inner) => OidcError::Unavailable(error_chain(&inner)),
+        RequestTokenError::Parse(err, body) => {
+            // Dex answers some failures (expired code, removed LDAP user) with
+            // a 500 and a JSON error that does not parse as a token.
+            let hint = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned));
+            match hint {
+                Some(code) => OidcError::Rejected(code),
+                None => OidcError::Unavailable(format!("unreadable token response: {err}")),
+            }
+        }
+        RequestTokenError::Other(m) => OidcError::Unavailable(m),
+    }
+}
+
+/// An error and its sources on one line (reqwest hides the cause otherwise).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Decodes the payload of a compact JWS whose signature was verified.
+fn raw_claims(jwt: &str) -> Result<Map<String, Value>, String> {
+    let payload = jwt
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| "malformed token".to_owned())?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|e| format!("payload: {e}"))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("payload: {e}"))
+}
+
+/// Builds the identity from verified claims. Dex omits `groups` when empty.
+pub fn identity_from_claims(claims: Map<String, Value>) -> Identity {
+    let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+    let groups = match claims.get("groups") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        Some(Value::String(one)) => vec![one.clone()],
+        _ => Vec::new(),
+    };
+    Identity {
+        subject: text("sub").unwrap_or_default(),
+        email: text("email"),
+        email_verified: claims.get("email_verified").and_then(Value::as_bool),
+        preferred_username: text("preferred_username"),
+        name: text("name"),
+        groups,
+        claims,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use serde_json::json;
+
+    /// Dex leaves `groups` out for a user in no group: that is an empty list,
+    /// not an error; and every claim stays available for `allowed_idp_claims`.
+    #[test]
+    fn identity_from_dex_claims() {
+        let claims = json!({"sub": "CgQxMDAxEgRsZGFw", "email": "alice@example.com",
+            "email_verified": true, "preferred_username": "alice", "name": "Alice",
+            "federated_claims": {"connector_id": "ldap"}});
+        let id = identity_from_claims(claims.as_object().unwrap().clone());
+        assert_eq!(id.subject, "CgQxMDAxEgRsZGFw");
+        assert_eq!(id.email.as_deref(), Some("alice@example.com"));
+        assert_eq!(id.email_verified, Some(true));
+        assert!(id.groups.is_empty());
+        assert!(id.claims.contains_key("federated_claims"));
+
+        let with_groups = json!({"sub": "x", "groups": ["devops", "admins"]});
+        let id = identity_from_claims(with_groups.as_object().unwrap().clone());
+        assert_eq!(id.groups, vec!["devops", "admins"]);
+    }
+
+    /// A payload that is not base64 JSON is an error, never an empty identity.
+    #[test]
+    fn raw_claims_rejects_garbage() {
+        assert!(raw_claims("a.b!.c").is_err());
+        assert!(raw_claims("nodots").is_err());
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"s"}"#);
+        assert_eq!(raw_claims(&format!("h.{payload}.s")).unwrap()["sub"], "s");
+    }
+}

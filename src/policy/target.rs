@@ -60,6 +60,10 @@ pub enum TargetError {
     InvalidUtf8,
     #[error("the path climbs above the root with '..'")]
     AboveRoot,
+    #[error(
+        "no original URL: X-Original-URL, or X-Forwarded-Proto/-Host/-Uri from a trusted proxy"
+    )]
+    Missing,
 }
 
 /// `http` or `https`: the only schemes a route can serve.

@@ -5,3 +5,8 @@
 mod support;
 
 mod stack_selftest;
+
+mod bad_input;
+mod fixture;
+mod login_flow;
+mod nginx_flow;

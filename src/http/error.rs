@@ -1,0 +1,140 @@
+//! Every error a login-host handler can end in, mapped to HTTP in this one
+//! place, classified by whose fault it is: the user's request (4xx, logged
+//! at debug), the provider or the store (503, logged at error), ours (500,
+//! generic page).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::pages;
+use crate::oidc::OidcError;
+use crate::session::SessionError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request itself is wrong (bad `rd`, missing parameters).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The login did not complete: wrong or replayed state, refused code,
+    /// invalid token. Shown to the user with a way to try again.
+    #[error("login failed: {0}")]
+    LoginFailed(String),
+    /// The identity provider is down or not yet discovered.
+    #[error("identity provider unavailable: {0}")]
+    ProviderUnavailable(String),
+    /// The session store is down.
+    #[error("session store unavailable: {0}")]
+    StoreUnavailable(String),
+    /// A bug or misconfiguration of ours.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<OidcError> for AppError {
+    fn from(e: OidcError) -> Self {
+        match e {
+            OidcError::Unavailable(m) => AppError::ProviderUnavailable(m),
+            OidcError::Rejected(m) | OidcError::InvalidToken(m) => AppError::LoginFailed(m),
+            OidcError::Config(m) => AppError::Internal(m),
+        }
+    }
+}
+
+impl From<SessionError> for AppError {
+    fn from(e: SessionError) -> Self {
+        AppError::StoreUnavailable(e.to_string())
+    }
+}
+
+impl AppError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::LoginFailed(_) => StatusCode::FORBIDDEN,
+            AppError::ProviderUnavailable(_) | AppError::StoreUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (title, detail) = match &self {
+            AppError::BadRequest(m) => {
+                tracing::debug!(reason = %m, "bad request");
+                ("Bad request", m.as_str())
+            }
+            AppError::LoginFailed(m) => {
+                tracing::info!(reason = %m, "login failed");
+                (
+                    "Sign-in failed",
+                    "The sign-in could not be completed. It may have expired or been started in another window. Please try again.",
+                )
+            }
+            AppError::ProviderUnavailable(m) => {
+                tracing::error!(reason = %m, "identity provider unavailable");
+                (
+                    "Identity provider unavailable",
+                    "The identity provider cannot be reached right now. If you are already signed in, your session still works; please try signing in again in a few minutes.",
+                )
+            }
+            AppError::StoreUnavailable(m) => {
+                tracing::error!(reason = %m, "session store unavailable");
+                (
+                    "Service unavailable",
+                    "Sessions cannot be read right now. Please try again in a few minutes.",
+                )
+            }
+            AppError::Internal(m) => {
+                tracing::error!(reason = %m, "internal error");
+                ("Internal error", "Something went wrong on our side.")
+            }
+        };
+        pages::message(status, title, detail, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Faults are classified by whose fault they are: the provider being
+    /// down is a 503 (never a 500 or a 2xx); a forged login is a 403.
+    #[test]
+    fn error_statuses() {
+        assert_eq!(
+            AppError::from(OidcError::Unavailable("x".into())).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            AppError::from(OidcError::InvalidToken("x".into())).status(),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            AppError::from(OidcError::Rejected("x".into())).status(),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            AppError::BadRequest("x".into()).status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            AppError::Internal("x".into()).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    /// The page shown for a failed login never echoes the internal reason
+    /// (it may contain provider details).
+    #[tokio::test]
+    async fn login_failure_page_hides_details() {
+        let response = AppError::LoginFailed("token secret-ish detail".into()).into_response();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&body).contains("secret-ish"));
+    }
+}

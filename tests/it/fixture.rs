@@ -1,0 +1,340 @@
+//! An in-process stack for integration tests: the development provider
+//! (real RS256 tokens, Dex-like) and the real authgate server, each on an
+//! ephemeral loopback port, sharing one manual clock.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use authgate::clock::{ManualClock, SharedClock};
+use authgate::config::{
+    Config, CookieConfig, IdpConfig, LogFormat, RouteConfig, Secret, SessionStoreConfig,
+};
+use authgate::devidp::{DevClient, DevIdp, DevIdpConfig, DevUser};
+use authgate::server::{self, App};
+use openidconnect::reqwest;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use url::Url;
+
+pub const COOKIE: &str = "_authgate";
+pub const CLIENT_ID: &str = "authgate-test";
+pub const CLIENT_SECRET: &str = "client-secret-for-tests";
+
+/// One RSA key for the whole test binary: generating one per test is slow.
+fn shared_key() -> rsa::RsaPrivateKey {
+    static KEY: OnceLock<rsa::RsaPrivateKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).expect("RSA key generation")
+    })
+    .clone()
+}
+
+/// A route for `from` admitting `groups` (none = any signed-in user).
+pub fn route(index: usize, from: &str, prefix: Option<&str>, groups: &[&str]) -> RouteConfig {
+    RouteConfig {
+        index,
+        id: None,
+        from: Url::parse(from).expect("route from"),
+        prefix: prefix.map(str::to_owned),
+        path: None,
+        regex: None,
+        allowed_users: Vec::new(),
+        allowed_domains: Vec::new(),
+        allowed_groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        allowed_idp_claims: Vec::new(),
+        allow_public_unauthenticated_access: false,
+        allow_any_authenticated_user: groups.is_empty(),
+        pass_identity_headers: true,
+    }
+}
+
+/// The default policy: `app.example.test` needs `devops`, `/admin` needs
+/// `admins`, `public.example.test` is open to everyone.
+pub fn default_routes() -> Vec<RouteConfig> {
+    let mut public = route(2, "https://public.example.test", None, &[]);
+    public.allow_any_authenticated_user = false;
+    public.allow_public_unauthenticated_access = true;
+    vec![
+        route(0, "https://app.example.test", Some("/admin"), &["admins"]),
+        route(1, "https://app.example.test", None, &["devops"]),
+        public,
+    ]
+}
+
+/// A configuration pointing at `idp_issuer`, served at `login_base`.
+pub fn test_config(login_base: &str, idp_issuer: &str, routes: Vec<RouteConfig>) -> Config {
+    Config {
+        address: "127.0.0.1:0".parse().expect("addr"),
+        grpc_address: "127.0.0.1:0".parse().expect("addr"),
+        authenticate_service_url: Url::parse(login_base).expect("login base"),
+        idp: IdpConfig {
+            provider: "oidc".into(),
+            issuer_url: idp_issuer.to_owned(),
+            client_id: CLIENT_ID.into(),
+            client_secret: Secret::new(CLIENT_SECRET),
+            scopes: ["openid", "email", "profile", "groups", "offline_access"]
+                .map(String::from)
+                .to_vec(),
+            ca_file: None,
+            insecure_skip_verify: false,
+            clock_skew: Duration::from_secs(30),
+        },
+        cookie: CookieConfig {
+            name: COOKIE.into(),
+            domain: None,
+            secure: false,
+            http_only: true,
+            expire: Duration::from_secs(3600),
+            secret: Secret::new([7u8; 32].to_vec()),
+            previous_secrets: Vec::new(),
+        },
+        session_store: SessionStoreConfig::Memory,
+        refresh_interval: Duration::from_secs(300),
+        trusted_proxies: vec!["10.0.0.0/8".parse().expect("cidr")],
+        routes,
+        log_format: LogFormat::Pretty,
+        log_level: "warn".into(),
+    }
+}
+
+/// The running stack; both servers stop when it is dropped.
+pub struct Stack {
+    pub idp: DevIdp,
+    #[allow(dead_code)] // for tests that reach into the service
+    pub app: Arc<App>,
+    /// `http://127.0.0.1:<port>` of authgate.
+    pub base: String,
+    pub clock: ManualClock,
+    pub http: reqwest::Client,
+    stops: Vec<oneshot::Sender<()>>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for stop in self.stops.drain(..) {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        Stack::start_with(default_routes(), |_| {}).await
+    }
+
+    /// Starts the stack with `routes`; `tweak` may change the config.
+    pub async fn start_with(routes: Vec<RouteConfig>, tweak: impl FnOnce(&mut Config)) -> Stack {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind authgate");
+        Stack::start_on(listener, routes, tweak).await
+    }
+
+    /// Starts authgate on `listener` (bound earlier, e.g. so nginx can be
+    /// pointed at it before authgate's config is known).
+    pub async fn start_on(
+        listener: TcpListener,
+        routes: Vec<RouteConfig>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Stack {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_secs() as i64;
+        let clock = ManualClock::new(now);
+        let shared: SharedClock = Arc::new(clock.clone());
+
+        let idp_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind idp");
+        let idp_addr = idp_listener.local_addr().expect("addr");
+        let addr: SocketAddr = listener.local_addr().expect("addr");
+        let base = format!("http://{addr}");
+        let issuer = format!("http://{idp_addr}/dex");
+
+        let mut config = test_config(&base, &issuer, routes);
+        tweak(&mut config);
+        let idp = DevIdp::with_signing_key(
+            DevIdpConfig {
+                issuer: issuer.clone(),
+                clients: vec![DevClient {
+                    id: CLIENT_ID.into(),
+                    secret: CLIENT_SECRET.into(),
+                    redirect_uris: vec![format!(
+                        "{}/oauth2/callback",
+                        config
+                            .authenticate_service_url
+                            .as_str()
+                            .trim_end_matches('/')
+                    )],
+                }],
+                users: DevUser::demo_users("example.com"),
+                id_token_ttl: Duration::from_secs(600),
+                banner: None,
+            },
+            shared.clone(),
+            shared_key(),
+        )
+        .expect("dev idp");
+
+        let mut stops = Vec::new();
+        let (stop_idp, idp_stopped) = oneshot::channel();
+        tokio::spawn(idp.clone().serve(idp_listener, async {
+            let _ = idp_stopped.await;
+        }));
+        stops.push(stop_idp);
+
+        let app = App::new(config, shared).expect("app");
+        app.oidc.discover().await.expect("discovery");
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(server::run(app.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        stops.push(stop);
+
+        Stack {
+            idp,
+            app,
+            base,
+            clock,
+            http: client(),
+            stops,
+        }
+    }
+
+    /// Asks `/oauth2/auth` as nginx would.
+    pub async fn auth(&self, original_url: &str, cookie: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .http
+            .get(format!("{}/oauth2/auth", self.base))
+            .header("X-Original-URL", original_url);
+        if let Some(cookie) = cookie {
+            request = request.header("Cookie", format!("{COOKIE}={cookie}"));
+        }
+        request.send().await.expect("auth request")
+    }
+
+    /// Begins a login: the provider URL and the login-state cookie.
+    pub async fn start_login(&self, rd: &str) -> (String, String) {
+        let response = self
+            .http
+            .get(format!("{}/oauth2/start", self.base))
+            .query(&[("rd", rd)])
+            .send()
+            .await
+            .expect("start");
+        assert_eq!(
+            response.status(),
+            302,
+            "start should redirect to the provider"
+        );
+        let location = header(&response, "location");
+        let cookie = set_cookies(&response)
+            .into_iter()
+            .find(|(name, _)| name.starts_with(&format!("{COOKIE}_login_")))
+            .map(|(name, value)| format!("{name}={value}"))
+            .expect("login-state cookie");
+        (location, cookie)
+    }
+
+    /// Fills the provider's form; returns the callback URL it redirects to.
+    pub async fn provider_login(&self, provider_url: &str, user: &str, password: &str) -> String {
+        let form = self
+            .http
+            .get(provider_url)
+            .send()
+            .await
+            .expect("form")
+            .text()
+            .await
+            .expect("form body");
+        let action = attribute(&form, "action=\"").expect("form action");
+        let req = attribute(&form, "name=\"req\" value=\"").expect("req field");
+        let action = if action.starts_with("http") {
+            action
+        } else {
+            let u = Url::parse(provider_url).expect("provider url");
+            u.join(&action).expect("join").to_string()
+        };
+        let response = self
+            .http
+            .post(action)
+            .form(&[
+                ("req", req.as_str()),
+                ("login", user),
+                ("password", password),
+            ])
+            .send()
+            .await
+            .expect("post form");
+        assert_eq!(response.status(), 303, "the provider should accept {user}");
+        header(&response, "location")
+    }
+
+    /// Calls our callback with the login-state cookie.
+    pub async fn callback(&self, callback_url: &str, login_cookie: &str) -> reqwest::Response {
+        self.http
+            .get(callback_url)
+            .header("Cookie", login_cookie)
+            .send()
+            .await
+            .expect("callback")
+    }
+
+    /// The whole login as `user` (password = name before the @); returns the
+    /// session cookie value.
+    pub async fn login(&self, user: &str, rd: &str) -> String {
+        let password = user.split('@').next().unwrap_or(user);
+        let (provider_url, login_cookie) = self.start_login(rd).await;
+        let callback = self.provider_login(&provider_url, user, password).await;
+        let response = self.callback(&callback, &login_cookie).await;
+        assert_eq!(response.status(), 302, "callback should redirect back");
+        assert_eq!(header(&response, "location"), rd);
+        session_cookie(&response).expect("session cookie")
+    }
+}
+
+/// A client that never follows redirects (we assert them).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+pub fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `(name, value)` of every Set-Cookie.
+pub fn set_cookies(response: &reqwest::Response) -> Vec<(String, String)> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|line| {
+            let pair = line.split(';').next()?;
+            let (name, value) = pair.split_once('=')?;
+            Some((name.trim().to_owned(), value.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// The non-empty session cookie a response sets, if any.
+pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    set_cookies(response)
+        .into_iter()
+        .find(|(name, value)| name == COOKIE && !value.is_empty())
+        .map(|(_, value)| value)
+}
+
+fn attribute(html: &str, prefix: &str) -> Option<String> {
+    let start = html.find(prefix)? + prefix.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].replace("&amp;", "&"))
+}
