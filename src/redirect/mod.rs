@@ -8,11 +8,17 @@
 //!   subdomain of it, or a host some route serves.
 //!
 //! Everything browsers or servers might read another way is refused rather
-//! than repaired: backslashes, whitespace and control characters (raw or
-//! percent-encoded), userinfo, encoded slashes in the first path segment,
-//! empty, `.` and `..` path segments (also when encoded), non-http schemes,
-//! and targets that would start a new login (a redirect loop). The checks
-//! are tested against oauth2-proxy's public corpus of 559 payloads.
+//! than repaired: backslashes, whitespace and control characters raw, control
+//! characters percent-encoded anywhere, encoded whitespace or backslashes in
+//! the path, a `%` in the host, userinfo, encoded slashes in the first path
+//! segment, empty, `.` and `..` path segments (also when encoded), a query
+//! or fragment carrying another URL, non-http schemes, and targets that
+//! would start a new login (a redirect loop). The checks are tested against
+//! oauth2-proxy's public corpus of 559 payloads.
+//!
+//! One deliberate allowance: an encoded space in the query (`?q=a%20b`) is
+//! ordinary in deep links and cannot change where a browser goes, so it
+//! passes; in the path it is refused like its raw form (CVE-2020-4037).
 
 use std::borrow::Cow;
 
