@@ -71,7 +71,7 @@ fn decision_path(c: &mut Criterion) {
         sessions,
         &Url::parse("https://auth.example.com").expect("url"),
     );
-    let url = "https://app999.example.com/some/path?q=1";
+    let url = "https://app999.example.com/api/items?q=1";
     // Warm the cache, as every request after the first finds it warm.
     runtime.block_on(async {
         let decision = decider

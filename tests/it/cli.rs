@@ -1,0 +1,208 @@
+//! The binary as a user runs it: `check-config` on good and bad files, and
+//! `authgate demo` walked through 401 → login → 200 as its banner says.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::fixture::{client, header, session_cookie};
+use crate::support::process::{ChildGuard, free_port};
+
+const BIN: &str = env!("CARGO_BIN_EXE_authgate");
+
+/// A file with three independent mistakes: each is reported with its line
+/// and column, the secret's value never appears, and the exit status is
+/// non-zero.
+#[test]
+fn check_config_lists_every_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("authgate.yaml");
+    std::fs::write(
+        &path,
+        "authenticate_service_url: https://auth.example.com\n\
+         idp_provider_url: https://dex.example.com/dex\n\
+         idp_client_id: pom\n\
+         idp_client_secret: s3cret-value\n\
+         cookie_secret: not-32-bytes-SECRETVALUE\n\
+         cookie_expire: forever\n\
+         cookie_secrte: x\n\
+         policy:\n  - from: https://hello.example.com\n    allowed_groups: [devops]\n",
+    )
+    .expect("write");
+    let output = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run authgate");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("authgate.yaml:5:"), "{stderr}");
+    assert!(stderr.contains("cookie_secret"), "{stderr}");
+    assert!(stderr.contains("authgate.yaml:6:"), "{stderr}");
+    assert!(stderr.contains("authgate.yaml:7:"), "{stderr}");
+    assert!(stderr.contains("did you mean"), "{stderr}");
+    assert!(!stderr.contains("SECRETVALUE"), "{stderr}");
+    assert!(!stderr.contains("s3cret-value"), "{stderr}");
+}
+
+/// `serve` refuses to start (and bind) with an invalid configuration.
+#[test]
+fn serve_refuses_invalid_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, "address: 127.0.0.1:0\nunknown_key: 1\n").expect("write");
+    let output = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run authgate");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown_key"));
+}
+
+/// The example configuration shipped with the repo passes `check-config`.
+#[test]
+fn example_config_checks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("cookie_secret");
+    let client_secret = dir.path().join("client_secret");
+    std::fs::write(&secret, "lOPkHX6t3yWTBJXzh8uuLw4Lx0zmrmgGWDn3wSIW5Mw=\n").expect("write");
+    std::fs::write(&client_secret, "client-secret\n").expect("write");
+    let output = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/authgate.yaml"
+        ))
+        .env("COOKIE_SECRET_FILE", &secret)
+        .env("IDP_CLIENT_SECRET_FILE", &client_secret)
+        .output()
+        .expect("run authgate");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `authgate demo` works as its banner says: 401 with a sign-in URL, a
+/// login through the development provider as alice, then 200 with her
+/// identity headers; bob is refused with 403.
+#[tokio::test]
+async fn demo_walkthrough() {
+    let (port, idp_port, app_port) = (free_port(), free_port(), free_port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("demo.log");
+    let mut command = Command::new(BIN);
+    command.args([
+        "demo",
+        "--port",
+        &port.to_string(),
+        "--idp-port",
+        &idp_port.to_string(),
+        "--app-port",
+        &app_port.to_string(),
+    ]);
+    let mut demo = ChildGuard::spawn("authgate demo", command, &log);
+    demo.wait_for_port(format!("127.0.0.1:{port}").parse().expect("addr"))
+        .await;
+    let base = format!("http://127.0.0.1:{port}");
+    let app = format!("http://127.0.0.1:{app_port}/");
+    let http = client();
+    // Discovery runs in the background: wait until ready.
+    for _ in 0..100 {
+        let ready = http.get(format!("{base}/readyz")).send().await;
+        if ready.map(|r| r.status() == 200).unwrap_or(false) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let banner = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(banner.contains("NOT FOR PRODUCTION"), "{banner}");
+
+    let auth = |cookie: Option<String>| {
+        let mut request = http
+            .get(format!("{base}/oauth2/auth"))
+            .header("X-Original-URL", &app);
+        if let Some(cookie) = cookie {
+            request = request.header("Cookie", format!("_authgate={cookie}"));
+        }
+        request.send()
+    };
+    let response = auth(None).await.expect("auth");
+    assert_eq!(response.status(), 401);
+    assert!(header(&response, "location").starts_with(&format!("{base}/oauth2/start?rd=")));
+
+    for (user, expected) in [("alice", 200), ("bob", 403)] {
+        let cookie = demo_login(&http, &base, user).await;
+        let response = auth(Some(cookie)).await.expect("auth");
+        assert_eq!(response.status(), expected, "{user}");
+        if expected == 200 {
+            assert_eq!(
+                header(&response, "x-auth-request-email"),
+                "alice@example.com"
+            );
+        }
+    }
+    demo.kill();
+}
+
+/// Logs in through the demo's provider form; returns the session cookie.
+async fn demo_login(http: &openidconnect::reqwest::Client, base: &str, user: &str) -> String {
+    let response = http
+        .get(format!("{base}/oauth2/start?rd=/oauth2/userinfo"))
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(response.status(), 302);
+    let provider = header(&response, "location");
+    let login_cookie = crate::fixture::set_cookies(&response)
+        .into_iter()
+        .next()
+        .map(|(n, v)| format!("{n}={v}"))
+        .expect("login cookie");
+    let form = http
+        .get(&provider)
+        .send()
+        .await
+        .expect("form")
+        .text()
+        .await
+        .expect("form");
+    let req = form
+        .split("name=\"req\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("req field")
+        .to_owned();
+    let action = form
+        .split("action=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("action")
+        .replace("&amp;", "&");
+    let action = url::Url::parse(&provider)
+        .expect("provider url")
+        .join(&action)
+        .expect("join");
+    let response = http
+        .post(action)
+        .form(&[
+            ("req", req.as_str()),
+            ("login", &format!("{user}@example.com")),
+            ("password", user),
+        ])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), 303);
+    let callback = header(&response, "location");
+    let response = http
+        .get(callback)
+        .header("Cookie", login_cookie)
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(response.status(), 302);
+    session_cookie(&response).expect("session cookie")
+}
