@@ -7,6 +7,10 @@ mod support;
 mod stack_selftest;
 
 mod bad_input;
+mod envoy_examples;
 mod fixture;
+mod forward_auth;
+mod grpc_authz;
+mod grpcurl;
 mod login_flow;
 mod nginx_flow;
