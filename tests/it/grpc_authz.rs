@@ -435,3 +435,50 @@ async fn grpc_health_reports_serving() {
         assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
     }
 }
+
+/// `server::run_with_grpc` (what `authgate serve` runs) serves HTTP and
+/// gRPC side by side and stops both, cleanly, on shutdown.
+#[tokio::test]
+async fn run_with_grpc_serves_both_and_stops_both() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let stack = Stack::start().await;
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (http_addr, grpc_addr) = (http.local_addr().unwrap(), grpc.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(authgate::server::run_with_grpc(
+        stack.app.clone(),
+        http,
+        grpc,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let health = stack
+        .http
+        .get(format!("http://{http_addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let channel = Channel::from_shared(format!("http://{grpc_addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    HealthClient::new(channel)
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap();
+    stop.send(()).unwrap();
+    let result = tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("both servers stop")
+        .unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    assert!(
+        TcpListener::bind(grpc_addr).await.is_ok(),
+        "the gRPC port is released"
+    );
+}
