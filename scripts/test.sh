@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command that runs every test on a fresh machine (Debian 12, root,
 # Rust and Go present): installs what the end-to-end suite needs, builds the
-# pinned Dex once (cached), then runs the whole cargo test suite.
+# pinned Dex and grpcurl once (cached), then runs the whole cargo test suite.
 #
 #   scripts/test.sh
 #
@@ -18,6 +18,9 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PATH="$PATH:$HOME/.cargo/bin:/usr/local/go/bin"
 CACHE_DIR="${AUTHGATE_E2E_CACHE:-$HOME/.cache/authgate-e2e}"
 DEX_MODULE_DIR="$REPO_ROOT/tests/e2e/dex"
+# grpcurl, the independent gRPC client the Envoy ext_authz tests drive
+# (tests/it/grpcurl.rs reads this line to find the cached binary).
+GRPCURL_VERSION=v1.9.4
 
 # Debian packages the end-to-end tests start (their own instances, on
 # loopback ports in temp dirs; the system services are never used).
@@ -92,6 +95,22 @@ build_dex() {
     export AUTHGATE_DEX_BIN="$bin"
 }
 
+build_grpcurl() {
+    command -v go >/dev/null || die "go not found (needed to build grpcurl)"
+    local bin="$CACHE_DIR/grpcurl-$GRPCURL_VERSION/grpcurl"
+    if [[ -x "$bin" ]]; then
+        log "grpcurl $GRPCURL_VERSION cached at $bin"
+    else
+        log "building grpcurl $GRPCURL_VERSION (first run only)"
+        mkdir -p "$(dirname "$bin")"
+        GOBIN="$(dirname "$bin")" go install -trimpath \
+            "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION" \
+            || die "building grpcurl $GRPCURL_VERSION failed (see the Go output above)"
+    fi
+    "$bin" -version >/dev/null 2>&1 || die "the grpcurl binary at $bin does not run"
+    export AUTHGATE_GRPCURL_BIN="$bin"
+}
+
 run_cargo_tests() {
     command -v cargo >/dev/null || die "cargo not found"
     log "cargo test --all-targets"
@@ -101,6 +120,7 @@ run_cargo_tests() {
 main() {
     install_system_packages
     build_dex
+    build_grpcurl
     run_cargo_tests
 }
 

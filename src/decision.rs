@@ -193,3 +193,209 @@ impl Decider {
         url
     }
 }
+
+/// Who is asking, for front ends whose answer reaches the client itself
+/// (Envoy, forward-auth): a browser navigating is sent to the sign-in page,
+/// a program is told 401 (a redirect to an HTML login would only confuse
+/// it). Decided here once so Envoy gRPC, Envoy HTTP, Traefik and Caddy
+/// cannot disagree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Client {
+    Browser,
+    Program,
+}
+
+impl Client {
+    /// A program when the request is gRPC or gRPC-Web (`Content-Type:
+    /// application/grpc…`), an XHR (`X-Requested-With: XMLHttpRequest`), or
+    /// its `Accept` does not prefer HTML: `*/*` alone (curl, `fetch`), no
+    /// `Accept`, or `application/json` ranked above `text/html`. `header`
+    /// looks up a lower-case header name.
+    pub fn classify<'h>(header: impl Fn(&str) -> Option<&'h str>) -> Client {
+        let grpc = header("content-type").is_some_and(|v| {
+            v.trim_start()
+                .get(..16)
+                .is_some_and(|p| p.eq_ignore_ascii_case("application/grpc"))
+        });
+        let xhr = header("x-requested-with")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("xmlhttprequest"));
+        if grpc || xhr {
+            return Client::Program;
+        }
+        match header("accept") {
+            Some(accept) if prefers_html(accept) => Client::Browser,
+            _ => Client::Program,
+        }
+    }
+}
+
+/// Does this `Accept` rank HTML at least as high as every other explicitly
+/// named type? Wildcards count for neither side: browsers name `text/html`.
+fn prefers_html(accept: &str) -> bool {
+    let mut html = 0.0f32;
+    let mut other = 0.0f32;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if media.eq_ignore_ascii_case("text/html")
+            || media.eq_ignore_ascii_case("application/xhtml+xml")
+        {
+            html = html.max(q);
+        } else if !media.ends_with("/*") && !media.is_empty() {
+            other = other.max(q);
+        }
+    }
+    html > 0.0 && html >= other
+}
+
+/// Every spelling of the identity header names with `-` and `_` mixed
+/// (`x_auth_request_email`, `x-auth_request-email`, …), canonical first.
+/// Some upstreams (CGI, WSGI, PHP, nginx with `underscores_in_headers`)
+/// treat `_` and `-` alike, so a client-sent variant would pass as the real
+/// header (CVE-2025-64484). Letter case needs no variants: header names are
+/// case-insensitive and the proxies compare them lower-cased.
+pub fn identity_header_spellings() -> &'static [Vec<String>] {
+    static SPELLINGS: std::sync::LazyLock<Vec<Vec<String>>> = std::sync::LazyLock::new(|| {
+        IDENTITY_HEADERS
+            .iter()
+            .map(|name| {
+                let name = name.as_str();
+                let dashes: Vec<usize> = name.match_indices('-').map(|(i, _)| i).collect();
+                (0u32..1 << dashes.len())
+                    .map(|mask| {
+                        let mut bytes = name.as_bytes().to_vec();
+                        for (bit, &at) in dashes.iter().enumerate() {
+                            if mask & (1 << bit) != 0 {
+                                bytes[at] = b'_';
+                            }
+                        }
+                        String::from_utf8_lossy(&bytes).into_owned()
+                    })
+                    .collect()
+            })
+            .collect()
+    });
+    &SPELLINGS
+}
+
+/// The request headers a proxy must strip on allow, given the identity
+/// headers `set` by this answer: every `_` spelling, and the canonical names
+/// this answer does not set (no email, a public route without a session), so
+/// a client-sent copy never reaches the upstream. The names that are set are
+/// left out on purpose: Envoy applies removals *after* setting headers, so
+/// listing them would strip our own values; overwriting already replaces
+/// the client's.
+pub fn identity_headers_to_remove(set: &[(HeaderName, HeaderValue)]) -> Vec<&'static str> {
+    let mut remove = Vec::with_capacity(48);
+    for spellings in identity_header_spellings() {
+        let mut spellings = spellings.iter().map(String::as_str);
+        if let Some(canonical) = spellings.next()
+            && !set.iter().any(|(name, _)| name.as_str() == canonical)
+        {
+            remove.push(canonical);
+        }
+        remove.extend(spellings);
+    }
+    remove
+}
+
+#[cfg(test)]
+mod client_tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn classify(pairs: &[(&'static str, &'static str)]) -> Client {
+        Client::classify(|name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| *v))
+    }
+
+    /// What Chrome and Firefox send for a navigation is a browser; curl,
+    /// fetch's default, JSON clients, XHR and gRPC(-Web) are programs.
+    #[test]
+    fn browsers_and_programs_are_told_apart() {
+        let chrome =
+            "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
+        assert_eq!(classify(&[("accept", chrome)]), Client::Browser);
+        assert_eq!(
+            classify(&[(
+                "accept",
+                "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+            )]),
+            Client::Browser
+        );
+        assert_eq!(classify(&[("accept", "*/*")]), Client::Program);
+        assert_eq!(classify(&[]), Client::Program);
+        assert_eq!(classify(&[("accept", "application/json")]), Client::Program);
+        assert_eq!(
+            classify(&[("accept", "application/json, text/html;q=0.5")]),
+            Client::Program
+        );
+        assert_eq!(classify(&[("accept", "text/html;q=0")]), Client::Program);
+        assert_eq!(
+            classify(&[("accept", chrome), ("x-requested-with", "XMLHttpRequest")]),
+            Client::Program
+        );
+        for grpc in [
+            "application/grpc",
+            "application/grpc+proto",
+            "application/grpc-web+proto",
+            "application/grpc-web-text",
+        ] {
+            assert_eq!(
+                classify(&[("accept", chrome), ("content-type", grpc)]),
+                Client::Program,
+                "{grpc}"
+            );
+        }
+        // A form post from a browser is still a browser.
+        assert_eq!(
+            classify(&[
+                ("accept", chrome),
+                ("content-type", "application/x-www-form-urlencoded")
+            ]),
+            Client::Browser
+        );
+    }
+
+    /// Every `-`/`_` mix is listed: 2^3 spellings for three separators, 2^4
+    /// for `preferred-username`.
+    #[test]
+    fn spellings_cover_every_separator_mix() {
+        let all = identity_header_spellings();
+        assert_eq!(all.len(), IDENTITY_HEADERS.len());
+        let email = &all[1];
+        assert_eq!(email[0], "x-auth-request-email");
+        assert_eq!(email.len(), 8);
+        assert!(email.iter().any(|s| s == "x_auth_request_email"));
+        assert!(email.iter().any(|s| s == "x-auth_request-email"));
+        assert_eq!(all[2].len(), 16);
+        let total: usize = all.iter().map(Vec::len).sum();
+        let mut unique: Vec<_> = all.iter().flatten().collect();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), total);
+    }
+
+    /// Headers we set are not removed (Envoy removes after setting); the
+    /// canonical names we do not set, and every `_` spelling, are.
+    #[test]
+    fn removal_list_spares_what_is_set() {
+        let set = vec![
+            (HEADER_USER, HeaderValue::from_static("sub")),
+            (HEADER_EMAIL, HeaderValue::from_static("a@example.com")),
+        ];
+        let remove = identity_headers_to_remove(&set);
+        assert!(!remove.contains(&"x-auth-request-user"));
+        assert!(!remove.contains(&"x-auth-request-email"));
+        assert!(remove.contains(&"x-auth-request-groups"));
+        assert!(remove.contains(&"x-auth-request-preferred-username"));
+        assert!(remove.contains(&"x_auth_request_email"));
+        assert!(remove.contains(&"x_auth_request_user"));
+        assert_eq!(remove.len(), 8 + 8 + 16 + 8 - 2);
+        let nothing_set = identity_headers_to_remove(&[]);
+        assert_eq!(nothing_set.len(), 40);
+    }
+}

@@ -13,6 +13,7 @@
 //! - [`oidc`]: discovery, login, callback, ID-token verification.
 //! - [`decision`]: the one function every front end calls.
 //! - [`http`]: axum routes (nginx, forward-auth, login host).
+//! - [`grpc`]: Envoy `ext_authz` over gRPC (`Check`, health, reflection).
 //! - [`devidp`]: the development OpenID provider behind `authgate demo`.
 //! - [`demo`]: `authgate demo`, wiring the development provider.
 //! - [`server`]: wires the parts and runs the listeners.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod decision;
 pub mod demo;
 pub mod devidp;
+pub mod grpc;
 pub mod http;
 pub mod identity;
 pub mod oidc;

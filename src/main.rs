@@ -91,11 +91,15 @@ fn serve(path: &std::path::Path) -> ExitCode {
         let address = config.address;
         let app = App::new(config, std::sync::Arc::new(SystemClock))
             .map_err(|e| format!("cannot start: {e}"))?;
+        let grpc_address = app.config.grpc_address;
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-        tracing::info!(%address, "authgate listening");
-        server::run(app, listener, server::shutdown_signal())
+        let grpc = tokio::net::TcpListener::bind(grpc_address)
+            .await
+            .map_err(|e| format!("cannot listen on {grpc_address} (grpc_address): {e}"))?;
+        tracing::info!(%address, %grpc_address, "authgate listening");
+        server::run_with_grpc(app, listener, grpc, server::shutdown_signal())
             .await
             .map_err(|e| format!("server: {e}"))
     })

@@ -128,6 +128,40 @@ pub async fn run(
     served
 }
 
+/// Serves HTTP on `http` and Envoy's gRPC `Check` on `grpc` until
+/// `shutdown` resolves (or either server fails), then drains both.
+pub async fn run_with_grpc(
+    app: Arc<App>,
+    http: TcpListener,
+    grpc: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let http = async {
+        let result = run(app.clone(), http, wait(stopped.clone())).await;
+        stop.send_replace(true);
+        result
+    };
+    let grpc = async {
+        let result = crate::grpc::serve(app.clone(), grpc, wait(stopped.clone())).await;
+        stop.send_replace(true);
+        result.map_err(std::io::Error::other)
+    };
+    let both = async { tokio::join!(http, grpc) };
+    tokio::pin!(both);
+    let (http, grpc) = tokio::select! {
+        results = &mut both => results,
+        () = shutdown => {
+            stop.send_replace(true);
+            both.await
+        }
+    };
+    http.and(grpc)
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -8,6 +8,7 @@
 //! `X-Forwarded-Uri` from anyone else must not choose the route).
 
 mod error;
+pub mod forward_auth;
 mod login;
 pub mod pages;
 
@@ -18,7 +19,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 
 use crate::decision::{self, Decision};
 use crate::policy::{Target, TargetError};
@@ -31,6 +32,9 @@ pub use error::AppError;
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/oauth2/auth", get(auth_nginx_get))
+        .route("/forward-auth", any(forward_auth::forward_auth_any))
+        .route("/forward-auth/", any(forward_auth::forward_auth_any))
+        .route("/forward-auth/{*rest}", any(forward_auth::forward_auth_any))
         .route("/oauth2/start", get(login::login_start_get))
         .route("/oauth2/callback", get(login::login_callback_get))
         .route(

@@ -8,6 +8,10 @@ mod stack_selftest;
 
 mod bad_input;
 mod cli;
+mod envoy_examples;
 mod fixture;
+mod forward_auth;
+mod grpc_authz;
+mod grpcurl;
 mod login_flow;
 mod nginx_flow;

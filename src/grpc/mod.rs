@@ -1,0 +1,262 @@
+//! Envoy `ext_authz` over gRPC: `envoy.service.auth.v3.Authorization/Check`,
+//! plus `grpc.health.v1.Health` and server reflection (so `grpcurl` can call
+//! `Check` without Envoy's `.proto` files).
+//!
+//! Like the HTTP front ends this only translates: `attributes.request.http`
+//! (`scheme`, `host`, `path` with its query, `method`, and the headers from
+//! `headers` or — with Envoy's `encode_raw_headers` — `header_map`) →
+//! [`decision::Request`] → [`DirectAnswer`] → `CheckResponse`.
+//!
+//! Every decision, including "the session store is down", is an `Ok`
+//! `CheckResponse` with an explicit HTTP status: a gRPC error would make
+//! Envoy answer its `status_on_error` instead of ours.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, AuthorizationServer, CheckRequest, CheckResponse, DeniedHttpResponse,
+    HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, HttpStatusCode,
+    OkHttpResponse,
+};
+use envoy_types::pb::google::rpc;
+use http::StatusCode;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+
+use crate::decision::{self, Client};
+use crate::http::forward_auth::DirectAnswer;
+use crate::policy::{Target, TargetError};
+use crate::server::App;
+
+/// Envoy's descriptors for `external_auth.proto` and everything it imports,
+/// served by reflection. Generated from the `.proto` files the envoy-types
+/// crate bundles; a test regenerates it and fails when it is stale.
+pub const ENVOY_AUTHZ_DESCRIPTORS: &[u8] = include_bytes!("envoy_authz.protoset");
+
+/// Why the gRPC listener stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcError {
+    #[error("reflection descriptors: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// The `Authorization` service.
+pub struct AuthzService {
+    app: Arc<App>,
+}
+
+impl AuthzService {
+    pub fn new(app: Arc<App>) -> AuthzService {
+        AuthzService { app }
+    }
+
+    /// Decides one `CheckRequest`. Never fails: a request without the
+    /// attributes needed is refused with 403.
+    pub async fn answer(&self, request: &CheckRequest) -> CheckResponse {
+        let http = request
+            .attributes
+            .as_ref()
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref());
+        let Some(http) = http else {
+            tracing::debug!("Check without attributes.request.http: refused");
+            let decision = self
+                .app
+                .decider
+                .decide(decision::Request {
+                    target: Err(TargetError::Missing),
+                    session_cookies: std::iter::empty(),
+                })
+                .await;
+            return check_response(DirectAnswer::new(&decision, Client::Program, true));
+        };
+        let headers = ClientHeaders::of(&http.headers, http.header_map.as_ref());
+        let target = if http.host.is_empty() || http.path.is_empty() {
+            Err(TargetError::Missing)
+        } else {
+            Target::from_parts(&http.scheme, &http.host, &http.path)
+        };
+        let cookie_name = self.app.config.cookie.name.as_str();
+        let decision = self
+            .app
+            .decider
+            .decide(decision::Request {
+                target,
+                session_cookies: headers.cookie_values(cookie_name),
+            })
+            .await;
+        let client = Client::classify(|name| headers.get(name));
+        let safe =
+            http.method.eq_ignore_ascii_case("GET") || http.method.eq_ignore_ascii_case("HEAD");
+        check_response(DirectAnswer::new(&decision, client, safe))
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for AuthzService {
+    async fn check(
+        &self,
+        request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        Ok(tonic::Response::new(self.answer(request.get_ref()).await))
+    }
+}
+
+/// The client's request headers as Envoy sent them: the `headers` map
+/// (lower-case names, repeated headers joined), or `header_map` when Envoy
+/// runs with `encode_raw_headers` (values in `raw_value` bytes).
+enum ClientHeaders<'a> {
+    Map(&'a HashMap<String, String>),
+    Raw(&'a [HeaderValue]),
+}
+
+impl<'a> ClientHeaders<'a> {
+    fn of(
+        map: &'a HashMap<String, String>,
+        raw: Option<&'a envoy_types::pb::envoy::config::core::v3::HeaderMap>,
+    ) -> ClientHeaders<'a> {
+        match raw {
+            Some(raw) if !raw.headers.is_empty() => ClientHeaders::Raw(&raw.headers),
+            _ => ClientHeaders::Map(map),
+        }
+    }
+
+    /// The first value of header `name` (lower case), as text.
+    fn get(&self, name: &str) -> Option<&'a str> {
+        match *self {
+            ClientHeaders::Map(map) => map.get(name).map(String::as_str),
+            ClientHeaders::Raw(list) => list
+                .iter()
+                .filter(|h| h.key.eq_ignore_ascii_case(name))
+                .find_map(raw_text),
+        }
+    }
+
+    /// Every `cookie` header value, as text.
+    fn cookies(&self) -> Box<dyn Iterator<Item = &'a str> + Send + 'a> {
+        match *self {
+            ClientHeaders::Map(map) => Box::new(map.get("cookie").map(String::as_str).into_iter()),
+            ClientHeaders::Raw(list) => Box::new(
+                list.iter()
+                    .filter(|h| h.key.eq_ignore_ascii_case("cookie"))
+                    .filter_map(raw_text),
+            ),
+        }
+    }
+
+    /// Values of every cookie named `name`. Envoy joins repeated `cookie`
+    /// headers (and HTTP/2 cookie crumbs) into one; `,` is split on too, as
+    /// a cookie value cannot contain it (RFC 6265).
+    fn cookie_values(&self, name: &'a str) -> impl Iterator<Item = &'a str> + use<'a> {
+        self.cookies()
+            .flat_map(|line| line.split([';', ',']))
+            .filter_map(move |pair| {
+                let (key, value) = pair.trim().split_once('=')?;
+                (key == name).then(|| value.trim_matches('"'))
+            })
+    }
+}
+
+/// A `header_map` entry's value: `raw_value` bytes when set (Envoy's
+/// `encode_raw_headers`), else `value`. Non-UTF-8 bytes are skipped.
+fn raw_text(header: &HeaderValue) -> Option<&str> {
+    if header.raw_value.is_empty() {
+        Some(header.value.as_str())
+    } else {
+        std::str::from_utf8(&header.raw_value).ok()
+    }
+}
+
+/// Renders an answer as Envoy's `CheckResponse`.
+fn check_response(answer: DirectAnswer) -> CheckResponse {
+    let overwrite = |(name, value): (http::HeaderName, http::HeaderValue)| HeaderValueOption {
+        header: Some(HeaderValue {
+            key: name.as_str().to_owned(),
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            raw_value: Vec::new(),
+        }),
+        // Without this, recent Envoy *adds* our value next to a client's.
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..HeaderValueOption::default()
+    };
+    match answer {
+        DirectAnswer::Allow { upstream, remove } => CheckResponse {
+            status: Some(rpc::Status {
+                code: tonic::Code::Ok as i32,
+                ..rpc::Status::default()
+            }),
+            http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                headers: upstream.into_iter().map(overwrite).collect(),
+                headers_to_remove: remove.into_iter().map(str::to_owned).collect(),
+                ..OkHttpResponse::default()
+            })),
+            ..CheckResponse::default()
+        },
+        DirectAnswer::Deny {
+            status,
+            headers,
+            body,
+        } => CheckResponse {
+            status: Some(rpc::Status {
+                code: grpc_code(status) as i32,
+                message: status.canonical_reason().unwrap_or_default().to_owned(),
+                ..rpc::Status::default()
+            }),
+            http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+                status: Some(HttpStatus {
+                    code: HttpStatusCode::try_from(i32::from(status.as_u16()))
+                        .unwrap_or(HttpStatusCode::Forbidden) as i32,
+                }),
+                headers: headers.into_iter().map(overwrite).collect(),
+                body: body.to_owned(),
+            })),
+            ..CheckResponse::default()
+        },
+    }
+}
+
+/// The gRPC code that goes with a denial's HTTP status (Envoy only checks
+/// that it is not OK; it helps whoever reads Envoy's logs).
+fn grpc_code(status: StatusCode) -> tonic::Code {
+    match status {
+        StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
+        StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
+        _ => tonic::Code::Unauthenticated,
+    }
+}
+
+/// Serves `Check`, health and reflection on `listener` until `shutdown`
+/// resolves, then drains in-flight calls.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), GrpcError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<AuthorizationServer<AuthzService>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ENVOY_AUTHZ_DESCRIPTORS)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ENVOY_AUTHZ_DESCRIPTORS)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    tonic::transport::Server::builder()
+        .add_service(AuthorizationServer::new(AuthzService::new(app)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,144 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use http::header;
+
+fn raw(pairs: &[(&str, &[u8])]) -> Vec<HeaderValue> {
+    pairs
+        .iter()
+        .map(|(k, v)| HeaderValue {
+            key: (*k).to_owned(),
+            value: String::new(),
+            raw_value: v.to_vec(),
+        })
+        .collect()
+}
+
+/// `headers` and `header_map` (raw bytes, repeated entries) yield the same
+/// values; the session cookie is found among others whichever way Envoy
+/// joined the cookie headers.
+#[test]
+fn both_header_encodings_read_alike() {
+    let map: HashMap<String, String> = [
+        ("accept".to_owned(), "text/html".to_owned()),
+        (
+            "cookie".to_owned(),
+            "a=1; _authgate=one, _authgate=two".to_owned(),
+        ),
+    ]
+    .into();
+    let list = raw(&[
+        ("accept", b"text/html"),
+        ("cookie", b"a=1; _authgate=one"),
+        ("cookie", b"_authgate=two"),
+    ]);
+    let raw_map = envoy_types::pb::envoy::config::core::v3::HeaderMap { headers: list };
+    let from_map = ClientHeaders::of(&map, None);
+    let from_raw = ClientHeaders::of(&map, Some(&raw_map));
+    assert!(matches!(from_raw, ClientHeaders::Raw(_)));
+    for h in [&from_map, &from_raw] {
+        assert_eq!(h.get("accept"), Some("text/html"));
+        assert_eq!(
+            h.cookie_values("_authgate").collect::<Vec<_>>(),
+            vec!["one", "two"]
+        );
+        assert_eq!(h.get("x-missing"), None);
+    }
+    // An empty header_map falls back to the map.
+    let empty = envoy_types::pb::envoy::config::core::v3::HeaderMap::default();
+    assert!(matches!(
+        ClientHeaders::of(&map, Some(&empty)),
+        ClientHeaders::Map(_)
+    ));
+}
+
+/// A raw value that is not UTF-8 is skipped, not mangled into a match.
+#[test]
+fn non_utf8_raw_values_are_skipped() {
+    let raw_map = envoy_types::pb::envoy::config::core::v3::HeaderMap {
+        headers: raw(&[
+            ("cookie", b"_authgate=\xff\xfe"),
+            ("cookie", b"_authgate=ok"),
+        ]),
+    };
+    let empty = HashMap::new();
+    let h = ClientHeaders::of(&empty, Some(&raw_map));
+    assert_eq!(h.cookie_values("_authgate").collect::<Vec<_>>(), vec!["ok"]);
+}
+
+/// Allow: code 0, identity headers with OVERWRITE_IF_EXISTS_OR_ADD, the
+/// `_` spellings in headers_to_remove; the deprecated `append` is unset.
+#[test]
+#[allow(deprecated)]
+fn allow_overwrites_and_removes() {
+    let response = check_response(DirectAnswer::Allow {
+        upstream: vec![(
+            decision::HEADER_USER,
+            http::HeaderValue::from_static("alice-sub"),
+        )],
+        remove: vec!["x_auth_request_user", "x-auth-request-email"],
+    });
+    assert_eq!(response.status.unwrap().code, 0);
+    let Some(HttpResponse::OkResponse(ok)) = response.http_response else {
+        panic!("ok_response expected")
+    };
+    let set = &ok.headers[0];
+    assert_eq!(
+        set.append_action,
+        HeaderAppendAction::OverwriteIfExistsOrAdd as i32
+    );
+    assert_eq!(set.append, None);
+    let header = set.header.as_ref().unwrap();
+    assert_eq!(
+        (header.key.as_str(), header.value.as_str()),
+        ("x-auth-request-user", "alice-sub")
+    );
+    assert_eq!(
+        ok.headers_to_remove,
+        vec!["x_auth_request_user", "x-auth-request-email"]
+    );
+}
+
+/// Deny: a non-OK code and an explicit HTTP status, headers, body; the
+/// gRPC code follows the HTTP status.
+#[test]
+fn deny_carries_status_headers_and_body() {
+    let cases = [
+        (StatusCode::FOUND, tonic::Code::Unauthenticated),
+        (StatusCode::SEE_OTHER, tonic::Code::Unauthenticated),
+        (StatusCode::UNAUTHORIZED, tonic::Code::Unauthenticated),
+        (StatusCode::FORBIDDEN, tonic::Code::PermissionDenied),
+        (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable),
+    ];
+    for (status, code) in cases {
+        let response = check_response(DirectAnswer::Deny {
+            status,
+            headers: vec![(
+                header::LOCATION,
+                http::HeaderValue::from_static("https://auth.example.test/oauth2/start?rd=x"),
+            )],
+            body: "body\n",
+        });
+        assert_eq!(response.status.as_ref().unwrap().code, code as i32);
+        let Some(HttpResponse::DeniedResponse(denied)) = response.http_response else {
+            panic!("denied_response expected")
+        };
+        assert_eq!(denied.status.unwrap().code, i32::from(status.as_u16()));
+        assert_eq!(denied.body, "body\n");
+        assert_eq!(denied.headers[0].header.as_ref().unwrap().key, "location");
+    }
+}
+
+/// The checked-in descriptor set holds the Authorization service.
+#[test]
+fn descriptors_describe_the_authorization_service() {
+    use prost::Message;
+    let set = envoy_types::pb::google::protobuf::FileDescriptorSet::decode(ENVOY_AUTHZ_DESCRIPTORS)
+        .unwrap();
+    assert!(set.file.iter().any(|f| {
+        f.package.as_deref() == Some("envoy.service.auth.v3")
+            && f.service
+                .iter()
+                .any(|s| s.name.as_deref() == Some("Authorization"))
+    }));
+}
