@@ -7,6 +7,7 @@ mod support;
 mod stack_selftest;
 
 mod bad_input;
+mod dex_browser;
 mod fixture;
 mod login_flow;
 mod nginx_flow;
