@@ -10,6 +10,12 @@
 //! The `openidconnect` crate checks the signature, `iss` (exact string),
 //! `aud`, `exp` and `nonce`; `at_hash` is checked here by hand because the
 //! crate does not.
+//!
+//! Before a login sends the browser to the provider, [`Oidc::check_reachable`]
+//! asks the provider whether it is up (one bounded request, shared by
+//! concurrent logins and reused for [`PROVIDER_CHECK_TTL`]): a user whose
+//! provider is down sees our "identity provider unavailable" page instead of
+//! the browser's connection error. Decisions never call it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,6 +46,16 @@ pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How long one request to the provider may take.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the answer of a reachability check is reused. Short, so a
+/// provider that went down (or came back) is noticed within seconds, yet a
+/// flood of `/oauth2/start` requests costs the provider at most one request
+/// per period.
+pub const PROVIDER_CHECK_TTL: Duration = Duration::from_secs(2);
+
+/// How long a reachability check may take before the provider counts as
+/// down: a user waits this long at most before seeing the 503 page.
+const PROVIDER_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What went wrong while talking to the provider or checking its answer.
 ///
@@ -109,6 +125,12 @@ struct Discovered {
     algs: Vec<CoreJwsSigningAlgorithm>,
 }
 
+/// The last reachability check: when, and the failure if there was one.
+struct ProviderCheck {
+    at: Instant,
+    outcome: Result<(), String>,
+}
+
 /// The relying party for one provider.
 pub struct Oidc {
     issuer: IssuerUrl,
@@ -121,6 +143,9 @@ pub struct Oidc {
     clock: SharedClock,
     discovered: ArcSwapOption<Discovered>,
     last_jwks_fetch: Mutex<Option<Instant>>,
+    /// Held across the check's request, so concurrent logins wait for one
+    /// request instead of each sending their own.
+    last_check: tokio::sync::Mutex<Option<ProviderCheck>>,
 }
 
 impl std::fmt::Debug for Oidc {
@@ -174,6 +199,7 @@ impl Oidc {
             clock,
             discovered: ArcSwapOption::empty(),
             last_jwks_fetch: Mutex::new(None),
+            last_check: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -243,6 +269,57 @@ impl Oidc {
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// Whether the provider answers now: `Unavailable` if discovery has not
+    /// completed, or if its discovery document does not come back with a
+    /// 2xx within [`PROVIDER_CHECK_TIMEOUT`]. The answer is shared by
+    /// concurrent callers and reused for [`PROVIDER_CHECK_TTL`].
+    ///
+    /// For the login start only: it says the provider is up as seen from
+    /// here, which is the best available hint that the browser will reach
+    /// it too. Decisions must not call it (they do no network I/O).
+    pub async fn check_reachable(&self) -> Result<(), OidcError> {
+        self.discovered()?;
+        let mut last = self.last_check.lock().await;
+        if let Some(check) = last.as_ref()
+            && check.at.elapsed() < PROVIDER_CHECK_TTL
+        {
+            return check.outcome.clone().map_err(OidcError::Unavailable);
+        }
+        let outcome = self.probe().await;
+        if let Err(reason) = &outcome {
+            tracing::warn!(issuer = self.issuer.as_str(), %reason, "identity provider unreachable");
+        }
+        *last = Some(ProviderCheck {
+            at: Instant::now(),
+            outcome: outcome.clone(),
+        });
+        outcome.map_err(OidcError::Unavailable)
+    }
+
+    /// One GET of the discovery document: cheap for the provider, served by
+    /// the same process as the login pages.
+    async fn probe(&self) -> Result<(), String> {
+        let url = self
+            .issuer
+            .join(".well-known/openid-configuration")
+            .map_err(|e| format!("discovery URL: {e}"))?;
+        let response = self
+            .http
+            .get(url)
+            .timeout(PROVIDER_CHECK_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| format!("reachability check: {}", error_chain(&e)))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "reachability check: discovery answered {}",
+                response.status()
+            ))
         }
     }
 
@@ -589,5 +666,153 @@ mod tests {
         assert!(raw_claims("nodots").is_err());
         let payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"s"}"#);
         assert_eq!(raw_claims(&format!("h.{payload}.s")).unwrap()["sub"], "s");
+    }
+
+    /// A stand-in provider: a discovery document and an empty key set; it
+    /// counts discovery requests and answers them with `status` (0: never).
+    struct FakeProvider {
+        issuer: String,
+        hits: Arc<std::sync::atomic::AtomicUsize>,
+        status: Arc<std::sync::atomic::AtomicU16>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl FakeProvider {
+        async fn start() -> FakeProvider {
+            use axum::http::StatusCode;
+            use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let issuer = format!("http://{}/dex", listener.local_addr().unwrap());
+            let hits = Arc::new(AtomicUsize::new(0));
+            let status = Arc::new(AtomicU16::new(200));
+            let document = json!({
+                "issuer": issuer,
+                "authorization_endpoint": format!("{issuer}/auth"),
+                "token_endpoint": format!("{issuer}/token"),
+                "jwks_uri": format!("{issuer}/keys"),
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+            });
+            let (h, st) = (hits.clone(), status.clone());
+            let app = axum::Router::new()
+                .route(
+                    "/dex/.well-known/openid-configuration",
+                    axum::routing::get(move || {
+                        let (h, st, document) = (h.clone(), st.clone(), document.clone());
+                        async move {
+                            h.fetch_add(1, Ordering::SeqCst);
+                            let code = st.load(Ordering::SeqCst);
+                            if code == 0 {
+                                std::future::pending::<()>().await;
+                            }
+                            let code = StatusCode::from_u16(code).unwrap();
+                            (code, axum::Json(document))
+                        }
+                    }),
+                )
+                .route(
+                    "/dex/keys",
+                    axum::routing::get(|| async { axum::Json(json!({"keys": []})) }),
+                );
+            let task = tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            FakeProvider {
+                issuer,
+                hits,
+                status,
+                task,
+            }
+        }
+
+        fn hits(&self) -> usize {
+            self.hits.load(std::sync::atomic::Ordering::SeqCst)
+        }
+
+        fn answer(&self, status: u16) {
+            self.status
+                .store(status, std::sync::atomic::Ordering::SeqCst);
+        }
+
+        fn oidc(&self) -> Oidc {
+            let idp = IdpConfig {
+                provider: "oidc".into(),
+                issuer_url: self.issuer.clone(),
+                client_id: "c".into(),
+                client_secret: crate::config::Secret::new("s"),
+                scopes: vec!["openid".into()],
+                ca_file: None,
+                insecure_skip_verify: false,
+                clock_skew: Duration::from_secs(30),
+            };
+            let callback = Url::parse("https://auth.example.test/oauth2/callback").unwrap();
+            Oidc::new(&idp, &callback, Arc::new(crate::clock::SystemClock)).unwrap()
+        }
+    }
+
+    impl Drop for FakeProvider {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    /// Before discovery the check fails without asking the provider; after
+    /// it, concurrent logins share one request and the next ones within the
+    /// TTL reuse its answer.
+    #[tokio::test]
+    async fn reachability_check_is_shared_and_reused() {
+        let provider = FakeProvider::start().await;
+        let oidc = provider.oidc();
+        assert!(matches!(
+            oidc.check_reachable().await,
+            Err(OidcError::Unavailable(_))
+        ));
+        assert_eq!(provider.hits(), 0, "checked before discovery");
+
+        oidc.discover().await.unwrap();
+        assert_eq!(provider.hits(), 1);
+        let (a, b, c) = tokio::join!(
+            oidc.check_reachable(),
+            oidc.check_reachable(),
+            oidc.check_reachable()
+        );
+        assert!(a.is_ok() && b.is_ok() && c.is_ok());
+        oidc.check_reachable().await.unwrap();
+        assert_eq!(provider.hits(), 2, "one check for four logins");
+    }
+
+    /// A provider answering 5xx is unavailable (the login page's 503), and
+    /// the failure is reused too, so a dead provider is not hammered.
+    #[tokio::test]
+    async fn reachability_check_fails_on_server_error() {
+        let provider = FakeProvider::start().await;
+        let oidc = provider.oidc();
+        oidc.discover().await.unwrap();
+        provider.answer(500);
+        let err = oidc.check_reachable().await.unwrap_err();
+        assert!(
+            matches!(&err, OidcError::Unavailable(m) if m.contains("500")),
+            "{err}"
+        );
+        provider.answer(200);
+        assert!(oidc.check_reachable().await.is_err(), "failure not reused");
+        assert_eq!(provider.hits(), 2);
+    }
+
+    /// A provider that accepts the connection but never answers counts as
+    /// down once the check's timeout passes: the user waits seconds, not
+    /// forever.
+    #[tokio::test]
+    async fn reachability_check_is_bounded() {
+        let provider = FakeProvider::start().await;
+        let oidc = provider.oidc();
+        oidc.discover().await.unwrap();
+        provider.answer(0);
+        let started = Instant::now();
+        let err = oidc.check_reachable().await.unwrap_err();
+        assert!(matches!(err, OidcError::Unavailable(_)), "{err}");
+        assert!(started.elapsed() >= PROVIDER_CHECK_TIMEOUT);
+        assert!(started.elapsed() < PROVIDER_CHECK_TIMEOUT + Duration::from_secs(3));
     }
 }

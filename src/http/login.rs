@@ -33,8 +33,8 @@ pub(super) struct ReturnTo {
     rd: Option<String>,
 }
 
-/// `GET /oauth2/start?rd=URL`: check `rd` against the allow-list, then send
-/// the browser to the provider.
+/// `GET /oauth2/start?rd=URL`: check `rd` against the allow-list and that the
+/// provider answers, then send the browser to the provider.
 pub(super) async fn login_start_get(
     State(app): State<Arc<App>>,
     Query(query): Query<ReturnTo>,
@@ -46,6 +46,9 @@ pub(super) async fn login_start_get(
             .map_err(|e| AppError::BadRequest(format!("The return address is not allowed: {e}")))?,
         None => app.login_base().to_owned(),
     };
+    // Sending the browser to a provider that is down would end in the
+    // browser's own connection error; say it clearly instead (503).
+    app.oidc.check_reachable().await?;
     let (provider_url, login) = app.oidc.begin_login(return_to)?;
     let sealed = app.sessions.sealer().seal(
         Purpose::LoginState,

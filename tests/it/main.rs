@@ -8,6 +8,7 @@ mod stack_selftest;
 
 mod bad_input;
 mod cli;
+mod dex_browser;
 mod envoy_examples;
 mod fixture;
 mod forward_auth;

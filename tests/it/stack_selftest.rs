@@ -294,6 +294,12 @@ async fn stub_start(State(stub): State<StubAuth>, headers: HeaderMap) -> &'stati
     "stub sign-in page"
 }
 
+/// The stub's `/oauth2/forbidden` page, which nginx's `error_page 403` shows.
+async fn stub_forbidden(State(stub): State<StubAuth>, headers: HeaderMap) -> Response {
+    stub.seen.lock().unwrap().push(headers);
+    (StatusCode::FORBIDDEN, "stub forbidden page").into_response()
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -302,7 +308,8 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// the upstream gets exactly the identity the auth service sent (client-sent
 /// copies and look-alikes are dropped) and the auth service gets the
 /// original URL and method from nginx, not from the client; a 401 + Location
-/// becomes a 302 to that Location; a 403 stays 403; the login host proxies
+/// becomes a 302 to that Location; a 403 shows the auth service's forbidden
+/// page (still 403); the login host proxies
 /// `/oauth2/` with X-Forwarded-*; unknown names are refused at the TLS
 /// handshake; and Chromium trusts the test CA through the mapped names.
 #[tokio::test(flavor = "multi_thread")]
@@ -320,6 +327,7 @@ async fn nginx_example_config_gates_upstream_on_auth_verdict() {
     let app = Router::new()
         .route("/oauth2/auth", get(stub_auth))
         .route("/oauth2/start", get(stub_start))
+        .route("/oauth2/forbidden", get(stub_forbidden))
         .with_state(stub.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let upstream = EchoUpstream::start().await;
@@ -391,16 +399,29 @@ async fn nginx_example_config_gates_upstream_on_auth_verdict() {
     expected.query_pairs_mut().append_pair("rd", &page);
     assert_eq!(location, expected.as_str());
 
-    // Denied: 403 reaches the client, the upstream is not asked.
+    // Denied: the auth service's forbidden page (asked with a GET, the
+    // original URL from nginx, the client's cookie) reaches the client with
+    // its 403, whatever the method; the upstream is not asked.
     *stub.verdict.lock().unwrap() = Verdict::Deny;
     let response = client
-        .get(&page)
+        .post(&page)
         .header("accept", "application/json")
+        .header("cookie", "_authgate=who-am-i")
+        .header("x-original-url", "https://evil.test/")
+        .body("form=data")
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 403);
-    assert!(!response.text().await.unwrap().contains("\"headers\""));
+    assert_eq!(response.status(), 403, "{}", nginx.error_log());
+    assert_eq!(response.text().await.unwrap(), "stub forbidden page");
+    {
+        let seen = stub.seen.lock().unwrap();
+        let forbidden = seen.last().expect("forbidden page request");
+        assert_eq!(header(forbidden, "x-original-url"), Some(page.as_str()));
+        assert_eq!(forbidden.get_all("x-original-url").iter().count(), 1);
+        assert_eq!(header(forbidden, "cookie"), Some("_authgate=who-am-i"));
+        assert_eq!(header(forbidden, "content-length"), None);
+    }
 
     // The login host proxies /oauth2/ to the auth service.
     let response = client.get(&location).send().await.unwrap();
