@@ -24,18 +24,10 @@ fn routes(count: usize) -> Vec<RouteConfig> {
     (0..count)
         .map(|i| RouteConfig {
             index: i,
-            id: None,
             from: Url::parse(&format!("https://app{i}.example.com")).expect("url"),
             prefix: (i % 3 == 0).then(|| "/api".to_owned()),
-            path: None,
-            regex: None,
-            allowed_users: Vec::new(),
-            allowed_domains: Vec::new(),
             allowed_groups: vec![format!("team{i}"), "devops".to_owned()],
-            allowed_idp_claims: Vec::new(),
-            allow_public_unauthenticated_access: false,
-            allow_any_authenticated_user: false,
-            pass_identity_headers: true,
+            ..RouteConfig::default()
         })
         .collect()
 }

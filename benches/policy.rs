@@ -24,18 +24,8 @@ const WILDCARDS: usize = 16;
 fn route(index: usize, from: &str) -> RouteConfig {
     RouteConfig {
         index,
-        id: None,
         from: Url::parse(from).unwrap_or_else(|e| panic!("{from}: {e}")),
-        prefix: None,
-        path: None,
-        regex: None,
-        allowed_users: Vec::new(),
-        allowed_domains: Vec::new(),
-        allowed_groups: Vec::new(),
-        allowed_idp_claims: Vec::new(),
-        allow_public_unauthenticated_access: false,
-        allow_any_authenticated_user: false,
-        pass_identity_headers: true,
+        ..RouteConfig::default()
     }
 }
 

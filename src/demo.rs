@@ -48,18 +48,10 @@ pub fn demo_config(args: &DemoArgs) -> Result<Config, String> {
         |index: usize, prefix: Option<&str>, groups: &[&str]| -> Result<RouteConfig, String> {
             Ok(RouteConfig {
                 index,
-                id: None,
                 from: parse(&app)?,
                 prefix: prefix.map(str::to_owned),
-                path: None,
-                regex: None,
-                allowed_users: Vec::new(),
-                allowed_domains: Vec::new(),
                 allowed_groups: groups.iter().map(|g| (*g).to_owned()).collect(),
-                allowed_idp_claims: Vec::new(),
-                allow_public_unauthenticated_access: false,
-                allow_any_authenticated_user: false,
-                pass_identity_headers: true,
+                ..RouteConfig::default()
             })
         };
     Ok(Config {

@@ -297,7 +297,7 @@ pub struct RouteConfig {
 
 impl Default for RouteConfig {
     /// A route for `http://localhost` that allows nobody: a base for
-    /// struct-update syntax in tests (`Url` has no `Default` of its own).
+    /// struct-update syntax (`Url` has no `Default` of its own).
     fn default() -> Self {
         #[allow(clippy::expect_used)] // a constant that always parses
         let from = Url::parse("http://localhost/").expect("constant URL parses");

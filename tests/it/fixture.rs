@@ -34,18 +34,11 @@ fn shared_key() -> rsa::RsaPrivateKey {
 pub fn route(index: usize, from: &str, prefix: Option<&str>, groups: &[&str]) -> RouteConfig {
     RouteConfig {
         index,
-        id: None,
         from: Url::parse(from).expect("route from"),
         prefix: prefix.map(str::to_owned),
-        path: None,
-        regex: None,
-        allowed_users: Vec::new(),
-        allowed_domains: Vec::new(),
         allowed_groups: groups.iter().map(|g| (*g).to_owned()).collect(),
-        allowed_idp_claims: Vec::new(),
-        allow_public_unauthenticated_access: false,
         allow_any_authenticated_user: groups.is_empty(),
-        pass_identity_headers: true,
+        ..RouteConfig::default()
     }
 }
 
