@@ -10,3 +10,4 @@ mod bad_input;
 mod fixture;
 mod login_flow;
 mod nginx_flow;
+mod sessions;
