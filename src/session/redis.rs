@@ -536,7 +536,7 @@ impl Inner {
 /// asked.
 fn ttl_millis(ttl: Duration) -> u64 {
     let ms = ttl.as_millis();
-    let ms = ms + u128::from(ttl.subsec_nanos() % 1_000_000 > 0);
+    let ms = ms + u128::from(!ttl.subsec_nanos().is_multiple_of(1_000_000));
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
 

@@ -23,7 +23,8 @@ const ADMIN: &str = "https://app.example.test/admin";
 const INTERVAL: i64 = 300;
 
 /// Another authgate on the same configuration (a replica, or the same
-/// service after a restart), serving until dropped.
+/// service after a restart), serving until dropped. It does not wait for
+/// provider discovery: decisions on existing sessions do not need it.
 struct Replica {
     base: String,
     _stop: oneshot::Sender<()>,
@@ -31,7 +32,6 @@ struct Replica {
 
 impl Replica {
     async fn start(app: Arc<App>) -> Replica {
-        app.oidc.discover().await.expect("discovery");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel();
