@@ -13,6 +13,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue};
 
 use crate::policy::{DenyReason, Policy, RouteId, Target, TargetError, Verdict};
+use crate::refresh::Refresher;
 use crate::session::{SessionRecord, Sessions};
 
 /// Identity headers set on allow (the names oauth2-proxy uses, so existing
@@ -114,6 +115,8 @@ impl Decision {
 pub struct Decider {
     policy: Arc<Policy>,
     sessions: Arc<Sessions>,
+    /// Re-validates due sessions with the provider (none: never).
+    refresher: Option<Refresher>,
     /// `<login host>/oauth2/start?rd=`, to which the return URL is appended.
     sign_in_prefix: String,
 }
@@ -126,8 +129,15 @@ impl Decider {
         Decider {
             policy,
             sessions,
+            refresher: None,
             sign_in_prefix,
         }
+    }
+
+    /// Refreshes sessions whose refresh is due before deciding with them.
+    pub fn with_refresher(mut self, refresher: Refresher) -> Decider {
+        self.refresher = Some(refresher);
+        self
     }
 
     pub fn policy(&self) -> &Policy {
@@ -152,7 +162,12 @@ impl Decider {
         };
         let mut session = None;
         for value in request.session_cookies {
-            match self.sessions.resolve(value).await {
+            let resolved = match (self.sessions.resolve(value).await, &self.refresher) {
+                // Not due: a comparison, no I/O.
+                (Ok(Some(resolved)), Some(refresher)) => refresher.check(resolved).await,
+                (other, _) => other,
+            };
+            match resolved {
                 Ok(Some(resolved)) => {
                     session = Some(resolved.record);
                     break;

@@ -11,6 +11,7 @@
 //! - [`redirect`]: the `rd` allow-list (open-redirect defence).
 //! - [`session`]: the sealed cookie, the session store and its cache.
 //! - [`oidc`]: discovery, login, callback, ID-token verification.
+//! - [`refresh`]: re-validating due sessions with the provider, once each.
 //! - [`decision`]: the one function every front end calls.
 //! - [`http`]: axum routes (nginx, forward-auth, login host).
 //! - [`grpc`]: Envoy `ext_authz` over gRPC (`Check`, health, reflection).
@@ -30,6 +31,7 @@ pub mod identity;
 pub mod oidc;
 pub mod policy;
 pub mod redirect;
+pub mod refresh;
 pub mod server;
 pub mod session;
 pub mod telemetry;

@@ -25,8 +25,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreIdToken, CoreIdTokenVerifier,
-    CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreErrorResponseType, CoreIdToken,
+    CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata,
 };
 use openidconnect::{
     AccessTokenHash, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl,
@@ -422,7 +422,7 @@ impl Oidc {
             .map_err(|e| OidcError::Config(e.to_string()))?
             .request_async(&self.http)
             .await
-            .map_err(token_error)?;
+            .map_err(refresh_error)?;
         let id_token = response.id_token().ok_or_else(|| {
             OidcError::InvalidToken("the refresh response has no id_token".into())
         })?;
@@ -584,6 +584,29 @@ where
             }
         }
         RequestTokenError::Other(m) => OidcError::Unavailable(m),
+    }
+}
+
+/// Like [`token_error`], for the refresh grant, where the difference
+/// matters most (a refusal ends the session, an outage must not): an OAuth2
+/// `server_error` or `temporarily_unavailable` (a proxy or load balancer in
+/// front of the provider, or the provider overloaded) is an outage. Dex's
+/// refusals on refresh are `invalid_request`/`invalid_grant`, including
+/// its 500 for a user gone from LDAP.
+fn refresh_error<RE>(
+    e: RequestTokenError<RE, openidconnect::StandardErrorResponse<CoreErrorResponseType>>,
+) -> OidcError
+where
+    RE: std::error::Error + 'static,
+{
+    match &e {
+        RequestTokenError::ServerResponse(r)
+            if matches!(r.error(), CoreErrorResponseType::Extension(code)
+                if code == "server_error" || code == "temporarily_unavailable") =>
+        {
+            OidcError::Unavailable(r.to_string())
+        }
+        _ => token_error(e),
     }
 }
 

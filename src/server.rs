@@ -16,6 +16,7 @@ use crate::decision::Decider;
 use crate::oidc::{Oidc, OidcError};
 use crate::policy::Policy;
 use crate::redirect::RedirectRules;
+use crate::refresh::{RefreshPolicy, Refresher};
 use crate::session::{Sealer, SessionStore, Sessions, open_store};
 
 /// Why the service could not be assembled from a (valid) configuration.
@@ -88,7 +89,14 @@ impl App {
             config.cookie.domain.as_deref(),
             !config.cookie.secure,
         );
-        let decider = Decider::new(policy, sessions.clone(), &config.authenticate_service_url);
+        let refresher = Refresher::new(
+            sessions.clone(),
+            oidc.clone(),
+            clock.clone(),
+            RefreshPolicy::new(config.refresh_interval),
+        );
+        let decider = Decider::new(policy, sessions.clone(), &config.authenticate_service_url)
+            .with_refresher(refresher);
         Ok(Arc::new(App {
             config,
             decider,
@@ -117,6 +125,9 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let oidc = app.oidc.clone();
     let discovery = tokio::spawn(async move { oidc.discover_until_ready().await });
+    // With Redis: drop cached sessions that another replica signed out or
+    // refreshed.
+    let changes = app.sessions.follow_changes();
     let router = crate::http::router(app);
     let served = axum::serve(
         listener,
@@ -125,6 +136,9 @@ pub async fn run(
     .with_graceful_shutdown(shutdown)
     .await;
     discovery.abort();
+    if let Some(changes) = changes {
+        changes.abort();
+    }
     served
 }
 

@@ -1,10 +1,12 @@
 //! The store conformance suite: what every [`SessionStore`] must do, run
-//! against each backend (memory and embedded here; Redis later).
+//! against each backend (memory, embedded, and Redis standalone, Sentinel
+//! and Cluster against real servers).
 //!
 //! Each check takes the store as `Arc<dyn SessionStore>`, exactly as the
 //! manager holds it. Time-based checks take the [`ManualClock`] the store was
 //! built with: no test sleeps. A backend whose expiry is not driven by our
-//! clock (Redis) runs every check but [`ttl_expiry`] and brings its own.
+//! clock (Redis) runs [`run_common`] and the same expiry checks in
+//! [`real_time`], with sub-second TTLs and bounded waits.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -18,15 +20,20 @@ const TTL: Duration = Duration::from_secs(60);
 
 /// Every check, each on its own keys so one store serves them all.
 pub(crate) async fn run_all(store: Arc<dyn SessionStore>, clock: &ManualClock) {
-    load_missing(&store).await;
-    save_then_load(&store).await;
-    overwrite(&store).await;
-    delete(&store).await;
+    run_common(&store).await;
     ttl_expiry(&store, clock).await;
-    cas_on_absent(&store).await;
-    cas_success_and_failure(&store).await;
     cas_on_expired(&store, clock).await;
-    ping(&store).await;
+}
+
+/// Every check that does not depend on how time passes.
+pub(crate) async fn run_common(store: &Arc<dyn SessionStore>) {
+    load_missing(store).await;
+    save_then_load(store).await;
+    overwrite(store).await;
+    delete(store).await;
+    cas_on_absent(store).await;
+    cas_success_and_failure(store).await;
+    ping(store).await;
 }
 
 /// An unknown key loads as `None`; deleting it is not an error.
@@ -178,4 +185,91 @@ pub(crate) async fn cas_on_expired(store: &Arc<dyn SessionStore>, clock: &Manual
 /// A healthy store answers a ping.
 pub(crate) async fn ping(store: &Arc<dyn SessionStore>) {
     store.ping().await.unwrap();
+}
+
+/// The expiry checks for a store that expires entries by its server's
+/// clock: the same promises, in real time. Each wait is bounded and the
+/// margins are wide enough for a loaded machine: an entry must be present
+/// well before its TTL and gone shortly after it.
+pub(crate) mod real_time {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::SessionStore;
+
+    const SHORT: Duration = Duration::from_millis(600);
+
+    /// Polls until `key` is absent; fails after `limit`.
+    async fn gone_within(store: &Arc<dyn SessionStore>, key: &str, limit: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            if store.load(key).await.unwrap().is_none() {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{key} still present after {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// An entry lives its TTL, not less; it is gone soon after; a zero TTL
+    /// is gone at once; a second save restarts the TTL.
+    pub(crate) async fn ttl_expiry(store: &Arc<dyn SessionStore>) {
+        let start = Instant::now();
+        store.save("conf:rt-ttl", b"x", SHORT).await.unwrap();
+        store
+            .save("conf:rt-long", b"y", Duration::from_secs(60))
+            .await
+            .unwrap();
+        store
+            .save("conf:rt-zero", b"z", Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(store.load("conf:rt-zero").await.unwrap(), None);
+        let present = store.load("conf:rt-ttl").await.unwrap().is_some();
+        // Only meaningful if the load ran well inside the TTL.
+        if start.elapsed() < SHORT / 2 {
+            assert!(present, "alive before its TTL");
+        }
+        gone_within(store, "conf:rt-ttl", SHORT + Duration::from_secs(2)).await;
+        assert!(
+            start.elapsed() >= SHORT,
+            "expired after {:?}, before its TTL",
+            start.elapsed()
+        );
+        assert!(store.load("conf:rt-long").await.unwrap().is_some());
+
+        // A save resets the TTL: a short entry made long survives.
+        store.save("conf:rt-reset", b"1", SHORT).await.unwrap();
+        store
+            .save("conf:rt-reset", b"2", Duration::from_secs(60))
+            .await
+            .unwrap();
+        tokio::time::sleep(SHORT + Duration::from_millis(200)).await;
+        assert_eq!(
+            store.load("conf:rt-reset").await.unwrap().as_deref(),
+            Some(&b"2"[..]),
+            "the second save restarted the TTL"
+        );
+    }
+
+    /// An expired value counts as absent for CAS.
+    pub(crate) async fn cas_on_expired(store: &Arc<dyn SessionStore>) {
+        store.save("conf:rt-cas", b"old", SHORT).await.unwrap();
+        gone_within(store, "conf:rt-cas", SHORT + Duration::from_secs(2)).await;
+        assert!(
+            !store
+                .compare_and_swap("conf:rt-cas", Some(b"old"), b"new", super::TTL)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .compare_and_swap("conf:rt-cas", None, b"new", super::TTL)
+                .await
+                .unwrap()
+        );
+    }
 }

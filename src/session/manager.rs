@@ -16,7 +16,7 @@ use crate::identity::Identity;
 
 use super::record::{EncodeError, SessionRecord};
 use super::seal::{Purpose, Sealer, sealed_len};
-use super::store::{SessionStore, StoreError, expiry, store_key};
+use super::store::{SessionStore, StoreChange, StoreError, expiry, parse_store_key, store_key};
 use super::ticket::{TICKET_LEN, Ticket};
 
 /// Length of every session cookie value.
@@ -152,6 +152,7 @@ impl Sessions {
             created_at: now,
             expires_at: ticket.expires_at,
             refresh_due_at,
+            refreshed_at: now,
         };
         let sealed = record.seal(&ticket.id, &ticket.key)?;
         self.store
@@ -200,23 +201,24 @@ impl Sessions {
     }
 
     /// Replaces the record after a refresh, if nobody changed it since it
-    /// was resolved (compare-and-swap on the sealed bytes). `Ok(false)`:
-    /// another request changed or ended the session first — resolve again.
-    /// The record's `expires_at` is always the ticket's: a refresh never
-    /// extends a session.
+    /// was resolved (compare-and-swap on the sealed bytes). `Some`: the
+    /// session as it now is. `None`: another request or replica changed or
+    /// ended the session first — [`Sessions::reload`] it. The record's
+    /// `expires_at` is always the ticket's: a refresh never extends a
+    /// session.
     pub async fn update(
         &self,
         resolved: &Resolved,
         mut record: SessionRecord,
-    ) -> Result<bool, SessionError> {
+    ) -> Result<Option<Resolved>, SessionError> {
         let ticket = &resolved.ticket;
         record.expires_at = ticket.expires_at;
         let remaining = ticket.expires_at.saturating_sub(self.clock.now());
         let Ok(remaining) = u64::try_from(remaining) else {
-            return Ok(false);
+            return Ok(None);
         };
         if remaining == 0 {
-            return Ok(false);
+            return Ok(None);
         }
         let sealed = record.seal(&ticket.id, &ticket.key)?;
         let epoch = self.epoch.load(Ordering::SeqCst);
@@ -229,17 +231,50 @@ impl Sessions {
                 Duration::from_secs(remaining),
             )
             .await?;
-        if swapped {
-            let entry = Arc::new(Entry {
-                record: Arc::new(record),
-                sealed: sealed.into(),
-            });
-            self.cache_if_current(ticket.id, entry, epoch);
-        } else {
+        if !swapped {
             // Our copy is stale: let the next resolve read the winner's.
             self.cache.invalidate(&ticket.id);
+            return Ok(None);
         }
-        Ok(swapped)
+        let record = Arc::new(record);
+        let entry = Arc::new(Entry {
+            record: Arc::clone(&record),
+            sealed: sealed.into(),
+        });
+        self.cache_if_current(ticket.id, Arc::clone(&entry), epoch);
+        Ok(Some(Resolved {
+            id: ticket.id,
+            record,
+            ticket: ticket.clone(),
+            entry,
+        }))
+    }
+
+    /// The session as the store has it now (after a lost [`update`]), or
+    /// `None` if it has ended.
+    ///
+    /// [`update`]: Sessions::update
+    pub async fn reload(&self, resolved: &Resolved) -> Result<Option<Resolved>, SessionError> {
+        let ticket = &resolved.ticket;
+        self.cache.invalidate(&ticket.id);
+        if ticket.is_expired(self.clock.now()) {
+            return Ok(None);
+        }
+        Ok(self.load_shared(ticket).await?.map(|entry| Resolved {
+            id: ticket.id,
+            record: Arc::clone(&entry.record),
+            ticket: ticket.clone(),
+            entry,
+        }))
+    }
+
+    /// Ends a resolved session (the provider refused its refresh): as
+    /// sign-out, without the cookie value.
+    pub async fn end(&self, resolved: &Resolved) -> Result<(), SessionError> {
+        let deleted = self.store.delete(&store_key(&resolved.id)).await;
+        self.forget(&resolved.id);
+        deleted?;
+        Ok(())
     }
 
     /// Sign-out: deletes the record and drops it from the cache, so a
@@ -262,6 +297,39 @@ impl Sessions {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         lock(&self.inflight).remove(id);
         self.cache.invalidate(id);
+    }
+
+    /// Drops every cached session (the change feed reconnected and may
+    /// have missed revocations).
+    pub fn forget_all(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        lock(&self.inflight).clear();
+        self.cache.invalidate_all();
+    }
+
+    /// With a shared store (Redis), follows the changes every replica makes
+    /// (sign-out, refresh) and drops the cached copies here, so a signed-out
+    /// cookie is refused on every replica within moments, not after the
+    /// cache TTL. `None` for a store only this process uses. The task holds
+    /// the manager weakly and ends with it (or when aborted).
+    pub fn follow_changes(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let mut feed = self.store.watch()?;
+        let sessions = Arc::downgrade(self);
+        Some(tokio::spawn(async move {
+            while let Some(change) = feed.recv().await {
+                let Some(sessions) = sessions.upgrade() else {
+                    return;
+                };
+                match change {
+                    StoreChange::Changed(key) => {
+                        if let Some(id) = parse_store_key(&key) {
+                            sessions.forget(&id);
+                        }
+                    }
+                    StoreChange::Resync => sessions.forget_all(),
+                }
+            }
+        }))
     }
 
     /// Whether the store answers (for `/readyz`).
@@ -603,11 +671,14 @@ mod tests {
         next.refresh_token = Some("rt-2".into());
         next.refresh_due_at = T0 + 300;
         next.expires_at = i64::MAX;
-        assert!(f.sessions.update(&first, next).await.unwrap());
+        let updated = f.sessions.update(&first, next).await.unwrap().unwrap();
+        assert_eq!(updated.record.refresh_token.as_deref(), Some("rt-2"));
 
         let mut losing = (*second.record).clone();
         losing.refresh_token = Some("rt-3".into());
-        assert!(!peer.update(&second, losing).await.unwrap());
+        assert!(peer.update(&second, losing).await.unwrap().is_none());
+        let reloaded = peer.reload(&second).await.unwrap().unwrap();
+        assert_eq!(reloaded.record.refresh_token.as_deref(), Some("rt-2"));
 
         for sessions in [&f.sessions, &peer, &cold_peer(&f)] {
             let now = sessions.resolve(&cookie).await.unwrap().unwrap();
@@ -619,9 +690,29 @@ mod tests {
         let mut late = (*first.record).clone();
         late.refresh_token = Some("rt-4".into());
         assert!(
-            !f.sessions.update(&first, late).await.unwrap(),
+            f.sessions.update(&first, late).await.unwrap().is_none(),
             "no revival"
         );
+        assert!(f.sessions.reload(&first).await.unwrap().is_none());
+    }
+
+    /// `end` revokes a resolved session here and in the store;
+    /// `forget_all` makes every cached session read the store again.
+    #[tokio::test]
+    async fn end_and_forget_all() {
+        let f = fixture();
+        let (a, _) = f.sessions.create(identity(1), None, 0).await.unwrap();
+        let (b, _) = f.sessions.create(identity(1), None, 0).await.unwrap();
+        let resolved = f.sessions.resolve(&a).await.unwrap().unwrap();
+        f.sessions.end(&resolved).await.unwrap();
+        assert!(f.sessions.resolve(&a).await.unwrap().is_none());
+        assert!(cold_peer(&f).resolve(&a).await.unwrap().is_none());
+
+        let b_resolved = f.sessions.resolve(&b).await.unwrap().unwrap();
+        cold_peer(&f).end(&b_resolved).await.unwrap();
+        assert!(f.sessions.resolve(&b).await.unwrap().is_some(), "cached");
+        f.sessions.forget_all();
+        assert!(f.sessions.resolve(&b).await.unwrap().is_none());
     }
 
     /// A store that is down is an error for a valid cookie (fail closed),

@@ -8,20 +8,27 @@
 //! - [`Sessions`] ties them together and keeps a short-lived local cache, so
 //!   the decision path does no I/O for a known session.
 //!
-//! Stores: [`MemoryStore`] (demo, tests) and [`EmbeddedStore`] (a redb file,
-//! the default); Redis comes later and must pass the same conformance suite.
+//! Stores: [`MemoryStore`] (demo, tests), [`EmbeddedStore`] (a redb file,
+//! the default) and [`RedisStore`] (shared by replicas; standalone,
+//! Sentinel or Cluster), all held to one conformance suite. With Redis,
+//! every deletion or replacement is also published, so each replica drops
+//! its cached copy at once ([`Sessions::follow_changes`]).
 
 mod embedded;
 mod manager;
 mod memory;
 mod record;
+mod redis;
 mod seal;
 mod store;
 mod ticket;
 
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(test)]
+pub(crate) mod test_redis;
 
+pub use self::redis::{CHANGES_CHANNEL, Credentials, RedisStore, RedisTarget};
 pub use embedded::EmbeddedStore;
 pub use manager::{
     COOKIE_VALUE_LEN, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL, Resolved, SessionError, Sessions,
@@ -29,4 +36,7 @@ pub use manager::{
 pub use memory::MemoryStore;
 pub use record::{EncodeError, SessionRecord};
 pub use seal::{MAX_SEALED_LEN, Purpose, SECRET_LEN, SealError, Sealer};
-pub use store::{KEY_PREFIX, SessionStore, StoreError, StoreFuture, open_store, store_key};
+pub use store::{
+    ChangeFeed, KEY_PREFIX, SessionStore, StoreChange, StoreError, StoreFuture, open_store,
+    parse_store_key, store_key,
+};

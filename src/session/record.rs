@@ -34,6 +34,11 @@ pub struct SessionRecord {
     /// Unix seconds after which the identity is re-read with the refresh
     /// token.
     pub refresh_due_at: i64,
+    /// Unix seconds of the login or of the last successful refresh: how
+    /// long a provider outage has kept the identity from being re-checked.
+    /// Absent in records written before it existed (then `created_at`).
+    #[serde(default)]
+    pub refreshed_at: i64,
 }
 
 impl fmt::Debug for SessionRecord {
@@ -47,6 +52,7 @@ impl fmt::Debug for SessionRecord {
             .field("created_at", &self.created_at)
             .field("expires_at", &self.expires_at)
             .field("refresh_due_at", &self.refresh_due_at)
+            .field("refreshed_at", &self.refreshed_at)
             .finish()
     }
 }
@@ -118,6 +124,7 @@ mod tests {
             created_at: 100,
             expires_at: 200,
             refresh_due_at: 150,
+            refreshed_at: 100,
         }
     }
 
@@ -145,6 +152,28 @@ mod tests {
         let text = String::from_utf8_lossy(&sealed);
         assert!(!text.contains("kilgore"));
         assert!(!text.contains("rt-super-secret"));
+    }
+
+    /// A record sealed before `refreshed_at` existed still opens (a
+    /// restart onto the new version logs nobody out); the field reads 0.
+    #[test]
+    fn old_records_open() {
+        let (id, key) = ([7u8; 16], [9u8; 32]);
+        let mut json = serde_json::to_value(record()).unwrap();
+        json.as_object_mut().unwrap().remove("refreshed_at");
+        // Seal the old shape by hand, as the previous version did.
+        let mut buf = vec![VERSION];
+        let mut nonce = XNonce::default();
+        OsRng.fill_bytes(&mut nonce);
+        buf.extend_from_slice(&nonce);
+        serde_json::to_writer(&mut buf, &json).unwrap();
+        let tag = XChaCha20Poly1305::new((&key).into())
+            .encrypt_in_place_detached(&nonce, &aad(&id), &mut buf[HEADER_LEN..])
+            .unwrap();
+        buf.extend_from_slice(&tag);
+        let opened = SessionRecord::open(&buf, &id, &key).unwrap();
+        assert_eq!(opened.refreshed_at, 0);
+        assert_eq!(opened.identity, record().identity);
     }
 
     /// Debug says whether a refresh token exists, never what it is.

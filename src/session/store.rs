@@ -18,6 +18,7 @@ use crate::config::SessionStoreConfig;
 
 use super::embedded::EmbeddedStore;
 use super::memory::MemoryStore;
+use super::redis::RedisStore;
 
 /// Prefix of every session key, so a shared Redis can hold other data.
 pub const KEY_PREFIX: &str = "authgate:session:";
@@ -41,10 +42,28 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The store URL does not say how to reach a server. The message never
+    /// repeats the URL (it may carry a password).
+    #[error("invalid session store URL: {0}")]
+    InvalidUrl(String),
     /// A read or write failed.
     #[error("session store operation failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
+
+/// What a shared store reports about sessions changed by any replica, so
+/// each replica drops its cached copy (see [`SessionStore::watch`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreChange {
+    /// The entry under this key was deleted or replaced.
+    Changed(String),
+    /// The feed was (re)connected and changes may have been missed:
+    /// forget everything cached.
+    Resync,
+}
+
+/// Receives [`StoreChange`]s; the feed stops when this is dropped.
+pub type ChangeFeed = tokio::sync::mpsc::Receiver<StoreChange>;
 
 impl StoreError {
     pub(crate) fn backend(err: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -55,10 +74,11 @@ impl StoreError {
 /// A key-value store with expiry, shared by every request.
 ///
 /// Keys are [`store_key`]s; values are opaque sealed bytes. A TTL is a
-/// duration from now by the store's clock, rounded up to whole seconds; an
-/// entry whose TTL has run out is absent for every method, whether or not
-/// the backend has purged it yet. A zero TTL writes an entry that is already
-/// gone.
+/// duration from now by the store's clock (the injected clock for the local
+/// stores, rounded up to whole seconds; the server's for Redis, to the
+/// millisecond): an entry never expires before its TTL, and one whose TTL
+/// has run out is absent for every method, whether or not the backend has
+/// purged it yet. A zero TTL writes an entry that is already gone.
 pub trait SessionStore: Send + Sync + 'static {
     /// The value under `key`, or `None` if absent or expired.
     fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>>;
@@ -83,6 +103,15 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Whether the store answers (for `/readyz`).
     fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// For a store shared by several replicas: a feed of the keys that any
+    /// replica deleted or replaced (sign-out, refresh), so every replica
+    /// drops its cached copy at once instead of after the cache TTL. `None`
+    /// (the default) for a store only this process uses. Spawns a task:
+    /// call inside the runtime.
+    fn watch(&self) -> Option<ChangeFeed> {
+        None
+    }
 }
 
 /// The store key of a session id: the prefix and the id in lowercase hex.
@@ -97,6 +126,24 @@ pub fn store_key(id: &[u8; 16]) -> String {
     key
 }
 
+/// The session id named by a [`store_key`], if `key` is one.
+pub fn parse_store_key(key: &str) -> Option<[u8; 16]> {
+    let hex = key.strip_prefix(KEY_PREFIX)?.as_bytes();
+    if hex.len() != 32 {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut id = [0u8; 16];
+    for (byte, pair) in id.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(id)
+}
+
 /// The absolute expiry of an entry written at `now` with `ttl`: whole
 /// seconds, rounded up so an entry never outlives less than asked.
 pub(crate) fn expiry(now: i64, ttl: Duration) -> i64 {
@@ -107,7 +154,8 @@ pub(crate) fn expiry(now: i64, ttl: Duration) -> i64 {
 }
 
 /// Opens the configured store. Blocking (the embedded store opens its file):
-/// call it at startup, before serving.
+/// call it at startup, before serving. Redis is connected lazily, on first
+/// use, so a Redis that is down at startup only makes `/readyz` say so.
 pub fn open_store(
     cfg: &SessionStoreConfig,
     clock: SharedClock,
@@ -115,8 +163,7 @@ pub fn open_store(
     match cfg {
         SessionStoreConfig::Memory => Ok(Arc::new(MemoryStore::new(clock))),
         SessionStoreConfig::Embedded(path) => Ok(Arc::new(EmbeddedStore::open(path, clock)?)),
-        // The URL may carry a password: it is deliberately not in the error.
-        SessionStoreConfig::Redis(_) => Err(StoreError::Unsupported("redis")),
+        SessionStoreConfig::Redis(url) => Ok(Arc::new(RedisStore::open(url)?)),
     }
 }
 
@@ -147,17 +194,34 @@ mod tests {
         assert_eq!(expiry(100, Duration::MAX), i64::MAX);
     }
 
-    /// Redis is refused with a clear message that never echoes the URL
-    /// (which may contain a password).
+    /// Ids round-trip through their key; anything else is not a key.
     #[test]
-    fn redis_is_unsupported_without_leaking_the_url() {
-        let cfg = SessionStoreConfig::Redis("redis://:hunter2@cache:6379".into());
+    fn parse_store_key_round_trips() {
+        let id: [u8; 16] = std::array::from_fn(|i| (i as u8).wrapping_mul(37));
+        assert_eq!(parse_store_key(&store_key(&id)), Some(id));
+        let key = store_key(&id);
+        for bad in [
+            "",
+            KEY_PREFIX,
+            &key[..key.len() - 1],
+            &key.to_uppercase(),
+            &format!("{key}0"),
+            &key.replace(KEY_PREFIX, "other:"),
+        ] {
+            assert_eq!(parse_store_key(bad), None, "{bad}");
+        }
+    }
+
+    /// A bad Redis URL is refused at startup with a message that never
+    /// echoes the URL (which may contain a password).
+    #[tokio::test]
+    async fn bad_redis_url_does_not_leak_the_password() {
+        let cfg = SessionStoreConfig::Redis("redis+sentinel://:hunter2@s1:26379".into());
         let err = open_store(&cfg, Arc::new(ManualClock::new(0)))
             .err()
-            .expect("redis must be refused");
+            .expect("a sentinel URL without a master name must be refused");
         let msg = err.to_string();
-        assert!(matches!(err, StoreError::Unsupported(_)));
-        assert!(msg.contains("redis"), "{msg}");
+        assert!(matches!(err, StoreError::InvalidUrl(_)), "{msg}");
         assert!(!msg.contains("hunter2"), "{msg}");
     }
 
