@@ -258,11 +258,12 @@ impl Inner {
     }
 
     /// After `refresh_interval`, or when the ID token expires if sooner;
-    /// never sooner than the retry delay (a provider issuing very short
-    /// tokens must not cause a refresh per request).
+    /// never sooner than the retry delay or the interval, whichever is
+    /// shorter (a provider issuing very short tokens must not cause a
+    /// refresh per request, but an operator's short interval is honoured).
     fn next_due(&self, now: i64, id_token_expires_at: i64) -> i64 {
         let by_interval = now.saturating_add(secs(self.policy.interval));
-        let floor = now.saturating_add(secs(self.policy.retry_after));
+        let floor = now.saturating_add(secs(self.policy.retry_after.min(self.policy.interval)));
         by_interval.min(id_token_expires_at).max(floor)
     }
 }

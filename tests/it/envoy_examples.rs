@@ -28,7 +28,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage};
 /// The `proto/` folder of the envoy-types crate this build uses.
 fn envoy_protos() -> PathBuf {
     let output = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["metadata", "--format-version", "1"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata");
