@@ -20,10 +20,10 @@
 #   5. runs the criterion benches (decision, policy) and writes the report.
 #
 # Environment (all optional):
-#   BENCH_DURATION     seconds per wrk case (default 8)
+#   BENCH_DURATION     seconds per wrk case (default 6)
 #   BENCH_WARMUP       seconds of unmeasured load before each case (default 2)
 #   BENCH_CONNECTIONS  wrk connections (default 32)
-#   BENCH_ROUNDS       rounds of the wrk cases; the median is reported (default 3)
+#   BENCH_ROUNDS       rounds of the wrk cases; the median is reported (default 5)
 #   BENCH_RATE         open-loop rate in req/s (default 1000)
 #   BENCH_RATE_SECONDS seconds per open-loop case (default 10)
 #   BENCH_ROUTES       policy size of authgate; the request hits the last route (default 1000)
@@ -37,10 +37,10 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PATH="$PATH:$HOME/.cargo/bin:/usr/local/go/bin:/usr/sbin"
 CACHE_DIR="${AUTHGATE_E2E_CACHE:-$HOME/.cache/authgate-e2e}"
-DURATION="${BENCH_DURATION:-8}"
+DURATION="${BENCH_DURATION:-6}"
 WARMUP="${BENCH_WARMUP:-2}"
 CONNECTIONS="${BENCH_CONNECTIONS:-32}"
-ROUNDS="${BENCH_ROUNDS:-3}"
+ROUNDS="${BENCH_ROUNDS:-5}"
 RATE="${BENCH_RATE:-1000}"
 RATE_SECONDS="${BENCH_RATE_SECONDS:-10}"
 ROUTES="${BENCH_ROUTES:-1000}"
