@@ -450,11 +450,19 @@ run_criterion() {
 
 # --- report --------------------------------------------------------------------
 
-# The median round of each case (by req/s); its row carries its own latencies.
+# Each case's median over the rounds, column by column (a round disturbed by
+# other work on the machine moves no median).
 median_rows() {
-    sort -t$'\t' -k1,1 -k3,3g "$WORK/wrk.tsv" | awk -F'\t' '
-        { rows[$1] = rows[$1] $0 "\n"; n[$1]++ }
-        END { for (c in rows) { split(rows[c], r, "\n"); print r[int((n[c] + 1) / 2)] } }' >"$WORK/median.tsv"
+    local name col
+    : >"$WORK/median.tsv"
+    for name in "${CASES[@]}"; do
+        local row="$name"
+        for col in $(seq 2 11); do
+            row+=$'\t'"$(awk -F'\t' -v c="$name" -v f="$col" '$1 == c { print $f }' "$WORK/wrk.tsv" \
+                | sort -g | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : 0 }')"
+        done
+        printf '%s\n' "$row" >>"$WORK/median.tsv"
+    done
 }
 
 field() { awk -F'\t' -v c="$1" -v f="$2" '$1 == c { print $f }' "$WORK/median.tsv"; }
@@ -523,6 +531,8 @@ Medians of $ROUNDS rounds, all from this one run.
 | authgate / oauth2-proxy, anonymous RSS at the end | $(ratio "$ANON_authgate" "$ANON_oauth2_proxy") | | |
 | authgate / oauth2-proxy, CPU per request | $r_cpu | | |
 | authgate p99 at $RATE req/s (open loop) | ${rate_ag_p99} µs | < 1,000 µs (aim < 200) | $(verdict "$rate_ag_p99" "<=" 1000) |
+| the ceiling's p99 at $RATE req/s (this machine's floor) | $(rate_field ceiling 4) µs | | |
+| authgate p50 at $RATE req/s | $(rate_field authgate 2) µs (ceiling $(rate_field ceiling 2) µs) | | |
 EOF
         if [[ -n "$decide_median" ]]; then
             printf '| criterion: decision path, 1,000 routes, median | %s µs | ≤ 2 µs | %s |\n' \
@@ -532,7 +542,7 @@ EOF
 
 ## Closed loop (wrk, $CONNECTIONS connections, ${DURATION} s per case)
 
-Each row is the median of $ROUNDS rounds (by throughput). CPU is user +
+Each figure is the median of its $ROUNDS rounds. CPU is user +
 system time of the server process(es) during the measured ${DURATION} s
 (nginx + auth target for the nginx rows); RSS is the server's peak
 resident set (VmHWM) after the case. "wrong" counts responses with another
