@@ -2,6 +2,9 @@
 //! cookie, find the session in the local cache, evaluate a policy of 1,000
 //! routes (the request hits the last one), render the identity headers.
 //!
+//! Also the refusals nginx sees under load: a valid session on a route that
+//! does not admit it (403), and a tampered cookie (401 + sign-in URL).
+//!
 //! Run: `cargo bench --bench decision` (target: median ≤ 2 µs).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,13 +23,19 @@ use authgate::identity::Identity;
 use authgate::policy::{Policy, Target};
 use authgate::session::{MemoryStore, Sealer, Sessions};
 
+/// Every route admits group `devops` (the benchmarked user's) but the one
+/// before last, which only admits its own team: the 403 case.
 fn routes(count: usize) -> Vec<RouteConfig> {
     (0..count)
         .map(|i| RouteConfig {
             index: i,
             from: Url::parse(&format!("https://app{i}.example.com")).expect("url"),
             prefix: (i % 3 == 0).then(|| "/api".to_owned()),
-            allowed_groups: vec![format!("team{i}"), "devops".to_owned()],
+            allowed_groups: if i + 2 == count {
+                vec![format!("team{i}")]
+            } else {
+                vec![format!("team{i}"), "devops".to_owned()]
+            },
             ..RouteConfig::default()
         })
         .collect()
@@ -87,6 +96,48 @@ fn decision_path(c: &mut Criterion) {
                     })
                     .await;
                 black_box(decision.identity_headers())
+            })
+        })
+    });
+    // The 403 path: a valid session on a route whose groups it lacks.
+    let denied = "https://app998.example.com/other";
+    c.bench_function("decide_deny_1000_routes", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let decision = decider
+                    .decide(Request {
+                        target: Target::parse(black_box(denied)),
+                        session_cookies: std::iter::once(black_box(cookie.as_str())),
+                    })
+                    .await;
+                assert!(matches!(
+                    decision,
+                    authgate::decision::Decision::Deny { .. }
+                ));
+                black_box(decision)
+            })
+        })
+    });
+    // The 401 path: a cookie of the right length that does not open (one
+    // character changed), so the sign-in URL is built.
+    let mut tampered = cookie.clone().into_bytes();
+    let middle = tampered.len() / 2;
+    tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).expect("ascii");
+    c.bench_function("decide_sign_in_tampered_cookie", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let decision = decider
+                    .decide(Request {
+                        target: Target::parse(black_box(url)),
+                        session_cookies: std::iter::once(black_box(tampered.as_str())),
+                    })
+                    .await;
+                assert!(matches!(
+                    decision,
+                    authgate::decision::Decision::SignIn { .. }
+                ));
+                black_box(decision)
             })
         })
     });
