@@ -4,6 +4,7 @@
 //! pages, later ones redirect back to the client; `/token` always answers
 //! JSON OAuth2 errors. Passwords and tokens are never logged.
 
+use crate::http::pages::escape;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
@@ -422,20 +423,17 @@ fn login_page(
         .inner
         .banner
         .as_deref()
-        .map(|b| format!("<p class=\"banner\">{}</p>\n", escape_html(b)))
+        .map(|b| format!("<p class=\"banner\">{}</p>\n", escape(b)))
         .unwrap_or_default();
     let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>\n", escape_html(e)))
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>\n", escape(e)))
         .unwrap_or_default();
     let page = include_str!("login.html")
         .replace("{{BANNER}}", &banner)
         .replace("{{ERROR}}", &error)
-        .replace(
-            "{{ACTION}}",
-            &escape_html(&format!("{}/auth", idp.inner.path)),
-        )
-        .replace("{{REQ}}", &escape_html(req))
-        .replace("{{LOGIN}}", &escape_html(login));
+        .replace("{{ACTION}}", &escape(&format!("{}/auth", idp.inner.path)))
+        .replace("{{REQ}}", &escape(req))
+        .replace("{{LOGIN}}", &escape(login));
     html_response(status, page)
 }
 
@@ -443,7 +441,7 @@ fn error_page(status: StatusCode, message: &str) -> Response {
     let page = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Bad request</title></head>\
          <body><h1>Bad request</h1><p>{}</p></body></html>\n",
-        escape_html(message)
+        escape(message)
     );
     html_response(status, page)
 }
@@ -497,21 +495,6 @@ fn form_fields(body: &[u8]) -> HashMap<String, String> {
             .or_insert_with(|| v.into_owned());
     }
     fields
-}
-
-fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 impl DevIdp {

@@ -7,21 +7,11 @@ use super::*;
 
 /// A route from `from` plus a setter for the rest.
 fn route(index: usize, from: &str, set: impl FnOnce(&mut RouteConfig)) -> RouteConfig {
-    // Every field spelled out: `Url` has no `Default`.
     let mut r = RouteConfig {
         index,
-        id: None,
         from: Url::parse(from).unwrap(),
-        prefix: None,
-        path: None,
-        regex: None,
-        allowed_users: Vec::new(),
-        allowed_domains: Vec::new(),
-        allowed_groups: Vec::new(),
-        allowed_idp_claims: Vec::new(),
-        allow_public_unauthenticated_access: false,
         allow_any_authenticated_user: true,
-        pass_identity_headers: true,
+        ..RouteConfig::default()
     };
     set(&mut r);
     r

@@ -8,18 +8,9 @@ use crate::config::RouteConfig;
 fn route(index: usize, from: &str) -> RouteConfig {
     RouteConfig {
         index,
-        id: None,
         from: Url::parse(from).unwrap(),
-        prefix: None,
-        path: None,
-        regex: None,
-        allowed_users: Vec::new(),
-        allowed_domains: Vec::new(),
-        allowed_groups: Vec::new(),
-        allowed_idp_claims: Vec::new(),
-        allow_public_unauthenticated_access: false,
         allow_any_authenticated_user: true,
-        pass_identity_headers: true,
+        ..RouteConfig::default()
     }
 }
 
