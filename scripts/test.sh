@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one command that runs every test on a fresh machine (Debian 12, root,
-# Rust and Go present): installs what the end-to-end suite needs, builds the
+# Rust, Go and Python 3 present): installs what the end-to-end suite needs, builds the
 # pinned Dex and grpcurl once (cached), then runs the whole cargo test suite.
 #
 #   scripts/test.sh
@@ -21,12 +21,19 @@ DEX_MODULE_DIR="$REPO_ROOT/tests/e2e/dex"
 # grpcurl, the independent gRPC client the Envoy ext_authz tests drive
 # (tests/it/grpcurl.rs reads this line to find the cached binary).
 GRPCURL_VERSION=v1.9.4
+# helm lints and renders deploy/helm/authgate (tests/it/packaging.rs reads
+# these lines too).
+HELM_VERSION=v3.22.0
+# Validates the rendered manifests against Kubernetes' JSON schemas, which
+# this PyPI package ships (kubeconform would download them; no network here).
+KUBERNETES_VALIDATE_VERSION=1.37.0
 
 # Debian packages the end-to-end tests start (their own instances, on
 # loopback ports in temp dirs; the system services are never used).
-APT_PACKAGES=(nginx slapd ldap-utils redis-server chromium chromium-driver openssl ca-certificates libnss3-tools)
+# systemd: only its systemd-analyze, to verify deploy/systemd/authgate.service.
+APT_PACKAGES=(nginx slapd ldap-utils redis-server chromium chromium-driver openssl ca-certificates libnss3-tools systemd)
 # Programs those packages must provide.
-REQUIRED_PROGRAMS=(nginx slapd slapadd ldapsearch ldapmodify redis-server chromium chromedriver openssl certutil)
+REQUIRED_PROGRAMS=(nginx slapd slapadd ldapsearch ldapmodify redis-server chromium chromedriver openssl certutil systemd-analyze)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'scripts/test.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -111,6 +118,37 @@ build_grpcurl() {
     export AUTHGATE_GRPCURL_BIN="$bin"
 }
 
+build_helm() {
+    command -v go >/dev/null || die "go not found (needed to build helm)"
+    local bin="$CACHE_DIR/helm-$HELM_VERSION/helm"
+    if [[ -x "$bin" ]]; then
+        log "helm $HELM_VERSION cached at $bin"
+    else
+        log "building helm $HELM_VERSION (first run only; a few minutes)"
+        mkdir -p "$(dirname "$bin")"
+        GOBIN="$(dirname "$bin")" go install -trimpath "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+            || die "building helm $HELM_VERSION failed (see the Go output above)"
+    fi
+    "$bin" version --short >/dev/null || die "the helm binary at $bin does not run"
+    export AUTHGATE_HELM_BIN="$bin"
+}
+
+install_kubernetes_validate() {
+    local venv="$CACHE_DIR/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION"
+    local bin="$venv/bin/kubernetes-validate"
+    if [[ -x "$bin" ]]; then
+        log "kubernetes-validate $KUBERNETES_VALIDATE_VERSION cached at $bin"
+    else
+        command -v python3 >/dev/null || die "python3 not found (needed for kubernetes-validate)"
+        log "installing kubernetes-validate $KUBERNETES_VALIDATE_VERSION into $venv"
+        python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+        "$venv/bin/pip" install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" \
+            || die "pip install kubernetes-validate==$KUBERNETES_VALIDATE_VERSION failed"
+    fi
+    "$bin" --version >/dev/null || die "kubernetes-validate at $bin does not run"
+    export AUTHGATE_KUBERNETES_VALIDATE_BIN="$bin"
+}
+
 run_cargo_tests() {
     command -v cargo >/dev/null || die "cargo not found"
     log "cargo test --all-targets"
@@ -121,6 +159,8 @@ main() {
     install_system_packages
     build_dex
     build_grpcurl
+    build_helm
+    install_kubernetes_validate
     run_cargo_tests
 }
 

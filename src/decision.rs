@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use http::{HeaderName, HeaderValue};
 
 use crate::policy::{DenyReason, Policy, RouteId, Target, TargetError, Verdict};
@@ -113,7 +114,9 @@ impl Decision {
 
 /// Makes decisions from the compiled policy and the sessions.
 pub struct Decider {
-    policy: Arc<Policy>,
+    /// Swapped whole by a config reload; each decision loads it once, so a
+    /// request in flight finishes with the policy it started with.
+    policy: ArcSwap<Policy>,
     sessions: Arc<Sessions>,
     /// Re-validates due sessions with the provider (none: never).
     refresher: Option<Refresher>,
@@ -127,7 +130,7 @@ impl Decider {
         let mut sign_in_prefix = login_base.as_str().trim_end_matches('/').to_owned();
         sign_in_prefix.push_str("/oauth2/start?rd=");
         Decider {
-            policy,
+            policy: ArcSwap::new(policy),
             sessions,
             refresher: None,
             sign_in_prefix,
@@ -140,8 +143,15 @@ impl Decider {
         self
     }
 
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    /// The policy in force now (a reload may replace it for later calls).
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// Puts `policy` in force for every decision that starts from now on;
+    /// returns the one it replaces.
+    pub fn replace_policy(&self, policy: Arc<Policy>) -> Arc<Policy> {
+        self.policy.swap(policy)
     }
 
     /// Decides one request.
@@ -180,10 +190,11 @@ impl Decider {
             }
         }
         let identity = session.as_deref().map(|s| &s.identity);
-        match self.policy.evaluate(&target, identity) {
+        let policy = self.policy.load();
+        match policy.evaluate(&target, identity) {
             Verdict::Allow { route } | Verdict::Public { route } => Decision::Allow {
                 route,
-                pass_identity_headers: self.policy.pass_identity_headers(route),
+                pass_identity_headers: policy.pass_identity_headers(route),
                 session,
             },
             Verdict::NeedsLogin { route } => Decision::SignIn {

@@ -18,6 +18,8 @@
 //! - [`devidp`]: the development OpenID provider behind `authgate demo`.
 //! - [`demo`]: `authgate demo`, wiring the development provider.
 //! - [`server`]: wires the parts and runs the listeners.
+//! - [`reload`]: live reload of the routes on SIGHUP and file change.
+//! - [`print`]: `authgate print nginx|envoy`, proxy config from the routes.
 //! - [`identity`], [`clock`], [`telemetry`]: shared small pieces.
 
 pub mod clock;
@@ -30,8 +32,10 @@ pub mod http;
 pub mod identity;
 pub mod oidc;
 pub mod policy;
+pub mod print;
 pub mod redirect;
 pub mod refresh;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod telemetry;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use authgate::clock::SystemClock;
 use authgate::config;
+use authgate::reload::Reloader;
 use authgate::server::{self, App};
 use authgate::telemetry;
 
@@ -42,6 +43,9 @@ enum Command {
     /// The whole flow on this machine: a development identity provider,
     /// in-memory sessions, loopback only. NOT FOR PRODUCTION.
     Demo(authgate::demo::DemoArgs),
+    /// Print the nginx or Envoy configuration for the routes in the
+    /// configuration file, to stdout.
+    Print(authgate::print::PrintArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,17 @@ fn main() -> ExitCode {
         Command::Serve => serve(&cli.config),
         Command::CheckConfig => check_config(&cli.config),
         Command::Demo(args) => run_async(authgate::demo::run(args)),
+        Command::Print(args) => print(&cli.config, &args),
+    }
+}
+
+fn print(path: &std::path::Path, args: &authgate::print::PrintArgs) -> ExitCode {
+    match load(path) {
+        Ok(loaded) => {
+            print!("{}", authgate::print::render(&loaded.config, args));
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
     }
 }
 
@@ -86,12 +101,19 @@ fn serve(path: &std::path::Path) -> ExitCode {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
+    let path = path.to_owned();
     run_async(async move {
         let config = loaded.config;
         let address = config.address;
         let app = App::new(config, std::sync::Arc::new(SystemClock))
             .map_err(|e| format!("cannot start: {e}"))?;
         let grpc_address = app.config.grpc_address;
+        // Installed before binding, so a SIGHUP never finds the default
+        // action (terminate) once the ports answer.
+        let reloader = std::sync::Arc::new(Reloader::new(app.clone(), path.to_owned()));
+        let reloading = reloader
+            .spawn(std::future::pending())
+            .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .map_err(|e| format!("cannot listen on {address}: {e}"))?;
@@ -99,9 +121,9 @@ fn serve(path: &std::path::Path) -> ExitCode {
             .await
             .map_err(|e| format!("cannot listen on {grpc_address} (grpc_address): {e}"))?;
         tracing::info!(%address, %grpc_address, "authgate listening");
-        server::run_with_grpc(app, listener, grpc, server::shutdown_signal())
-            .await
-            .map_err(|e| format!("server: {e}"))
+        let served = server::run_with_grpc(app, listener, grpc, server::shutdown_signal()).await;
+        reloading.abort();
+        served.map_err(|e| format!("server: {e}"))
     })
 }
 

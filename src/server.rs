@@ -58,16 +58,7 @@ impl App {
         store: Arc<dyn SessionStore>,
         clock: SharedClock,
     ) -> Result<Arc<App>, ServerError> {
-        let policy = Policy::compile(&config.routes).map_err(|errors| {
-            ServerError::Policy(
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
-        let policy = Arc::new(policy);
+        let policy = Arc::new(compile_policy(&config.routes)?);
         let sealer = Sealer::new(&config.cookie.secret, &config.cookie.previous_secrets)
             .map_err(|e| ServerError::Secrets(e.to_string()))?;
         let sessions = Arc::new(Sessions::new(
@@ -112,6 +103,19 @@ impl App {
     pub fn login_base(&self) -> &str {
         &self.login_base
     }
+}
+
+/// Compiles the routes, every problem in one error (also used by reload).
+pub fn compile_policy(routes: &[crate::config::RouteConfig]) -> Result<Policy, ServerError> {
+    Policy::compile(routes).map_err(|errors| {
+        ServerError::Policy(
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then drains

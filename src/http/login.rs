@@ -42,7 +42,7 @@ pub(super) async fn login_start_get(
     let return_to = match query.rd.as_deref().filter(|rd| !rd.is_empty()) {
         Some(rd) => app
             .redirects
-            .check(rd, app.decider.policy())
+            .check(rd, &app.decider.policy())
             .map_err(|e| AppError::BadRequest(format!("The return address is not allowed: {e}")))?,
         None => app.login_base().to_owned(),
     };
@@ -144,7 +144,7 @@ pub(super) async fn sign_out_get(
         .rd
         .as_deref()
         .filter(|rd| !rd.is_empty())
-        .and_then(|rd| app.redirects.check(rd, app.decider.policy()).ok());
+        .and_then(|rd| app.redirects.check(rd, &app.decider.policy()).ok());
     Ok(match target {
         Some(target) => redirect_with_cookies(&target, &[clear]),
         None => {

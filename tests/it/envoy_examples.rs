@@ -83,8 +83,12 @@ fn bootstrap_pool() -> &'static DescriptorPool {
 /// prost type so the fields can be checked.
 fn load(example: &str) -> Bootstrap {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(example);
-    let yaml = std::fs::read_to_string(&path).unwrap();
-    let json: serde_json::Value = serde_saphyr::from_str(&yaml).expect("YAML");
+    parse_bootstrap(example, &std::fs::read_to_string(&path).unwrap())
+}
+
+/// [`load`] for YAML text; `name` says whose text in the panic message.
+pub(crate) fn parse_bootstrap(example: &str, yaml: &str) -> Bootstrap {
+    let json: serde_json::Value = serde_saphyr::from_str(yaml).expect("YAML");
     let pool = bootstrap_pool();
     let descriptor = pool
         .get_message_by_name("envoy.config.bootstrap.v3.Bootstrap")
@@ -100,7 +104,7 @@ fn unpack<M: Message + Default>(any: &Any, type_name: &str) -> M {
 }
 
 /// The one HTTP connection manager of an example, and its ext_authz filter.
-fn hcm_and_ext_authz(bootstrap: &Bootstrap) -> (HttpConnectionManager, ExtAuthz) {
+pub(crate) fn hcm_and_ext_authz(bootstrap: &Bootstrap) -> (HttpConnectionManager, ExtAuthz) {
     let listener = &bootstrap.static_resources.as_ref().unwrap().listeners[0];
     let filter = &listener.filter_chains[0].filters[0];
     let Some(FilterConfig::TypedConfig(any)) = &filter.config_type else {
@@ -127,7 +131,7 @@ fn hcm_and_ext_authz(bootstrap: &Bootstrap) -> (HttpConnectionManager, ExtAuthz)
 /// Fields both modes must get right: V3, fail closed, no body, the login
 /// host unguarded by a per-route `disabled: true`, a timeout above our p99
 /// yet well below a user's patience.
-fn check_common(bootstrap: &Bootstrap, hcm: &HttpConnectionManager, ext_authz: &ExtAuthz) {
+pub(crate) fn check_common(bootstrap: &Bootstrap, hcm: &HttpConnectionManager, ext_authz: &ExtAuthz) {
     assert_eq!(
         ext_authz.transport_api_version, 2,
         "transport_api_version: V3"

@@ -17,4 +17,7 @@ mod grpc_authz;
 mod grpcurl;
 mod login_flow;
 mod nginx_flow;
+mod packaging;
+mod print;
+mod reload;
 mod sessions;

@@ -58,6 +58,41 @@ fn is_comment_line(text: &str, placeholder: &str) -> bool {
         .all(|l| l.trim_start().starts_with('#'))
 }
 
+/// A tool `scripts/test.sh` installs into its cache: the path in `env_var`
+/// if set, else `<cache>/<rel(version)>`, where the version is the value of
+/// the script's `version_key=` line. Panics saying how to get it.
+pub fn cached_tool(
+    name: &str,
+    env_var: &str,
+    version_key: &str,
+    rel: impl Fn(&str) -> String,
+) -> PathBuf {
+    if let Some(path) = std::env::var_os(env_var) {
+        let path = PathBuf::from(path);
+        assert!(path.is_file(), "{env_var}={} is not a file", path.display());
+        return path;
+    }
+    let script = std::fs::read_to_string(repo_root().join("scripts/test.sh"))
+        .expect("read scripts/test.sh");
+    let prefix = format!("{version_key}=");
+    let version = script
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("scripts/test.sh pins {version_key}"))
+        .trim_matches('"');
+    let cache = std::env::var_os("AUTHGATE_E2E_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/authgate-e2e")))
+        .unwrap_or_default();
+    let path = cache.join(rel(version));
+    assert!(
+        path.is_file(),
+        "{name} {version} not found (no ${env_var}, not at {}): run scripts/test.sh",
+        path.display()
+    );
+    path
+}
+
 /// A fresh temporary directory whose name says which test piece owns it.
 pub fn temp_dir(what: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
