@@ -402,17 +402,17 @@ mod tests {
         assert!(!admits(&app.decider.policy(), "dev"));
     }
 
-    /// A route that validates but does not compile (a bad regex) is refused
-    /// the same way.
+    /// A route regex that does not compile is refused with its position,
+    /// and the running policy stays.
     #[test]
-    fn uncompilable_route_keeps_the_running_policy() {
+    fn bad_regex_keeps_the_running_policy() {
         let (dir, app, reloader) = start(&yaml("ops", ""));
         rewrite(
             &dir,
             &format!("{}    regex: \"/(unclosed\"\n", yaml("dev", "")),
         );
         let error = reloader.reload_blocking(false).unwrap_err();
-        assert!(matches!(error, ReloadError::Policy(_)), "{error}");
+        assert!(error.to_string().contains("authgate.yaml:10:12: policy[0].regex"), "{error}");
         assert!(admits(&app.decider.policy(), "ops"));
     }
 
