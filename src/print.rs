@@ -161,7 +161,10 @@ pub fn nginx(config: &Config, args: &PrintArgs) -> String {
 
 fn nginx_listen(site: &Site) -> String {
     let ssl = if site.https { " ssl" } else { "" };
-    format!("    listen {}{ssl};\n    listen [::]:{}{ssl};\n", site.port, site.port)
+    format!(
+        "    listen {}{ssl};\n    listen [::]:{}{ssl};\n",
+        site.port, site.port
+    )
 }
 
 fn nginx_server_name(site: &Site) -> &str {
@@ -251,7 +254,9 @@ fn envoy_domains(site: &Site) -> String {
 fn split_host_port(address: &str) -> (String, String) {
     match address.rsplit_once(':') {
         Some((host, port)) => (
-            host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
             port.to_owned(),
         ),
         None => (address.to_owned(), "80".to_owned()),

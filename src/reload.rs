@@ -76,11 +76,14 @@ pub enum Outcome {
     Unchanged,
 }
 
+/// Looks up an environment variable (overrides, as at start).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Reloads one configuration file into one running [`App`].
 pub struct Reloader {
     app: Arc<App>,
     path: PathBuf,
-    env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    env: EnvLookup,
     /// The bytes last read, so a watcher event that changed nothing (a
     /// ConfigMap sibling, an editor's swap file) costs no reload.
     last: std::sync::Mutex<Option<Vec<u8>>>,
@@ -94,11 +97,7 @@ impl Reloader {
     }
 
     /// Same with a given environment lookup (tests).
-    pub fn with_env(
-        app: Arc<App>,
-        path: PathBuf,
-        env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
-    ) -> Reloader {
+    pub fn with_env(app: Arc<App>, path: PathBuf, env: EnvLookup) -> Reloader {
         let last = std::fs::read(&path).ok();
         Reloader {
             app,
@@ -157,8 +156,7 @@ impl Reloader {
         self: Arc<Self>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-        let mut hangup =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let changed = Arc::new(Notify::new());
         let watcher = match watch_file(&self.path, changed.clone()) {
             Ok(watcher) => Some(watcher),
@@ -294,7 +292,10 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
     check("cookie_name", cookie.name == running.cookie.name);
     check("cookie_domain", cookie.domain == running.cookie.domain);
     check("cookie_secure", cookie.secure == running.cookie.secure);
-    check("cookie_http_only", cookie.http_only == running.cookie.http_only);
+    check(
+        "cookie_http_only",
+        cookie.http_only == running.cookie.http_only,
+    );
     check("cookie_expire", cookie.expire == running.cookie.expire);
     check("cookie_secret", cookie.secret == running.cookie.secret);
     check(
@@ -306,7 +307,10 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         "refresh_interval",
         *refresh_interval == running.refresh_interval,
     );
-    check("trusted_proxies", *trusted_proxies == running.trusted_proxies);
+    check(
+        "trusted_proxies",
+        *trusted_proxies == running.trusted_proxies,
+    );
     check("log_format", *log_format == running.log_format);
     check("log_level", *log_level == running.log_level);
     changed
@@ -412,7 +416,12 @@ mod tests {
             &format!("{}    regex: \"/(unclosed\"\n", yaml("dev", "")),
         );
         let error = reloader.reload_blocking(false).unwrap_err();
-        assert!(error.to_string().contains("authgate.yaml:10:12: policy[0].regex"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("authgate.yaml:10:12: policy[0].regex"),
+            "{error}"
+        );
         assert!(admits(&app.decider.policy(), "ops"));
     }
 

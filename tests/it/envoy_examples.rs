@@ -131,7 +131,11 @@ pub(crate) fn hcm_and_ext_authz(bootstrap: &Bootstrap) -> (HttpConnectionManager
 /// Fields both modes must get right: V3, fail closed, no body, the login
 /// host unguarded by a per-route `disabled: true`, a timeout above our p99
 /// yet well below a user's patience.
-pub(crate) fn check_common(bootstrap: &Bootstrap, hcm: &HttpConnectionManager, ext_authz: &ExtAuthz) {
+pub(crate) fn check_common(
+    bootstrap: &Bootstrap,
+    hcm: &HttpConnectionManager,
+    ext_authz: &ExtAuthz,
+) {
     assert_eq!(
         ext_authz.transport_api_version, 2,
         "transport_api_version: V3"

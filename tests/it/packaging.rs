@@ -109,7 +109,8 @@ fn rendered_manifests_pass_kubernetes_schemas() {
         let (ok, log) = validate(dir.path(), &rendered);
         assert!(ok, "{values}: {log}\n---\n{rendered}");
     }
-    let broken = template("default-values.yaml").replace("readOnlyRootFilesystem", "readOnlyRootFilesytem");
+    let broken =
+        template("default-values.yaml").replace("readOnlyRootFilesystem", "readOnlyRootFilesytem");
     let (ok, log) = validate(dir.path(), &broken);
     assert!(!ok, "a misspelt field passed the schema check: {log}");
 }

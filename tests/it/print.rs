@@ -91,7 +91,10 @@ fn printed_nginx_config_passes_nginx_t() {
     assert_eq!(out.matches("server_name auth.example.com;").count(), 1);
     assert!(out.contains("error_page 401 = @signin;"));
     let (ok, log) = nginx_test(dir.path(), &out);
-    assert!(ok, "nginx -t refused the printed config:\n{log}\n---\n{out}");
+    assert!(
+        ok,
+        "nginx -t refused the printed config:\n{log}\n---\n{out}"
+    );
     assert!(log.contains("test is successful"), "{log}");
 
     let broken = out.replacen("auth_request_set", "auth_request_sett", 1);

@@ -72,8 +72,8 @@ pub fn cached_tool(
         assert!(path.is_file(), "{env_var}={} is not a file", path.display());
         return path;
     }
-    let script = std::fs::read_to_string(repo_root().join("scripts/test.sh"))
-        .expect("read scripts/test.sh");
+    let script =
+        std::fs::read_to_string(repo_root().join("scripts/test.sh")).expect("read scripts/test.sh");
     let prefix = format!("{version_key}=");
     let version = script
         .lines()
