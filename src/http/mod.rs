@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 
@@ -72,28 +72,39 @@ pub(crate) fn peer_ip(request: &Request) -> Option<IpAddr> {
 
 /// Renders a decision the way nginx's `auth_request` understands it.
 fn nginx_response(decision: &Decision) -> Response {
-    let mut response = match decision {
+    // Sized once for the identity headers plus `Cache-Control`, filled with
+    // `insert` (names are distinct): no regrowth on the hot path.
+    let mut headers = HeaderMap::with_capacity(8);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let status = match decision {
         Decision::Allow { .. } => {
-            let mut response = StatusCode::OK.into_response();
-            response.headers_mut().extend(decision.identity_headers());
-            response
+            for (name, value) in decision.identity_headers() {
+                headers.insert(name, value);
+            }
+            StatusCode::OK
         }
         Decision::SignIn { sign_in_url, .. } => {
-            let mut response = StatusCode::UNAUTHORIZED.into_response();
             if let Ok(location) = HeaderValue::from_str(sign_in_url) {
-                response.headers_mut().insert(header::LOCATION, location);
+                headers.insert(header::LOCATION, location);
             }
-            response
+            StatusCode::UNAUTHORIZED
         }
-        Decision::Deny { .. } => StatusCode::FORBIDDEN.into_response(),
+        Decision::Deny { .. } => StatusCode::FORBIDDEN,
         // Not a decision but a fault: fail closed. nginx shows a 500.
-        Decision::Unavailable => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Decision::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     };
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut response = Response::new(axum::body::Body::empty());
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
     response
 }
+
+// Request headers looked up by name on every decision: constants, so the
+// name is not parsed again each time.
+const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 
 /// The original request, from `X-Original-URL` or (trusted peers only) the
 /// `X-Forwarded-*` triple. Header values must be UTF-8.
@@ -101,22 +112,22 @@ pub(crate) fn original_target(
     headers: &HeaderMap,
     trusted_peer: bool,
 ) -> Result<Target<'_>, TargetError> {
-    let text = |name: &str| {
+    let text = |name: &HeaderName| {
         headers
             .get(name)
             .map(|v| std::str::from_utf8(v.as_bytes()).map_err(|_| TargetError::InvalidUtf8))
             .transpose()
     };
-    if let Some(url) = text("x-original-url")? {
+    if let Some(url) = text(&X_ORIGINAL_URL)? {
         return Target::parse(url);
     }
     if !trusted_peer {
         return Err(TargetError::Missing);
     }
     match (
-        text("x-forwarded-proto")?,
-        text("x-forwarded-host")?,
-        text("x-forwarded-uri")?,
+        text(&X_FORWARDED_PROTO)?,
+        text(&X_FORWARDED_HOST)?,
+        text(&X_FORWARDED_URI)?,
     ) {
         (Some(proto), Some(host), Some(uri)) => Target::from_parts(proto, host, uri),
         _ => Err(TargetError::Missing),

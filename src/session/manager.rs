@@ -83,14 +83,14 @@ pub struct Sessions {
     store: Arc<dyn SessionStore>,
     clock: SharedClock,
     lifetime: Duration,
-    cache: Cache<[u8; 16], Arc<Entry>>,
+    cache: Cache<[u8; 16], Arc<Entry>, FastHash>,
     /// Cookie values already opened, and their tickets. Opening is pure (the
     /// sealer never changes under a `Sessions`), so this memo is exact; it
     /// matters because the AEAD open costs microseconds where a lookup costs
     /// a fraction of one (Poly1305's AVX2 backend is slow on short inputs).
     /// Only authentic cookies get in, so garbage cannot flood it, and a hit
     /// requires byte-equality with a value that authenticated.
-    tickets: Cache<Box<str>, Ticket>,
+    tickets: Cache<Box<str>, Ticket, FastHash>,
     /// Store loads in progress, so concurrent misses for one id share one.
     inflight: Mutex<HashMap<[u8; 16], Arc<SharedLoad>>>,
     /// Bumped by every `forget`; a load that raced with one does not cache
@@ -415,7 +415,13 @@ impl Sessions {
     }
 }
 
-fn build_cache<K, V>(max_entries: u64, ttl: Duration) -> Cache<K, V>
+/// The caches' hasher. Their keys are random session ids and cookie
+/// values that already authenticated, so nobody can choose colliding keys;
+/// std's SipHash would cost more per request than the cache lookup itself
+/// (a 140-byte cookie value is hashed on every decision).
+type FastHash = foldhash::fast::RandomState;
+
+fn build_cache<K, V>(max_entries: u64, ttl: Duration) -> Cache<K, V, FastHash>
 where
     K: std::hash::Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
@@ -423,7 +429,7 @@ where
     Cache::builder()
         .max_capacity(max_entries)
         .time_to_live(ttl)
-        .build()
+        .build_with_hasher(FastHash::default())
 }
 
 /// The map is consistent after every operation, so a poisoned lock (a
