@@ -343,12 +343,14 @@ mod tests {
             invalid_token: true,
         };
         let DirectAnswer::Deny {
-            status, headers, ..
+            status: refused_status,
+            headers,
+            ..
         } = DirectAnswer::new(&refused, Client::Browser, true)
         else {
             panic!("deny")
         };
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(refused_status, StatusCode::UNAUTHORIZED);
         let challenge = &headers
             .iter()
             .find(|(n, _)| n == header::WWW_AUTHENTICATE)
