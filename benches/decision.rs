@@ -79,6 +79,9 @@ fn decision_path(c: &mut Criterion) {
             .decide(Request {
                 target: Target::parse(url),
                 session_cookies: std::iter::once(cookie.as_str()),
+                method: Some("GET"),
+                authorization: None,
+                preflight: false,
             })
             .await;
         assert!(matches!(
@@ -93,6 +96,9 @@ fn decision_path(c: &mut Criterion) {
                     .decide(Request {
                         target: Target::parse(black_box(url)),
                         session_cookies: std::iter::once(black_box(cookie.as_str())),
+                        method: Some("GET"),
+                        authorization: None,
+                        preflight: false,
                     })
                     .await;
                 black_box(decision.identity_headers())
@@ -108,6 +114,9 @@ fn decision_path(c: &mut Criterion) {
                     .decide(Request {
                         target: Target::parse(black_box(denied)),
                         session_cookies: std::iter::once(black_box(cookie.as_str())),
+                        method: Some("GET"),
+                        authorization: None,
+                        preflight: false,
                     })
                     .await;
                 assert!(matches!(
@@ -131,6 +140,9 @@ fn decision_path(c: &mut Criterion) {
                     .decide(Request {
                         target: Target::parse(black_box(url)),
                         session_cookies: std::iter::once(black_box(tampered.as_str())),
+                        method: Some("GET"),
+                        authorization: None,
+                        preflight: false,
                     })
                     .await;
                 assert!(matches!(

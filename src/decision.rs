@@ -8,12 +8,16 @@
 //! The common case does no network I/O: the cookie is opened locally, the
 //! session comes from the local cache, the policy is compiled.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use http::{HeaderName, HeaderValue};
+use serde_json::Value;
 
-use crate::policy::{DenyReason, Policy, RouteId, Target, TargetError, Verdict};
+use crate::assertion::{AssertionSigner, Subject};
+use crate::bearer::{BearerError, BearerVerifier};
+use crate::policy::{ClaimHeaders, DenyReason, Policy, RouteId, Target, TargetError, Verdict};
 use crate::refresh::Refresher;
 use crate::session::{SessionRecord, Sessions};
 
@@ -25,14 +29,19 @@ pub const HEADER_EMAIL: HeaderName = HeaderName::from_static("x-auth-request-ema
 pub const HEADER_PREFERRED_USERNAME: HeaderName =
     HeaderName::from_static("x-auth-request-preferred-username");
 pub const HEADER_GROUPS: HeaderName = HeaderName::from_static("x-auth-request-groups");
+/// The signed assertion (see [`crate::assertion`]).
+pub const HEADER_JWT: HeaderName = HeaderName::from_static("x-auth-request-jwt");
 
 /// Every identity header this service sets; front ends strip client-sent
-/// copies of these (and their `_`/case variants).
-pub const IDENTITY_HEADERS: [HeaderName; 4] = [
+/// copies of these (and their `_`/case variants). Routes'
+/// `jwt_claims_headers` add their own names (see
+/// [`Decision::headers_to_remove`]).
+pub const IDENTITY_HEADERS: [HeaderName; 5] = [
     HEADER_USER,
     HEADER_EMAIL,
     HEADER_PREFERRED_USERNAME,
     HEADER_GROUPS,
+    HEADER_JWT,
 ];
 
 /// What a front end knows about the request it is asked about.
@@ -42,6 +51,23 @@ pub struct Request<'a, C> {
     /// Values of every cookie carrying the session cookie's name (a browser
     /// may hold a host-only and a domain cookie of the same name).
     pub session_cookies: C,
+    /// The original request's method, if the front end knows it (a route
+    /// with `allowed_methods` refuses a request whose method is unknown).
+    pub method: Option<&'a str>,
+    /// The original request's `Authorization` header, for API clients
+    /// with a Bearer token from the provider.
+    pub authorization: Option<&'a str>,
+    /// A CORS preflight (see [`is_preflight`]).
+    pub preflight: bool,
+}
+
+/// `OPTIONS` with `Origin` and `Access-Control-Request-Method`: what a
+/// browser sends, without credentials, before a cross-origin call.
+/// `header` looks up a lower-case header name.
+pub fn is_preflight<'h>(method: Option<&str>, header: impl Fn(&str) -> Option<&'h str>) -> bool {
+    method == Some("OPTIONS")
+        && header("origin").is_some()
+        && header("access-control-request-method").is_some()
 }
 
 /// Why a request was refused.
@@ -53,6 +79,8 @@ pub enum Refusal {
     NotAllowed,
     /// The original URL was missing or malformed.
     BadTarget,
+    /// The route's `allowed_methods` do not include the request's method.
+    MethodNotAllowed,
 }
 
 /// The verdict, carrying everything any front end needs to answer.
@@ -64,9 +92,20 @@ pub enum Decision {
         route: RouteId,
         session: Option<Arc<SessionRecord>>,
         pass_identity_headers: bool,
+        /// The route's `jwt_claims_headers`.
+        claim_headers: Arc<ClaimHeaders>,
+        /// `X-Auth-Request-Jwt`, when there is a session, the route passes
+        /// identity headers and a signer is configured.
+        assertion: Option<HeaderValue>,
     },
     /// No valid session: the user must sign in at `sign_in_url`.
-    SignIn { route: RouteId, sign_in_url: String },
+    /// `invalid_token`: the request carried a Bearer token that was refused
+    /// (API clients are told so in `WWW-Authenticate`).
+    SignIn {
+        route: RouteId,
+        sign_in_url: String,
+        invalid_token: bool,
+    },
     /// Refused; `session` says who was refused, if anyone was signed in.
     Deny {
         route: Option<RouteId>,
@@ -86,13 +125,15 @@ impl Decision {
         let Decision::Allow {
             session: Some(session),
             pass_identity_headers: true,
+            claim_headers,
+            assertion,
             ..
         } = self
         else {
             return Vec::new();
         };
         let identity = &session.identity;
-        let mut headers = Vec::with_capacity(4);
+        let mut headers = Vec::with_capacity(5 + claim_headers.claims.len());
         let mut push = |name: HeaderName, value: &str| {
             if let Ok(value) = HeaderValue::from_str(value) {
                 headers.push((name, value));
@@ -108,7 +149,60 @@ impl Decision {
         if !identity.groups.is_empty() {
             push(HEADER_GROUPS, &identity.groups.join(","));
         }
+        if let Some(assertion) = assertion {
+            headers.push((HEADER_JWT, assertion.clone()));
+        }
+        for (claim, name) in &claim_headers.claims {
+            let text = match identity.claims.get(claim) {
+                Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
+                Some(Value::Array(items)) => Cow::Owned(
+                    items
+                        .iter()
+                        .filter_map(scalar_text)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                Some(other) => match scalar_text(other) {
+                    Some(text) => Cow::Owned(text),
+                    None => continue,
+                },
+                None => continue,
+            };
+            if let Ok(value) = HeaderValue::from_str(&text) {
+                headers.push((name.clone(), value));
+            }
+        }
         headers
+    }
+
+    /// The request headers a proxy must strip on allow, given the headers
+    /// `set` by this answer: [`identity_headers_to_remove`] plus the route's
+    /// `jwt_claims_headers` names (every spelling) that are not set.
+    pub fn headers_to_remove(&self, set: &[(HeaderName, HeaderValue)]) -> Vec<Cow<'static, str>> {
+        let mut remove: Vec<Cow<'static, str>> = identity_headers_to_remove(set)
+            .into_iter()
+            .map(Cow::Borrowed)
+            .collect();
+        if let Decision::Allow { claim_headers, .. } = self {
+            remove.extend(
+                claim_headers
+                    .spellings
+                    .iter()
+                    .filter(|name| !set.iter().any(|(n, _)| n.as_str() == name.as_str()))
+                    .map(|name| Cow::Owned(name.clone())),
+            );
+        }
+        remove
+    }
+}
+
+/// A claim's scalar value as header text (strings as they are).
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
     }
 }
 
@@ -122,6 +216,10 @@ pub struct Decider {
     refresher: Option<Refresher>,
     /// `<login host>/oauth2/start?rd=`, to which the return URL is appended.
     sign_in_prefix: String,
+    /// Signs `X-Auth-Request-Jwt` (none: not sent).
+    signer: Option<Arc<AssertionSigner>>,
+    /// Verifies Bearer tokens (none: `Authorization` is ignored).
+    bearer: Option<Arc<BearerVerifier>>,
 }
 
 impl Decider {
@@ -134,7 +232,21 @@ impl Decider {
             sessions,
             refresher: None,
             sign_in_prefix,
+            signer: None,
+            bearer: None,
         }
+    }
+
+    /// Adds the signed assertion to the identity headers.
+    pub fn with_signer(mut self, signer: Arc<AssertionSigner>) -> Decider {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// Accepts provider-issued Bearer tokens in place of a session.
+    pub fn with_bearer(mut self, bearer: Arc<BearerVerifier>) -> Decider {
+        self.bearer = Some(bearer);
+        self
     }
 
     /// Refreshes sessions whose refresh is due before deciding with them.
@@ -170,8 +282,57 @@ impl Decider {
                 };
             }
         };
+        // One policy for the whole decision, even if a reload swaps it
+        // meanwhile (an `Arc`, not a guard: the decision awaits the store).
+        let policy = self.policy.load_full();
+        // Checks that come before any identity: a preflight carries no
+        // credentials, and a method the route never serves is refused
+        // whoever asks.
+        if let Some(route) = policy.route_for(&target) {
+            if request.preflight && policy.allows_preflight(route) {
+                return Decision::Allow {
+                    route,
+                    session: None,
+                    pass_identity_headers: false,
+                    claim_headers: Arc::default(),
+                    assertion: None,
+                };
+            }
+            if !policy.allows_method(route, request.method) {
+                return Decision::Deny {
+                    route: Some(route),
+                    session: None,
+                    reason: Refusal::MethodNotAllowed,
+                };
+            }
+        }
         let mut session = None;
-        for value in request.session_cookies {
+        // Who the session is, for the assertion's cache and `sid`.
+        let mut session_key = [0u8; 16];
+        let mut invalid_token = false;
+        if let (Some(bearer), Some(token)) = (
+            &self.bearer,
+            request.authorization.and_then(crate::bearer::token_of),
+        ) {
+            match bearer.verify(token).await {
+                Ok(verified) => {
+                    session_key = verified.key;
+                    session = Some(verified.record.clone());
+                }
+                Err(BearerError::Unavailable(reason)) => {
+                    tracing::error!(%reason, "cannot verify a Bearer token");
+                    return Decision::Unavailable;
+                }
+                // Not ours (an app may use its own Bearer scheme): the
+                // cookie may still sign the request in.
+                Err(error) => {
+                    tracing::debug!(%error, "Bearer token refused");
+                    invalid_token = true;
+                }
+            }
+        }
+        let cookies = request.session_cookies.into_iter();
+        for value in cookies.take(if session.is_some() { 0 } else { usize::MAX }) {
             let resolved = match (self.sessions.resolve(value).await, &self.refresher) {
                 // Not due: a comparison, no I/O.
                 (Ok(Some(resolved)), Some(refresher)) => refresher.check(resolved).await,
@@ -179,6 +340,7 @@ impl Decider {
             };
             match resolved {
                 Ok(Some(resolved)) => {
+                    session_key = resolved.id;
                     session = Some(resolved.record);
                     break;
                 }
@@ -190,16 +352,37 @@ impl Decider {
             }
         }
         let identity = session.as_deref().map(|s| &s.identity);
-        let policy = self.policy.load();
         match policy.evaluate(&target, identity) {
-            Verdict::Allow { route } | Verdict::Public { route } => Decision::Allow {
-                route,
-                pass_identity_headers: policy.pass_identity_headers(route),
-                session,
-            },
+            Verdict::Allow { route } | Verdict::Public { route } => {
+                let pass_identity_headers = policy.pass_identity_headers(route);
+                let claim_headers = policy.claim_headers(route);
+                let assertion = match (&self.signer, &session) {
+                    (Some(signer), Some(record)) if pass_identity_headers => signer
+                        .assertion(&Subject {
+                            session: session_key,
+                            stamp: record.refreshed_at.max(record.created_at),
+                            route: route.0,
+                            audience: &target.host,
+                            identity: &record.identity,
+                            expires_at: record.expires_at,
+                            extra_claims: &claim_headers.claims,
+                        })
+                        .map_err(|error| tracing::error!(%error, "assertion not signed"))
+                        .ok(),
+                    _ => None,
+                };
+                Decision::Allow {
+                    route,
+                    pass_identity_headers,
+                    session,
+                    claim_headers,
+                    assertion,
+                }
+            }
             Verdict::NeedsLogin { route } => Decision::SignIn {
                 route,
                 sign_in_url: self.sign_in_url(&target.return_url()),
+                invalid_token,
             },
             Verdict::Deny { route, reason } => Decision::Deny {
                 route,
@@ -217,6 +400,16 @@ impl Decider {
         let mut url = self.sign_in_prefix.clone();
         url.extend(url::form_urlencoded::byte_serialize(return_url.as_bytes()));
         url
+    }
+}
+
+/// The `WWW-Authenticate` challenge of a 401 (RFC 6750 §3): with
+/// `error="invalid_token"` when the request's Bearer token was refused.
+pub fn www_authenticate(invalid_token: bool) -> HeaderValue {
+    if invalid_token {
+        HeaderValue::from_static("Bearer realm=\"authgate\", error=\"invalid_token\"")
+    } else {
+        HeaderValue::from_static("Bearer realm=\"authgate\"")
     }
 }
 
@@ -288,24 +481,41 @@ pub fn identity_header_spellings() -> &'static [Vec<String>] {
     static SPELLINGS: std::sync::LazyLock<Vec<Vec<String>>> = std::sync::LazyLock::new(|| {
         IDENTITY_HEADERS
             .iter()
-            .map(|name| {
-                let name = name.as_str();
-                let dashes: Vec<usize> = name.match_indices('-').map(|(i, _)| i).collect();
-                (0u32..1 << dashes.len())
-                    .map(|mask| {
-                        let mut bytes = name.as_bytes().to_vec();
-                        for (bit, &at) in dashes.iter().enumerate() {
-                            if mask & (1 << bit) != 0 {
-                                bytes[at] = b'_';
-                            }
-                        }
-                        String::from_utf8_lossy(&bytes).into_owned()
-                    })
-                    .collect()
-            })
+            .map(|name| separator_spellings(name.as_str()))
             .collect()
     });
     &SPELLINGS
+}
+
+/// `name` with every mix of `-` and `_` at its separators, `name` first.
+/// Names with more than 8 separators get only the two uniform spellings
+/// besides `name` (2^n would explode; no real header has that many).
+pub fn separator_spellings(name: &str) -> Vec<String> {
+    let seps: Vec<usize> = name.match_indices(['-', '_']).map(|(i, _)| i).collect();
+    if seps.len() > 8 {
+        let mut out = vec![
+            name.to_owned(),
+            name.replace('_', "-"),
+            name.replace('-', "_"),
+        ];
+        out.dedup();
+        return out;
+    }
+    let canonical = name.replace('_', "-");
+    let mut out = vec![name.to_owned()];
+    for mask in 0u32..1 << seps.len() {
+        let mut bytes = canonical.as_bytes().to_vec();
+        for (bit, &at) in seps.iter().enumerate() {
+            if mask & (1 << bit) != 0 {
+                bytes[at] = b'_';
+            }
+        }
+        let spelling = String::from_utf8_lossy(&bytes).into_owned();
+        if !out.contains(&spelling) {
+            out.push(spelling);
+        }
+    }
+    out
 }
 
 /// The request headers a proxy must strip on allow, given the identity
@@ -420,8 +630,10 @@ mod client_tests {
         assert!(remove.contains(&"x-auth-request-preferred-username"));
         assert!(remove.contains(&"x_auth_request_email"));
         assert!(remove.contains(&"x_auth_request_user"));
-        assert_eq!(remove.len(), 8 + 8 + 16 + 8 - 2);
+        assert!(remove.contains(&"x-auth-request-jwt"));
+        assert!(remove.contains(&"x_auth_request_jwt"));
+        assert_eq!(remove.len(), 8 + 8 + 16 + 8 + 8 - 2);
         let nothing_set = identity_headers_to_remove(&[]);
-        assert_eq!(nothing_set.len(), 40);
+        assert_eq!(nothing_set.len(), 48);
     }
 }

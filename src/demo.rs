@@ -69,6 +69,7 @@ pub fn demo_config(args: &DemoArgs) -> Result<Config, String> {
             ca_file: None,
             insecure_skip_verify: false,
             clock_skew: Duration::from_secs(60),
+            allowed_audiences: Vec::new(),
         },
         cookie: CookieConfig {
             name: "_authgate".into(),
@@ -87,6 +88,8 @@ pub fn demo_config(args: &DemoArgs) -> Result<Config, String> {
             route(0, Some("/admin"), &["admins"])?,
             route(1, None, &["devops"])?,
         ],
+        signing: Default::default(),
+        jwt_claims_headers: Vec::new(),
         log_format: LogFormat::Pretty,
         log_level: "info".into(),
     })

@@ -12,7 +12,9 @@
 //! - [`session`]: the sealed cookie, the session store and its cache.
 //! - [`oidc`]: discovery, login, callback, ID-token verification.
 //! - [`refresh`]: re-validating due sessions with the provider, once each.
+//! - [`bearer`]: `Authorization: Bearer` tokens from the provider, for API clients.
 //! - [`decision`]: the one function every front end calls.
+//! - [`assertion`]: the signed `X-Auth-Request-Jwt` header and its JWKS.
 //! - [`http`]: axum routes (nginx, forward-auth, login host).
 //! - [`grpc`]: Envoy `ext_authz` over gRPC (`Check`, health, reflection).
 //! - [`devidp`]: the development OpenID provider behind `authgate demo`.
@@ -22,6 +24,8 @@
 //! - [`print`]: `authgate print nginx|envoy`, proxy config from the routes.
 //! - [`identity`], [`clock`], [`telemetry`]: shared small pieces.
 
+pub mod assertion;
+pub mod bearer;
 pub mod clock;
 pub mod config;
 pub mod decision;

@@ -323,6 +323,38 @@ impl Oidc {
         }
     }
 
+    /// The provider's keys as last fetched (no I/O), for verifying Bearer
+    /// tokens; `Unavailable` before discovery.
+    pub fn provider_keys(&self) -> Result<Arc<CoreJsonWebKeySet>, OidcError> {
+        self.discovered()?
+            .jwks
+            .load_full()
+            .ok_or_else(|| OidcError::Unavailable("the provider's keys are not loaded".into()))
+    }
+
+    /// Fetches the provider's keys again for a token with an unknown `kid`,
+    /// at most once per [`JWKS_REFETCH_INTERVAL`] whatever the callers
+    /// (else `InvalidToken`), so random `kid`s cannot make us hammer it.
+    pub async fn refresh_provider_keys(&self) -> Result<(), OidcError> {
+        let d = self.discovered()?;
+        self.refetch_jwks(&d).await
+    }
+
+    /// `idp_provider_url`, exactly as configured.
+    pub fn issuer(&self) -> &str {
+        self.issuer.as_str()
+    }
+
+    /// `idp_client_id`.
+    pub fn client_id(&self) -> &str {
+        self.client_id.as_str()
+    }
+
+    /// `idp_clock_skew` in seconds.
+    pub fn clock_skew(&self) -> i64 {
+        self.clock_skew
+    }
+
     fn discovered(&self) -> Result<Arc<Discovered>, OidcError> {
         self.discovered
             .load_full()
@@ -768,6 +800,7 @@ mod tests {
                 ca_file: None,
                 insecure_skip_verify: false,
                 clock_skew: Duration::from_secs(30),
+                allowed_audiences: Vec::new(),
             };
             let callback = Url::parse("https://auth.example.test/oauth2/callback").unwrap();
             Oidc::new(&idp, &callback, Arc::new(crate::clock::SystemClock)).unwrap()

@@ -259,7 +259,11 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         session_store,
         refresh_interval,
         trusted_proxies,
+        // The top-level list is copied into the routes at validation, so it
+        // reloads with them.
         routes: _,
+        jwt_claims_headers: _,
+        signing,
         log_format,
         log_level,
     } = new;
@@ -289,6 +293,15 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         idp.insecure_skip_verify == running.idp.insecure_skip_verify,
     );
     check("idp_clock_skew", idp.clock_skew == running.idp.clock_skew);
+    check(
+        "idp_allowed_audiences",
+        idp.allowed_audiences == running.idp.allowed_audiences,
+    );
+    check("signing_key", signing.key == running.signing.key);
+    check(
+        "previous_signing_keys",
+        signing.previous == running.signing.previous,
+    );
     check("cookie_name", cookie.name == running.cookie.name);
     check("cookie_domain", cookie.domain == running.cookie.domain);
     check("cookie_secure", cookie.secure == running.cookie.secure);

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use url::Url;
 
+use crate::assertion::{AssertionError, AssertionSigner};
+use crate::bearer::BearerVerifier;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::decision::Decider;
@@ -30,6 +32,8 @@ pub enum ServerError {
     Store(String),
     #[error(transparent)]
     Oidc(#[from] OidcError),
+    #[error("assertion signing key: {0}")]
+    Signing(#[from] AssertionError),
 }
 
 /// Everything a request handler needs; immutable, shared by `Arc`.
@@ -40,6 +44,8 @@ pub struct App {
     pub oidc: Arc<Oidc>,
     pub redirects: RedirectRules,
     pub clock: SharedClock,
+    /// Signs `X-Auth-Request-Jwt`; its public keys are the JWKS.
+    pub signer: Arc<AssertionSigner>,
     login_base: String,
 }
 
@@ -86,8 +92,16 @@ impl App {
             clock.clone(),
             RefreshPolicy::new(config.refresh_interval),
         );
+        let signer = Arc::new(AssertionSigner::from_config(&config, clock.clone())?);
+        let bearer = Arc::new(BearerVerifier::new(
+            oidc.clone(),
+            &config.idp.allowed_audiences,
+            clock.clone(),
+        ));
         let decider = Decider::new(policy, sessions.clone(), &config.authenticate_service_url)
-            .with_refresher(refresher);
+            .with_refresher(refresher)
+            .with_signer(signer.clone())
+            .with_bearer(bearer);
         Ok(Arc::new(App {
             config,
             decider,
@@ -95,6 +109,7 @@ impl App {
             oidc,
             redirects,
             clock,
+            signer,
             login_base,
         }))
     }

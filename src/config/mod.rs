@@ -191,6 +191,11 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// `policy` / `routes`, in file order: the first match wins.
     pub routes: Vec<RouteConfig>,
+    /// The key signing `X-Auth-Request-Jwt` and the keys it replaced.
+    pub signing: SigningConfig,
+    /// `jwt_claims_headers`: claims passed upstream as plain headers on
+    /// every route that does not set its own. Default none.
+    pub jwt_claims_headers: Vec<ClaimHeader>,
     /// `log_format`: `pretty` (default) or `json`.
     pub log_format: LogFormat,
     /// `log_level`: a tracing filter, default `info`.
@@ -218,6 +223,29 @@ pub struct IdpConfig {
     pub insecure_skip_verify: bool,
     /// `idp_clock_skew`: leeway for `exp`/`iat` checks. Default 60s.
     pub clock_skew: Duration,
+    /// `idp_allowed_audiences`: audiences accepted in Bearer tokens besides
+    /// `client_id`. Default none.
+    pub allowed_audiences: Vec<String>,
+}
+
+/// The assertion's signing keys (PEM text, checked to be P-256 keys).
+#[derive(Clone, Debug, Default)]
+pub struct SigningConfig {
+    /// `signing_key` / `signing_key_file`. `None`: generated (and kept
+    /// beside an embedded store).
+    pub key: Option<Secret>,
+    /// `previous_signing_keys` / `previous_signing_keys_file`: private or
+    /// public keys whose public halves stay in the JWKS.
+    pub previous: Vec<Secret>,
+}
+
+/// One claim passed upstream as a header (`jwt_claims_headers`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimHeader {
+    /// The header name, lower case.
+    pub header: String,
+    /// The claim it carries (`email`, `groups`, any ID-token claim).
+    pub claim: String,
 }
 
 /// The session cookie.
@@ -293,6 +321,12 @@ pub struct RouteConfig {
     pub allow_any_authenticated_user: bool,
     /// `pass_identity_headers` (Pomerium's key). Default true.
     pub pass_identity_headers: bool,
+    /// `jwt_claims_headers` for this route; `None`: the top-level list.
+    pub jwt_claims_headers: Option<Vec<ClaimHeader>>,
+    /// `allowed_methods`, upper case; empty: any method.
+    pub allowed_methods: Vec<String>,
+    /// `cors_allow_preflight`. Default false.
+    pub cors_allow_preflight: bool,
 }
 
 impl Default for RouteConfig {
@@ -315,6 +349,9 @@ impl Default for RouteConfig {
             allow_public_unauthenticated_access: false,
             allow_any_authenticated_user: false,
             pass_identity_headers: true,
+            jwt_claims_headers: None,
+            allowed_methods: Vec::new(),
+            cors_allow_preflight: false,
         }
     }
 }

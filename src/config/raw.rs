@@ -35,6 +35,23 @@ pub(crate) struct RawConfig {
     pub idp_tls_insecure_skip_verify: Option<Val<bool>>,
     /// Leeway for `exp`/`iat`, a Go duration. Default `60s`, at most `5m`.
     pub idp_clock_skew: Option<Val<String>>,
+    /// Audiences accepted in Bearer tokens besides `idp_client_id` (Dex
+    /// cross-client tokens). Default none. Pomerium's name.
+    pub idp_allowed_audiences: Option<List<String>>,
+    /// The P-256 key (PEM, or base64 of the PEM as Pomerium takes it) that
+    /// signs `X-Auth-Request-Jwt`. Default: generated once and kept beside
+    /// the embedded session store.
+    pub signing_key: Option<Val<String>>,
+    /// A file holding `signing_key`.
+    pub signing_key_file: Option<Val<String>>,
+    /// Keys that signed assertions before, still published in the JWKS.
+    /// Default none.
+    pub previous_signing_keys: Option<List<String>>,
+    /// A file of PEM blocks, the same as `previous_signing_keys`.
+    pub previous_signing_keys_file: Option<Val<String>>,
+    /// Claims passed upstream as headers: `{header: claim}`, or a list of
+    /// claims sent as `X-Pomerium-Claim-<Claim>`. Default none. Pomerium's name.
+    pub jwt_claims_headers: Option<Val<Value>>,
     /// Base64 of 32 random bytes that seal the session cookie. Required
     /// unless `cookie_secret_file` is set.
     pub cookie_secret: Option<Val<String>>,
@@ -103,6 +120,13 @@ pub(crate) struct RawRoute {
     pub allow_any_authenticated_user: Option<Val<bool>>,
     /// Send `X-Auth-Request-*` identity headers upstream. Default true.
     pub pass_identity_headers: Option<Val<bool>>,
+    /// This route's claim headers, replacing the top-level `jwt_claims_headers`.
+    pub jwt_claims_headers: Option<Val<Value>>,
+    /// HTTP methods allowed on this route; others get 403. Default: any.
+    pub allowed_methods: Option<List<String>>,
+    /// Let CORS preflights (`OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`) through unauthenticated. Default false.
+    pub cors_allow_preflight: Option<Val<bool>>,
 }
 
 /// Top-level keys that Pomerium needs for proxying and authgate does not
@@ -176,7 +200,13 @@ pub(crate) fn ignored_keys(struct_name: &str) -> &'static [&'static str] {
 }
 
 /// Top-level keys whose environment variable is a comma-separated list.
-pub(crate) const LIST_KEYS: &[&str] = &["idp_scopes", "previous_cookie_secrets", "trusted_proxies"];
+pub(crate) const LIST_KEYS: &[&str] = &[
+    "idp_allowed_audiences",
+    "idp_scopes",
+    "previous_cookie_secrets",
+    "previous_signing_keys",
+    "trusted_proxies",
+];
 
 /// Top-level keys that cannot come from the environment (Pomerium reads
 /// `POLICY` as base64 YAML; authgate does not).

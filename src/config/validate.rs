@@ -17,7 +17,10 @@ use url::Url;
 use super::duration::parse_duration;
 use super::node::{self, At, Key, Kind, Node, Problem, Sink, Val};
 use super::raw::{self, List, RawConfig, RawRoute};
-use super::{Config, CookieConfig, IdpConfig, LogFormat, RouteConfig, Secret, SessionStoreConfig};
+use super::{
+    ClaimHeader, Config, CookieConfig, IdpConfig, LogFormat, RouteConfig, Secret,
+    SessionStoreConfig, SigningConfig,
+};
 
 const DEFAULT_SCOPES: &[&str] = &["openid", "email", "profile", "groups", "offline_access"];
 /// What Dex accepts; anything else gets `invalid_scope` at login.
@@ -231,6 +234,8 @@ impl Validator {
             self.duration(&raw.refresh_interval, Duration::from_secs(300), positive);
         let trusted_proxies = self.trusted_proxies(raw);
         let routes = self.routes(raw);
+        let signing = self.signing(raw);
+        let jwt_claims_headers = self.claim_headers(&raw.jwt_claims_headers);
         let log_format = self.parsed(&raw.log_format, LogFormat::Pretty, |s| match s {
             "pretty" => Ok(LogFormat::Pretty),
             "json" => Ok(LogFormat::Json),
@@ -258,6 +263,14 @@ impl Validator {
             );
         }
 
+        // Routes without their own `jwt_claims_headers` take the top-level ones.
+        let jwt_claims_headers = jwt_claims_headers?.unwrap_or_default();
+        let mut routes = routes;
+        for route in routes.iter_mut().flatten() {
+            if route.jwt_claims_headers.is_none() && !jwt_claims_headers.is_empty() {
+                route.jwt_claims_headers = Some(jwt_claims_headers.clone());
+            }
+        }
         Some(Config {
             address: address?,
             grpc_address: grpc_address?,
@@ -268,6 +281,8 @@ impl Validator {
             refresh_interval: refresh_interval?,
             trusted_proxies: trusted_proxies?,
             routes: routes?,
+            signing: signing?,
+            jwt_claims_headers,
             log_format: log_format?,
             log_level: log_level?,
         })
@@ -341,7 +356,9 @@ impl Validator {
                 Ok(())
             }
         });
+        let allowed_audiences = self.non_empty_strings(&raw.idp_allowed_audiences);
         Some(IdpConfig {
+            allowed_audiences,
             provider: provider?,
             issuer_url: issuer?,
             client_id: client_id?,
@@ -701,6 +718,8 @@ impl Validator {
             }
         }
         let allowed_idp_claims = self.claims(raw);
+        let jwt_claims_headers = self.claim_headers(&raw.jwt_claims_headers).flatten();
+        let allowed_methods = self.methods(&raw.allowed_methods);
         let public = Self::flag(&raw.allow_public_unauthenticated_access, false);
         let any_user = Self::flag(&raw.allow_any_authenticated_user, false);
         let has_allowed = !allowed_users.is_empty()
@@ -743,6 +762,169 @@ impl Validator {
             allow_public_unauthenticated_access: public,
             allow_any_authenticated_user: any_user,
             pass_identity_headers: Self::flag(&raw.pass_identity_headers, true),
+            jwt_claims_headers,
+            allowed_methods,
+            cors_allow_preflight: Self::flag(&raw.cors_allow_preflight, false),
+        })
+    }
+
+    /// `allowed_methods`: tokens, upper-cased (methods are case-sensitive,
+    /// but a lower-case `get` in a config always means GET).
+    fn methods(&mut self, field: &Option<List<String>>) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (s, at) in items(field) {
+            let method = s.trim().to_ascii_uppercase();
+            if method.is_empty() || !method.bytes().all(is_token_byte) {
+                self.error(at, format!("`{s}` is not an HTTP method"));
+            } else if !out.contains(&method) {
+                out.push(method);
+            }
+        }
+        if field
+            .as_ref()
+            .is_some_and(|f| f.value.as_ref().is_some_and(Vec::is_empty))
+        {
+            self.warn(
+                &field.as_ref().map_or_else(|| At::key(""), |f| f.at.clone()),
+                "an empty `allowed_methods` allows every method".to_owned(),
+            );
+        }
+        out
+    }
+
+    /// `jwt_claims_headers`, Pomerium's two forms: a mapping `header: claim`,
+    /// or claim names (a list, or comma-separated text from the environment)
+    /// sent as `X-Pomerium-Claim-<Claim>` with `_` turned into `-`.
+    /// `Some(None)` when absent; `None` after an error.
+    fn claim_headers(&mut self, field: &Option<Val<Value>>) -> Option<Option<Vec<ClaimHeader>>> {
+        let Some(field) = field else {
+            return Some(None);
+        };
+        let value = field.value.as_ref()?;
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut ok = true;
+        let claim_header = |claim: &str| format!("x-pomerium-claim-{}", claim.replace('_', "-"));
+        match value {
+            Value::Object(map) => {
+                for (header, claim) in map {
+                    match claim.as_str().map(str::trim) {
+                        Some(claim) if !claim.is_empty() => {
+                            pairs.push((header.trim().to_ascii_lowercase(), claim.to_owned()));
+                        }
+                        _ => {
+                            self.error(&field.at, format!("`{header}`: expected a claim name"));
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            Value::Array(list) => {
+                for claim in list {
+                    match claim.as_str().map(str::trim) {
+                        Some(claim) if !claim.is_empty() => {
+                            pairs.push((claim_header(claim), claim.to_owned()));
+                        }
+                        _ => {
+                            self.error(&field.at, "expected a list of claim names".to_owned());
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            Value::String(text) => {
+                for claim in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+                    pairs.push((claim_header(claim), claim.to_owned()));
+                }
+            }
+            _ => {
+                self.error(
+                    &field.at,
+                    "expected a mapping `header: claim` or a list of claim names".to_owned(),
+                );
+                return None;
+            }
+        }
+        let mut out: Vec<ClaimHeader> = Vec::with_capacity(pairs.len());
+        for (header, claim) in pairs {
+            let problem = if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                Some(format!("`{header}` is not a header name"))
+            } else if RESERVED_HEADERS.contains(&header.as_str())
+                || header.replace('_', "-").starts_with("x-auth-request-")
+            {
+                Some(format!(
+                    "`{header}` is reserved: the proxy or authgate sets it itself"
+                ))
+            } else if out.iter().any(|c| c.header == header) {
+                Some(format!("header `{header}` is named twice"))
+            } else {
+                None
+            };
+            match problem {
+                Some(message) => {
+                    self.error(&field.at, message);
+                    ok = false;
+                }
+                None => out.push(ClaimHeader { header, claim }),
+            }
+        }
+        ok.then_some(Some(out))
+    }
+
+    /// `signing_key`(`_file`) and `previous_signing_keys`(`_file`), each
+    /// checked to be a P-256 key; messages never quote the key.
+    fn signing(&mut self, raw: &RawConfig) -> Option<SigningConfig> {
+        let key = match (&raw.signing_key, &raw.signing_key_file) {
+            (None, None) => Some(None),
+            _ => self
+                .secret_text(&raw.signing_key, &raw.signing_key_file, "signing_key")
+                .and_then(|(text, at)| {
+                    match crate::assertion::private_key_from_pem(text.as_bytes()) {
+                        Ok(_) => Some(Some(Secret::new(text.into_bytes()))),
+                        Err(e) => {
+                            self.error(&at, e.to_string());
+                            None
+                        }
+                    }
+                }),
+        };
+        let mut blocks: Vec<(String, At)> = Vec::new();
+        match (&raw.previous_signing_keys, &raw.previous_signing_keys_file) {
+            (Some(_), Some(f)) => {
+                self.error(
+                    &f.at,
+                    "`previous_signing_keys` and `previous_signing_keys_file` are both set; keep one"
+                        .to_owned(),
+                );
+                return None;
+            }
+            (Some(_), None) => {
+                for (text, at) in items(&raw.previous_signing_keys) {
+                    blocks.push((text.to_owned(), at.clone()));
+                }
+            }
+            (None, Some(f)) => {
+                let path = f.value.as_deref()?;
+                let text = self.read_secret_file(path, &f.at)?;
+                for block in text.split("-----BEGIN").skip(1) {
+                    blocks.push((format!("-----BEGIN{block}"), f.at.clone()));
+                }
+            }
+            (None, None) => {}
+        }
+        let mut previous = Vec::with_capacity(blocks.len());
+        let mut ok = true;
+        for (text, at) in blocks {
+            match crate::assertion::public_key_from_pem(text.as_bytes()) {
+                Ok(_) => previous.push(Secret::new(text.into_bytes())),
+                Err(e) => {
+                    self.error(&at, e.to_string());
+                    ok = false;
+                }
+            }
+        }
+        Some(SigningConfig {
+            key: key?,
+            previous: ok.then_some(previous)?,
         })
     }
 
@@ -898,6 +1080,21 @@ fn decode_cookie_secret(text: &str) -> Result<Secret, String> {
     }
     Ok(Secret::new(bytes))
 }
+
+/// Headers a claim must not be mapped to: the proxy sets them, or they
+/// carry the client's credentials.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "connection",
+    "content-length",
+    "content-type",
+    "cookie",
+    "host",
+    "proxy-authorization",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+];
 
 /// RFC 9110 `tchar`, what a cookie name may be made of.
 fn is_token_byte(b: u8) -> bool {

@@ -335,7 +335,7 @@ fn query_unescape(s: &str) -> Option<String> {
 
 /// Signs the access token, then the ID token with `at_hash` (and `c_hash`
 /// for a code), and builds Dex's token response.
-fn issue_tokens(
+pub(crate) fn issue_tokens(
     idp: &DevIdp,
     client_id: &str,
     grant: &Grant,

@@ -316,6 +316,38 @@ impl DevIdp {
         *write(&self.inner.signing_mode) = mode;
     }
 
+    /// For tests of API clients: the `(access_token, id_token)` pair Dex's
+    /// token endpoint would give `client_id` for `username` with every
+    /// scope, the ID token signed per [`DevIdp::set_signing_mode`] and the
+    /// claims hook. `None` for an unknown user.
+    pub fn tokens_for(
+        &self,
+        username: &str,
+        client_id: &str,
+    ) -> Result<Option<(String, String)>, DevIdpError> {
+        let Some(user) = self
+            .store()
+            .users
+            .iter()
+            .find(|u| u.username == username)
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let grant = store::Grant {
+            user,
+            scopes: ["openid", "email", "profile", "groups"]
+                .map(String::from)
+                .to_vec(),
+            nonce: None,
+            code: None,
+            refresh_token: None,
+        };
+        let body = handlers::issue_tokens(self, client_id, &grant, self.now())?;
+        let text = |key: &str| body[key].as_str().unwrap_or_default().to_owned();
+        Ok(Some((text("access_token"), text("id_token"))))
+    }
+
     /// For tests: answer every `/token` call with `status` and a JSON OAuth2
     /// error (`None` = behave). Statuses outside 400..=599 are ignored.
     pub fn fail_token_endpoint(&self, status: Option<u16>) {

@@ -11,6 +11,7 @@
 //! `CheckResponse` with an explicit HTTP status: a gRPC error would make
 //! Envoy answer its `status_on_error` instead of ours.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -70,6 +71,9 @@ impl AuthzService {
                 .decide(decision::Request {
                     target: Err(TargetError::Missing),
                     session_cookies: std::iter::empty(),
+                    method: None,
+                    authorization: None,
+                    preflight: false,
                 })
                 .await;
             return check_response(DirectAnswer::new(&decision, Client::Program, true));
@@ -81,12 +85,16 @@ impl AuthzService {
             Target::from_parts(&http.scheme, &http.host, &http.path)
         };
         let cookie_name = self.app.config.cookie.name.as_str();
+        let method = Some(http.method.as_str()).filter(|m| !m.is_empty());
         let decision = self
             .app
             .decider
             .decide(decision::Request {
                 target,
                 session_cookies: headers.cookie_values(cookie_name),
+                method,
+                authorization: headers.get("authorization"),
+                preflight: decision::is_preflight(method, |name| headers.get(name)),
             })
             .await;
         let client = Client::classify(|name| headers.get(name));
@@ -191,7 +199,7 @@ fn check_response(answer: DirectAnswer) -> CheckResponse {
             }),
             http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
                 headers: upstream.into_iter().map(overwrite).collect(),
-                headers_to_remove: remove.into_iter().map(str::to_owned).collect(),
+                headers_to_remove: remove.into_iter().map(Cow::into_owned).collect(),
                 ..OkHttpResponse::default()
             })),
             ..CheckResponse::default()

@@ -76,7 +76,7 @@ fn allow_overwrites_and_removes() {
             decision::HEADER_USER,
             http::HeaderValue::from_static("alice-sub"),
         )],
-        remove: vec!["x_auth_request_user", "x-auth-request-email"],
+        remove: vec!["x_auth_request_user".into(), "x-auth-request-email".into()],
     });
     assert_eq!(response.status.unwrap().code, 0);
     let Some(HttpResponse::OkResponse(ok)) = response.http_response else {

@@ -21,6 +21,7 @@
 //! is refused: one of the two is a misconfiguration (say, Caddy with
 //! `uri /forward-auth/`), and guessing could authorise the wrong path.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -50,7 +51,7 @@ pub enum DirectAnswer {
     /// remove the headers named in `remove` (client-sent identity copies).
     Allow {
         upstream: Vec<(HeaderName, HeaderValue)>,
-        remove: Vec<&'static str>,
+        remove: Vec<Cow<'static, str>>,
     },
     /// Answer the client with `status`, these headers and this short body.
     Deny {
@@ -69,12 +70,17 @@ impl DirectAnswer {
         match decision {
             Decision::Allow { .. } => {
                 let upstream = decision.identity_headers();
-                let remove = decision::identity_headers_to_remove(&upstream);
+                let remove = decision.headers_to_remove(&upstream);
                 DirectAnswer::Allow { upstream, remove }
             }
-            Decision::SignIn { sign_in_url, .. } => {
+            Decision::SignIn {
+                sign_in_url,
+                invalid_token,
+                ..
+            } => {
                 match (client, HeaderValue::from_str(sign_in_url)) {
-                    (Client::Browser, Ok(location)) => DirectAnswer::Deny {
+                    // A refused token is a program's: never a login page.
+                    (Client::Browser, Ok(location)) if !invalid_token => DirectAnswer::Deny {
                         status: if safe_method {
                             StatusCode::FOUND
                         } else {
@@ -88,7 +94,7 @@ impl DirectAnswer {
                         headers: vec![
                             (
                                 header::WWW_AUTHENTICATE,
-                                HeaderValue::from_static("Bearer realm=\"authgate\""),
+                                decision::www_authenticate(*invalid_token),
                             ),
                             no_store,
                         ],
@@ -117,11 +123,15 @@ pub(super) async fn forward_auth_any(State(app): State<Arc<App>>, request: Reque
     let headers = request.headers();
     let asked = asked_request(request.uri(), request.method(), headers, trusted);
     let client = Client::classify(|name| headers.get(name).and_then(|v| v.to_str().ok()));
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let decision = app
         .decider
         .decide(decision::Request {
             target: asked.target,
             session_cookies: session_cookie_values(headers, &app.config.cookie.name),
+            method: asked.method,
+            authorization: header("authorization"),
+            preflight: decision::is_preflight(asked.method, header),
         })
         .await;
     render(DirectAnswer::new(&decision, client, asked.safe_method))
@@ -132,12 +142,15 @@ struct Asked<'r> {
     target: Result<Target<'r>, TargetError>,
     /// GET or HEAD.
     safe_method: bool,
+    /// The original method: `X-Forwarded-Method` (Traefik, Caddy) or this
+    /// request's (Envoy).
+    method: Option<&'r str>,
 }
 
 /// Finds the original request (see the module docs for the two shapes).
 fn asked_request<'r>(
     uri: &'r axum::http::Uri,
-    method: &Method,
+    method: &'r Method,
     headers: &'r HeaderMap,
     trusted: bool,
 ) -> Asked<'r> {
@@ -188,6 +201,7 @@ fn asked_request<'r>(
     Asked {
         target,
         safe_method,
+        method: Some(forwarded_method.unwrap_or(method.as_str())),
     }
 }
 
@@ -308,6 +322,7 @@ mod tests {
         let sign_in = Decision::SignIn {
             route: crate::policy::RouteId(0),
             sign_in_url: "https://auth.example.test/oauth2/start?rd=x".into(),
+            invalid_token: false,
         };
         let status = |d: &Decision, c, safe| match DirectAnswer::new(d, c, safe) {
             DirectAnswer::Deny { status, .. } => status.as_u16(),
@@ -321,6 +336,30 @@ mod tests {
             panic!("deny")
         };
         assert!(headers.iter().any(|(n, _)| n == header::WWW_AUTHENTICATE));
+        // A refused Bearer token: 401 with the reason, even for a browser.
+        let refused = Decision::SignIn {
+            route: crate::policy::RouteId(0),
+            sign_in_url: "https://auth.example.test/oauth2/start?rd=x".into(),
+            invalid_token: true,
+        };
+        let DirectAnswer::Deny {
+            status: refused_status,
+            headers,
+            ..
+        } = DirectAnswer::new(&refused, Client::Browser, true)
+        else {
+            panic!("deny")
+        };
+        assert_eq!(refused_status, StatusCode::UNAUTHORIZED);
+        let challenge = &headers
+            .iter()
+            .find(|(n, _)| n == header::WWW_AUTHENTICATE)
+            .unwrap()
+            .1;
+        assert_eq!(
+            challenge,
+            "Bearer realm=\"authgate\", error=\"invalid_token\""
+        );
         let deny = Decision::Deny {
             route: None,
             session: None,

@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 use super::error::AppError;
 use super::pages;
 use super::session_cookie_values;
-use crate::decision::{self, Decision, Refusal};
+use crate::decision::{Decision, Refusal};
 use crate::oidc::LoginState;
 use crate::server::App;
 use crate::session::Purpose;
@@ -231,11 +231,10 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
     let headers = request.headers();
     let target = super::original_target(headers, app.is_trusted(super::peer_ip(&request)));
     let shown_url = target.as_ref().map(|t| t.return_url()).unwrap_or_default();
-    let request = decision::Request {
-        target,
-        session_cookies: session_cookie_values(headers, &app.config.cookie.name),
-    };
-    let decision = app.decider.decide(request).await;
+    let decision = app
+        .decider
+        .decide(super::nginx_request(&app, &request))
+        .await;
     let sign_out = format!("{}/oauth2/sign_out", app.login_base().trim_end_matches('/'));
     let (who, why) = match &decision {
         Decision::Deny {
@@ -251,6 +250,7 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
                 Refusal::NoRoute => "No route serves this address.",
                 Refusal::NotAllowed => "Your account is not allowed to open this address.",
                 Refusal::BadTarget => "The address could not be understood.",
+                Refusal::MethodNotAllowed => "This address does not accept this kind of request.",
             },
         ),
         _ => (None, "Access was refused."),

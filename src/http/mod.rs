@@ -44,6 +44,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/oauth2/userinfo", get(login::userinfo_get))
         .route("/oauth2/forbidden", get(login::forbidden_get))
         .route("/", get(login::status_get))
+        .route(crate::assertion::JWKS_PATH, get(jwks_get))
         .route("/healthz", get(health_get))
         .route("/readyz", get(ready_get))
         .with_state(app)
@@ -53,13 +54,28 @@ pub fn router(app: Arc<App>) -> Router {
 /// `error_page 401` sends the browser there), 403. Never a 3xx (nginx would
 /// answer 500), never a body.
 async fn auth_nginx_get(State(app): State<Arc<App>>, request: Request) -> Response {
-    let headers = request.headers();
-    let request = decision::Request {
-        target: original_target(headers, app.is_trusted(peer_ip(&request))),
-        session_cookies: session_cookie_values(headers, &app.config.cookie.name),
-    };
-    let decision = app.decider.decide(request).await;
+    let decision = app.decider.decide(nginx_request(&app, &request)).await;
     nginx_response(&decision)
+}
+
+/// What nginx's subrequest says about the original request: the URL (see
+/// [`original_target`]), the session cookies, `X-Original-Method` (nginx:
+/// `proxy_set_header X-Original-Method $request_method;`) and the client's
+/// `Authorization`, which the subrequest carries like every client header.
+pub(crate) fn nginx_request<'r>(
+    app: &'r App,
+    request: &'r Request,
+) -> decision::Request<'r, impl Iterator<Item = &'r str> + 'r> {
+    let headers = request.headers();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let method = header("x-original-method");
+    decision::Request {
+        target: original_target(headers, app.is_trusted(peer_ip(request))),
+        session_cookies: session_cookie_values(headers, &app.config.cookie.name),
+        method,
+        authorization: header("authorization"),
+        preflight: decision::is_preflight(method, header),
+    }
 }
 
 /// The TCP peer, when the server attached it (not in `oneshot` tests).
@@ -83,10 +99,20 @@ fn nginx_response(decision: &Decision) -> Response {
             }
             StatusCode::OK
         }
-        Decision::SignIn { sign_in_url, .. } => {
+        Decision::SignIn {
+            sign_in_url,
+            invalid_token,
+            ..
+        } => {
             if let Ok(location) = HeaderValue::from_str(sign_in_url) {
                 headers.insert(header::LOCATION, location);
             }
+            // For the nginx `map` that answers API clients with the 401
+            // itself (README): `$upstream_http_www_authenticate`.
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                decision::www_authenticate(*invalid_token),
+            );
             StatusCode::UNAUTHORIZED
         }
         Decision::Deny { .. } => StatusCode::FORBIDDEN,
@@ -149,6 +175,26 @@ pub(crate) fn session_cookie_values<'h>(
             let (key, value) = pair.trim().split_once('=')?;
             (key == name).then(|| value.trim_matches('"'))
         })
+}
+
+/// The public keys of `X-Auth-Request-Jwt`. Cacheable for a few minutes:
+/// a rotated key is published (as previous) long before tokens it signed
+/// expire.
+async fn jwks_get(State(app): State<Arc<App>>) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            ),
+        ],
+        app.signer.jwks_json().to_owned(),
+    )
+        .into_response()
 }
 
 async fn health_get() -> &'static str {

@@ -22,6 +22,9 @@ pub mod target;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderName;
 
 use regex::Regex;
 use thiserror::Error;
@@ -127,6 +130,31 @@ impl PathMatch {
     }
 }
 
+/// A route's `jwt_claims_headers`, ready to render: claim → header, and
+/// every `-`/`_` spelling of those header names (for stripping client
+/// copies, as for the built-in identity headers).
+#[derive(Debug, Default)]
+pub struct ClaimHeaders {
+    pub claims: Vec<(String, HeaderName)>,
+    pub spellings: Vec<String>,
+}
+
+impl ClaimHeaders {
+    fn compile(config: &[crate::config::ClaimHeader]) -> ClaimHeaders {
+        let mut out = ClaimHeaders::default();
+        for entry in config {
+            // Validated in config; a name that still fails is left out.
+            let Ok(name) = HeaderName::from_bytes(entry.header.as_bytes()) else {
+                continue;
+            };
+            out.spellings
+                .extend(crate::decision::separator_spellings(name.as_str()));
+            out.claims.push((entry.claim.clone(), name));
+        }
+        out
+    }
+}
+
 #[derive(Debug)]
 struct Route {
     name: Box<str>,
@@ -137,6 +165,10 @@ struct Route {
     public: bool,
     authz: Authz,
     pass_identity_headers: bool,
+    claim_headers: Arc<ClaimHeaders>,
+    /// Upper case; empty: any method.
+    methods: Box<[Box<str>]>,
+    cors_allow_preflight: bool,
 }
 
 /// The compiled routes and their host index. Immutable; swap the whole
@@ -279,6 +311,37 @@ impl Policy {
             .is_some_and(|r| r.pass_identity_headers)
     }
 
+    /// The route serving `target`, whoever asks (for the checks made before
+    /// the session is looked at: CORS preflight, method).
+    pub fn route_for(&self, target: &Target<'_>) -> Option<RouteId> {
+        self.find(target).map(RouteId)
+    }
+
+    /// Does the route admit `method`? Any method when it has no
+    /// `allowed_methods`; none when the method is unknown.
+    pub fn allows_method(&self, id: RouteId, method: Option<&str>) -> bool {
+        let Some(route) = self.routes.get(id.0 as usize) else {
+            return false;
+        };
+        route.methods.is_empty()
+            || method.is_some_and(|m| route.methods.iter().any(|allowed| **allowed == *m))
+    }
+
+    /// Does the route let CORS preflights through unauthenticated?
+    pub fn allows_preflight(&self, id: RouteId) -> bool {
+        self.routes
+            .get(id.0 as usize)
+            .is_some_and(|r| r.cors_allow_preflight)
+    }
+
+    /// The route's `jwt_claims_headers`.
+    pub fn claim_headers(&self, id: RouteId) -> Arc<ClaimHeaders> {
+        self.routes
+            .get(id.0 as usize)
+            .map(|r| r.claim_headers.clone())
+            .unwrap_or_default()
+    }
+
     /// Is `host` (already normalised) a host some route serves, exactly or
     /// under a `*.` wildcard? Catch-all `*` routes do not count: they would
     /// turn the redirect allow-list into an open redirect.
@@ -409,6 +472,15 @@ fn compile_route(
                 public: config.allow_public_unauthenticated_access,
                 authz,
                 pass_identity_headers: config.pass_identity_headers,
+                claim_headers: Arc::new(ClaimHeaders::compile(
+                    config.jwt_claims_headers.as_deref().unwrap_or_default(),
+                )),
+                methods: config
+                    .allowed_methods
+                    .iter()
+                    .map(|m| m.to_ascii_uppercase().into())
+                    .collect(),
+                cors_allow_preflight: config.cors_allow_preflight,
             },
         )),
         _ => Err(errors),

@@ -72,6 +72,7 @@ pub fn test_config(login_base: &str, idp_issuer: &str, routes: Vec<RouteConfig>)
             ca_file: None,
             insecure_skip_verify: false,
             clock_skew: Duration::from_secs(30),
+            allowed_audiences: Vec::new(),
         },
         cookie: CookieConfig {
             name: COOKIE.into(),
@@ -86,6 +87,8 @@ pub fn test_config(login_base: &str, idp_issuer: &str, routes: Vec<RouteConfig>)
         refresh_interval: Duration::from_secs(300),
         trusted_proxies: vec!["10.0.0.0/8".parse().expect("cidr")],
         routes,
+        signing: Default::default(),
+        jwt_claims_headers: Vec::new(),
         log_format: LogFormat::Pretty,
         log_level: "warn".into(),
     }

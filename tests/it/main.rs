@@ -6,7 +6,9 @@ mod support;
 
 mod stack_selftest;
 
+mod assertion;
 mod bad_input;
+mod bearer;
 mod cli;
 mod dex_browser;
 mod dex_refresh;
