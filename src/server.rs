@@ -13,6 +13,7 @@ use url::Url;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::decision::Decider;
+use crate::handoff::Handoffs;
 use crate::oidc::{Oidc, OidcError};
 use crate::policy::Policy;
 use crate::redirect::RedirectRules;
@@ -39,6 +40,7 @@ pub struct App {
     pub sessions: Arc<Sessions>,
     pub oidc: Arc<Oidc>,
     pub redirects: RedirectRules,
+    pub handoffs: Handoffs,
     pub clock: SharedClock,
     login_base: String,
 }
@@ -70,6 +72,11 @@ impl App {
         let policy = Arc::new(policy);
         let sealer = Sealer::new(&config.cookie.secret, &config.cookie.previous_secrets)
             .map_err(|e| ServerError::Secrets(e.to_string()))?;
+        let handoffs = Handoffs::new(
+            store.clone(),
+            clock.clone(),
+            config.cookie.domain.as_deref(),
+        );
         let sessions = Arc::new(Sessions::new(
             sealer,
             store,
@@ -103,6 +110,7 @@ impl App {
             sessions,
             oidc,
             redirects,
+            handoffs,
             clock,
             login_base,
         }))
