@@ -9,6 +9,8 @@
 //! - [`config`]: YAML + environment → validated [`config::Config`].
 //! - [`policy`]: routes compiled once, evaluated without allocation.
 //! - [`redirect`]: the `rd` allow-list (open-redirect defence).
+//! - [`handoff`]: one-time tokens carrying a session to hosts outside the
+//!   cookie domain.
 //! - [`session`]: the sealed cookie, the session store and its cache.
 //! - [`oidc`]: discovery, login, callback, ID-token verification.
 //! - [`refresh`]: re-validating due sessions with the provider, once each.
@@ -32,6 +34,7 @@ pub mod decision;
 pub mod demo;
 pub mod devidp;
 pub mod grpc;
+pub mod handoff;
 pub mod http;
 pub mod identity;
 pub mod oidc;

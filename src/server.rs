@@ -15,6 +15,7 @@ use crate::bearer::BearerVerifier;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::decision::Decider;
+use crate::handoff::Handoffs;
 use crate::oidc::{Oidc, OidcError};
 use crate::policy::Policy;
 use crate::redirect::RedirectRules;
@@ -43,6 +44,7 @@ pub struct App {
     pub sessions: Arc<Sessions>,
     pub oidc: Arc<Oidc>,
     pub redirects: RedirectRules,
+    pub handoffs: Handoffs,
     pub clock: SharedClock,
     /// Signs `X-Auth-Request-Jwt`; its public keys are the JWKS.
     pub signer: Arc<AssertionSigner>,
@@ -67,6 +69,11 @@ impl App {
         let policy = Arc::new(compile_policy(&config.routes)?);
         let sealer = Sealer::new(&config.cookie.secret, &config.cookie.previous_secrets)
             .map_err(|e| ServerError::Secrets(e.to_string()))?;
+        let handoffs = Handoffs::new(
+            store.clone(),
+            clock.clone(),
+            config.cookie.domain.as_deref(),
+        );
         let sessions = Arc::new(Sessions::new(
             sealer,
             store,
@@ -108,6 +115,7 @@ impl App {
             sessions,
             oidc,
             redirects,
+            handoffs,
             clock,
             signer,
             login_base,

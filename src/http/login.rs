@@ -37,6 +37,7 @@ pub(super) struct ReturnTo {
 /// provider answers, then send the browser to the provider.
 pub(super) async fn login_start_get(
     State(app): State<Arc<App>>,
+    headers: HeaderMap,
     Query(query): Query<ReturnTo>,
 ) -> Result<Response, AppError> {
     let return_to = match query.rd.as_deref().filter(|rd| !rd.is_empty()) {
@@ -46,6 +47,12 @@ pub(super) async fn login_start_get(
             .map_err(|e| AppError::BadRequest(format!("The return address is not allowed: {e}")))?,
         None => app.login_base().to_owned(),
     };
+    // A host outside the cookie domain, and already signed in here.
+    if let Some(handoff) =
+        super::handoff::start_with_existing_session(&app, &headers, &return_to).await?
+    {
+        return Ok(handoff);
+    }
     // Sending the browser to a provider that is down would end in the
     // browser's own connection error; say it clearly instead (503).
     app.oidc.check_reachable().await?;
@@ -120,10 +127,11 @@ pub(super) async fn login_callback_get(
         .create(outcome.identity, outcome.refresh_token, refresh_due_at)
         .await?;
     tracing::info!(%user, return_to = %login.return_to, "login completed");
+    let location = super::handoff::after_login_location(&app, &value, &login.return_to)?;
     let session_cookie = app.session_cookie(value, app.config.cookie.expire);
     let clear_login = app.login_cookie(&state, String::new(), Duration::ZERO);
     Ok(redirect_with_cookies(
-        &login.return_to,
+        &location,
         &[session_cookie, clear_login],
     ))
 }
@@ -268,7 +276,7 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
 }
 
 /// A 302 that sets cookies, never cached.
-fn redirect_with_cookies(location: &str, cookies: &[Cookie<'static>]) -> Response {
+pub(super) fn redirect_with_cookies(location: &str, cookies: &[Cookie<'static>]) -> Response {
     let mut response = Redirect::to(location).into_response();
     *response.status_mut() = StatusCode::FOUND;
     response

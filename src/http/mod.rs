@@ -9,6 +9,7 @@
 
 mod error;
 pub mod forward_auth;
+mod handoff;
 mod login;
 pub mod pages;
 
@@ -43,6 +44,10 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/oauth2/userinfo", get(login::userinfo_get))
         .route("/oauth2/forbidden", get(login::forbidden_get))
+        .route(
+            crate::handoff::CALLBACK_PATH,
+            get(handoff::handoff_callback_get),
+        )
         .route("/", get(login::status_get))
         .route(crate::assertion::JWKS_PATH, get(jwks_get))
         .route("/healthz", get(health_get))

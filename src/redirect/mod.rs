@@ -100,13 +100,7 @@ impl RedirectRules {
                 format!("{base_path}/oauth2/start"),
                 format!("{base_path}/oauth2/callback"),
             ],
-            cookie_domain: cookie_domain
-                .map(|d| {
-                    d.trim_start_matches('.')
-                        .trim_end_matches('.')
-                        .to_ascii_lowercase()
-                })
-                .filter(|d| !d.is_empty()),
+            cookie_domain: cookie_domain.and_then(normalize_domain),
             allow_http,
         }
     }
@@ -201,10 +195,7 @@ impl RedirectRules {
             return true;
         }
         if let Some(domain) = &self.cookie_domain
-            && (host == domain
-                || host
-                    .strip_suffix(domain.as_str())
-                    .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')))
+            && in_domain(host, domain)
         {
             return true;
         }
@@ -220,6 +211,26 @@ impl RedirectRules {
         };
         self.loop_paths.iter().any(|p| p == path)
     }
+}
+
+/// A configured cookie domain as compared with hosts: lower case, without
+/// the leading or trailing dot; `None` if nothing is left.
+pub(crate) fn normalize_domain(domain: &str) -> Option<String> {
+    let domain = domain
+        .trim_start_matches('.')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    (!domain.is_empty()).then_some(domain)
+}
+
+/// Whether a normalised `host` is `domain` or a subdomain of it,
+/// dot-anchored: never `evilexample.com` or `example.com.evil.com` for
+/// `example.com` (CVE-2021-21291).
+pub(crate) fn in_domain(host: &str, domain: &str) -> bool {
+    host == domain
+        || host
+            .strip_suffix(domain)
+            .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.'))
 }
 
 /// Raw characters never allowed anywhere: whitespace and controls (ASCII or

@@ -1,5 +1,5 @@
 //! The sealer: authenticated encryption for everything authgate hands to a
-//! browser (the session cookie, the login-state cookie).
+//! browser (the session cookie, the login-state cookie, the handoff token).
 //!
 //! XChaCha20-Poly1305 with keys derived by HKDF-SHA256 from each configured
 //! secret, one key per [`Purpose`]: a value sealed for one purpose never opens
@@ -47,10 +47,17 @@ pub enum Purpose {
     /// The short-lived cookie that carries state, nonce and PKCE verifier
     /// from `/oauth2/start` to `/oauth2/callback`.
     LoginState,
+    /// The one-time token that carries a session from the login host to a
+    /// host outside the cookie domain (`/.authgate/callback`).
+    Handoff,
 }
 
 impl Purpose {
-    const ALL: [Purpose; 2] = [Purpose::SessionCookie, Purpose::LoginState];
+    const ALL: [Purpose; 3] = [
+        Purpose::SessionCookie,
+        Purpose::LoginState,
+        Purpose::Handoff,
+    ];
 
     /// The HKDF `info` string. Changing one invalidates every value sealed
     /// for that purpose.
@@ -58,6 +65,7 @@ impl Purpose {
         match self {
             Purpose::SessionCookie => b"authgate v1 session cookie",
             Purpose::LoginState => b"authgate v1 login state",
+            Purpose::Handoff => b"authgate v1 handoff token",
         }
     }
 
@@ -65,6 +73,7 @@ impl Purpose {
         match self {
             Purpose::SessionCookie => 0,
             Purpose::LoginState => 1,
+            Purpose::Handoff => 2,
         }
     }
 }
@@ -96,7 +105,7 @@ pub enum SealError {
 }
 
 /// One secret's derived keys, indexed by [`Purpose::index`].
-struct KeySet([XChaCha20Poly1305; 2]);
+struct KeySet([XChaCha20Poly1305; Purpose::ALL.len()]);
 
 impl KeySet {
     fn derive(secret: &[u8]) -> KeySet {
@@ -343,12 +352,21 @@ mod tests {
     #[test]
     fn purposes_are_separate() {
         let s = sealer();
-        let login = s.seal(Purpose::LoginState, b"state");
-        assert_eq!(
-            s.open(Purpose::SessionCookie, &login),
-            Err(SealError::Forged)
-        );
-        assert_eq!(s.open(Purpose::LoginState, &login).unwrap(), b"state");
+        for sealed_for in Purpose::ALL {
+            let sealed = s.seal(sealed_for, b"state");
+            for opened_as in Purpose::ALL {
+                let opened = s.open(opened_as, &sealed);
+                if opened_as == sealed_for {
+                    assert_eq!(opened.unwrap(), b"state");
+                } else {
+                    assert_eq!(
+                        opened,
+                        Err(SealError::Forged),
+                        "{sealed_for:?} as {opened_as:?}"
+                    );
+                }
+            }
+        }
     }
 
     /// A value sealed under another secret is refused.

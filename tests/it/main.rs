@@ -17,6 +17,7 @@ mod fixture;
 mod forward_auth;
 mod grpc_authz;
 mod grpcurl;
+mod handoff;
 mod login_flow;
 mod nginx_flow;
 mod packaging;

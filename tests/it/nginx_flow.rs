@@ -3,6 +3,7 @@
 //! the in-process provider. (The same flow against real Dex, LDAP and a
 //! browser is in `dex_browser`.)
 
+use authgate::config::RouteConfig;
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -10,14 +11,23 @@ use crate::fixture::{COOKIE, Stack, header, route, session_cookie, set_cookies};
 use crate::support::nginx::{DOMAIN, EchoUpstream, Nginx, NginxOptions};
 use crate::support::tls::TestCa;
 
-struct Site {
-    stack: Stack,
-    nginx: Nginx,
+/// nginx from the example in front of the echo upstream, authgate as its
+/// login host with `cookie_domain` = [`DOMAIN`], and a client resolving the
+/// test names to nginx.
+pub(crate) struct Site {
+    pub stack: Stack,
+    pub nginx: Nginx,
     _upstream: EchoUpstream,
-    client: openidconnect::reqwest::Client,
+    pub client: openidconnect::reqwest::Client,
 }
 
+/// The site with one route: `hello` for `devops`.
 async fn site() -> Site {
+    site_with(|nginx| vec![route(0, &nginx.url("hello", ""), None, &["devops"])]).await
+}
+
+/// The site with the routes `routes` makes from nginx's URLs.
+pub(crate) async fn site_with(routes: impl FnOnce(&Nginx) -> Vec<RouteConfig>) -> Site {
     let ca = TestCa::new("authgate nginx test CA");
     let upstream = EchoUpstream::start().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -29,7 +39,7 @@ async fn site() -> Site {
     })
     .await;
     let login_base = nginx.url("auth", "");
-    let routes = vec![route(0, &nginx.url("hello", ""), None, &["devops"])];
+    let routes = routes(&nginx);
     let stack = Stack::start_on(listener, routes, |config| {
         config.authenticate_service_url = Url::parse(&login_base).expect("login base");
         config.cookie.domain = Some(DOMAIN.to_owned());
@@ -63,43 +73,69 @@ impl Site {
     /// The login through nginx: protected URL → sign-in → provider → callback.
     /// Returns the session cookie (`name=value`).
     async fn login(&self, url: &str, user: &str) -> String {
-        let response = self.get(url, &[]).await;
-        assert_eq!(response.status(), 302, "{}", self.nginx.error_log());
-        let sign_in = header(&response, "location");
-        assert!(
-            sign_in.starts_with(&self.nginx.url("auth", "/oauth2/start?rd=")),
-            "{sign_in}"
-        );
-        let response = self.get(&sign_in, &[]).await;
-        assert_eq!(response.status(), 302);
-        let provider = header(&response, "location");
-        let login_cookie = set_cookies(&response)
-            .into_iter()
-            .find(|(name, _)| name.starts_with("_authgate_login_"))
-            .map(|(n, v)| format!("{n}={v}"))
-            .expect("login cookie");
-        let password = user.split('@').next().unwrap_or(user);
-        let callback = self.stack.provider_login(&provider, user, password).await;
-        assert!(callback.starts_with(&self.nginx.url("auth", "/oauth2/callback?")));
-        let response = self.get(&callback, &[login_cookie]).await;
-        assert_eq!(response.status(), 302);
+        let response = login_through_nginx(&self.stack, &self.nginx, &self.client, url, user).await;
         assert_eq!(
             header(&response, "location"),
             url,
             "back on exactly that URL"
         );
-        let line = response
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|l| l.starts_with("_authgate="))
-            .expect("session cookie")
-            .to_owned();
+        let line = session_cookie_line(&response).expect("session cookie");
         assert!(line.contains(&format!("Domain={DOMAIN}")), "{line}");
         assert!(line.contains("Secure"), "{line}");
         format!("{COOKIE}={}", session_cookie(&response).expect("cookie"))
     }
+}
+
+/// The login through nginx up to authgate's answer to the provider's
+/// redirect: protected `url` without a cookie → 302 to sign-in on the login
+/// host → provider (as `user`, password = name before the @) → callback,
+/// whose 302 is returned. Shared with the handoff tests.
+pub(crate) async fn login_through_nginx(
+    stack: &Stack,
+    nginx: &Nginx,
+    client: &openidconnect::reqwest::Client,
+    url: &str,
+    user: &str,
+) -> openidconnect::reqwest::Response {
+    let get = |url: String, cookie: Option<String>| {
+        let mut request = client.get(url);
+        if let Some(cookie) = cookie {
+            request = request.header("Cookie", cookie);
+        }
+        async move { request.send().await.expect("request through nginx") }
+    };
+    let response = get(url.to_owned(), None).await;
+    assert_eq!(response.status(), 302, "{}", nginx.error_log());
+    let sign_in = header(&response, "location");
+    assert!(
+        sign_in.starts_with(&nginx.url("auth", "/oauth2/start?rd=")),
+        "{sign_in}"
+    );
+    let response = get(sign_in, None).await;
+    assert_eq!(response.status(), 302);
+    let provider = header(&response, "location");
+    let login_cookie = set_cookies(&response)
+        .into_iter()
+        .find(|(name, _)| name.starts_with("_authgate_login_"))
+        .map(|(n, v)| format!("{n}={v}"))
+        .expect("login cookie");
+    let password = user.split('@').next().unwrap_or(user);
+    let callback = stack.provider_login(&provider, user, password).await;
+    assert!(callback.starts_with(&nginx.url("auth", "/oauth2/callback?")));
+    let response = get(callback, Some(login_cookie)).await;
+    assert_eq!(response.status(), 302);
+    response
+}
+
+/// The whole `Set-Cookie` line of the session cookie, attributes included.
+pub(crate) fn session_cookie_line(response: &openidconnect::reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|l| l.starts_with(&format!("{COOKIE}=")))
+        .map(str::to_owned)
 }
 
 /// Unauthenticated → 302 to sign-in → provider → callback → cookie →

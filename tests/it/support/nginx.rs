@@ -20,6 +20,10 @@ use super::{render, repo_root, temp_dir};
 /// and in [`Nginx::http_client`].
 pub const DOMAIN: &str = "example.test";
 
+/// `{{OTHER_DOMAIN}}`: the example serves `app.<it>`, a protected host
+/// outside the cookie domain (handoff); mapped to loopback like [`DOMAIN`].
+pub const OTHER_DOMAIN: &str = "other.test";
+
 /// What the example's placeholders become in a test.
 pub struct NginxOptions<'a> {
     /// authgate's (or a stub's) listener: `{{AUTHGATE}}`.
@@ -53,9 +57,13 @@ impl Nginx {
             std::fs::create_dir(d.join(sub)).expect("create nginx dirs");
         }
         let wildcard = format!("*.{}", options.domain);
+        let other_wildcard = format!("*.{OTHER_DOMAIN}");
         let (cert, key) = options
             .ca
-            .issue(&[&wildcard, options.domain], &[])
+            .issue(
+                &[&wildcard, options.domain, &other_wildcard, OTHER_DOMAIN],
+                &[],
+            )
             .write(d, "nginx");
         let template =
             std::fs::read_to_string(example_conf()).expect("read examples/nginx/nginx.conf");
@@ -72,6 +80,7 @@ impl Nginx {
                     ("UPSTREAM", &options.upstream.to_string()),
                     ("HTTPS_LISTEN", &https.to_string()),
                     ("DOMAIN", options.domain),
+                    ("OTHER_DOMAIN", OTHER_DOMAIN),
                     ("CERT", &s(&cert)),
                     ("KEY", &s(&key)),
                     ("PID_FILE", &s(&d.join("nginx.pid"))),
@@ -114,13 +123,24 @@ impl Nginx {
         format!("https://{sub}.{}:{}{path}", self.domain, self.https.port())
     }
 
-    /// The `--host-resolver-rules` value that sends the test domain to nginx.
+    /// `https://<sub>.<OTHER_DOMAIN>:<port><path>`: a host outside the
+    /// cookie domain.
+    pub fn other_url(&self, sub: &str, path: &str) -> String {
+        format!("https://{sub}.{OTHER_DOMAIN}:{}{path}", self.https.port())
+    }
+
+    /// The `--host-resolver-rules` value that sends both test domains to
+    /// nginx.
     pub fn host_resolver_rules(&self) -> String {
-        format!("MAP *.{} 127.0.0.1", self.domain)
+        format!(
+            "MAP *.{} 127.0.0.1, MAP *.{OTHER_DOMAIN} 127.0.0.1",
+            self.domain
+        )
     }
 
     /// A client that resolves `hello.`/`auth.`/`<sub>.` names of the test
-    /// domain to nginx, trusts the test CA, and does not follow redirects.
+    /// domain and `app.` of [`OTHER_DOMAIN`] to nginx, trusts the test CA,
+    /// and does not follow redirects.
     pub fn http_client(&self, subdomains: &[&str]) -> openidconnect::reqwest::Client {
         use openidconnect::reqwest;
         let mut builder = reqwest::Client::builder()
@@ -131,6 +151,7 @@ impl Nginx {
         for sub in ["hello", "auth"].iter().chain(subdomains) {
             builder = builder.resolve(&format!("{sub}.{}", self.domain), self.https);
         }
+        builder = builder.resolve(&format!("app.{OTHER_DOMAIN}"), self.https);
         builder.build().expect("build HTTP client")
     }
 

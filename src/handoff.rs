@@ -1,0 +1,420 @@
+//! Handoff: one login for hosts outside the cookie domain.
+//!
+//! The session cookie is set on `cookie_domain`, so a browser never sends it
+//! to a protected host elsewhere (`app.other.test` when the cookie domain is
+//! `example.test`). For such a host the login host, once the user has a
+//! session, mints a handoff token and sends the browser to
+//! `https://<that host>/.authgate/callback?token=…`; authgate answers there
+//! (the proxy routes `/.authgate/` on every protected host to it), sets a
+//! host-only copy of the session cookie and redirects to the original URL.
+//!
+//! The token is sealed with its own [`Purpose::Handoff`] key (encrypted and
+//! authenticated: nobody can read the session in it or forge one) and
+//! carries the session cookie value, the host it is for, the return URL on
+//! that host, an expiry [`TOKEN_TTL`] ahead and a random id. It is refused
+//! on any other host, after its expiry, and on its second use: the id is
+//! claimed in the session store (atomically, with a TTL until the token's
+//! expiry), so the one-time rule holds across replicas sharing Redis.
+//!
+//! Both hosts' cookies name the same session record, so signing out (which
+//! deletes the record) ends the session on every host at once.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore as _;
+use rand::rngs::OsRng;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::clock::SharedClock;
+use crate::policy::target::{self, Target};
+use crate::redirect;
+use crate::session::{Purpose, Sealer, SessionStore, StoreError};
+
+/// Where authgate answers handoffs on every protected host.
+pub const CALLBACK_PATH: &str = "/.authgate/callback";
+/// The path prefix the proxy routes to authgate on every protected host.
+pub const PATH_PREFIX: &str = "/.authgate/";
+/// How long a handoff token is valid: long enough for two redirects on a
+/// slow connection, short enough that one copied from a log is worthless.
+pub const TOKEN_TTL: Duration = Duration::from_secs(60);
+/// Prefix of the store keys that mark a token id as used.
+pub const USED_KEY_PREFIX: &str = "authgate:handoff:";
+
+/// Why a handoff token was refused. Messages never repeat the token or the
+/// URL, so they are safe to log and show.
+#[derive(Debug, Error)]
+pub enum HandoffError {
+    /// Not a token we sealed: tampered, truncated, another secret or
+    /// another purpose.
+    #[error("the handoff token is not valid")]
+    Forged,
+    /// Its [`TOKEN_TTL`] has passed.
+    #[error("the handoff token has expired")]
+    Expired,
+    /// Minted for another host than the one it was presented at.
+    #[error("the handoff token was issued for another host")]
+    WrongHost,
+    /// Its id was already claimed.
+    #[error("the handoff token was already used")]
+    Replayed,
+    /// The return URL is not an address on the token's host (minting), or
+    /// points back at `/.authgate/` (a loop).
+    #[error("the return URL is not a page on the handoff host")]
+    BadTarget,
+    /// The store could not record or check the token's use: fail closed.
+    #[error("session store unavailable")]
+    Store(#[from] StoreError),
+}
+
+/// What a token carries. Field names are short: it travels in a URL.
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    /// Random id, claimed once in the store.
+    #[serde(rename = "j")]
+    id: String,
+    /// The normalised host the token is for.
+    #[serde(rename = "h")]
+    host: String,
+    /// The URL on that host to return to.
+    #[serde(rename = "r")]
+    return_to: String,
+    /// The session cookie value (itself a sealed ticket).
+    #[serde(rename = "s")]
+    session: String,
+    /// Unix seconds after which the token is refused.
+    #[serde(rename = "e")]
+    expires_at: i64,
+}
+
+/// A token that passed every check and is now used up.
+pub struct Redeemed {
+    /// The session cookie value to set on the handoff host.
+    pub session_cookie: String,
+    /// Where to send the browser: a URL on the handoff host.
+    pub return_to: String,
+}
+
+impl fmt::Debug for Redeemed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redeemed")
+            .field("return_to", &self.return_to)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Mints and redeems handoff tokens.
+pub struct Handoffs {
+    store: Arc<dyn SessionStore>,
+    clock: SharedClock,
+    /// Normalised cookie domain; `None`: no handoffs (see [`Handoffs::needed_for`]).
+    cookie_domain: Option<String>,
+}
+
+impl fmt::Debug for Handoffs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handoffs")
+            .field("cookie_domain", &self.cookie_domain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handoffs {
+    /// `store` records used token ids (the session store, so replicas
+    /// sharing it agree); `cookie_domain` as configured.
+    pub fn new(
+        store: Arc<dyn SessionStore>,
+        clock: SharedClock,
+        cookie_domain: Option<&str>,
+    ) -> Handoffs {
+        Handoffs {
+            store,
+            clock,
+            cookie_domain: cookie_domain.and_then(redirect::normalize_domain),
+        }
+    }
+
+    /// Whether sending the browser to `return_to` (an allowed, absolute
+    /// return URL) needs a handoff: its host is neither the cookie domain
+    /// nor under it (dot-anchored), so the session cookie would not reach
+    /// it. Without a cookie domain the cookie is host-only on the login
+    /// host and no handoff is made, as before.
+    pub fn needed_for(&self, return_to: &str) -> bool {
+        let Some(domain) = &self.cookie_domain else {
+            return false;
+        };
+        let Ok(target) = Target::parse(return_to) else {
+            return false;
+        };
+        !redirect::in_domain(&target.host, domain)
+    }
+
+    /// A one-time token handing `session_cookie` to the host of
+    /// `return_to`; returns the URL of that host's callback carrying it.
+    /// `return_to` must already have passed the `rd` allow-list.
+    pub fn mint(
+        &self,
+        sealer: &Sealer,
+        session_cookie: &str,
+        return_to: &str,
+    ) -> Result<String, HandoffError> {
+        let target = Target::parse(return_to).map_err(|_| HandoffError::BadTarget)?;
+        if target.raw_path.starts_with(PATH_PREFIX) {
+            return Err(HandoffError::BadTarget);
+        }
+        let mut id = [0u8; 16];
+        OsRng.fill_bytes(&mut id);
+        let payload = Payload {
+            id: URL_SAFE_NO_PAD.encode(id),
+            host: target.host.clone().into_owned(),
+            return_to: return_to.to_owned(),
+            session: session_cookie.to_owned(),
+            expires_at: self.clock.now() + TOKEN_TTL.as_secs() as i64,
+        };
+        let json = serde_json::to_vec(&payload).map_err(|_| HandoffError::BadTarget)?;
+        let token = sealer.seal(Purpose::Handoff, &json);
+        let port = target.port.map_or_else(String::new, |p| format!(":{p}"));
+        Ok(format!(
+            "{}://{}{port}{CALLBACK_PATH}?token={token}",
+            target.scheme, target.host
+        ))
+    }
+
+    /// Checks a token presented at `request_host` (the `Host` of the
+    /// callback request, port allowed) and claims it, so it can never be
+    /// used again. Checks that do not need the store come first, so garbage
+    /// costs no I/O; a token shown at the wrong host is not used up.
+    pub async fn redeem(
+        &self,
+        sealer: &Sealer,
+        token: &str,
+        request_host: &str,
+    ) -> Result<Redeemed, HandoffError> {
+        let payload = self.open(sealer, token, request_host)?;
+        let remaining = payload.expires_at.saturating_sub(self.clock.now());
+        let ttl = Duration::from_secs(u64::try_from(remaining).unwrap_or(0));
+        let key = format!("{USED_KEY_PREFIX}{}", payload.id);
+        if !self
+            .store
+            .compare_and_swap(&key, None, b"used", ttl)
+            .await?
+        {
+            return Err(HandoffError::Replayed);
+        }
+        Ok(Redeemed {
+            session_cookie: payload.session,
+            return_to: payload.return_to,
+        })
+    }
+
+    /// Every check but the one-time claim.
+    fn open(
+        &self,
+        sealer: &Sealer,
+        token: &str,
+        request_host: &str,
+    ) -> Result<Payload, HandoffError> {
+        let payload: Payload = sealer
+            .open(Purpose::Handoff, token)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or(HandoffError::Forged)?;
+        if self.clock.now() >= payload.expires_at {
+            return Err(HandoffError::Expired);
+        }
+        let target = Target::parse(&payload.return_to).map_err(|_| HandoffError::BadTarget)?;
+        let (host, _port) = target::normalize_authority(request_host, target.scheme)
+            .map_err(|_| HandoffError::WrongHost)?;
+        if host != payload.host.as_str() {
+            return Err(HandoffError::WrongHost);
+        }
+        if target.host != payload.host.as_str() || target.raw_path.starts_with(PATH_PREFIX) {
+            return Err(HandoffError::BadTarget);
+        }
+        Ok(payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::Secret;
+    use crate::session::{MemoryStore, SECRET_LEN};
+
+    const SESSION: &str = "sealed-session-ticket";
+
+    struct Fixture {
+        handoffs: Handoffs,
+        sealer: Sealer,
+        clock: ManualClock,
+        store: Arc<MemoryStore>,
+    }
+
+    fn fixture() -> Fixture {
+        let clock = ManualClock::new(1_000_000);
+        let shared: SharedClock = Arc::new(clock.clone());
+        let store = Arc::new(MemoryStore::new(shared.clone()));
+        Fixture {
+            handoffs: Handoffs::new(store.clone(), shared, Some(".Example.test")),
+            sealer: Sealer::new(&Secret::new(vec![3; SECRET_LEN]), &[]).unwrap(),
+            clock,
+            store,
+        }
+    }
+
+    impl Fixture {
+        /// The callback URL of a token for `return_to`, sealed by `sealer`.
+        fn mint_with(&self, sealer: &Sealer, return_to: &str) -> String {
+            self.handoffs.mint(sealer, SESSION, return_to).unwrap()
+        }
+
+        /// The token part of [`Fixture::mint_with`], with our sealer.
+        fn mint(&self, return_to: &str) -> String {
+            token(&self.mint_with(&self.sealer, return_to)).to_owned()
+        }
+
+        async fn redeem(&self, token: &str, host: &str) -> Result<Redeemed, HandoffError> {
+            self.handoffs.redeem(&self.sealer, token, host).await
+        }
+    }
+
+    /// The token part of a callback URL.
+    fn token(url: &str) -> &str {
+        url.split_once("?token=").unwrap().1
+    }
+
+    /// Hosts under the cookie domain (dot-anchored) need no handoff; hosts
+    /// elsewhere, look-alikes included, do; without a cookie domain nothing
+    /// is handed off.
+    #[test]
+    fn handoff_is_needed_outside_the_cookie_domain() {
+        let f = fixture();
+        for inside in [
+            "https://example.test/",
+            "https://app.example.test/x",
+            "https://a.b.example.test:8443/",
+        ] {
+            assert!(!f.handoffs.needed_for(inside), "{inside}");
+        }
+        for outside in [
+            "https://app.other.test/x",
+            "https://evilexample.test/",
+            "https://example.test.other.test/",
+        ] {
+            assert!(f.handoffs.needed_for(outside), "{outside}");
+        }
+        let none = Handoffs::new(f.store.clone(), Arc::new(f.clock.clone()), None);
+        assert!(!none.needed_for("https://app.other.test/x"));
+    }
+
+    /// A minted token points at the target host's callback (its port kept)
+    /// and redeems there once, giving back the session and the return URL.
+    #[tokio::test]
+    async fn mint_then_redeem_once() {
+        let f = fixture();
+        let url = f.mint_with(&f.sealer, "https://App.Other.test:8443/x?q=1");
+        assert!(
+            url.starts_with("https://app.other.test:8443/.authgate/callback?token="),
+            "{url}"
+        );
+        assert!(!url.contains(SESSION), "the session travels encrypted");
+        let redeemed = f.redeem(token(&url), "app.other.test:8443").await.unwrap();
+        assert_eq!(redeemed.session_cookie, SESSION);
+        assert_eq!(redeemed.return_to, "https://App.Other.test:8443/x?q=1");
+        assert!(!format!("{redeemed:?}").contains(SESSION));
+        let again = f.redeem(token(&url), "app.other.test:8443").await;
+        assert!(matches!(again, Err(HandoffError::Replayed)), "{again:?}");
+    }
+
+    /// The used-id mark lives in the store only until the token expires, so
+    /// used tokens do not pile up.
+    #[tokio::test]
+    async fn used_mark_expires_with_the_token() {
+        let f = fixture();
+        let token = f.mint("https://app.other.test/");
+        let id = f
+            .handoffs
+            .open(&f.sealer, &token, "app.other.test")
+            .unwrap()
+            .id;
+        f.redeem(&token, "app.other.test").await.unwrap();
+        let key = format!("{USED_KEY_PREFIX}{id}");
+        assert!(f.store.load(&key).await.unwrap().is_some());
+        f.clock.advance(TOKEN_TTL.as_secs() as i64);
+        assert!(f.store.load(&key).await.unwrap().is_none());
+    }
+
+    /// A token works until the last second before its expiry and is
+    /// refused from then on, even unused.
+    #[tokio::test]
+    async fn expired_token_is_refused() {
+        let f = fixture();
+        let early = f.mint("https://app.other.test/");
+        let late = f.mint("https://app.other.test/");
+        f.clock.advance(TOKEN_TTL.as_secs() as i64 - 1);
+        f.redeem(&early, "app.other.test").await.unwrap();
+        f.clock.advance(1);
+        let result = f.redeem(&late, "app.other.test").await;
+        assert!(matches!(result, Err(HandoffError::Expired)), "{result:?}");
+    }
+
+    /// A token for host A is refused at host B, and is not used up by that
+    /// attempt: it still works at A.
+    #[tokio::test]
+    async fn token_is_bound_to_its_host() {
+        let f = fixture();
+        let token = f.mint("https://a.other.test/");
+        for wrong in [
+            "b.other.test",
+            "a.other.test.evil.test",
+            "",
+            "a.other.test:x",
+        ] {
+            let result = f.redeem(&token, wrong).await;
+            assert!(matches!(result, Err(HandoffError::WrongHost)), "{wrong}");
+        }
+        f.redeem(&token, "A.Other.test.").await.unwrap();
+    }
+
+    /// Tampered tokens, tokens sealed under another secret or for another
+    /// purpose (a session cookie) are all refused as forged.
+    #[tokio::test]
+    async fn forged_tokens_are_refused() {
+        let f = fixture();
+        let good = f.mint("https://app.other.test/");
+        let flipped = {
+            let mut bytes = good.as_bytes().to_vec();
+            let i = bytes.len() / 2;
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            String::from_utf8(bytes).unwrap()
+        };
+        let other = Sealer::new(&Secret::new(vec![4; SECRET_LEN]), &[]).unwrap();
+        let foreign = token(&f.mint_with(&other, "https://app.other.test/")).to_owned();
+        let cookie = f.sealer.seal(Purpose::SessionCookie, b"{}");
+        for bad in [flipped.as_str(), &foreign, &cookie, "", "not-a-token"] {
+            let result = f.redeem(bad, "app.other.test").await;
+            assert!(matches!(result, Err(HandoffError::Forged)), "{bad}");
+        }
+    }
+
+    /// A return URL under `/.authgate/` would loop; one that is not an
+    /// absolute URL has no host to hand off to. Neither is minted.
+    #[test]
+    fn bad_return_urls_are_not_minted() {
+        let f = fixture();
+        for bad in [
+            "https://app.other.test/.authgate/callback?token=x",
+            "/relative",
+            "app.other.test/x",
+        ] {
+            let result = f.handoffs.mint(&f.sealer, SESSION, bad);
+            assert!(matches!(result, Err(HandoffError::BadTarget)), "{bad}");
+        }
+    }
+}
