@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every test on a fresh machine (Debian 12, root,
 # Rust and Go present): installs what the end-to-end suite needs, builds the
-# pinned Dex and grpcurl once (cached), then runs the whole cargo test suite.
+# pinned Dex, grpcurl and Caddy once (cached), then runs the whole cargo test
+# suite.
 #
 #   scripts/test.sh
 #
@@ -21,6 +22,8 @@ DEX_MODULE_DIR="$REPO_ROOT/tests/e2e/dex"
 # grpcurl, the independent gRPC client the Envoy ext_authz tests drive
 # (tests/it/grpcurl.rs reads this line to find the cached binary).
 GRPCURL_VERSION=v1.9.4
+# Caddy, the forward_auth proxy of tests/it/caddy_flow.rs (found the same way).
+CADDY_VERSION=v2.11.9
 
 # Debian packages the end-to-end tests start (their own instances, on
 # loopback ports in temp dirs; the system services are never used).
@@ -95,20 +98,23 @@ build_dex() {
     export AUTHGATE_DEX_BIN="$bin"
 }
 
-build_grpcurl() {
-    command -v go >/dev/null || die "go not found (needed to build grpcurl)"
-    local bin="$CACHE_DIR/grpcurl-$GRPCURL_VERSION/grpcurl"
+# install_go_tool NAME PACKAGE VERSION ENV_VAR VERSION_ARG: `go install`s
+# PACKAGE@VERSION into $CACHE_DIR/NAME-VERSION/ once, checks that
+# `NAME VERSION_ARG` runs, and exports ENV_VAR with the binary's path.
+install_go_tool() {
+    local name="$1" package="$2" version="$3" env_var="$4" version_arg="$5"
+    command -v go >/dev/null || die "go not found (needed to build $name)"
+    local bin="$CACHE_DIR/$name-$version/$name"
     if [[ -x "$bin" ]]; then
-        log "grpcurl $GRPCURL_VERSION cached at $bin"
+        log "$name $version cached at $bin"
     else
-        log "building grpcurl $GRPCURL_VERSION (first run only)"
+        log "building $name $version (first run only)"
         mkdir -p "$(dirname "$bin")"
-        GOBIN="$(dirname "$bin")" go install -trimpath \
-            "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION" \
-            || die "building grpcurl $GRPCURL_VERSION failed (see the Go output above)"
+        GOBIN="$(dirname "$bin")" go install -trimpath "$package@$version" \
+            || die "building $name $version failed (see the Go output above)"
     fi
-    "$bin" -version >/dev/null 2>&1 || die "the grpcurl binary at $bin does not run"
-    export AUTHGATE_GRPCURL_BIN="$bin"
+    "$bin" "$version_arg" >/dev/null 2>&1 || die "the $name binary at $bin does not run"
+    export "$env_var=$bin"
 }
 
 run_cargo_tests() {
@@ -120,7 +126,10 @@ run_cargo_tests() {
 main() {
     install_system_packages
     build_dex
-    build_grpcurl
+    install_go_tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION" \
+        AUTHGATE_GRPCURL_BIN -version
+    install_go_tool caddy github.com/caddyserver/caddy/v2/cmd/caddy "$CADDY_VERSION" \
+        AUTHGATE_CADDY_BIN version
     run_cargo_tests
 }
 

@@ -12,37 +12,12 @@ use serde_json::{Value, json};
 
 use crate::fixture::COOKIE;
 use crate::grpc_authz::{CHROME_ACCEPT, GrpcStack};
-use crate::support::repo_root;
+use crate::support::process::cached_go_tool;
 
 /// `$AUTHGATE_GRPCURL_BIN`, else the binary `scripts/test.sh` cached for
 /// the version it pins, else a panic saying to run it (never a skip).
 fn grpcurl() -> PathBuf {
-    if let Some(path) = std::env::var_os("AUTHGATE_GRPCURL_BIN") {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "AUTHGATE_GRPCURL_BIN={} is not a file",
-            path.display()
-        );
-        return path;
-    }
-    let script = std::fs::read_to_string(repo_root().join("scripts/test.sh")).unwrap();
-    let version = script
-        .lines()
-        .find_map(|l| l.strip_prefix("GRPCURL_VERSION="))
-        .expect("scripts/test.sh pins GRPCURL_VERSION")
-        .trim_matches('"');
-    let cache = std::env::var_os("AUTHGATE_E2E_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/authgate-e2e")))
-        .unwrap_or_default();
-    let path = cache.join(format!("grpcurl-{version}/grpcurl"));
-    assert!(
-        path.is_file(),
-        "grpcurl {version} not found (no $AUTHGATE_GRPCURL_BIN, not at {}): run scripts/test.sh",
-        path.display()
-    );
-    path
+    cached_go_tool("grpcurl", "GRPCURL_VERSION", "AUTHGATE_GRPCURL_BIN")
 }
 
 /// Runs grpcurl with `args`, `stdin` as the request; returns stdout.

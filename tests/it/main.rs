@@ -7,6 +7,7 @@ mod support;
 mod stack_selftest;
 
 mod bad_input;
+mod caddy_flow;
 mod cli;
 mod dex_browser;
 mod dex_refresh;

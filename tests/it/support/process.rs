@@ -41,6 +41,35 @@ pub fn require_program(name: &str, env: Option<&str>) -> PathBuf {
         })
 }
 
+/// A Go tool that `scripts/test.sh` builds into its cache (grpcurl,
+/// Caddy): the file in `$<env>` if set, else
+/// `<cache>/<name>-<version>/<name>` with the version the script pins on its
+/// `<version_var>=` line (cache: `$AUTHGATE_E2E_CACHE`, default
+/// `~/.cache/authgate-e2e`), else `name` on `PATH`. Panics saying to run the
+/// script when none is there: a test never skips.
+pub fn cached_go_tool(name: &str, version_var: &str, env: &str) -> PathBuf {
+    if std::env::var_os(env).is_some() {
+        return require_program(name, Some(env));
+    }
+    let script = std::fs::read_to_string(super::repo_root().join("scripts/test.sh"))
+        .expect("read scripts/test.sh");
+    let prefix = format!("{version_var}=");
+    let version = script
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("scripts/test.sh pins no {version_var}"))
+        .trim_matches('"');
+    let cache = std::env::var_os("AUTHGATE_E2E_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/authgate-e2e")))
+        .unwrap_or_default();
+    let cached = cache.join(format!("{name}-{version}/{name}"));
+    if cached.is_file() {
+        return cached;
+    }
+    require_program(name, Some(env))
+}
+
 /// A loopback port that was free a moment ago. Programs that take their port
 /// from a config file (nginx, slapd, Dex, chromedriver) cannot be handed an
 /// open socket, so callers retry their start when the port was taken since.
