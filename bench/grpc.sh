@@ -76,7 +76,7 @@ run_ghz() {
     jq -r --arg n "$name" --arg r "$round" --arg t $((after - before)) --arg k "$CLK_TCK" '
         (.latencyDistribution // []) as $d
         | def pct(p): ([$d[] | select(.percentage == p) | .latency][0] // 0) / 1000 | floor;
-        ($t | tonumber) / ($k | tonumber) as $cpu
+        (($t | tonumber) / ($k | tonumber)) as $cpu
         | [$n, $r, (.rps | floor), pct(50), pct(99), (.statusCodeDistribution.OK // 0),
            ((.count // 0) - (.statusCodeDistribution.OK // 0)),
            ($cpu * 100 | round / 100), (if .count > 0 then ($cpu * 1e6 / .count * 10 | round / 10) else 0 end)]
