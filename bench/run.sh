@@ -3,6 +3,7 @@
 # behind nginx, in one run on one machine; writes BENCHMARKS.md.
 #
 #   bench/run.sh
+#   bench/run.sh grpc   only the gRPC part (bench/grpc.sh)
 #
 # What it does (every step bounded in time, loopback only, everything it
 # starts is killed on exit):
@@ -17,7 +18,9 @@
 #      case, BENCH_ROUNDS rounds with the servers' order rotated, and keeps
 #      the median round; then vegeta at a fixed 1,000 req/s (open loop);
 #   4. reads CPU seconds and peak RSS of each server from /proc;
-#   5. runs the criterion benches (decision, policy) and writes the report.
+#   5. runs ghz against authgate's gRPC Check and the bare tonic handler
+#      (examples/bare_authz.rs; bench/grpc.sh);
+#   6. runs the criterion benches (decision, policy) and writes the report.
 #
 # Environment (all optional):
 #   BENCH_DURATION     seconds per wrk case (default 6)
@@ -27,7 +30,7 @@
 #   BENCH_RATE         open-loop rate in req/s (default 1000)
 #   BENCH_RATE_SECONDS seconds per open-loop case (default 10)
 #   BENCH_ROUTES       policy size of authgate; the request hits the last route (default 1000)
-#   BENCH_PORT_BASE    first of nine loopback ports used (default 18400)
+#   BENCH_PORT_BASE    first of ten loopback ports used (default 18400)
 #   BENCH_SKIP_CRITERION=1  leave out the criterion benches
 #   BENCH_KEEP_WORK=1  keep the temporary directory (server logs, configs)
 #   BENCH_OUT          the report (default BENCHMARKS.md at the repository root)
@@ -150,13 +153,15 @@ build_go_tool() {
 }
 
 build_rust() {
-    log "cargo build --release (authgate, examples devidp and ceiling)"
-    (cd "$REPO_ROOT" && cargo build --release --quiet --bin authgate --example devidp --example ceiling) \
+    log "cargo build --release (authgate, examples devidp, ceiling and bare_authz)"
+    (cd "$REPO_ROOT" && cargo build --release --quiet --bin authgate --example devidp --example ceiling \
+        --example bare_authz) \
         || die "cargo build failed"
     TARGET_DIR="$(cd "$REPO_ROOT" && cargo metadata --format-version 1 --no-deps | jq -r .target_directory)"
     AUTHGATE_BIN="$TARGET_DIR/release/authgate"
     DEVIDP_BIN="$TARGET_DIR/release/examples/devidp"
     CEILING_BIN="$TARGET_DIR/release/examples/ceiling"
+    BARE_AUTHZ_BIN="$TARGET_DIR/release/examples/bare_authz"
 }
 
 # --- setup -----------------------------------------------------------------------
@@ -673,10 +678,16 @@ EOF
     log "wrote $OUT"
 }
 
+# shellcheck source=bench/grpc.sh
+source "$REPO_ROOT/bench/grpc.sh"
+
 # --- main ------------------------------------------------------------------------
 
 main() {
+    local only="${1:-}"
+    [[ -z "$only" || "$only" == grpc ]] || die "unknown argument '$only' (only 'grpc' is known)"
     install_system_packages
+    build_grpc_tools
     OAUTH2_PROXY_BIN="$(build_go_tool oauth2-proxy github.com/oauth2-proxy/oauth2-proxy/v7 \
         github.com/oauth2-proxy/oauth2-proxy/v7/pkg/version.VERSION)"
     VEGETA_BIN="$(build_go_tool vegeta github.com/tsenart/vegeta/v12 main.Version)"
@@ -688,6 +699,17 @@ main() {
         die "needs at least 2 cores to pin the load generator and the servers apart"
     fi
     start_servers
+    start_bare_authz
+
+    if [[ "$only" == grpc ]]; then
+        AG_COOKIE="$(login "http://127.0.0.1:$P_AUTHGATE" "/oauth2/start?rd=/oauth2/userinfo" alice _authgate)"
+        [[ -n "$AG_COOKIE" ]] || die "no authgate session cookie after the login"
+        GRPC_LOAD_BEFORE="$LOAD_BEFORE"
+        run_grpc_bench
+        stop_servers
+        splice_grpc_section "$OUT"
+        return
+    fi
 
     log "signing in to authgate and oauth2-proxy as alice"
     AG_COOKIE="$(login "http://127.0.0.1:$P_AUTHGATE" "/oauth2/start?rd=/oauth2/userinfo" alice _authgate)"
@@ -712,6 +734,8 @@ main() {
     for name in ceiling authgate oauth2-proxy nginx+ceiling nginx+authgate; do
         run_rate "$name"
     done
+    GRPC_LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+    run_grpc_bench
     # Peak memory is read while the servers still run; the criterion benches
     # run after they are gone, so nothing else competes for the CPU.
     RSS_authgate="$(peak_rss_kib "$PID_authgate")"
@@ -727,6 +751,7 @@ main() {
     stop_servers
     run_criterion
     write_report
+    splice_grpc_section "$OUT"
 }
 
 main "$@"

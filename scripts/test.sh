@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every test on a fresh machine (Debian 12, root,
-# Rust, Go and Python 3 present): installs what the end-to-end suite needs, builds the
-# pinned Dex and grpcurl once (cached), then runs the whole cargo test suite.
+# Rust, Go and Python 3 present): installs what the end-to-end suite needs,
+# builds the pinned Dex, grpcurl, Caddy and helm once (cached), then runs the
+# whole cargo test suite.
 #
 #   scripts/test.sh
 #
@@ -27,6 +28,8 @@ HELM_VERSION=v3.22.0
 # Validates the rendered manifests against Kubernetes' JSON schemas, which
 # this PyPI package ships (kubeconform would download them; no network here).
 KUBERNETES_VALIDATE_VERSION=1.37.0
+# Caddy, the forward_auth proxy of tests/it/caddy_flow.rs (found the same way).
+CADDY_VERSION=v2.11.9
 
 # Debian packages the end-to-end tests start (their own instances, on
 # loopback ports in temp dirs; the system services are never used).
@@ -102,35 +105,23 @@ build_dex() {
     export AUTHGATE_DEX_BIN="$bin"
 }
 
-build_grpcurl() {
-    command -v go >/dev/null || die "go not found (needed to build grpcurl)"
-    local bin="$CACHE_DIR/grpcurl-$GRPCURL_VERSION/grpcurl"
+# install_go_tool NAME PACKAGE VERSION ENV_VAR VERSION_ARG: `go install`s
+# PACKAGE@VERSION into $CACHE_DIR/NAME-VERSION/ once, checks that
+# `NAME VERSION_ARG` runs, and exports ENV_VAR with the binary's path.
+install_go_tool() {
+    local name="$1" package="$2" version="$3" env_var="$4" version_arg="$5"
+    command -v go >/dev/null || die "go not found (needed to build $name)"
+    local bin="$CACHE_DIR/$name-$version/$name"
     if [[ -x "$bin" ]]; then
-        log "grpcurl $GRPCURL_VERSION cached at $bin"
+        log "$name $version cached at $bin"
     else
-        log "building grpcurl $GRPCURL_VERSION (first run only)"
+        log "building $name $version (first run only)"
         mkdir -p "$(dirname "$bin")"
-        GOBIN="$(dirname "$bin")" go install -trimpath \
-            "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION" \
-            || die "building grpcurl $GRPCURL_VERSION failed (see the Go output above)"
+        GOBIN="$(dirname "$bin")" go install -trimpath "$package@$version" \
+            || die "building $name $version failed (see the Go output above)"
     fi
-    "$bin" -version >/dev/null 2>&1 || die "the grpcurl binary at $bin does not run"
-    export AUTHGATE_GRPCURL_BIN="$bin"
-}
-
-build_helm() {
-    command -v go >/dev/null || die "go not found (needed to build helm)"
-    local bin="$CACHE_DIR/helm-$HELM_VERSION/helm"
-    if [[ -x "$bin" ]]; then
-        log "helm $HELM_VERSION cached at $bin"
-    else
-        log "building helm $HELM_VERSION (first run only; a few minutes)"
-        mkdir -p "$(dirname "$bin")"
-        GOBIN="$(dirname "$bin")" go install -trimpath "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
-            || die "building helm $HELM_VERSION failed (see the Go output above)"
-    fi
-    "$bin" version --short >/dev/null || die "the helm binary at $bin does not run"
-    export AUTHGATE_HELM_BIN="$bin"
+    "$bin" "$version_arg" >/dev/null 2>&1 || die "the $name binary at $bin does not run"
+    export "$env_var=$bin"
 }
 
 install_kubernetes_validate() {
@@ -158,8 +149,12 @@ run_cargo_tests() {
 main() {
     install_system_packages
     build_dex
-    build_grpcurl
-    build_helm
+    install_go_tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION" \
+        AUTHGATE_GRPCURL_BIN -version
+    install_go_tool caddy github.com/caddyserver/caddy/v2/cmd/caddy "$CADDY_VERSION" \
+        AUTHGATE_CADDY_BIN version
+    install_go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" \
+        AUTHGATE_HELM_BIN version
     install_kubernetes_validate
     run_cargo_tests
 }

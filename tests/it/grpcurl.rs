@@ -12,14 +12,12 @@ use serde_json::{Value, json};
 
 use crate::fixture::COOKIE;
 use crate::grpc_authz::{CHROME_ACCEPT, GrpcStack};
-use crate::support::cached_tool;
+use crate::support::cached_go_tool;
 
 /// `$AUTHGATE_GRPCURL_BIN`, else the binary `scripts/test.sh` cached for
 /// the version it pins, else a panic saying to run it (never a skip).
 fn grpcurl() -> PathBuf {
-    cached_tool("grpcurl", "AUTHGATE_GRPCURL_BIN", "GRPCURL_VERSION", |v| {
-        format!("grpcurl-{v}/grpcurl")
-    })
+    cached_go_tool("grpcurl", "GRPCURL_VERSION", "AUTHGATE_GRPCURL_BIN")
 }
 
 /// Runs grpcurl with `args`, `stdin` as the request; returns stdout.

@@ -9,6 +9,7 @@ mod stack_selftest;
 mod assertion;
 mod bad_input;
 mod bearer;
+mod caddy_flow;
 mod cli;
 mod dex_browser;
 mod dex_refresh;

@@ -1,5 +1,5 @@
 //! Harness for the end-to-end tests: each piece starts a real program
-//! (slapd, Dex, nginx, chromedriver + Chromium) on ephemeral loopback ports
+//! (slapd, Dex, nginx, Caddy, chromedriver + Chromium) on ephemeral loopback ports
 //! in its own temporary directory, waits until it answers, and kills it when
 //! dropped.
 //!
@@ -8,7 +8,9 @@
 //! - [`tls`]: a throw-away CA and the certificates it issues.
 //! - [`slapd`]: OpenLDAP laid out like FreeIPA, with LDAPS.
 //! - [`dex`]: Dex (built by `scripts/test.sh`) with its LDAP connector.
-//! - [`nginx`]: nginx from `examples/nginx/nginx.conf`, plus the echo upstream.
+//! - [`nginx`]: nginx from `examples/nginx/nginx.conf`.
+//! - [`caddy`]: Caddy (built by `scripts/test.sh`) from `examples/caddy/Caddyfile`.
+//! - [`upstream`]: the echo app behind nginx or Caddy.
 //! - [`browser`]: headless Chromium through chromedriver (WebDriver).
 //! - [`redis`]: redis-server for the shared session store.
 //!
@@ -17,12 +19,14 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod browser;
+pub mod caddy;
 pub mod dex;
 pub mod nginx;
 pub mod process;
 pub mod redis;
 pub mod slapd;
 pub mod tls;
+pub mod upstream;
 
 use std::path::PathBuf;
 
@@ -91,6 +95,12 @@ pub fn cached_tool(
         path.display()
     );
     path
+}
+
+/// A Go tool `scripts/test.sh` builds with `go install` into
+/// `<cache>/<name>-<version>/<name>` (grpcurl, Caddy, helm).
+pub fn cached_go_tool(name: &str, version_key: &str, env_var: &str) -> PathBuf {
+    cached_tool(name, env_var, version_key, |v| format!("{name}-{v}/{name}"))
 }
 
 /// A fresh temporary directory whose name says which test piece owns it.

@@ -1,19 +1,14 @@
 //! nginx started from `examples/nginx/nginx.conf` (the file users copy),
-//! with its placeholders filled for the test, and the echo upstream that
-//! shows which identity headers reached the app.
+//! with its placeholders filled for the test. The echo upstream that shows
+//! which identity headers reached the app is in [`super::upstream`].
 
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use axum::Router;
-use axum::extract::Request;
-use axum::http::{HeaderMap, header};
-use axum::response::{Html, IntoResponse, Response};
-
 use super::process::{ChildGuard, free_port, require_program};
-use super::tls::TestCa;
+use super::tls::{TestCa, https_client};
+pub use super::upstream::EchoUpstream;
 use super::{render, repo_root, temp_dir};
 
 /// The test domain; `*.example.test` is mapped to loopback in the browser
@@ -142,17 +137,12 @@ impl Nginx {
     /// domain and `app.` of [`OTHER_DOMAIN`] to nginx, trusts the test CA,
     /// and does not follow redirects.
     pub fn http_client(&self, subdomains: &[&str]) -> openidconnect::reqwest::Client {
-        use openidconnect::reqwest;
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("CA PEM"),
-            );
-        for sub in ["hello", "auth"].iter().chain(subdomains) {
-            builder = builder.resolve(&format!("{sub}.{}", self.domain), self.https);
-        }
-        builder = builder.resolve(&format!("app.{OTHER_DOMAIN}"), self.https);
-        builder.build().expect("build HTTP client")
+        let hosts = ["hello", "auth"]
+            .iter()
+            .chain(subdomains)
+            .map(|sub| format!("{sub}.{}", self.domain))
+            .chain(std::iter::once(format!("app.{OTHER_DOMAIN}")));
+        https_client(&self.ca_pem, hosts, self.https)
     }
 
     /// nginx's error log (startup problems, upstream errors).
@@ -183,98 +173,4 @@ pub fn example_conf() -> PathBuf {
 
 fn s(path: &Path) -> String {
     path.to_str().expect("UTF-8 temp path").to_owned()
-}
-
-/// The identity header names authgate sets and nginx passes upstream.
-pub const IDENTITY_HEADERS: [&str; 4] = [
-    "x-auth-request-user",
-    "x-auth-request-email",
-    "x-auth-request-preferred-username",
-    "x-auth-request-groups",
-];
-
-/// A tiny app behind nginx that shows what it received: an HTML page
-/// ("Hello, <email>" and a table of the identity headers) or, for
-/// `Accept: application/json`, `{"method","uri","host","headers":{…}}`.
-pub struct EchoUpstream {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl EchoUpstream {
-    /// Serves on a free loopback port until dropped.
-    pub async fn start() -> EchoUpstream {
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .expect("bind echo upstream");
-        let addr = listener.local_addr().expect("echo upstream address");
-        let app = Router::new().fallback(echo);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        EchoUpstream { addr, task }
-    }
-
-    /// Where nginx should proxy to (`{{UPSTREAM}}`).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for EchoUpstream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn echo(request: Request) -> Response {
-    let headers = request.headers();
-    let mut all = BTreeMap::new();
-    for (name, value) in headers {
-        all.entry(name.as_str().to_owned())
-            .or_insert_with(Vec::new)
-            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
-    }
-    let wants_json = header_str(headers, header::ACCEPT.as_str()).contains("application/json");
-    if wants_json {
-        let body = serde_json::json!({
-            "method": request.method().as_str(),
-            "uri": request.uri().to_string(),
-            "host": header_str(headers, "host"),
-            "headers": all,
-        });
-        return axum::Json(body).into_response();
-    }
-    let rows: String = IDENTITY_HEADERS
-        .iter()
-        .map(|h| {
-            format!(
-                "<tr><th>{h}</th><td id=\"{h}\">{}</td></tr>",
-                escape(&header_str(headers, h))
-            )
-        })
-        .collect();
-    Html(format!(
-        "<!doctype html><title>echo upstream</title>\
-         <h1>Hello, {who}</h1><p id=\"uri\">{uri}</p><table>{rows}</table>",
-        who = escape(&header_str(headers, "x-auth-request-email")),
-        uri = escape(&request.uri().to_string()),
-    ))
-    .into_response()
-}
-
-fn header_str(headers: &HeaderMap, name: &str) -> String {
-    headers
-        .get_all(name)
-        .iter()
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

@@ -1,7 +1,7 @@
 //! A throw-away certificate authority for one test: LDAPS for slapd, HTTPS
 //! for nginx, trusted by Dex (`rootCA`), by reqwest and by Chromium.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -88,4 +88,22 @@ fn dn(common_name: &str) -> DistinguishedName {
     dn.push(DnType::OrganizationName, "authgate end-to-end tests");
     dn.push(DnType::CommonName, common_name);
     dn
+}
+
+/// An HTTPS client that trusts `ca_pem`, resolves each of `hosts` to
+/// `addr` (the proxy under test), and does not follow redirects, so a test
+/// sees every 302 itself.
+pub fn https_client(
+    ca_pem: &str,
+    hosts: impl IntoIterator<Item = String>,
+    addr: SocketAddr,
+) -> openidconnect::reqwest::Client {
+    use openidconnect::reqwest;
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA PEM"));
+    for host in hosts {
+        builder = builder.resolve(&host, addr);
+    }
+    builder.build().expect("build HTTP client")
 }

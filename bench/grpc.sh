@@ -1,0 +1,167 @@
+# The gRPC part of bench/run.sh (sourced by it, not run alone): Envoy's
+# ext_authz `Check` against authgate's gRPC listener and against the bare
+# tonic handler (examples/bare_authz.rs), with ghz, in the same run.
+#
+#   bench/run.sh grpc     only this part; replaces its section of BENCHMARKS.md
+#
+# Uses from run.sh: start, wait_for_port, log, die, $WORK, $CACHE_DIR,
+# $REPO_ROOT, $P_GRPC, $APP_HOST, $AG_COOKIE, $ROUNDS, $DURATION, $WARMUP,
+# $CONNECTIONS.
+# shellcheck shell=bash disable=SC2154
+
+GRPC_MARK_BEGIN='<!-- bench/grpc.sh: begin -->'
+GRPC_MARK_END='<!-- bench/grpc.sh: end -->'
+# HTTP/2 connections ghz spreads its $CONNECTIONS concurrent calls over
+# (Envoy keeps a few per worker to its ext_authz cluster).
+GRPC_H2_CONNECTIONS="${BENCH_GRPC_CONNECTIONS:-4}"
+
+# build_grpc_tools: ghz (bench/ghz/go.mod) and grpcurl (the version
+# scripts/test.sh pins, same cache), for the status check before the load.
+build_grpc_tools() {
+    GHZ_BIN="$(build_go_tool ghz github.com/bojand/ghz/cmd/ghz main.version)"
+    local version
+    version="$(awk -F= '$1 == "GRPCURL_VERSION" { print $2 }' "$REPO_ROOT/scripts/test.sh")"
+    [[ -n "$version" ]] || die "cannot read GRPCURL_VERSION from scripts/test.sh"
+    GRPCURL_BIN="$CACHE_DIR/grpcurl-$version/grpcurl"
+    if [[ ! -x "$GRPCURL_BIN" ]]; then
+        log "building grpcurl $version (first run only)"
+        mkdir -p "$(dirname "$GRPCURL_BIN")"
+        GOBIN="$(dirname "$GRPCURL_BIN")" go install -trimpath \
+            "github.com/fullstorydev/grpcurl/cmd/grpcurl@$version" || die "building grpcurl failed"
+    fi
+}
+
+# start_bare_authz: the bare handler on $P_BARE, core 1 like the servers.
+start_bare_authz() {
+    P_BARE=$((PORT_BASE + 8))
+    port_busy "$P_BARE" && die "port $P_BARE is in use (set BENCH_PORT_BASE)"
+    log "starting the bare Check handler on :$P_BARE (core 1)"
+    start bare-authz 1 "$BARE_AUTHZ_BIN" "127.0.0.1:$P_BARE"
+    wait_for_port bare-authz "$P_BARE" "$PID_bare_authz"
+}
+
+# The CheckRequest both servers get: what Envoy sends for a browser's GET of
+# the benchmarked host, with alice's session cookie.
+grpc_request() {
+    jq -cn --arg host "$APP_HOST" --arg cookie "$AG_COOKIE" '{attributes: {request: {http: {
+        method: "GET", scheme: "http", host: $host, path: "/hello.txt",
+        headers: {cookie: $cookie, accept: "text/html", "user-agent": "bench"}}}}}'
+}
+
+# check_grpc_answer PORT: one Check through grpcurl; the answer must be an
+# allow (status code 0) with alice's identity headers.
+check_grpc_answer() {
+    local out
+    out="$(grpc_request | timeout 10 "$GRPCURL_BIN" -plaintext -emit-defaults \
+        -protoset "$REPO_ROOT/src/grpc/envoy_authz.protoset" -d @ \
+        "127.0.0.1:$1" envoy.service.auth.v3.Authorization/Check)" || die "Check on :$1 failed"
+    jq -e '.status.code == 0 and
+        ([.okResponse.headers[].header | select(.key == "x-auth-request-email") | .value] == ["alice@example.com"])' \
+        <<<"$out" >/dev/null || die "Check on :$1 is not alice's allow: $out"
+}
+
+# run_ghz NAME PORT ROUND: warm-up, then the measured run; appends
+# name round rps p50 p99 ok errors cpu_s cpu_us_per_call to $WORK/grpc.tsv.
+run_ghz() {
+    local name="$1" port="$2" round="$3" pid="$4"
+    local ghz=(taskset -c 0 timeout $((DURATION + WARMUP + 60)) "$GHZ_BIN" --insecure
+        --protoset "$REPO_ROOT/src/grpc/envoy_authz.protoset"
+        --call envoy.service.auth.v3.Authorization/Check
+        -c "$CONNECTIONS" --connections "$GRPC_H2_CONNECTIONS" -d "$(grpc_request)")
+    "${ghz[@]}" -z "${WARMUP}s" -O json "127.0.0.1:$port" >/dev/null || die "ghz warm-up on $name failed"
+    local before after out
+    before="$(cpu_ticks "$pid")"
+    out="$("${ghz[@]}" -z "${DURATION}s" -O json "127.0.0.1:$port")" || die "ghz on $name failed"
+    after="$(cpu_ticks "$pid")"
+    jq -r --arg n "$name" --arg r "$round" --arg t $((after - before)) --arg k "$CLK_TCK" '
+        (.latencyDistribution // []) as $d
+        | def pct(p): ([$d[] | select(.percentage == p) | .latency][0] // 0) / 1000 | floor;
+        (($t | tonumber) / ($k | tonumber)) as $cpu
+        | [$n, $r, (.rps | floor), pct(50), pct(99), (.statusCodeDistribution.OK // 0),
+           ((.count // 0) - (.statusCodeDistribution.OK // 0)),
+           ($cpu * 100 | round / 100), (if .count > 0 then ($cpu * 1e6 / .count * 10 | round / 10) else 0 end)]
+        | @tsv' <<<"$out" >>"$WORK/grpc.tsv"
+    log "$(awk -F'\t' -v n="$name" -v r="$round" '$1 == n && $2 == r {
+        printf "%-16s round %s: %7d calls/s  p50 %5d µs  p99 %6d µs  cpu %s s  errors %s", n, r, $3, $4, $5, $8, $7 }' \
+        "$WORK/grpc.tsv")"
+}
+
+# run_grpc_bench: $ROUNDS rounds, bare and authgate alternating first.
+run_grpc_bench() {
+    check_grpc_answer "$P_BARE"
+    check_grpc_answer "$P_GRPC"
+    : >"$WORK/grpc.tsv"
+    local round
+    for ((round = 1; round <= ROUNDS; round++)); do
+        if ((round % 2)); then
+            run_ghz bare "$P_BARE" "$round" "$PID_bare_authz"
+            run_ghz authgate "$P_GRPC" "$round" "$PID_authgate"
+        else
+            run_ghz authgate "$P_GRPC" "$round" "$PID_authgate"
+            run_ghz bare "$P_BARE" "$round" "$PID_bare_authz"
+        fi
+    done
+}
+
+# grpc_median NAME COLUMN
+grpc_median() {
+    awk -F'\t' -v c="$1" -v f="$2" '$1 == c { print $f }' "$WORK/grpc.tsv" \
+        | sort -g | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : 0 }'
+}
+
+# grpc_section: the report's gRPC section (markdown, between the markers).
+grpc_section() {
+    local ag bare r c
+    ag="$(grpc_median authgate 3)"
+    bare="$(grpc_median bare 3)"
+    r="$(ratio "$ag" "$bare")"
+    c="$(ratio "$(grpc_median bare 9)" "$(grpc_median authgate 9)")"
+    cat <<EOF
+$GRPC_MARK_BEGIN
+## Envoy ext_authz over gRPC (ghz, $CONNECTIONS concurrent calls, ${DURATION} s per case)
+
+Run: $(date -u '+%Y-%m-%d %H:%M UTC'), authgate $(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown); load average before / after: $GRPC_LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg).
+
+The same \`CheckRequest\` (a browser's GET of the last of $ROUTES routes,
+alice's session cookie from a real login) sent by ghz $("$GHZ_BIN" --version 2>&1 | head -n1)
+over $GRPC_H2_CONNECTIONS HTTP/2 connections to authgate's gRPC listener and to
+\`examples/bare_authz.rs\`: the same stack (tonic, envoy-types, tokio)
+answering every call with OK and alice's identity headers without looking at
+the request. Both checked with grpcurl to answer alice's allow first.
+Servers on core 1, ghz on core 0 (taskset). Medians of $ROUNDS rounds, the
+order alternating.
+
+| ratio | value | target | |
+| --- | ---: | ---: | --- |
+| authgate / bare handler, calls per second | $r | ≥ 0.85 | $(verdict "$r" ">=" 0.85) |
+| authgate / bare handler, calls per CPU second | $c | (≥ 0.85) | $(verdict "$c" ">=" 0.85) |
+
+| server | calls/s | p50 µs | p99 µs | CPU µs/call | errors |
+| --- | ---: | ---: | ---: | ---: | ---: |
+| bare handler | $bare | $(grpc_median bare 4) | $(grpc_median bare 5) | $(grpc_median bare 9) | $(grpc_median bare 7) |
+| authgate | $ag | $(grpc_median authgate 4) | $(grpc_median authgate 5) | $(grpc_median authgate 9) | $(grpc_median authgate 7) |
+
+Every round:
+
+| server | round | calls/s | p50 µs | p99 µs | CPU s |
+| --- | ---: | ---: | ---: | ---: | ---: |
+$(sort -t$'\t' -k1,1 -k2,2n "$WORK/grpc.tsv" | awk -F'\t' '{ printf "| %s | %s | %d | %d | %d | %s |\n", $1, $2, $3, $4, $5, $8 }')
+$GRPC_MARK_END
+EOF
+}
+
+# splice_grpc_section FILE: replaces the section between the markers in
+# FILE, or appends it.
+splice_grpc_section() {
+    local file="$1" section="$WORK/grpc.md"
+    grpc_section >"$section"
+    if [[ -f "$file" ]] && grep -qF "$GRPC_MARK_BEGIN" "$file"; then
+        awk -v b="$GRPC_MARK_BEGIN" -v e="$GRPC_MARK_END" -v s="$section" '
+            $0 == b { while ((getline line < s) > 0) print line; skip = 1; next }
+            $0 == e { skip = 0; next }
+            !skip' "$file" >"$file.tmp" && mv "$file.tmp" "$file"
+    else
+        { printf '\n'; cat "$section"; } >>"$file"
+    fi
+    log "wrote the gRPC section of $file"
+}

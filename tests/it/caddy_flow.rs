@@ -1,0 +1,235 @@
+//! Real Caddy, started from `examples/caddy/Caddyfile`, with `forward_auth`
+//! to authgate's `/forward-auth` in front of the echo upstream, authgate as
+//! its login host, and the in-process provider. Unlike nginx, Caddy hands
+//! authgate's non-2xx answers to the client as they are, so the browser's
+//! redirect, the program's 401 and the 403 all come from authgate itself.
+
+use tokio::net::TcpListener;
+use url::Url;
+
+use crate::fixture::{COOKIE, Stack, header, route, session_cookie, set_cookies};
+use crate::support::caddy::{Caddy, CaddyOptions};
+use crate::support::nginx::DOMAIN;
+use crate::support::tls::TestCa;
+use crate::support::upstream::EchoUpstream;
+
+/// What Chromium sends for a page load.
+const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+
+struct Site {
+    stack: Stack,
+    caddy: Caddy,
+    _upstream: EchoUpstream,
+    client: openidconnect::reqwest::Client,
+}
+
+async fn site() -> Site {
+    let ca = TestCa::new("authgate caddy test CA");
+    let upstream = EchoUpstream::start().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let caddy = Caddy::start(CaddyOptions {
+        authgate: listener.local_addr().expect("addr"),
+        upstream: upstream.addr(),
+        ca: &ca,
+        domain: DOMAIN,
+    })
+    .await;
+    let login_base = caddy.url("auth", "");
+    let routes = vec![route(0, &caddy.url("app", ""), None, &["devops"])];
+    let stack = Stack::start_on(listener, routes, |config| {
+        config.authenticate_service_url = Url::parse(&login_base).expect("login base");
+        config.cookie.domain = Some(DOMAIN.to_owned());
+        config.cookie.secure = true;
+        // Caddy talks to authgate from loopback: its X-Forwarded-* count.
+        config
+            .trusted_proxies
+            .push("127.0.0.1/32".parse().expect("cidr"));
+    })
+    .await;
+    let client = caddy.http_client();
+    Site {
+        stack,
+        caddy,
+        _upstream: upstream,
+        client,
+    }
+}
+
+impl Site {
+    /// A GET through Caddy with `accept`, the `cookies`, and identity
+    /// headers a client made up to pass itself off as someone else.
+    async fn get(
+        &self,
+        url: &str,
+        accept: &str,
+        cookies: &[String],
+    ) -> openidconnect::reqwest::Response {
+        let mut request = self
+            .client
+            .get(url)
+            .header("Accept", accept)
+            .header("X-Auth-Request-User", "mallory")
+            .header("X-Auth-Request-Email", "mallory@evil.test")
+            .header("X_Auth_Request_Groups", "admins");
+        if !cookies.is_empty() {
+            request = request.header("Cookie", cookies.join("; "));
+        }
+        request.send().await.expect("request through Caddy")
+    }
+
+    /// The login through Caddy as a browser: protected URL → 302 to
+    /// sign-in → provider → callback → back on the URL. Returns the session
+    /// cookie (`name=value`).
+    async fn login(&self, url: &str, user: &str) -> String {
+        let response = self.get(url, BROWSER_ACCEPT, &[]).await;
+        assert_eq!(response.status(), 302, "{}", self.caddy.log());
+        let sign_in = header(&response, "location");
+        assert!(
+            sign_in.starts_with(&self.caddy.url("auth", "/oauth2/start?rd=")),
+            "{sign_in}"
+        );
+        let response = self.get(&sign_in, BROWSER_ACCEPT, &[]).await;
+        assert_eq!(response.status(), 302, "{}", self.caddy.log());
+        let provider = header(&response, "location");
+        let login_cookie = set_cookies(&response)
+            .into_iter()
+            .find(|(name, _)| name.starts_with("_authgate_login_"))
+            .map(|(n, v)| format!("{n}={v}"))
+            .expect("login cookie");
+        let password = user.split('@').next().unwrap_or(user);
+        let callback = self.stack.provider_login(&provider, user, password).await;
+        assert!(callback.starts_with(&self.caddy.url("auth", "/oauth2/callback?")));
+        let response = self.get(&callback, BROWSER_ACCEPT, &[login_cookie]).await;
+        assert_eq!(response.status(), 302, "{}", self.caddy.log());
+        assert_eq!(
+            header(&response, "location"),
+            url,
+            "back on exactly that URL"
+        );
+        let line = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|l| l.starts_with("_authgate="))
+            .expect("session cookie")
+            .to_owned();
+        assert!(line.contains(&format!("Domain={DOMAIN}")), "{line}");
+        assert!(line.contains("Secure"), "{line}");
+        format!("{COOKIE}={}", session_cookie(&response).expect("cookie"))
+    }
+
+    /// What the upstream saw for a signed-in JSON request to `url`.
+    async fn echoed(&self, url: &str, cookie: &str) -> serde_json::Value {
+        let response = self
+            .get(url, "application/json", &[cookie.to_owned()])
+            .await;
+        assert_eq!(response.status(), 200, "{}", self.caddy.log());
+        serde_json::from_str(&response.text().await.expect("body")).expect("echo json")
+    }
+}
+
+/// A browser without a session is sent to sign in; after the login through
+/// Caddy the upstream sees authgate's identity headers and none of the
+/// client's forged ones (neither the exact name nor the underscore variant).
+#[tokio::test]
+async fn caddy_signs_in_and_upstream_sees_identity() {
+    let site = site().await;
+    let url = site.caddy.url("app", "/some/path?q=1");
+    let cookie = site.login(&url, "alice@example.com").await;
+    let seen = site.echoed(&url, &cookie).await;
+    let headers = &seen["headers"];
+    assert_eq!(
+        headers["x-auth-request-email"],
+        serde_json::json!(["alice@example.com"])
+    );
+    assert_eq!(
+        headers["x-auth-request-preferred-username"],
+        serde_json::json!(["alice"])
+    );
+    assert_eq!(
+        headers["x-auth-request-groups"],
+        serde_json::json!(["devops,admins"])
+    );
+    let user = &headers["x-auth-request-user"];
+    assert_eq!(user.as_array().map(Vec::len), Some(1), "{headers}");
+    assert_ne!(user[0], "mallory", "{headers}");
+    let names: Vec<&String> = headers.as_object().expect("headers").keys().collect();
+    assert!(
+        names.iter().all(|n| !n.contains('_')),
+        "an underscore header reached the app: {names:?}"
+    );
+    assert_eq!(seen["uri"], "/some/path?q=1");
+}
+
+/// A program without a session gets authgate's 401 (with
+/// `WWW-Authenticate`), not a redirect it cannot follow, and the upstream
+/// is never reached.
+#[tokio::test]
+async fn caddy_answers_401_to_programs() {
+    let site = site().await;
+    let response = site
+        .get(
+            &site.caddy.url("app", "/api/items"),
+            "application/json",
+            &[],
+        )
+        .await;
+    assert_eq!(response.status(), 401, "{}", site.caddy.log());
+    assert!(header(&response, "www-authenticate").starts_with("Bearer"));
+    assert_eq!(response.text().await.expect("body"), "sign-in required\n");
+}
+
+/// A browser that POSTs without a session is sent on with 303 (so it
+/// follows with a GET), though Caddy asks authgate with a GET: the method
+/// comes from `X-Forwarded-Method`.
+#[tokio::test]
+async fn caddy_post_without_session_gets_303() {
+    let site = site().await;
+    let response = site
+        .client
+        .post(site.caddy.url("app", "/form"))
+        .header("Accept", BROWSER_ACCEPT)
+        .body("a=1")
+        .send()
+        .await
+        .expect("POST through Caddy");
+    assert_eq!(response.status(), 303, "{}", site.caddy.log());
+    assert!(header(&response, "location").contains("/oauth2/start?rd="));
+}
+
+/// A signed-in user outside the route's group gets 403 from Caddy.
+#[tokio::test]
+async fn caddy_denies_user_outside_group() {
+    let site = site().await;
+    let url = site.caddy.url("app", "/");
+    let cookie = site.login(&url, "bob@example.com").await;
+    let response = site.get(&url, "application/json", &[cookie]).await;
+    assert_eq!(response.status(), 403, "{}", site.caddy.log());
+    assert_eq!(response.text().await.expect("body"), "forbidden\n");
+}
+
+/// Sign-out through Caddy ends the session: the old cookie replayed by hand
+/// sends the browser to sign in again and gets a program 401.
+#[tokio::test]
+async fn caddy_sign_out_and_replay() {
+    let site = site().await;
+    let url = site.caddy.url("app", "/");
+    let cookie = site.login(&url, "alice@example.com").await;
+    site.echoed(&url, &cookie).await;
+    let response = site
+        .get(
+            &site.caddy.url("auth", "/oauth2/sign_out"),
+            BROWSER_ACCEPT,
+            std::slice::from_ref(&cookie),
+        )
+        .await;
+    assert_eq!(response.status(), 200, "{}", site.caddy.log());
+    let response = site
+        .get(&url, BROWSER_ACCEPT, std::slice::from_ref(&cookie))
+        .await;
+    assert_eq!(response.status(), 302);
+    assert!(header(&response, "location").contains("/oauth2/start?rd="));
+    let response = site.get(&url, "application/json", &[cookie]).await;
+    assert_eq!(response.status(), 401);
+}
