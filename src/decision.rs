@@ -9,9 +9,11 @@
 //! session comes from the local cache, the policy is compiled.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::{HeaderName, HeaderValue};
 
+use crate::metrics::{DecisionMetrics, FrontEnd, Metrics};
 use crate::policy::{DenyReason, Policy, RouteId, Target, TargetError, Verdict};
 use crate::refresh::Refresher;
 use crate::session::{SessionRecord, Sessions};
@@ -41,6 +43,15 @@ pub struct Request<'a, C> {
     /// Values of every cookie carrying the session cookie's name (a browser
     /// may hold a host-only and a domain cookie of the same name).
     pub session_cookies: C,
+}
+
+/// Who asked, for the metrics and the log line of a decision.
+#[derive(Clone, Copy, Debug)]
+pub struct Asker<'a> {
+    pub front_end: FrontEnd,
+    /// The proxy's request id (`X-Request-Id`: nginx `$request_id`, Envoy's
+    /// `x-request-id`), see [`crate::telemetry::request_id`].
+    pub request_id: Option<&'a str>,
 }
 
 /// Why a request was refused.
@@ -119,6 +130,8 @@ pub struct Decider {
     refresher: Option<Refresher>,
     /// `<login host>/oauth2/start?rd=`, to which the return URL is appended.
     sign_in_prefix: String,
+    /// This policy's decision counters (none: not recorded).
+    metrics: Option<DecisionMetrics>,
 }
 
 impl Decider {
@@ -131,7 +144,14 @@ impl Decider {
             sessions,
             refresher: None,
             sign_in_prefix,
+            metrics: None,
         }
+    }
+
+    /// Counts the decisions of [`Decider::decide_for`] in `metrics`.
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Decider {
+        self.metrics = Some(DecisionMetrics::new(metrics, &self.policy));
+        self
     }
 
     /// Refreshes sessions whose refresh is due before deciding with them.
@@ -144,24 +164,55 @@ impl Decider {
         &self.policy
     }
 
-    /// Decides one request.
+    /// Decides a proxy's question and records it: counted in the metrics
+    /// with its latency, and logged (a refusal at info, the rest at debug).
+    /// Every front end calls this; [`Decider::decide`] alone is for pages
+    /// that explain a decision already counted.
+    pub async fn decide_for<'a, C>(&self, asker: Asker<'_>, request: Request<'a, C>) -> Decision
+    where
+        C: IntoIterator<Item = &'a str>,
+    {
+        let started = Instant::now();
+        let (target, decision) = match request.target {
+            Ok(target) => {
+                let decision = self.decide_target(&target, request.session_cookies).await;
+                (Some(target), decision)
+            }
+            Err(error) => (None, Decider::bad_target(error)),
+        };
+        if let Some(metrics) = &self.metrics {
+            metrics.record(asker.front_end, &decision, started.elapsed());
+        }
+        crate::telemetry::log_decision(&self.policy, asker, target.as_ref(), &decision);
+        decision
+    }
+
+    /// Decides one request, without recording it.
     pub async fn decide<'a, C>(&self, request: Request<'a, C>) -> Decision
     where
         C: IntoIterator<Item = &'a str>,
     {
-        let target = match request.target {
-            Ok(target) => target,
-            Err(error) => {
-                tracing::debug!(%error, "refused: unusable original URL");
-                return Decision::Deny {
-                    route: None,
-                    session: None,
-                    reason: Refusal::BadTarget,
-                };
-            }
-        };
+        match request.target {
+            Ok(target) => self.decide_target(&target, request.session_cookies).await,
+            Err(error) => Decider::bad_target(error),
+        }
+    }
+
+    fn bad_target(error: TargetError) -> Decision {
+        tracing::debug!(%error, "refused: unusable original URL");
+        Decision::Deny {
+            route: None,
+            session: None,
+            reason: Refusal::BadTarget,
+        }
+    }
+
+    async fn decide_target<'a, C>(&self, target: &Target<'_>, session_cookies: C) -> Decision
+    where
+        C: IntoIterator<Item = &'a str>,
+    {
         let mut session = None;
-        for value in request.session_cookies {
+        for value in session_cookies {
             let resolved = match (self.sessions.resolve(value).await, &self.refresher) {
                 // Not due: a comparison, no I/O.
                 (Ok(Some(resolved)), Some(refresher)) => refresher.check(resolved).await,
@@ -180,7 +231,7 @@ impl Decider {
             }
         }
         let identity = session.as_deref().map(|s| &s.identity);
-        match self.policy.evaluate(&target, identity) {
+        match self.policy.evaluate(target, identity) {
             Verdict::Allow { route } | Verdict::Public { route } => Decision::Allow {
                 route,
                 pass_identity_headers: self.policy.pass_identity_headers(route),

@@ -18,7 +18,9 @@
 //! - [`devidp`]: the development OpenID provider behind `authgate demo`.
 //! - [`demo`]: `authgate demo`, wiring the development provider.
 //! - [`server`]: wires the parts and runs the listeners.
-//! - [`identity`], [`clock`], [`telemetry`]: shared small pieces.
+//! - [`metrics`]: the Prometheus series behind `/metrics`.
+//! - [`telemetry`]: log setup and the log lines of decisions.
+//! - [`identity`], [`clock`]: shared small pieces.
 
 pub mod clock;
 pub mod config;
@@ -28,6 +30,7 @@ pub mod devidp;
 pub mod grpc;
 pub mod http;
 pub mod identity;
+pub mod metrics;
 pub mod oidc;
 pub mod policy;
 pub mod redirect;

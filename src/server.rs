@@ -13,6 +13,8 @@ use url::Url;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::decision::Decider;
+use crate::http::pages::{Pages, PagesError};
+use crate::metrics::Metrics;
 use crate::oidc::{Oidc, OidcError};
 use crate::policy::Policy;
 use crate::redirect::RedirectRules;
@@ -30,6 +32,8 @@ pub enum ServerError {
     Store(String),
     #[error(transparent)]
     Oidc(#[from] OidcError),
+    #[error("templates: {0}")]
+    Templates(#[from] PagesError),
 }
 
 /// Everything a request handler needs; immutable, shared by `Arc`.
@@ -40,6 +44,10 @@ pub struct App {
     pub oidc: Arc<Oidc>,
     pub redirects: RedirectRules,
     pub clock: SharedClock,
+    /// Outlives a configuration reload: pass it to the next [`App`].
+    pub metrics: Arc<Metrics>,
+    /// The pages people see, from `templates_dir` or built in.
+    pub pages: Pages,
     login_base: String,
 }
 
@@ -58,6 +66,19 @@ impl App {
         store: Arc<dyn SessionStore>,
         clock: SharedClock,
     ) -> Result<Arc<App>, ServerError> {
+        App::with_parts(config, store, clock, Arc::new(Metrics::new()))
+    }
+
+    /// Assembles the service around a given store, counting into
+    /// `metrics` (a reload passes the running instance's, so the series
+    /// continue).
+    pub fn with_parts(
+        config: Config,
+        store: Arc<dyn SessionStore>,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<App>, ServerError> {
+        let pages = Pages::load(config.templates_dir.as_deref())?;
         let policy = Policy::compile(&config.routes).map_err(|errors| {
             ServerError::Policy(
                 errors
@@ -94,9 +115,11 @@ impl App {
             oidc.clone(),
             clock.clone(),
             RefreshPolicy::new(config.refresh_interval),
-        );
+        )
+        .with_metrics(metrics.clone());
         let decider = Decider::new(policy, sessions.clone(), &config.authenticate_service_url)
-            .with_refresher(refresher);
+            .with_refresher(refresher)
+            .with_metrics(&metrics);
         Ok(Arc::new(App {
             config,
             decider,
@@ -104,6 +127,8 @@ impl App {
             oidc,
             redirects,
             clock,
+            metrics,
+            pages,
             login_base,
         }))
     }
@@ -124,7 +149,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let oidc = app.oidc.clone();
-    let discovery = tokio::spawn(async move { oidc.discover_until_ready().await });
+    let metrics = app.metrics.clone();
+    let discovery = tokio::spawn(async move { oidc.discover_until_ready(&metrics).await });
     // With Redis: drop cached sessions that another replica signed out or
     // refreshed.
     let changes = app.sessions.follow_changes();
@@ -140,6 +166,18 @@ pub async fn run(
         changes.abort();
     }
     served
+}
+
+/// Serves only `/metrics` on `listener` (`metrics_address`) until
+/// `shutdown` resolves.
+pub async fn run_metrics(
+    metrics: Arc<Metrics>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, crate::http::metrics_router(metrics))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serves HTTP on `http` and Envoy's gRPC `Check` on `grpc` until

@@ -27,6 +27,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::decision::{self, Client};
 use crate::http::forward_auth::DirectAnswer;
+use crate::metrics::FrontEnd;
 use crate::policy::{Target, TargetError};
 use crate::server::App;
 
@@ -64,13 +65,20 @@ impl AuthzService {
             .and_then(|r| r.http.as_ref());
         let Some(http) = http else {
             tracing::debug!("Check without attributes.request.http: refused");
+            let asker = decision::Asker {
+                front_end: FrontEnd::Grpc,
+                request_id: None,
+            };
             let decision = self
                 .app
                 .decider
-                .decide(decision::Request {
-                    target: Err(TargetError::Missing),
-                    session_cookies: std::iter::empty(),
-                })
+                .decide_for(
+                    asker,
+                    decision::Request {
+                        target: Err(TargetError::Missing),
+                        session_cookies: std::iter::empty(),
+                    },
+                )
                 .await;
             return check_response(DirectAnswer::new(&decision, Client::Program, true));
         };
@@ -81,13 +89,22 @@ impl AuthzService {
             Target::from_parts(&http.scheme, &http.host, &http.path)
         };
         let cookie_name = self.app.config.cookie.name.as_str();
+        let asker = decision::Asker {
+            front_end: FrontEnd::Grpc,
+            request_id: crate::telemetry::request_id(
+                headers.get("x-request-id").map(str::as_bytes),
+            ),
+        };
         let decision = self
             .app
             .decider
-            .decide(decision::Request {
-                target,
-                session_cookies: headers.cookie_values(cookie_name),
-            })
+            .decide_for(
+                asker,
+                decision::Request {
+                    target,
+                    session_cookies: headers.cookie_values(cookie_name),
+                },
+            )
             .await;
         let client = Client::classify(|name| headers.get(name));
         let safe =

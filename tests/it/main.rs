@@ -16,5 +16,8 @@ mod forward_auth;
 mod grpc_authz;
 mod grpcurl;
 mod login_flow;
+mod logs;
+mod metrics;
 mod nginx_flow;
+mod pages;
 mod sessions;

@@ -10,14 +10,18 @@ use crate::fixture::{COOKIE, Stack, header, route, session_cookie, set_cookies};
 use crate::support::nginx::{DOMAIN, EchoUpstream, Nginx, NginxOptions};
 use crate::support::tls::TestCa;
 
-struct Site {
-    stack: Stack,
-    nginx: Nginx,
+/// nginx from the example config in front of the echo upstream and the
+/// in-process stack; `hello` is the route `route-0`, for group `devops`.
+pub(crate) struct Site {
+    pub stack: Stack,
+    pub nginx: Nginx,
     _upstream: EchoUpstream,
     client: openidconnect::reqwest::Client,
+    /// The CA of nginx's certificate, for a browser to trust.
+    pub ca: TestCa,
 }
 
-async fn site() -> Site {
+pub(crate) async fn site() -> Site {
     let ca = TestCa::new("authgate nginx test CA");
     let upstream = EchoUpstream::start().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -42,6 +46,7 @@ async fn site() -> Site {
         nginx,
         _upstream: upstream,
         client,
+        ca,
     }
 }
 
