@@ -350,7 +350,9 @@ impl Pages {
     /// this response's stylesheet. A custom template that fails now (it
     /// rendered at startup) falls back to the built-in page.
     pub fn render(&self, view: &View) -> Response {
-        let nonce = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 18]>());
+        // URL-safe base64: nothing for the HTML escaper to touch.
+        let nonce =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 18]>());
         let html = self
             .custom
             .as_ref()

@@ -1,9 +1,16 @@
 //! What authgate logs over a whole login and a few decisions, captured from
 //! the real subscriber (JSON lines, authgate at trace): the lines operators
 //! rely on are there with their fields, and no secret ever is.
+//!
+//! The subscriber is installed globally, once for the test binary, and
+//! writes only what is logged on a thread that asked for a capture: a
+//! scoped (`set_default`) subscriber would miss events whose callsite
+//! another test's thread registered first (tracing caches callsite interest
+//! process-wide).
 
+use std::cell::RefCell;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 
 use authgate::config::LogFormat;
 use tracing_subscriber::EnvFilter;
@@ -24,7 +31,44 @@ impl Write for Captured {
     }
 }
 
+thread_local! {
+    static CAPTURE: RefCell<Option<Captured>> = const { RefCell::new(None) };
+}
+
+/// Writes to this thread's capture, if any; drops everything else.
+struct ThreadWriter;
+
+impl Write for ThreadWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|capture| match capture.borrow_mut().as_mut() {
+            Some(captured) => captured.write(bytes),
+            None => Ok(bytes.len()),
+        })
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Captured {
+    /// Captures what this thread logs from now on, authgate at trace,
+    /// with the formatter `log_format: json` uses.
+    fn this_thread() -> Captured {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| {
+            let subscriber = authgate::telemetry::subscriber(
+                LogFormat::Json,
+                EnvFilter::new("authgate=trace,info"),
+                || ThreadWriter,
+            );
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in the test binary");
+        });
+        let captured = Captured::default();
+        CAPTURE.with(|capture| *capture.borrow_mut() = Some(captured.clone()));
+        captured
+    }
+
     fn lines(&self) -> Vec<serde_json::Value> {
         let bytes = self.0.lock().expect("log buffer").clone();
         String::from_utf8(bytes)
@@ -48,14 +92,7 @@ fn find<'l>(lines: &'l [serde_json::Value], message: &str) -> Vec<&'l serde_json
 // The server's tasks run on this one thread, where the capture is installed.
 #[tokio::test(flavor = "current_thread")]
 async fn logs_say_what_happened_and_no_secret() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = authgate::telemetry::subscriber(
-        LogFormat::Json,
-        EnvFilter::new("authgate=trace,info"),
-        move || writer.clone(),
-    );
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let captured = Captured::this_thread();
 
     let stack = Stack::start().await;
     let rd = "https://app.example.test/admin?token=app-query-secret";
