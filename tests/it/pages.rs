@@ -17,8 +17,22 @@ use crate::nginx_flow::site;
 use crate::support::browser::{Browser, BrowserOptions};
 use crate::support::nginx::DOMAIN;
 
-/// Saves the page as `tests/screenshots/<page>.png` and checks it was.
+/// Saves the page as `tests/screenshots/<page>.png` and checks it was, and
+/// that the stylesheet applied: the CSP admitted it by its nonce (a
+/// refused one leaves `main` transparent).
 async fn shoot(browser: &Browser, page: &str) {
+    let background = browser
+        .client()
+        .execute(
+            "return getComputedStyle(document.querySelector('main')).backgroundColor",
+            Vec::new(),
+        )
+        .await
+        .expect("computed style");
+    assert_eq!(
+        background, "rgb(255, 255, 255)",
+        "{page}: stylesheet refused?"
+    );
     let path = browser.screenshot(page).await;
     assert!(
         path.as_ref().is_some_and(|p| p.is_file()),
