@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use http::{HeaderName, HeaderValue};
@@ -17,6 +18,7 @@ use serde_json::Value;
 
 use crate::assertion::{AssertionSigner, Subject};
 use crate::bearer::{BearerError, BearerVerifier};
+use crate::metrics::{DecisionMetrics, FrontEnd, Metrics};
 use crate::policy::{ClaimHeaders, DenyReason, Policy, RouteId, Target, TargetError, Verdict};
 use crate::refresh::Refresher;
 use crate::session::{SessionRecord, Sessions};
@@ -68,6 +70,15 @@ pub fn is_preflight<'h>(method: Option<&str>, header: impl Fn(&str) -> Option<&'
     method == Some("OPTIONS")
         && header("origin").is_some()
         && header("access-control-request-method").is_some()
+}
+
+/// Who asked, for the metrics and the log line of a decision.
+#[derive(Clone, Copy, Debug)]
+pub struct Asker<'a> {
+    pub front_end: FrontEnd,
+    /// The proxy's request id (`X-Request-Id`: nginx `$request_id`, Envoy's
+    /// `x-request-id`), see [`crate::telemetry::request_id`].
+    pub request_id: Option<&'a str>,
 }
 
 /// Why a request was refused.
@@ -206,11 +217,16 @@ fn scalar_text(value: &Value) -> Option<String> {
     }
 }
 
+/// The policy in force and its decision counters, swapped together on a
+/// reload (the counters are resolved per route of that policy).
+struct InForce {
+    policy: Arc<Policy>,
+    metrics: Option<DecisionMetrics>,
+}
+
 /// Makes decisions from the compiled policy and the sessions.
 pub struct Decider {
-    /// Swapped whole by a config reload; each decision loads it once, so a
-    /// request in flight finishes with the policy it started with.
-    policy: ArcSwap<Policy>,
+    in_force: ArcSwap<InForce>,
     sessions: Arc<Sessions>,
     /// Re-validates due sessions with the provider (none: never).
     refresher: Option<Refresher>,
@@ -220,6 +236,8 @@ pub struct Decider {
     signer: Option<Arc<AssertionSigner>>,
     /// Verifies Bearer tokens (none: `Authorization` is ignored).
     bearer: Option<Arc<BearerVerifier>>,
+    /// Where decisions are counted (none: not recorded).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Decider {
@@ -228,12 +246,16 @@ impl Decider {
         let mut sign_in_prefix = login_base.as_str().trim_end_matches('/').to_owned();
         sign_in_prefix.push_str("/oauth2/start?rd=");
         Decider {
-            policy: ArcSwap::new(policy),
+            in_force: ArcSwap::from_pointee(InForce {
+                policy,
+                metrics: None,
+            }),
             sessions,
             refresher: None,
             sign_in_prefix,
             signer: None,
             bearer: None,
+            metrics: None,
         }
     }
 
@@ -249,6 +271,17 @@ impl Decider {
         self
     }
 
+    /// Counts the decisions of [`Decider::decide_for`] in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Decider {
+        let policy = self.policy();
+        self.in_force.store(Arc::new(InForce {
+            metrics: Some(DecisionMetrics::new(&metrics, &policy)),
+            policy,
+        }));
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// Refreshes sessions whose refresh is due before deciding with them.
     pub fn with_refresher(mut self, refresher: Refresher) -> Decider {
         self.refresher = Some(refresher);
@@ -257,39 +290,101 @@ impl Decider {
 
     /// The policy in force now (a reload may replace it for later calls).
     pub fn policy(&self) -> Arc<Policy> {
-        self.policy.load_full()
+        Arc::clone(&self.in_force.load().policy)
     }
 
     /// Puts `policy` in force for every decision that starts from now on;
     /// returns the one it replaces.
     pub fn replace_policy(&self, policy: Arc<Policy>) -> Arc<Policy> {
-        self.policy.swap(policy)
+        let metrics = self
+            .metrics
+            .as_ref()
+            .map(|metrics| DecisionMetrics::new(metrics, &policy));
+        let previous = self.in_force.swap(Arc::new(InForce { policy, metrics }));
+        Arc::clone(&previous.policy)
     }
 
-    /// Decides one request.
+    /// Decides a proxy's question and records it: counted in the metrics
+    /// with its latency, and logged (a refusal at info, the rest at debug).
+    /// Every front end calls this; [`Decider::decide`] alone is for pages
+    /// that explain a decision already counted.
+    pub async fn decide_for<'a, C>(&self, asker: Asker<'_>, request: Request<'a, C>) -> Decision
+    where
+        C: IntoIterator<Item = &'a str>,
+    {
+        let started = Instant::now();
+        // One policy for the whole decision, even if a reload swaps it
+        // meanwhile (an `Arc`, not a guard: the decision awaits the store).
+        let in_force = self.in_force.load_full();
+        let (target, decision) = self.decide_with(&in_force.policy, request).await;
+        if let Some(metrics) = &in_force.metrics {
+            metrics.record(asker.front_end, &decision, started.elapsed());
+        }
+        crate::telemetry::log_decision(&in_force.policy, asker, target.as_ref(), &decision);
+        decision
+    }
+
+    /// Decides one request, without recording it.
     pub async fn decide<'a, C>(&self, request: Request<'a, C>) -> Decision
     where
         C: IntoIterator<Item = &'a str>,
     {
-        let target = match request.target {
-            Ok(target) => target,
+        let in_force = self.in_force.load_full();
+        self.decide_with(&in_force.policy, request).await.1
+    }
+
+    /// The decision, and the target it was about (if the URL was usable).
+    async fn decide_with<'a, 't, C>(
+        &self,
+        policy: &Policy,
+        request: Request<'t, C>,
+    ) -> (Option<Target<'t>>, Decision)
+    where
+        C: IntoIterator<Item = &'a str>,
+    {
+        match request.target {
+            Ok(target) => {
+                let decision = self
+                    .decide_target(
+                        policy,
+                        &target,
+                        request.session_cookies,
+                        request.method,
+                        request.authorization,
+                        request.preflight,
+                    )
+                    .await;
+                (Some(target), decision)
+            }
             Err(error) => {
                 tracing::debug!(%error, "refused: unusable original URL");
-                return Decision::Deny {
+                let decision = Decision::Deny {
                     route: None,
                     session: None,
                     reason: Refusal::BadTarget,
                 };
+                (None, decision)
             }
-        };
-        // One policy for the whole decision, even if a reload swaps it
-        // meanwhile (an `Arc`, not a guard: the decision awaits the store).
-        let policy = self.policy.load_full();
+        }
+    }
+
+    async fn decide_target<'a, C>(
+        &self,
+        policy: &Policy,
+        target: &Target<'_>,
+        session_cookies: C,
+        method: Option<&str>,
+        authorization: Option<&str>,
+        preflight: bool,
+    ) -> Decision
+    where
+        C: IntoIterator<Item = &'a str>,
+    {
         // Checks that come before any identity: a preflight carries no
         // credentials, and a method the route never serves is refused
         // whoever asks.
-        if let Some(route) = policy.route_for(&target) {
-            if request.preflight && policy.allows_preflight(route) {
+        if let Some(route) = policy.route_for(target) {
+            if preflight && policy.allows_preflight(route) {
                 return Decision::Allow {
                     route,
                     session: None,
@@ -298,7 +393,7 @@ impl Decider {
                     assertion: None,
                 };
             }
-            if !policy.allows_method(route, request.method) {
+            if !policy.allows_method(route, method) {
                 return Decision::Deny {
                     route: Some(route),
                     session: None,
@@ -312,7 +407,7 @@ impl Decider {
         let mut invalid_token = false;
         if let (Some(bearer), Some(token)) = (
             &self.bearer,
-            request.authorization.and_then(crate::bearer::token_of),
+            authorization.and_then(crate::bearer::token_of),
         ) {
             match bearer.verify(token).await {
                 Ok(verified) => {
@@ -331,7 +426,7 @@ impl Decider {
                 }
             }
         }
-        let cookies = request.session_cookies.into_iter();
+        let cookies = session_cookies.into_iter();
         for value in cookies.take(if session.is_some() { 0 } else { usize::MAX }) {
             let resolved = match (self.sessions.resolve(value).await, &self.refresher) {
                 // Not due: a comparison, no I/O.
@@ -352,7 +447,7 @@ impl Decider {
             }
         }
         let identity = session.as_deref().map(|s| &s.identity);
-        match policy.evaluate(&target, identity) {
+        match policy.evaluate(target, identity) {
             Verdict::Allow { route } | Verdict::Public { route } => {
                 let pass_identity_headers = policy.pass_identity_headers(route);
                 let claim_headers = policy.claim_headers(route);

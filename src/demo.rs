@@ -57,6 +57,7 @@ pub fn demo_config(args: &DemoArgs) -> Result<Config, String> {
     Ok(Config {
         address: SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)),
         grpc_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        metrics_address: None,
         authenticate_service_url: parse(&login)?,
         idp: IdpConfig {
             provider: "oidc".into(),
@@ -92,6 +93,7 @@ pub fn demo_config(args: &DemoArgs) -> Result<Config, String> {
         jwt_claims_headers: Vec::new(),
         log_format: LogFormat::Pretty,
         log_level: "info".into(),
+        templates_dir: None,
     })
 }
 

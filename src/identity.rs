@@ -26,3 +26,10 @@ pub struct Identity {
     /// Every claim of the ID token, for `allowed_idp_claims`.
     pub claims: Map<String, Value>,
 }
+
+impl Identity {
+    /// Who this is, for logs and pages: the email, else the subject.
+    pub fn display_name(&self) -> &str {
+        self.email.as_deref().unwrap_or(&self.subject)
+    }
+}

@@ -24,7 +24,9 @@
 //! - [`server`]: wires the parts and runs the listeners.
 //! - [`reload`]: live reload of the routes on SIGHUP and file change.
 //! - [`print`]: `authgate print nginx|envoy`, proxy config from the routes.
-//! - [`identity`], [`clock`], [`telemetry`]: shared small pieces.
+//! - [`metrics`]: the Prometheus series behind `/metrics`.
+//! - [`telemetry`]: log setup and the log lines of decisions.
+//! - [`identity`], [`clock`]: shared small pieces.
 
 pub mod assertion;
 pub mod bearer;
@@ -37,6 +39,7 @@ pub mod grpc;
 pub mod handoff;
 pub mod http;
 pub mod identity;
+pub mod metrics;
 pub mod oidc;
 pub mod policy;
 pub mod print;

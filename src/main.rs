@@ -120,6 +120,20 @@ fn serve(path: &std::path::Path) -> ExitCode {
         let grpc = tokio::net::TcpListener::bind(grpc_address)
             .await
             .map_err(|e| format!("cannot listen on {grpc_address} (grpc_address): {e}"))?;
+        if let Some(metrics_address) = app.config.metrics_address {
+            let metrics = tokio::net::TcpListener::bind(metrics_address)
+                .await
+                .map_err(|e| {
+                    format!("cannot listen on {metrics_address} (metrics_address): {e}")
+                })?;
+            tracing::info!(%metrics_address, "metrics listening");
+            // Scrapes need no draining: it stops with the process.
+            tokio::spawn(server::run_metrics(
+                app.metrics.clone(),
+                metrics,
+                std::future::pending(),
+            ));
+        }
         tracing::info!(%address, %grpc_address, "authgate listening");
         let served = server::run_with_grpc(app, listener, grpc, server::shutdown_signal()).await;
         reloading.abort();

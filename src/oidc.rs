@@ -254,8 +254,8 @@ impl Oidc {
     }
 
     /// Runs discovery until it succeeds, backing off from 1s to 30s, or
-    /// until `shutdown` resolves.
-    pub async fn discover_until_ready(&self) {
+    /// until `shutdown` resolves. Each failure counts as a provider error.
+    pub async fn discover_until_ready(&self, metrics: &crate::metrics::Metrics) {
         let mut delay = Duration::from_secs(1);
         loop {
             match self.discover().await {
@@ -264,6 +264,7 @@ impl Oidc {
                     return;
                 }
                 Err(e) => {
+                    metrics.provider_error(crate::metrics::ProviderOperation::Discovery);
                     tracing::warn!(issuer = self.issuer.as_str(), error = %e, retry_in = ?delay, "provider discovery failed");
                 }
             }

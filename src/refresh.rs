@@ -37,10 +37,11 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use crate::clock::SharedClock;
+use crate::metrics::{Metrics, ProviderOperation, RefreshOutcome, StoreOperation};
 use crate::oidc::{LoginOutcome, Oidc, OidcError};
 use crate::session::{Resolved, SessionError, SessionRecord, Sessions};
 
@@ -106,6 +107,8 @@ struct Inner {
     policy: RefreshPolicy,
     /// Sessions this process is refreshing now.
     inflight: Mutex<HashSet<[u8; 16]>>,
+    /// Where outcomes are counted, once set.
+    metrics: OnceLock<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for Refresher {
@@ -142,8 +145,15 @@ impl Refresher {
                 clock,
                 policy,
                 inflight: Mutex::new(HashSet::new()),
+                metrics: OnceLock::new(),
             }),
         }
+    }
+
+    /// Counts refresh outcomes (and store errors) in `metrics`.
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Refresher {
+        let _ = self.inner.metrics.set(metrics);
+        self
     }
 
     /// Whether `record` needs its refresh now. Pure: the common path.
@@ -185,7 +195,32 @@ impl Refresher {
 }
 
 impl Inner {
+    fn count(&self, outcome: RefreshOutcome) {
+        if let Some(metrics) = self.metrics.get() {
+            metrics.refreshed(outcome);
+            match outcome {
+                RefreshOutcome::StoreError => metrics.store_error(StoreOperation::Refresh),
+                RefreshOutcome::Deferred | RefreshOutcome::Expired => {
+                    metrics.provider_error(ProviderOperation::Refresh);
+                }
+                _ => {}
+            }
+        }
+    }
+
     async fn refresh(
+        &self,
+        resolved: Resolved,
+        now: i64,
+    ) -> Result<Option<Resolved>, SessionError> {
+        let result = self.refresh_once(resolved, now).await;
+        if result.is_err() {
+            self.count(RefreshOutcome::StoreError);
+        }
+        result
+    }
+
+    async fn refresh_once(
         &self,
         resolved: Resolved,
         now: i64,
@@ -211,6 +246,7 @@ impl Inner {
         match self.provider.refresh(token).await {
             Ok(outcome) if outcome.identity.subject != current.identity.subject => {
                 tracing::warn!(%user, "refresh returned another subject; ending the session");
+                self.count(RefreshOutcome::SubjectChanged);
                 sessions.end(&leased).await?;
                 Ok(None)
             }
@@ -227,6 +263,7 @@ impl Inner {
                     refreshed_at: now,
                 };
                 tracing::debug!(%user, groups = next.identity.groups.len(), "session refreshed");
+                self.count(RefreshOutcome::Refreshed);
                 match sessions.update(&leased, next).await? {
                     Some(refreshed) => Ok(Some(refreshed)),
                     // Our lease was overtaken (only if the refresh outlived
@@ -240,17 +277,20 @@ impl Inner {
                 match self.policy.grace {
                     Some(grace) if overdue > secs(grace) => {
                         tracing::warn!(%user, %error, "provider unreachable past the grace period; ending the session");
+                        self.count(RefreshOutcome::Expired);
                         sessions.end(&leased).await?;
                         Ok(None)
                     }
                     _ => {
                         tracing::warn!(%user, %error, retry_in = ?self.policy.retry_after, "cannot refresh the session; keeping it and retrying later");
+                        self.count(RefreshOutcome::Deferred);
                         Ok(Some(leased))
                     }
                 }
             }
             Err(error) => {
                 tracing::info!(%user, %error, "the provider refused the refresh; session ended");
+                self.count(RefreshOutcome::Refused);
                 sessions.end(&leased).await?;
                 Ok(None)
             }

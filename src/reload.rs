@@ -23,6 +23,7 @@
 //!
 //! [`Decider::replace_policy`]: crate::decision::Decider::replace_policy
 
+use std::ffi::OsStr;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -183,7 +184,10 @@ impl Reloader {
                     }
                 };
                 let outcome = self.reload(force).await;
-                report(&outcome, if force { "SIGHUP" } else { "file change" });
+                let trigger = if force { "SIGHUP" } else { "file change" };
+                if let Some(ok) = report(&outcome, trigger) {
+                    self.app.metrics.config_reloaded(ok);
+                }
             }
         }))
     }
@@ -208,8 +212,16 @@ fn watch_file(path: &Path, changed: Arc<Notify>) -> notify::Result<notify::Recom
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
     };
+    // Only events on the file itself, or on Kubernetes' `..data` link that
+    // a ConfigMap update swaps: a busy directory (a log file, the embedded
+    // store beside the config) must not keep the debounce from settling.
+    let name = path.file_name().map(ToOwned::to_owned);
+    let concerns_config = move |p: &PathBuf| {
+        let file = p.file_name();
+        file.is_some() && (file == name.as_deref() || file == Some(OsStr::new("..data")))
+    };
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
+        if event.is_ok_and(|e| !e.kind.is_access() && e.paths.iter().any(&concerns_config)) {
             changed.notify_one();
         }
     })?;
@@ -218,9 +230,10 @@ fn watch_file(path: &Path, changed: Arc<Notify>) -> notify::Result<notify::Recom
 }
 
 /// Logs a reload's outcome; the one place that sees every reload.
-fn report(outcome: &Result<Outcome, ReloadError>, trigger: &str) {
+/// Logs a reload's outcome; `Some(applied)` unless nothing changed.
+fn report(outcome: &Result<Outcome, ReloadError>, trigger: &str) -> Option<bool> {
     let ok = match outcome {
-        Ok(Outcome::Unchanged) => return,
+        Ok(Outcome::Unchanged) => return None,
         Ok(Outcome::Applied(reloaded)) => {
             for warning in &reloaded.warnings {
                 tracing::warn!("{warning}");
@@ -242,8 +255,7 @@ fn report(outcome: &Result<Outcome, ReloadError>, trigger: &str) {
             false
         }
     };
-    // METRICS: the lead wires `Metrics::config_reloaded(ok)` here at merge.
-    let _ = ok;
+    Some(ok)
 }
 
 /// The keys outside `policy`/`routes` whose value differs, by their
@@ -264,6 +276,8 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         routes: _,
         jwt_claims_headers: _,
         signing,
+        metrics_address,
+        templates_dir,
         log_format,
         log_level,
     } = new;
@@ -324,6 +338,11 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         "trusted_proxies",
         *trusted_proxies == running.trusted_proxies,
     );
+    check(
+        "metrics_address",
+        *metrics_address == running.metrics_address,
+    );
+    check("templates_dir", *templates_dir == running.templates_dir);
     check("log_format", *log_format == running.log_format);
     check("log_level", *log_level == running.log_level);
     changed

@@ -16,6 +16,8 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::decision::Decider;
 use crate::handoff::Handoffs;
+use crate::http::pages::{Pages, PagesError};
+use crate::metrics::Metrics;
 use crate::oidc::{Oidc, OidcError};
 use crate::policy::Policy;
 use crate::redirect::RedirectRules;
@@ -35,6 +37,8 @@ pub enum ServerError {
     Oidc(#[from] OidcError),
     #[error("assertion signing key: {0}")]
     Signing(#[from] AssertionError),
+    #[error("templates: {0}")]
+    Templates(#[from] PagesError),
 }
 
 /// Everything a request handler needs; immutable, shared by `Arc`.
@@ -48,6 +52,10 @@ pub struct App {
     pub clock: SharedClock,
     /// Signs `X-Auth-Request-Jwt`; its public keys are the JWKS.
     pub signer: Arc<AssertionSigner>,
+    /// Outlives a configuration reload: pass it to the next [`App`].
+    pub metrics: Arc<Metrics>,
+    /// The pages people see, from `templates_dir` or built in.
+    pub pages: Pages,
     login_base: String,
 }
 
@@ -66,6 +74,19 @@ impl App {
         store: Arc<dyn SessionStore>,
         clock: SharedClock,
     ) -> Result<Arc<App>, ServerError> {
+        App::with_parts(config, store, clock, Arc::new(Metrics::new()))
+    }
+
+    /// Assembles the service around a given store, counting into
+    /// `metrics` (a reload passes the running instance's, so the series
+    /// continue).
+    pub fn with_parts(
+        config: Config,
+        store: Arc<dyn SessionStore>,
+        clock: SharedClock,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<App>, ServerError> {
+        let pages = Pages::load(config.templates_dir.as_deref())?;
         let policy = Arc::new(compile_policy(&config.routes)?);
         let sealer = Sealer::new(&config.cookie.secret, &config.cookie.previous_secrets)
             .map_err(|e| ServerError::Secrets(e.to_string()))?;
@@ -98,7 +119,8 @@ impl App {
             oidc.clone(),
             clock.clone(),
             RefreshPolicy::new(config.refresh_interval),
-        );
+        )
+        .with_metrics(metrics.clone());
         let signer = Arc::new(AssertionSigner::from_config(&config, clock.clone())?);
         let bearer = Arc::new(BearerVerifier::new(
             oidc.clone(),
@@ -108,7 +130,8 @@ impl App {
         let decider = Decider::new(policy, sessions.clone(), &config.authenticate_service_url)
             .with_refresher(refresher)
             .with_signer(signer.clone())
-            .with_bearer(bearer);
+            .with_bearer(bearer)
+            .with_metrics(metrics.clone());
         Ok(Arc::new(App {
             config,
             decider,
@@ -118,6 +141,8 @@ impl App {
             handoffs,
             clock,
             signer,
+            metrics,
+            pages,
             login_base,
         }))
     }
@@ -151,7 +176,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let oidc = app.oidc.clone();
-    let discovery = tokio::spawn(async move { oidc.discover_until_ready().await });
+    let metrics = app.metrics.clone();
+    let discovery = tokio::spawn(async move { oidc.discover_until_ready(&metrics).await });
     // With Redis: drop cached sessions that another replica signed out or
     // refreshed.
     let changes = app.sessions.follow_changes();
@@ -167,6 +193,18 @@ pub async fn run(
         changes.abort();
     }
     served
+}
+
+/// Serves only `/metrics` on `listener` (`metrics_address`) until
+/// `shutdown` resolves.
+pub async fn run_metrics(
+    metrics: Arc<Metrics>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, crate::http::metrics_router(metrics))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serves HTTP on `http` and Envoy's gRPC `Check` on `grpc` until

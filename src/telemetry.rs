@@ -1,9 +1,27 @@
-//! Logging setup. Secrets never reach a log line: they live in types whose
-//! `Debug` redacts them, and handlers log identities, not tokens.
+//! Logging setup and the log line of each decision. Secrets never reach a
+//! log line: they live in types whose `Debug` redacts them, and handlers log
+//! identities, route ids, hosts and paths (never a query, a cookie, a token
+//! or a code).
+//!
+//! # Fields
+//! - decisions (target `authgate::telemetry`): `front_end`, `route`,
+//!   `user`, `reason` (refusals), `host`, `path`, `request_id`. A refusal is
+//!   logged at info, an allow or a sign-in redirect at debug.
+//! - logins (target `authgate::http::login`): `login started`,
+//!   `login completed` (`user`, `return_to` without its query), `login
+//!   failed` (`reason`, one of the `authgate_logins_total` reasons, and a
+//!   `detail` for the operator).
 
+use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::LogFormat;
+use crate::decision::{Asker, Decision, Refusal};
+use crate::policy::{Policy, Target};
+
+/// Longest `X-Request-Id` worth logging; longer ones are left out.
+const MAX_REQUEST_ID: usize = 128;
 
 /// Installs the global subscriber. `RUST_LOG` overrides `level` when set.
 /// Calling it twice is harmless (the second call does nothing).
@@ -11,11 +29,142 @@ pub fn init(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing::subscriber::set_global_default(subscriber(format, filter, std::io::stderr));
+}
+
+/// The subscriber [`init`] installs, writing to `writer`: JSON lines with
+/// the event's fields at the top level (for log pipelines), or pretty text.
+pub fn subscriber<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Pretty => builder.try_init(),
-    };
+        .with_writer(writer);
+    match format {
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .finish(),
+        ),
+        LogFormat::Pretty => Box::new(builder.finish()),
+    }
+}
+
+/// The request id to log: the header's value when it is short visible
+/// ASCII (nginx's `$request_id` is 32 hex digits, Envoy's a UUID), else
+/// none, so a client cannot write arbitrary text into the log.
+pub fn request_id(value: Option<&[u8]>) -> Option<&str> {
+    let value = value?;
+    if value.is_empty()
+        || value.len() > MAX_REQUEST_ID
+        || !value.iter().all(|b| b.is_ascii_graphic())
+    {
+        return None;
+    }
+    std::str::from_utf8(value).ok()
+}
+
+/// Why a refusal happened, as logged.
+pub fn refusal_reason(reason: Refusal) -> &'static str {
+    match reason {
+        Refusal::NoRoute => "no_route",
+        Refusal::NotAllowed => "not_allowed",
+        Refusal::BadTarget => "bad_target",
+        Refusal::MethodNotAllowed => "method_not_allowed",
+    }
+}
+
+/// One line for one decision: refusals at info, the rest at debug (cheap
+/// when debug is off: the level check comes first).
+pub fn log_decision(
+    policy: &Policy,
+    asker: Asker<'_>,
+    target: Option<&Target<'_>>,
+    decision: &Decision,
+) {
+    let host = target.map(|t| t.host.as_ref());
+    let path = target.map(|t| t.path.as_ref());
+    let front_end = asker.front_end.as_str();
+    let request_id = asker.request_id;
+    match decision {
+        Decision::Deny {
+            route,
+            session,
+            reason,
+        } => {
+            let user = session.as_deref().map(|s| s.identity.display_name());
+            tracing::info!(
+                front_end,
+                route = route.map(|r| policy.route_name(r)),
+                user,
+                reason = refusal_reason(*reason),
+                host,
+                path,
+                request_id,
+                "denied"
+            );
+        }
+        Decision::Allow { route, session, .. } => {
+            tracing::debug!(
+                front_end,
+                route = policy.route_name(*route),
+                user = session.as_deref().map(|s| s.identity.display_name()),
+                host,
+                path,
+                request_id,
+                "allowed"
+            );
+        }
+        Decision::SignIn { route, .. } => {
+            tracing::debug!(
+                front_end,
+                route = policy.route_name(*route),
+                host,
+                path,
+                request_id,
+                "sign-in required"
+            );
+        }
+        Decision::Unavailable => {
+            tracing::warn!(
+                front_end,
+                host,
+                path,
+                request_id,
+                "refused: session store unavailable"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// nginx's and Envoy's request ids pass; empty, overlong or
+    /// non-printable values (log injection) are dropped.
+    #[test]
+    fn request_ids_are_bounded() {
+        let nginx = b"f3a0c1b2d4e5f60718293a4b5c6d7e8f";
+        assert_eq!(
+            request_id(Some(nginx)),
+            Some("f3a0c1b2d4e5f60718293a4b5c6d7e8f")
+        );
+        assert_eq!(
+            request_id(Some(b"2b1a3c4d-0000-4000-8000-1234567890ab")),
+            Some("2b1a3c4d-0000-4000-8000-1234567890ab")
+        );
+        assert_eq!(request_id(None), None);
+        assert_eq!(request_id(Some(b"")), None);
+        assert_eq!(request_id(Some(b"a b")), None);
+        assert_eq!(request_id(Some("é".as_bytes())), None);
+        assert_eq!(request_id(Some(&[b'a'; MAX_REQUEST_ID + 1])), None);
+    }
 }

@@ -175,6 +175,9 @@ pub struct Config {
     pub address: SocketAddr,
     /// `grpc_address`: the Envoy ext_authz listener. Default `0.0.0.0:9191`.
     pub grpc_address: SocketAddr,
+    /// `metrics_address`: a listener serving only `/metrics`; when set,
+    /// `/metrics` is not served on `address`. Default none.
+    pub metrics_address: Option<SocketAddr>,
     /// `authenticate_service_url`: the login host's public base URL, e.g.
     /// `https://auth.example.com`. `/oauth2/callback` under it is the
     /// redirect URI registered at the provider.
@@ -200,6 +203,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `log_level`: a tracing filter, default `info`.
     pub log_level: String,
+    /// `templates_dir`: page templates replacing the built-in ones (checked
+    /// to compile when the configuration is validated). Default none.
+    pub templates_dir: Option<PathBuf>,
 }
 
 /// The OpenID provider (Dex) this service logs users in with.

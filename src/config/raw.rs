@@ -75,6 +75,9 @@ pub(crate) struct RawConfig {
     pub address: Option<Val<String>>,
     /// The Envoy ext_authz listener. Default `0.0.0.0:9191`.
     pub grpc_address: Option<Val<String>>,
+    /// A separate listener for `/metrics` (Pomerium's key). Default none:
+    /// `/metrics` is served on `address`.
+    pub metrics_address: Option<Val<String>>,
     /// `memory`, `embedded:/path`, or a `redis://` family URL. Default
     /// `embedded:/var/lib/authgate/sessions.redb`.
     pub session_store: Option<Val<String>>,
@@ -86,6 +89,9 @@ pub(crate) struct RawConfig {
     pub log_format: Option<Val<String>>,
     /// A tracing filter. Default `info`.
     pub log_level: Option<Val<String>>,
+    /// A directory of page templates (`forbidden.html`, …) replacing the
+    /// built-in pages. Default none.
+    pub templates_dir: Option<Val<String>>,
     /// The routes, first match wins. Pomerium's name.
     pub policy: Option<List<RawRoute>>,
     /// The same as `policy`, under Pomerium's newer name; not both.
@@ -151,7 +157,6 @@ pub(crate) const PROXY_ONLY_KEYS: &[&str] = &[
     "grpc_insecure",
     "http_redirect_addr",
     "insecure_server",
-    "metrics_address",
     "services",
     "shared_secret",
     "shared_secret_file",

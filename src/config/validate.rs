@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -225,6 +225,19 @@ impl Validator {
         let cookie = self.cookie(raw, auth_url.as_ref());
         let address = self.parsed(&raw.address, default_addr(4180), parse_listen);
         let grpc_address = self.parsed(&raw.grpc_address, default_addr(9191), parse_listen);
+        let metrics_address =
+            self.parsed(&raw.metrics_address, None, |s| parse_listen(s).map(Some));
+        let templates_dir = match get(&raw.templates_dir) {
+            None if raw.templates_dir.is_some() => None,
+            None => Some(None),
+            Some((dir, at)) => match crate::http::pages::Pages::load(Some(Path::new(dir))) {
+                Ok(_) => Some(Some(PathBuf::from(dir))),
+                Err(e) => {
+                    self.error(at, e.to_string());
+                    None
+                }
+            },
+        };
         let session_store = self.parsed(
             &raw.session_store,
             SessionStoreConfig::Embedded(PathBuf::from(DEFAULT_SESSION_STORE_PATH)),
@@ -274,6 +287,7 @@ impl Validator {
         Some(Config {
             address: address?,
             grpc_address: grpc_address?,
+            metrics_address: metrics_address?,
             authenticate_service_url: auth_url?,
             idp: idp?,
             cookie: cookie?,
@@ -285,6 +299,7 @@ impl Validator {
             jwt_claims_headers,
             log_format: log_format?,
             log_level: log_level?,
+            templates_dir: templates_dir?,
         })
     }
 

@@ -28,6 +28,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::decision::{self, Client};
 use crate::http::forward_auth::DirectAnswer;
+use crate::metrics::FrontEnd;
 use crate::policy::{Target, TargetError};
 use crate::server::App;
 
@@ -65,16 +66,23 @@ impl AuthzService {
             .and_then(|r| r.http.as_ref());
         let Some(http) = http else {
             tracing::debug!("Check without attributes.request.http: refused");
+            let asker = decision::Asker {
+                front_end: FrontEnd::Grpc,
+                request_id: None,
+            };
             let decision = self
                 .app
                 .decider
-                .decide(decision::Request {
-                    target: Err(TargetError::Missing),
-                    session_cookies: std::iter::empty(),
-                    method: None,
-                    authorization: None,
-                    preflight: false,
-                })
+                .decide_for(
+                    asker,
+                    decision::Request {
+                        target: Err(TargetError::Missing),
+                        session_cookies: std::iter::empty(),
+                        method: None,
+                        authorization: None,
+                        preflight: false,
+                    },
+                )
                 .await;
             return check_response(DirectAnswer::new(&decision, Client::Program, true));
         };
@@ -86,16 +94,25 @@ impl AuthzService {
         };
         let cookie_name = self.app.config.cookie.name.as_str();
         let method = Some(http.method.as_str()).filter(|m| !m.is_empty());
+        let asker = decision::Asker {
+            front_end: FrontEnd::Grpc,
+            request_id: crate::telemetry::request_id(
+                headers.get("x-request-id").map(str::as_bytes),
+            ),
+        };
         let decision = self
             .app
             .decider
-            .decide(decision::Request {
-                target,
-                session_cookies: headers.cookie_values(cookie_name),
-                method,
-                authorization: headers.get("authorization"),
-                preflight: decision::is_preflight(method, |name| headers.get(name)),
-            })
+            .decide_for(
+                asker,
+                decision::Request {
+                    target,
+                    session_cookies: headers.cookie_values(cookie_name),
+                    method,
+                    authorization: headers.get("authorization"),
+                    preflight: decision::is_preflight(method, |name| headers.get(name)),
+                },
+            )
             .await;
         let client = Client::classify(|name| headers.get(name));
         let safe =

@@ -30,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{peer_ip, session_cookie_values};
 use crate::decision::{self, Client, Decision};
+use crate::metrics::FrontEnd;
 use crate::policy::{Target, TargetError};
 use crate::server::App;
 
@@ -124,15 +125,22 @@ pub(super) async fn forward_auth_any(State(app): State<Arc<App>>, request: Reque
     let asked = asked_request(request.uri(), request.method(), headers, trusted);
     let client = Client::classify(|name| headers.get(name).and_then(|v| v.to_str().ok()));
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let asker = decision::Asker {
+        front_end: FrontEnd::ForwardAuth,
+        request_id: super::request_id(headers),
+    };
     let decision = app
         .decider
-        .decide(decision::Request {
-            target: asked.target,
-            session_cookies: session_cookie_values(headers, &app.config.cookie.name),
-            method: asked.method,
-            authorization: header("authorization"),
-            preflight: decision::is_preflight(asked.method, header),
-        })
+        .decide_for(
+            asker,
+            decision::Request {
+                target: asked.target,
+                session_cookies: session_cookie_values(headers, &app.config.cookie.name),
+                method: asked.method,
+                authorization: header("authorization"),
+                preflight: decision::is_preflight(asked.method, header),
+            },
+        )
         .await;
     render(DirectAnswer::new(&decision, client, asked.safe_method))
 }

@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::error::AppError;
 use super::login::redirect_with_cookies;
-use super::pages;
+use super::pages::View;
 use super::session_cookie_values;
 use crate::handoff::HandoffError;
 use crate::server::App;
@@ -59,12 +59,15 @@ pub(super) async fn handoff_callback_get(
     let Some(session) = app.sessions.resolve(&redeemed.session_cookie).await? else {
         // Signed out (or expired) between the login and this redirect.
         tracing::info!(%host, "handoff refused: the session has ended");
-        return Ok(with_no_referrer(pages::message(
-            StatusCode::FORBIDDEN,
-            "Session ended",
-            "Your session ended before this site could use it. Open the page again to sign in.",
-            Some((&redeemed.return_to, "Sign in again")),
-        )));
+        return Ok(with_no_referrer(
+            View::error(
+                StatusCode::FORBIDDEN,
+                "Session ended",
+                "Your session ended before this site could use it. Open the page again to sign in.",
+            )
+            .with_link(redeemed.return_to.as_str(), "Sign in again")
+            .into_response(),
+        ));
     };
     let remaining = session.expires_at().saturating_sub(app.clock.now()).max(0);
     let mut cookie = app.session_cookie(
@@ -106,12 +109,11 @@ fn refusal(error: &HandoffError) -> Response {
             "Sessions cannot be read right now. Please try again in a few minutes.",
         ),
     };
-    with_no_referrer(pages::message(
-        status,
-        "Sign-in link not valid",
-        detail,
-        Some(("/", "Go to the site")),
-    ))
+    with_no_referrer(
+        View::error(status, "Sign-in link not valid", detail)
+            .with_link("/", "Go to the site")
+            .into_response(),
+    )
 }
 
 /// The token is in this page's URL: never let it leak to the next site in a

@@ -18,9 +18,10 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::error::AppError;
-use super::pages;
+use super::pages::View;
 use super::session_cookie_values;
 use crate::decision::{Decision, Refusal};
+use crate::metrics::{LoginFailure, ProviderOperation, StoreOperation};
 use crate::oidc::LoginState;
 use crate::server::App;
 use crate::session::Purpose;
@@ -38,6 +39,37 @@ pub(super) struct ReturnTo {
 pub(super) async fn login_start_get(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    query: Query<ReturnTo>,
+) -> Result<Response, AppError> {
+    let result = login_start(&app, &headers, query).await;
+    match &result {
+        Ok(_) => app.metrics.login_started(),
+        Err(error) => login_failed(&app, error),
+    }
+    result
+}
+
+/// Counts and logs a login that ended in `error`: one line per failure.
+fn login_failed(app: &App, error: &AppError) {
+    let reason = error.login_failure();
+    app.metrics.login_failed(reason);
+    match error {
+        AppError::ProviderUnavailable(_) => app.metrics.provider_error(ProviderOperation::Login),
+        AppError::StoreUnavailable(_) => app.metrics.store_error(StoreOperation::Login),
+        _ => {}
+    }
+    tracing::info!(reason = reason.as_str(), detail = %error, "login failed");
+}
+
+/// A URL for the log: without its query and fragment, which may carry
+/// anything the application put there.
+fn loggable(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or_default()
+}
+
+async fn login_start(
+    app: &App,
+    headers: &HeaderMap,
     Query(query): Query<ReturnTo>,
 ) -> Result<Response, AppError> {
     let return_to = match query.rd.as_deref().filter(|rd| !rd.is_empty()) {
@@ -49,7 +81,7 @@ pub(super) async fn login_start_get(
     };
     // A host outside the cookie domain, and already signed in here.
     if let Some(handoff) =
-        super::handoff::start_with_existing_session(&app, &headers, &return_to).await?
+        super::handoff::start_with_existing_session(app, headers, &return_to).await?
     {
         return Ok(handoff);
     }
@@ -62,7 +94,7 @@ pub(super) async fn login_start_get(
         &serde_json::to_vec(&login).map_err(|e| AppError::Internal(e.to_string()))?,
     );
     let cookie = app.login_cookie(&login.state, sealed, LOGIN_ATTEMPT_TTL);
-    tracing::debug!(return_to = %login.return_to, "login started");
+    tracing::info!(return_to = loggable(&login.return_to), "login started");
     Ok(redirect_with_cookies(provider_url.as_str(), &[cookie]))
 }
 
@@ -78,6 +110,19 @@ pub(super) struct CallbackQuery {
 pub(super) async fn login_callback_get(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    query: Query<CallbackQuery>,
+) -> Result<Response, AppError> {
+    let result = login_callback(&app, &headers, query).await;
+    match &result {
+        Ok(_) => app.metrics.login_completed(),
+        Err(error) => login_failed(&app, error),
+    }
+    result
+}
+
+async fn login_callback(
+    app: &App,
+    headers: &HeaderMap,
     Query(query): Query<CallbackQuery>,
 ) -> Result<Response, AppError> {
     let state = query
@@ -85,10 +130,11 @@ pub(super) async fn login_callback_get(
         .filter(|s| !s.is_empty())
         .ok_or_else(|| AppError::BadRequest("The sign-in response has no state.".into()))?;
     let cookie_name = app.login_cookie_name(&state);
-    let sealed = session_cookie_values(&headers, &cookie_name)
+    let sealed = session_cookie_values(headers, &cookie_name)
         .next()
         .ok_or_else(|| {
             AppError::LoginFailed(
+                LoginFailure::MissingState,
                 "no login-state cookie for this state (expired, or login CSRF)".into(),
             )
         })?;
@@ -98,18 +144,32 @@ pub(super) async fn login_callback_get(
         .open(Purpose::LoginState, sealed)
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or_else(|| AppError::LoginFailed("login-state cookie does not open".into()))?;
+        .ok_or_else(|| {
+            AppError::LoginFailed(
+                LoginFailure::BadState,
+                "login-state cookie does not open".into(),
+            )
+        })?;
     if !bool::from(login.state.as_bytes().ct_eq(state.as_bytes())) {
-        return Err(AppError::LoginFailed("state does not match".into()));
+        return Err(AppError::LoginFailed(
+            LoginFailure::BadState,
+            "state does not match".into(),
+        ));
     }
     if app.clock.now() - login.started_at > LOGIN_ATTEMPT_TTL.as_secs() as i64 {
-        return Err(AppError::LoginFailed("login attempt expired".into()));
+        return Err(AppError::LoginFailed(
+            LoginFailure::Expired,
+            "login attempt expired".into(),
+        ));
     }
     if let Some(error) = query.error {
-        return Err(AppError::LoginFailed(format!(
-            "provider answered {error}: {}",
-            query.error_description.unwrap_or_default()
-        )));
+        return Err(AppError::LoginFailed(
+            LoginFailure::ProviderDenied,
+            format!(
+                "provider answered {error}: {}",
+                query.error_description.unwrap_or_default()
+            ),
+        ));
     }
     let code = query
         .code
@@ -117,16 +177,12 @@ pub(super) async fn login_callback_get(
         .ok_or_else(|| AppError::BadRequest("The sign-in response has no code.".into()))?;
     let outcome = app.oidc.complete_login(&code, &login).await?;
     let refresh_due_at = app.clock.now() + app.config.refresh_interval.as_secs() as i64;
-    let user = outcome
-        .identity
-        .email
-        .clone()
-        .unwrap_or_else(|| outcome.identity.subject.clone());
+    let user = outcome.identity.display_name().to_owned();
     let (value, _record) = app
         .sessions
         .create(outcome.identity, outcome.refresh_token, refresh_due_at)
         .await?;
-    tracing::info!(%user, return_to = %login.return_to, "login completed");
+    tracing::info!(%user, return_to = loggable(&login.return_to), "login completed");
     let location = super::handoff::after_login_location(&app, &value, &login.return_to)?;
     let session_cookie = app.session_cookie(value, app.config.cookie.expire);
     let clear_login = app.login_cookie(&state, String::new(), Duration::ZERO);
@@ -145,8 +201,12 @@ pub(super) async fn sign_out_get(
     Query(query): Query<ReturnTo>,
 ) -> Result<Response, AppError> {
     for value in session_cookie_values(&headers, &app.config.cookie.name) {
-        app.sessions.revoke(value).await?;
+        if let Err(error) = app.sessions.revoke(value).await {
+            app.metrics.store_error(StoreOperation::SignOut);
+            return Err(error.into());
+        }
     }
+    tracing::info!("signed out");
     let clear = app.session_cookie(String::new(), Duration::ZERO);
     let target = query
         .rd
@@ -157,13 +217,10 @@ pub(super) async fn sign_out_get(
         Some(target) => redirect_with_cookies(&target, &[clear]),
         None => {
             // Released Dex has no logout endpoint: its own login session
-            // (if any) outlives ours, and saying so is honest.
-            let mut response = pages::message(
-                StatusCode::OK,
-                "Signed out",
-                "You are signed out. Your identity provider may still remember your login; close the browser to end that too.",
-                Some((app.login_base(), "Sign in again")),
-            );
+            // (if any) outlives ours, and the page says so.
+            let mut response = View::signed_out()
+                .with_link(app.login_base(), "Sign in again")
+                .into_response();
             append_cookie(&mut response, &clear);
             response
         }
@@ -210,50 +267,44 @@ pub(super) async fn status_get(
     for value in session_cookie_values(&headers, &app.config.cookie.name) {
         if let Some(resolved) = app.sessions.resolve(value).await? {
             let id = &resolved.record.identity;
-            let who = id.email.as_deref().unwrap_or(&id.subject);
-            let groups = if id.groups.is_empty() {
-                "no groups".to_owned()
-            } else {
-                id.groups.join(", ")
-            };
-            return Ok(pages::message(
-                StatusCode::OK,
-                "Signed in",
-                &format!("You are signed in as {who} ({groups})."),
-                Some(("/oauth2/sign_out", "Sign out")),
-            ));
+            return Ok(
+                View::status(Some(id.display_name().to_owned()), id.groups.clone())
+                    .with_link("/oauth2/sign_out", "Sign out")
+                    .into_response(),
+            );
         }
     }
-    Ok(pages::message(
-        StatusCode::OK,
-        "Not signed in",
-        "You are not signed in.",
-        Some(("/oauth2/start", "Sign in")),
-    ))
+    Ok(View::status(None, Vec::new())
+        .with_link("/oauth2/start", "Sign in")
+        .into_response())
 }
 
 /// `GET /oauth2/forbidden`: the page nginx's `error_page 403` shows — who is
-/// signed in, which address was refused, and a way to sign out. It decides
-/// again rather than trusting any header, so it can never allow anything.
-pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request) -> Response {
+/// signed in, which route refused which address, and a way to sign out. It
+/// decides again rather than trusting any header, so it can never allow
+/// anything (and it is not counted again: the auth request was).
+pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request) -> View {
     let headers = request.headers();
     let target = super::original_target(headers, app.is_trusted(super::peer_ip(&request)));
-    let shown_url = target.as_ref().map(|t| t.return_url()).unwrap_or_default();
+    let shown_url = target
+        .as_ref()
+        .ok()
+        .map(|t| loggable(&t.return_url()).to_owned());
     let decision = app
         .decider
         .decide(super::nginx_request(&app, &request))
         .await;
     let sign_out = format!("{}/oauth2/sign_out", app.login_base().trim_end_matches('/'));
-    let (who, why) = match &decision {
+    let (who, route, why) = match &decision {
         Decision::Deny {
-            session, reason, ..
+            session,
+            reason,
+            route,
         } => (
-            session.as_ref().map(|s| {
-                s.identity
-                    .email
-                    .clone()
-                    .unwrap_or_else(|| s.identity.subject.clone())
-            }),
+            session
+                .as_ref()
+                .map(|s| s.identity.display_name().to_owned()),
+            route.map(|r| app.decider.policy().route_name(r).to_owned()),
             match reason {
                 Refusal::NoRoute => "No route serves this address.",
                 Refusal::NotAllowed => "Your account is not allowed to open this address.",
@@ -261,18 +312,13 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
                 Refusal::MethodNotAllowed => "This address does not accept this kind of request.",
             },
         ),
-        _ => (None, "Access was refused."),
+        _ => (None, None, "Access was refused."),
     };
-    let detail = match who {
-        Some(who) => format!("You are signed in as {who}. {why} ({shown_url})"),
-        None => format!("{why} ({shown_url})"),
+    let message = match &who {
+        Some(who) => format!("You are signed in as {who}. {why}"),
+        None => why.to_owned(),
     };
-    pages::message(
-        StatusCode::FORBIDDEN,
-        "Access denied",
-        &detail,
-        Some((&sign_out, "Sign out")),
-    )
+    View::forbidden(message, who, route, shown_url).with_link(sign_out, "Sign out")
 }
 
 /// A 302 that sets cookies, never cached.

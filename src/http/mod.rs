@@ -16,22 +16,24 @@ pub mod pages;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use axum::{Router, middleware};
 
 use crate::decision::{self, Decision};
+use crate::metrics::{FrontEnd, Metrics, StoreOperation};
 use crate::policy::{Target, TargetError};
 use crate::server::App;
 
 pub use error::AppError;
+use pages::View;
 
 /// Builds the router. Tests call `router(app).oneshot(request)`; the server
 /// serves it with the peer address attached.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/oauth2/auth", get(auth_nginx_get))
         .route("/forward-auth", any(forward_auth::forward_auth_any))
         .route("/forward-auth/", any(forward_auth::forward_auth_any))
@@ -52,15 +54,77 @@ pub fn router(app: Arc<App>) -> Router {
         .route(crate::assertion::JWKS_PATH, get(jwks_get))
         .route("/healthz", get(health_get))
         .route("/readyz", get(ready_get))
+        .fallback(not_found);
+    // With `metrics_address` set, /metrics is served there only.
+    if app.config.metrics_address.is_none() {
+        router = router.route("/metrics", get(metrics_get).with_state(app.metrics.clone()));
+    }
+    router
+        .layer(middleware::map_response_with_state(
+            app.clone(),
+            render_pages,
+        ))
         .with_state(app)
+}
+
+/// The router of `metrics_address`: `/metrics` and nothing else.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_get))
+        .with_state(metrics)
+}
+
+/// `GET /metrics`: Prometheus text.
+async fn metrics_get(State(metrics): State<Arc<Metrics>>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> View {
+    View::not_found().with_link("/", "Go to the start page")
+}
+
+/// The one place pages are rendered: a response carrying a [`View`] gets
+/// its HTML from the configured templates; headers the handler set (a
+/// cookie being cleared) are kept.
+async fn render_pages(State(app): State<Arc<App>>, mut response: Response) -> Response {
+    let Some(view) = response.extensions_mut().remove::<View>() else {
+        return response;
+    };
+    let mut page = app.pages.render(&view);
+    let own: Vec<_> = page.headers().keys().cloned().collect();
+    for (name, value) in response.headers() {
+        if !own.contains(name) && name != header::CONTENT_LENGTH {
+            page.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    page
 }
 
 /// `GET /oauth2/auth`: 200 + identity headers, 401 + `Location` (nginx's
 /// `error_page 401` sends the browser there), 403. Never a 3xx (nginx would
 /// answer 500), never a body.
 async fn auth_nginx_get(State(app): State<Arc<App>>, request: Request) -> Response {
-    let decision = app.decider.decide(nginx_request(&app, &request)).await;
+    let asker = decision::Asker {
+        front_end: FrontEnd::Nginx,
+        request_id: request_id(request.headers()),
+    };
+    let decision = app
+        .decider
+        .decide_for(asker, nginx_request(&app, &request))
+        .await;
     nginx_response(&decision)
+}
+
+/// The proxy's `X-Request-Id`, when it is fit to log.
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<&str> {
+    crate::telemetry::request_id(headers.get("x-request-id").map(HeaderValue::as_bytes))
 }
 
 /// What nginx's subrequest says about the original request: the URL (see
@@ -216,6 +280,7 @@ async fn ready_get(State(app): State<Arc<App>>) -> Response {
             .into_response();
     }
     if let Err(error) = app.sessions.ping().await {
+        app.metrics.store_error(StoreOperation::Readiness);
         tracing::error!(%error, "readiness: session store unreachable");
         return (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -1,50 +1,455 @@
-//! The few HTML pages people see: sign-in errors, signed out, status.
-//! Self-contained (no external assets), never cached, with a strict CSP.
+//! The few HTML pages people see: sign-in errors, access denied, provider
+//! unavailable, signed out, not found, and the status page.
+//!
+//! Handlers (and [`super::AppError`]) answer with a [`View`]: what to show,
+//! not how. The router's one rendering layer turns it into HTML with
+//! [`Pages::render`], from the built-in templates or those of
+//! `templates_dir`. Every page is self-contained (inline CSS, no external
+//! asset), never cached, and sent with a CSP that allows nothing but its
+//! own stylesheet (a fresh nonce per response).
+//!
+//! # Templates
+//! MiniJinja, HTML-autoescaped. A `templates_dir` may hold any of
+//! `layout.html`, the page files in [`Page::ALL`] (`forbidden.html`, …) and
+//! partials whose names start with `_`; each replaces or joins the built-in
+//! set. Every template is compiled and rendered once with sample values at
+//! startup, so a broken one is a configuration error naming its file.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use base64::Engine;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
 
-const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d2430}\
-main{max-width:34rem;margin:12vh auto;background:#fff;padding:2rem 2.5rem;border-radius:10px;box-shadow:0 1px 4px #0002}\
-h1{font-size:1.4rem;margin-top:0}a.button{display:inline-block;margin-top:1rem;padding:.5rem 1rem;background:#2457c5;color:#fff;border-radius:6px;text-decoration:none}\
-code{background:#eef;padding:0 .2rem;border-radius:3px}";
+/// The built-in stylesheet, inlined in every page (`{{ style }}` for
+/// custom templates that want it).
+pub const STYLE: &str = include_str!("templates/style.css");
 
-/// A page with a title, a paragraph and an optional link button.
-pub fn message(
-    status: StatusCode,
-    title: &str,
-    detail: &str,
-    link: Option<(&str, &str)>,
-) -> Response {
-    let mut body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{title}</title>\
-<style>{STYLE}</style></head><body><main><h1>{title}</h1><p>{detail}</p>",
-        title = escape(title),
-        detail = escape(detail),
-    );
-    if let Some((href, label)) = link {
-        body.push_str(&format!(
-            "<a class=\"button\" href=\"{}\">{}</a>",
-            escape(href),
-            escape(label)
-        ));
+const LAYOUT: (&str, &str) = ("layout.html", include_str!("templates/layout.html"));
+
+/// Why the templates could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PagesError {
+    #[error("templates_dir `{dir}`: {source}")]
+    Dir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: not a page template (expected one of layout.html, {known}, or a partial named `_*.html`)", known = Page::file_names())]
+    Unknown { file: PathBuf },
+    #[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Template {
+        file: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+}
+
+/// A page people see; its template is `<name>.html`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Page {
+    /// The login did not complete (bad or expired state, refused code).
+    SignInError,
+    /// Signed in (or not) and not allowed: who, which route, sign out.
+    Forbidden,
+    /// The identity provider or the session store is down (503).
+    Unavailable,
+    /// After `/oauth2/sign_out`.
+    SignedOut,
+    /// No such page (404).
+    NotFound,
+    /// `/` on the login host: who is signed in.
+    Status,
+    /// Anything else (bad request, internal error).
+    Error,
+}
+
+impl Page {
+    pub const ALL: [Page; 7] = [
+        Page::SignInError,
+        Page::Forbidden,
+        Page::Unavailable,
+        Page::SignedOut,
+        Page::NotFound,
+        Page::Status,
+        Page::Error,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Page::SignInError => "sign_in_error",
+            Page::Forbidden => "forbidden",
+            Page::Unavailable => "unavailable",
+            Page::SignedOut => "signed_out",
+            Page::NotFound => "not_found",
+            Page::Status => "status",
+            Page::Error => "error",
+        }
     }
-    body.push_str("</main></body></html>");
-    let mut response = (status, Html(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    response
+
+    fn file(self) -> &'static str {
+        match self {
+            Page::SignInError => "sign_in_error.html",
+            Page::Forbidden => "forbidden.html",
+            Page::Unavailable => "unavailable.html",
+            Page::SignedOut => "signed_out.html",
+            Page::NotFound => "not_found.html",
+            Page::Status => "status.html",
+            Page::Error => "error.html",
+        }
+    }
+
+    fn builtin(self) -> &'static str {
+        match self {
+            Page::SignInError => include_str!("templates/sign_in_error.html"),
+            Page::Forbidden => include_str!("templates/forbidden.html"),
+            Page::Unavailable => include_str!("templates/unavailable.html"),
+            Page::SignedOut => include_str!("templates/signed_out.html"),
+            Page::NotFound => include_str!("templates/not_found.html"),
+            Page::Status => include_str!("templates/status.html"),
+            Page::Error => include_str!("templates/error.html"),
+        }
+    }
+
+    fn file_names() -> String {
+        Page::ALL.map(Page::file).join(", ")
+    }
+}
+
+/// A link shown as the page's button.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub href: String,
+    pub label: String,
+}
+
+/// What a page shows. Templates see these fields by name (`user`,
+/// `route`, …; `link_href`/`link_label` for the button) plus `page`,
+/// `status`, `nonce` and `style`.
+#[derive(Clone, Debug)]
+pub struct View {
+    pub page: Page,
+    pub status: StatusCode,
+    pub title: Cow<'static, str>,
+    pub message: String,
+    /// Who is signed in (email, else subject).
+    pub user: Option<String>,
+    pub groups: Vec<String>,
+    /// The route id that refused.
+    pub route: Option<String>,
+    /// The address that was refused (no query).
+    pub url: Option<String>,
+    pub link: Option<Link>,
+}
+
+impl View {
+    fn new(
+        page: Page,
+        status: StatusCode,
+        title: &'static str,
+        message: impl Into<String>,
+    ) -> View {
+        View {
+            page,
+            status,
+            title: Cow::Borrowed(title),
+            message: message.into(),
+            user: None,
+            groups: Vec::new(),
+            route: None,
+            url: None,
+            link: None,
+        }
+    }
+
+    /// Adds the page's button.
+    pub fn with_link(mut self, href: impl Into<String>, label: impl Into<String>) -> View {
+        self.link = Some(Link {
+            href: href.into(),
+            label: label.into(),
+        });
+        self
+    }
+
+    /// A login that did not complete; `status` 403 (refused) or 400.
+    pub fn sign_in_error(status: StatusCode, message: impl Into<String>) -> View {
+        View::new(Page::SignInError, status, "Sign-in failed", message)
+    }
+
+    /// Access denied (403).
+    pub fn forbidden(
+        message: impl Into<String>,
+        user: Option<String>,
+        route: Option<String>,
+        url: Option<String>,
+    ) -> View {
+        View {
+            user,
+            route,
+            url,
+            ..View::new(
+                Page::Forbidden,
+                StatusCode::FORBIDDEN,
+                "Access denied",
+                message,
+            )
+        }
+    }
+
+    /// A dependency is down (503).
+    pub fn unavailable(title: &'static str, message: impl Into<String>) -> View {
+        View::new(
+            Page::Unavailable,
+            StatusCode::SERVICE_UNAVAILABLE,
+            title,
+            message,
+        )
+    }
+
+    /// After sign-out.
+    pub fn signed_out() -> View {
+        View::new(
+            Page::SignedOut,
+            StatusCode::OK,
+            "Signed out",
+            "You are signed out of authgate.",
+        )
+    }
+
+    /// 404.
+    pub fn not_found() -> View {
+        View::new(
+            Page::NotFound,
+            StatusCode::NOT_FOUND,
+            "Page not found",
+            "There is nothing at this address.",
+        )
+    }
+
+    /// The status page: `user` and `groups` when signed in.
+    pub fn status(user: Option<String>, groups: Vec<String>) -> View {
+        let (title, message) = match &user {
+            Some(_) => ("Signed in", "You are signed in."),
+            None => ("Not signed in", "You are not signed in."),
+        };
+        View {
+            user,
+            groups,
+            ..View::new(Page::Status, StatusCode::OK, title, message)
+        }
+    }
+
+    /// Any other error page.
+    pub fn error(status: StatusCode, title: &'static str, message: impl Into<String>) -> View {
+        View::new(Page::Error, status, title, message)
+    }
+
+    /// Sample values for the startup check of a template.
+    fn sample(page: Page) -> View {
+        View {
+            user: Some("user@example.com".into()),
+            groups: vec!["group".into()],
+            route: Some("route-0".into()),
+            url: Some("https://app.example.com/".into()),
+            ..View::new(page, StatusCode::OK, "Title", "Message.")
+        }
+        .with_link("/", "Link")
+    }
+}
+
+/// Handlers answer with a view; the router's page layer renders it (see
+/// [`super::render_pages`]). Without that layer the response has no body.
+impl IntoResponse for View {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// The compiled templates: the built-in set, and the operator's when
+/// `templates_dir` is set (a page it lacks comes from the built-in set).
+pub struct Pages {
+    builtin: Environment<'static>,
+    custom: Option<Environment<'static>>,
+}
+
+impl std::fmt::Debug for Pages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pages")
+            .field("custom", &self.custom.is_some())
+            .finish()
+    }
+}
+
+impl Pages {
+    /// The built-in pages only.
+    pub fn builtin() -> Pages {
+        Pages {
+            builtin: builtin_environment(),
+            custom: None,
+        }
+    }
+
+    /// The built-in pages, overridden by the `.html` files of `dir`.
+    /// Every page is rendered once with sample values, so a template that
+    /// fails is found now, with its file name, rather than on a user.
+    pub fn load(dir: Option<&Path>) -> Result<Pages, PagesError> {
+        let Some(dir) = dir else {
+            return Ok(Pages::builtin());
+        };
+        let entries = std::fs::read_dir(dir).map_err(|source| PagesError::Dir {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        let mut env = builtin_environment();
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "html"))
+            .collect();
+        files.sort();
+        for file in files {
+            let name = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            let known = name == LAYOUT.0
+                || name.starts_with('_')
+                || Page::ALL.iter().any(|p| p.file() == name);
+            if !known {
+                return Err(PagesError::Unknown { file });
+            }
+            let source = std::fs::read_to_string(&file).map_err(|source| PagesError::Read {
+                file: file.clone(),
+                source,
+            })?;
+            env.add_template_owned(name, source)
+                .map_err(|e| template_error(dir, &file, &e))?;
+        }
+        for page in Page::ALL {
+            let file = dir.join(page.file());
+            render_with(&env, &View::sample(page), "sample-nonce")
+                .map_err(|e| template_error(dir, &file, &e))?;
+        }
+        Ok(Pages {
+            builtin: builtin_environment(),
+            custom: Some(env),
+        })
+    }
+
+    /// The page as a response: HTML, `no-store`, and a CSP allowing only
+    /// this response's stylesheet. A custom template that fails now (it
+    /// rendered at startup) falls back to the built-in page.
+    pub fn render(&self, view: &View) -> Response {
+        // URL-safe base64: nothing for the HTML escaper to touch.
+        let nonce =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 18]>());
+        let html = self
+            .custom
+            .as_ref()
+            .and_then(|env| match render_with(env, view, &nonce) {
+                Ok(html) => Some(html),
+                Err(error) => {
+                    tracing::error!(page = view.page.name(), %error, "page template failed; showing the built-in page");
+                    None
+                }
+            })
+            .or_else(|| render_with(&self.builtin, view, &nonce).ok())
+            .unwrap_or_else(|| {
+                format!(
+                    "<!doctype html><title>{0}</title><h1>{0}</h1><p>{1}</p>",
+                    escape(&view.title),
+                    escape(&view.message)
+                )
+            });
+        let mut response = (view.status, Html(html)).into_response();
+        let csp = format!(
+            "default-src 'none'; style-src 'nonce-{nonce}'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        );
+        let headers = response.headers_mut();
+        if let Ok(csp) = HeaderValue::from_str(&csp) {
+            headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+        }
+        for (name, value) in SECURITY_HEADERS {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        response
+    }
+}
+
+/// Sent with every page besides the CSP.
+const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
+    (header::CACHE_CONTROL, "no-store"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "no-referrer"),
+];
+
+fn builtin_environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|_| AutoEscape::Html);
+    // Printing a misspelt variable is an error (found at startup), while
+    // `{% if user %}` on an absent value still works.
+    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    let builtin = std::iter::once(LAYOUT).chain(Page::ALL.map(|p| (p.file(), p.builtin())));
+    for (name, source) in builtin {
+        if let Err(error) = env.add_template(name, source) {
+            // Covered by a unit test; never reached in a release.
+            tracing::error!(template = name, %error, "built-in template does not compile");
+        }
+    }
+    env
+}
+
+fn render_with(
+    env: &Environment<'_>,
+    view: &View,
+    nonce: &str,
+) -> Result<String, minijinja::Error> {
+    let (link_href, link_label) = match &view.link {
+        Some(link) => (Some(link.href.as_str()), Some(link.label.as_str())),
+        None => (None, None),
+    };
+    env.get_template(view.page.file())?.render(context! {
+        page => view.page.name(),
+        status => view.status.as_u16(),
+        title => view.title.as_ref(),
+        message => view.message.as_str(),
+        user => view.user.as_deref(),
+        groups => view.groups.clone(),
+        route => view.route.as_deref(),
+        url => view.url.as_deref(),
+        link_href => link_href,
+        link_label => link_label,
+        nonce => nonce,
+        style => STYLE,
+    })
+}
+
+fn template_error(dir: &Path, file: &Path, error: &minijinja::Error) -> PagesError {
+    // An error inside an extended or included template names that one.
+    let file = error
+        .name()
+        .map_or_else(|| file.to_owned(), |n| dir.join(n));
+    let mut message = format!("{}", error.kind());
+    if let Some(detail) = error.detail() {
+        message.push_str(": ");
+        message.push_str(detail);
+    }
+    PagesError::Template {
+        file,
+        line: error.line(),
+        message,
+    }
 }
 
 /// HTML-escapes text for element content and quoted attributes.
@@ -65,7 +470,19 @@ pub fn escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    async fn body(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    fn header(response: &Response, name: HeaderName) -> &str {
+        response.headers()[name].to_str().unwrap()
+    }
 
     /// Anything user-controlled shown on a page cannot inject markup.
     #[test]
@@ -76,17 +493,139 @@ mod tests {
         );
     }
 
-    /// Pages are never cached and carry a CSP that forbids scripts.
-    #[test]
-    fn pages_are_not_cached() {
-        let r = message(StatusCode::FORBIDDEN, "t", "d", None);
-        assert_eq!(r.status(), StatusCode::FORBIDDEN);
-        assert_eq!(r.headers()[header::CACHE_CONTROL], "no-store");
-        assert!(
-            r.headers()[header::CONTENT_SECURITY_POLICY]
-                .to_str()
-                .unwrap_or_default()
-                .contains("default-src 'none'")
+    /// Every built-in page renders: `lang`, a title, a `main` landmark, the
+    /// inline stylesheet carrying the nonce the CSP names; never cached.
+    #[tokio::test]
+    async fn builtin_pages_are_self_contained_and_locked_down() {
+        let pages = Pages::builtin();
+        for page in Page::ALL {
+            let response = pages.render(&View::sample(page));
+            assert_eq!(header(&response, header::CACHE_CONTROL), "no-store");
+            assert_eq!(header(&response, header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+            let csp = header(&response, header::CONTENT_SECURITY_POLICY).to_owned();
+            assert!(
+                csp.starts_with("default-src 'none'; style-src 'nonce-"),
+                "{csp}"
+            );
+            assert!(csp.contains("frame-ancestors 'none'"));
+            let nonce = csp
+                .split("'nonce-")
+                .nth(1)
+                .and_then(|s| s.split('\'').next())
+                .unwrap()
+                .to_owned();
+            let html = body(response).await;
+            assert!(
+                html.starts_with("<!doctype html>\n<html lang=\"en\">"),
+                "{html}"
+            );
+            assert!(html.contains("<title>Title</title>"));
+            assert!(html.contains("<main"));
+            assert!(html.contains(&format!("<style nonce=\"{nonce}\">")));
+            assert!(!html.contains("src="), "no external asset: {html}");
+            assert!(!html.contains("<link"), "no external asset: {html}");
+        }
+    }
+
+    /// Values are escaped by the template engine, not trusted.
+    #[tokio::test]
+    async fn values_are_autoescaped() {
+        let view = View::forbidden(
+            "Refused.",
+            Some("<b>x</b>@example.com".into()),
+            Some("r\"1".into()),
+            Some("https://a.example.com/<script>".into()),
         );
+        let html = body(Pages::builtin().render(&view)).await;
+        assert!(
+            html.contains("&lt;b&gt;x&lt;&#x2f;b&gt;@example.com")
+                || html.contains("&lt;b&gt;x&lt;/b&gt;@example.com"),
+            "{html}"
+        );
+        assert!(!html.contains("<script>"));
+        assert!(!html.contains("<b>x"));
+    }
+
+    /// Two responses never share a nonce.
+    #[test]
+    fn nonces_are_fresh() {
+        let pages = Pages::builtin();
+        let a = pages.render(&View::not_found());
+        let b = pages.render(&View::not_found());
+        assert_ne!(
+            header(&a, header::CONTENT_SECURITY_POLICY),
+            header(&b, header::CONTENT_SECURITY_POLICY)
+        );
+    }
+
+    /// A templates_dir page replaces the built-in one and may extend the
+    /// built-in layout; pages it lacks stay built-in.
+    #[tokio::test]
+    async fn custom_templates_replace_builtin_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("forbidden.html"),
+            "{% extends \"layout.html\" %}{% block content %}<p>Custom: {{ user }} on {{ route }}</p>{% endblock %}",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("_partial.html"), "partial").unwrap();
+        std::fs::write(dir.path().join("README.txt"), "ignored").unwrap();
+        let pages = Pages::load(Some(dir.path())).unwrap();
+        let view = View::forbidden(
+            "m",
+            Some("ann@example.com".into()),
+            Some("admin".into()),
+            None,
+        );
+        let html = body(pages.render(&view)).await;
+        assert!(
+            html.contains("<p>Custom: ann@example.com on admin</p>"),
+            "{html}"
+        );
+        assert!(html.contains("<style nonce="));
+        let html = body(pages.render(&View::signed_out())).await;
+        assert!(html.contains("You are signed out"));
+    }
+
+    /// A broken template, an unknown file name, a misspelt variable and a
+    /// missing directory are errors naming the file (and line).
+    #[test]
+    fn broken_templates_are_reported_with_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("signed_out.html");
+        std::fs::write(&file, "<p>\n{% if %}</p>").unwrap();
+        let error = Pages::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("{}:2: syntax error", file.display())),
+            "{error}"
+        );
+
+        std::fs::write(&file, "<p>{{ usr.name }}</p>").unwrap();
+        let error = Pages::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(error.starts_with(&file.display().to_string()), "{error}");
+        assert!(error.contains("undefined"), "{error}");
+
+        std::fs::remove_file(&file).unwrap();
+        std::fs::write(dir.path().join("forbiden.html"), "x").unwrap();
+        let error = Pages::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(
+            error.contains("forbiden.html: not a page template"),
+            "{error}"
+        );
+
+        let error = Pages::load(Some(&dir.path().join("missing")))
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("templates_dir"), "{error}");
+    }
+
+    /// Every built-in template compiles (the environment logs rather than
+    /// fails on a broken built-in).
+    #[test]
+    fn builtin_templates_compile() {
+        let env = builtin_environment();
+        for page in Page::ALL {
+            render_with(&env, &View::sample(page), "n").unwrap();
+        }
     }
 }

@@ -60,6 +60,7 @@ pub fn test_config(login_base: &str, idp_issuer: &str, routes: Vec<RouteConfig>)
     Config {
         address: "127.0.0.1:0".parse().expect("addr"),
         grpc_address: "127.0.0.1:0".parse().expect("addr"),
+        metrics_address: None,
         authenticate_service_url: Url::parse(login_base).expect("login base"),
         idp: IdpConfig {
             provider: "oidc".into(),
@@ -91,6 +92,7 @@ pub fn test_config(login_base: &str, idp_issuer: &str, routes: Vec<RouteConfig>)
         jwt_claims_headers: Vec::new(),
         log_format: LogFormat::Pretty,
         log_level: "warn".into(),
+        templates_dir: None,
     }
 }
 

@@ -13,16 +13,18 @@ use crate::support::tls::TestCa;
 
 /// nginx from the example in front of the echo upstream, authgate as its
 /// login host with `cookie_domain` = [`DOMAIN`], and a client resolving the
-/// test names to nginx.
+/// test names to nginx; `hello` is the route `route-0`, for group `devops`.
 pub(crate) struct Site {
     pub stack: Stack,
     pub nginx: Nginx,
     _upstream: EchoUpstream,
     pub client: openidconnect::reqwest::Client,
+    /// The CA of nginx's certificate, for a browser to trust.
+    pub ca: TestCa,
 }
 
 /// The site with one route: `hello` for `devops`.
-async fn site() -> Site {
+pub(crate) async fn site() -> Site {
     site_with(|nginx| vec![route(0, &nginx.url("hello", ""), None, &["devops"])]).await
 }
 
@@ -52,6 +54,7 @@ pub(crate) async fn site_with(routes: impl FnOnce(&Nginx) -> Vec<RouteConfig>) -
         nginx,
         _upstream: upstream,
         client,
+        ca,
     }
 }
 
