@@ -97,10 +97,10 @@ fn nginx_response(decision: &Decision) -> Response {
 
 /// The original request, from `X-Original-URL` or (trusted peers only) the
 /// `X-Forwarded-*` triple. Header values must be UTF-8.
-pub(crate) fn original_target(
-    headers: &HeaderMap,
-    trusted_peer: bool,
-) -> Result<Target<'_>, TargetError> {
+///
+/// Public (not just crate-visible) for the `nginx_request` fuzz target,
+/// which must exercise the very function `/oauth2/auth` uses.
+pub fn original_target(headers: &HeaderMap, trusted_peer: bool) -> Result<Target<'_>, TargetError> {
     let text = |name: &str| {
         headers
             .get(name)
