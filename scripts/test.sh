@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every test on a fresh machine (Debian 12, root,
 # Rust and Go present): installs what the end-to-end suite needs, builds the
-# pinned Dex and grpcurl once (cached), then runs the whole cargo test suite.
+# pinned Dex, grpcurl and cargo-deny once (cached), checks the dependency tree
+# (cargo deny), then runs the whole cargo test suite.
 #
 #   scripts/test.sh
 #
@@ -21,6 +22,8 @@ DEX_MODULE_DIR="$REPO_ROOT/tests/e2e/dex"
 # grpcurl, the independent gRPC client the Envoy ext_authz tests drive
 # (tests/it/grpcurl.rs reads this line to find the cached binary).
 GRPCURL_VERSION=v1.9.4
+# cargo-deny, built from crates.io once into the cache (deny.toml).
+CARGO_DENY_VERSION=0.20.2
 
 # Debian packages the end-to-end tests start (their own instances, on
 # loopback ports in temp dirs; the system services are never used).
@@ -111,6 +114,21 @@ build_grpcurl() {
     export AUTHGATE_GRPCURL_BIN="$bin"
 }
 
+# Licences, duplicate crates and sources of the dependency tree (deny.toml).
+# Not `advisories`: the RustSec database is fetched with git from outside
+# the package registries, which this CI cannot reach.
+run_cargo_deny() {
+    local root="$CACHE_DIR/cargo-deny-$CARGO_DENY_VERSION"
+    if [[ ! -x "$root/bin/cargo-deny" ]]; then
+        log "building cargo-deny $CARGO_DENY_VERSION (first run only)"
+        cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION" --root "$root" \
+            || die "building cargo-deny $CARGO_DENY_VERSION failed (see the cargo output above)"
+    fi
+    log "cargo deny check licenses bans sources"
+    (cd "$REPO_ROOT" && "$root/bin/cargo-deny" check licenses bans sources) \
+        || die "cargo deny found a problem in the dependency tree (see above)"
+}
+
 run_cargo_tests() {
     command -v cargo >/dev/null || die "cargo not found"
     log "cargo test --all-targets"
@@ -121,6 +139,7 @@ main() {
     install_system_packages
     build_dex
     build_grpcurl
+    run_cargo_deny
     run_cargo_tests
 }
 
