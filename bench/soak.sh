@@ -15,7 +15,7 @@
 #      route;
 #   3. gets real cookies through the provider's login form: alice, bob and
 #      carol, plus an expired one (alice signed in to an instance with
-#      cookie_expire 2s and the same secret, which then stops) and a
+#      cookie_expire 8s and the same secret, which then stops) and a
 #      tampered one (alice's with one character changed);
 #   4. builds the request set: every route × {alice, bob, carol, expired,
 #      tampered, no cookie}, each tagged with the status it must get
@@ -223,11 +223,14 @@ main_soak() {
     wait_for_port devidp "$P_IDP" "$PID_devidp"
 
     # An expired cookie: a real login to a short-lived instance.
-    write_config 2s
+    # The login-state cookie lives no longer than a session: 8 s leaves the
+    # login through the provider time to finish on a busy machine.
+    write_config 8s
     start authgate-short 1 "$AUTHGATE_BIN" serve --config "$WORK/authgate.yaml"
     wait_for_port authgate-short "$P_AUTHGATE" "$PID_authgate_short"
     COOKIE_expired="$(login "http://127.0.0.1:$P_AUTHGATE" "/oauth2/start?rd=/oauth2/userinfo" alice _authgate)"
     [[ -n "$COOKIE_expired" ]] || die "no cookie from the short-lived instance"
+    local expired_at=$((SECONDS + 9))
     kill "$PID_authgate_short"
     wait "$PID_authgate_short" 2>/dev/null || true
     for _ in $(seq 50); do port_busy "$P_AUTHGATE" || break; sleep 0.1; done
@@ -244,7 +247,8 @@ main_soak() {
         [[ -n "${!v}" ]] || die "no session cookie for $user"
     done
     COOKIE_tampered="$(tamper "$COOKIE_alice")"
-    sleep 2 # the short-lived instance's cookie is now past its 2 s
+    # Wait until the short-lived instance's cookie is past its 8 s.
+    while ((SECONDS < expired_at)); do sleep 1; done
 
     write_targets "$WORK/targets.json"
     TARGETS="$(wc -l <"$WORK/targets.json")"
