@@ -20,25 +20,40 @@
 #   4. builds the request set: every route × {alice, bob, carol, expired,
 #      tampered, no cookie}, each tagged with the status it must get
 #      (`?want=` in the URL; /oauth2/auth ignores the query);
-#   5. measures the maximum rate (vegeta, unbounded rate, $SOAK_PROBE s),
-#      then runs at $SOAK_LOAD% of it for the given time while sampling
-#      RSS from /proc every second;
-#   6. checks every response: wrong status, 5xx and transport errors must
-#      all be zero, RSS after the warm-up within 10% (max ≤ 1.10 × min).
+#   5. measures the maximum rate in a closed loop ($SOAK_WORKERS vegeta
+#      workers, one keep-alive connection each, as fast as answers come,
+#      $SOAK_PROBE s): every answer counts, whatever its status (vegeta's
+#      "throughput" counts only 2xx/3xx, a quarter of this mix);
+#   6. runs at $SOAK_LOAD% of it for the given time (open loop, at most
+#      2 × $SOAK_WORKERS workers and connections) while sampling authgate's
+#      RSS and open descriptors from /proc every second;
+#   7. checks every response: wrong status, 5xx and transport errors must
+#      all be zero, RSS after the warm-up within 10% (max ≤ 1.10 × min),
+#      and the achieved rate at least 90% of the target.
+#
+# Why the bounds: vegeta's default is to add a worker, and a connection,
+# whenever none is free. When the machine stalls for a moment (shared
+# cores), it opened ~11,000 connections in a few seconds, its own core
+# drowned in them, requests timed out by the ten thousand, and authgate's
+# RSS rose with the open connections (each holds its buffers; the
+# allocator keeps the pages after they close: a high-water mark, not a
+# leak, it stays there over repeated floods). Real clients (nginx, Envoy)
+# keep a bounded pool; so does this load.
 #
 # Environment (all optional):
 #   SOAK_ROUTES      routes in the policy (default 200)
-#   SOAK_PROBE       seconds of the maximum-rate probe (default 5)
+#   SOAK_PROBE       seconds of the maximum-rate probe (default 10)
 #   SOAK_LOAD        percent of the maximum to soak at (default 80)
 #   SOAK_WARMUP      seconds excluded from the RSS check (default 10)
-#   SOAK_WORKERS     vegeta workers for the probe (default 32)
+#   SOAK_WORKERS     vegeta workers (= connections) for the probe; the soak
+#                    may use twice as many (default 32)
 #   SOAK_PORT_BASE   first of two loopback ports used (default 18600)
 #   BENCH_OUT        the report (default BENCHMARKS.md)
 set -euo pipefail
 
 SOAK_SECONDS="${1:-60}"
 SOAK_ROUTES="${SOAK_ROUTES:-200}"
-SOAK_PROBE="${SOAK_PROBE:-5}"
+SOAK_PROBE="${SOAK_PROBE:-10}"
 SOAK_LOAD="${SOAK_LOAD:-80}"
 SOAK_WARMUP="${SOAK_WARMUP:-10}"
 SOAK_WORKERS="${SOAK_WORKERS:-32}"
@@ -133,11 +148,13 @@ check_targets() {
     log "spot-checked $n targets one by one: all as expected"
 }
 
-# sample_rss PID FILE: VmRSS (KiB) every second until PID or the soak ends.
+# sample_rss PID FILE: VmRSS (KiB) and open descriptors every second until
+# PID or the soak ends.
 sample_rss() {
-    local pid="$1" file="$2" t=0
+    local pid="$1" file="$2" t=0 fds
     while kill -0 "$pid" 2>/dev/null && [[ ! -e "$WORK/soak.done" ]]; do
-        printf '%s\t%s\n' "$t" "$(status_kib "$pid" VmRSS)" >>"$file"
+        fds="$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)"
+        printf '%s\t%s\t%s\n' "$t" "$(status_kib "$pid" VmRSS)" "$fds" >>"$file"
         sleep 1
         t=$((t + 1))
     done
@@ -150,6 +167,10 @@ attack() {
     taskset -c 0 timeout $((seconds + 60)) "$VEGETA_BIN" attack -format=json -targets="$WORK/targets.json" \
         -rate="$rate" -duration="${seconds}s" -timeout=5s -keepalive=true "$@" >"$out"
 }
+
+# jq: answers per second from a vegeta JSON report, any status (a 401 or
+# 403 is as much an answer as a 200 here; wrong ones are tallied apart).
+ANSWERED_RATE='(.requests - ([.status_codes["0"] // 0] | add)) / ((.duration + .wait) / 1e9) | floor'
 
 # tally RESULTS: "total wrong 5xx errors" from vegeta's results.
 tally() {
@@ -183,8 +204,8 @@ through them.
 
 | | |
 | --- | --- |
-| maximum rate (vegeta, $SOAK_WORKERS workers, unbounded, ${SOAK_PROBE} s) | $MAX_RATE req/s |
-| soak rate ($SOAK_LOAD%) | $RATE req/s for $SOAK_SECONDS s |
+| maximum rate (closed loop: vegeta, $SOAK_WORKERS workers and connections, ${SOAK_PROBE} s) | $MAX_RATE req/s |
+| soak rate ($SOAK_LOAD%, open loop, ≤ $((2 * SOAK_WORKERS)) workers and connections) | $RATE req/s for $SOAK_SECONDS s |
 | requests answered | $TOTAL |
 | achieved rate | $ACHIEVED req/s |
 | wrong decisions (status ≠ expected) | $WRONG |
@@ -193,6 +214,8 @@ through them.
 | latency p50 / p99 / max | $P50 / $P99 / $PMAX µs |
 | RSS after ${SOAK_WARMUP} s warm-up: min / max (growth) | $RSS_MIN / $RSS_MAX KiB ($GROWTH%) |
 | RSS at start of load / end | $RSS_FIRST / $RSS_LAST KiB |
+| authgate's open descriptors, max | $FDS_MAX |
+| authgate's CPU (its one core) during the soak | $CPU_SHARE% |
 | load average before / after | $LOAD_BEFORE / $LOAD_AFTER |
 | verdict | $VERDICT |
 MD
@@ -208,8 +231,11 @@ main_soak() {
     (cd "$REPO_ROOT" && cargo build --release --quiet --bin authgate --example devidp) || die "cargo build failed"
     local target_dir
     target_dir="$(cd "$REPO_ROOT" && cargo metadata --format-version 1 --no-deps | jq -r .target_directory)"
-    AUTHGATE_BIN="$target_dir/release/authgate"
-    DEVIDP_BIN="$target_dir/release/examples/devidp"
+    # Copies: the target directory may be shared, and another build must not
+    # swap the binary under the soak.
+    cp "$target_dir/release/authgate" "$target_dir/release/examples/devidp" "$WORK/"
+    AUTHGATE_BIN="$WORK/authgate"
+    DEVIDP_BIN="$WORK/devidp"
     local p
     for p in "$P_IDP" "$P_AUTHGATE"; do port_busy "$p" && die "port $p is in use (set SOAK_PORT_BASE)"; done
 
@@ -257,8 +283,9 @@ main_soak() {
 
     LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
     log "probing the maximum rate for $SOAK_PROBE s"
-    attack 0 "$SOAK_PROBE" "$WORK/probe.bin" -max-workers="$SOAK_WORKERS" -workers="$SOAK_WORKERS"
-    MAX_RATE="$("$VEGETA_BIN" report -type=json "$WORK/probe.bin" | jq '.throughput | floor')"
+    attack 0 "$SOAK_PROBE" "$WORK/probe.bin" -workers="$SOAK_WORKERS" -max-workers="$SOAK_WORKERS" \
+        -connections="$SOAK_WORKERS" -max-connections="$SOAK_WORKERS"
+    MAX_RATE="$("$VEGETA_BIN" report -type=json "$WORK/probe.bin" | jq "$ANSWERED_RATE")"
     read -r probe_total probe_wrong probe_five probe_err <<<"$(tally "$WORK/probe.bin")"
     log "maximum ≈ $MAX_RATE req/s ($probe_total requests, $probe_wrong wrong, $probe_five 5xx, $probe_err errors)"
     ((MAX_RATE > 0)) || die "the probe measured no throughput"
@@ -267,18 +294,26 @@ main_soak() {
     log "soaking at $RATE req/s for $SOAK_SECONDS s"
     local rss_before
     rss_before="$(status_kib "$PID_authgate" VmRSS)"
+    local ticks_before
+    ticks_before="$(cpu_ticks "$PID_authgate")"
     sample_rss "$PID_authgate" "$WORK/rss.tsv" &
     local sampler=$!
-    attack "$RATE" "$SOAK_SECONDS" "$WORK/soak.bin"
+    attack "$RATE" "$SOAK_SECONDS" "$WORK/soak.bin" -workers="$SOAK_WORKERS" -max-workers=$((2 * SOAK_WORKERS)) \
+        -connections=$((2 * SOAK_WORKERS)) -max-connections=$((2 * SOAK_WORKERS))
     touch "$WORK/soak.done"
     wait "$sampler" 2>/dev/null || true
     LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
+    # authgate's share of its core: near 100% means authgate was the limit.
+    CPU_SHARE="$(awk -v t=$(($(cpu_ticks "$PID_authgate") - ticks_before)) -v hz="$(getconf CLK_TCK)" \
+        -v s="$SOAK_SECONDS" 'BEGIN { printf "%.0f", t * 100 / hz / s }')"
     kill -0 "$PID_authgate" 2>/dev/null || die "authgate died during the soak"
 
     read -r TOTAL WRONG FIVE ERRORS <<<"$(tally "$WORK/soak.bin")"
     local report
     report="$("$VEGETA_BIN" report -type=json "$WORK/soak.bin")"
-    ACHIEVED="$(jq '.throughput | floor' <<<"$report")"
+    ACHIEVED="$(jq "$ANSWERED_RATE" <<<"$report")"
+    FDS_MAX="$(awk '$3 > m { m = $3 } END { print m + 0 }' "$WORK/rss.tsv")"
+    jq -r '.errors[] | select(test("^[0-9]{3} ") | not) | "vegeta error: " + .' <<<"$report" | head -5 >&2
     P50="$(jq '.latencies["50th"] / 1000 | floor' <<<"$report")"
     P99="$(jq '.latencies["99th"] / 1000 | floor' <<<"$report")"
     PMAX="$(jq '.latencies.max / 1000 | floor' <<<"$report")"
@@ -289,8 +324,9 @@ main_soak() {
     GROWTH="$(awk -v a="$RSS_MIN" -v b="$RSS_MAX" 'BEGIN { printf "%.1f", a ? (b - a) * 100 / a : 0 }')"
     local flat
     flat="$(awk -v g="$GROWTH" 'BEGIN { print (g <= 10) ? 1 : 0 }')"
-    if ((WRONG == 0 && FIVE == 0 && ERRORS == 0 && flat)); then
-        VERDICT="**passed**: no wrong decision, no 5xx, no error, RSS flat within 10%"
+    local kept=$((ACHIEVED * 100 >= RATE * 90))
+    if ((WRONG == 0 && FIVE == 0 && ERRORS == 0 && flat && kept)); then
+        VERDICT="**passed**: no wrong decision, no 5xx, no error, RSS flat within 10%, rate kept"
     else
         VERDICT="**failed**"
     fi
@@ -299,6 +335,7 @@ main_soak() {
     cat <<TXT
 soak: $TOTAL requests at $RATE req/s (max $MAX_RATE, achieved $ACHIEVED) for $SOAK_SECONDS s
       wrong $WRONG, 5xx $FIVE, errors $ERRORS; p50 $P50 µs, p99 $P99 µs
+      authgate CPU $CPU_SHARE% of its core, descriptors ≤ $FDS_MAX
       RSS after warm-up $RSS_MIN..$RSS_MAX KiB ($GROWTH%); load $LOAD_BEFORE -> $LOAD_AFTER
       $VERDICT
 TXT
