@@ -218,6 +218,14 @@ through them.
 | authgate's CPU (its one core) during the soak | $CPU_SHARE% |
 | load average before / after | $LOAD_BEFORE / $LOAD_AFTER |
 | verdict | $VERDICT |
+
+The maximum is what the closed loop reached, set by whichever side
+saturates first; authgate's CPU share tells which: well below 100% means
+the load generator (vegeta, alone on its core of a possibly shared
+machine) was the limit and authgate had room left. The latencies include
+vegeta's own queueing on its core; for authgate's latency at a rate see
+the open-loop table above. The load average is the whole machine's (two
+cores): above 2, other work competed with the soak.
 MD
     } >"$out"
     rm -f "$tmp"
@@ -328,7 +336,13 @@ main_soak() {
     if ((WRONG == 0 && FIVE == 0 && ERRORS == 0 && flat && kept)); then
         VERDICT="**passed**: no wrong decision, no 5xx, no error, RSS flat within 10%, rate kept"
     else
-        VERDICT="**failed**"
+        VERDICT="**failed**:"
+        ((WRONG == 0)) || VERDICT+=" wrong decisions;"
+        ((FIVE == 0)) || VERDICT+=" 5xx;"
+        ((ERRORS == 0)) || VERDICT+=" transport errors;"
+        ((flat)) || VERDICT+=" RSS grew more than 10%;"
+        ((kept)) || VERDICT+=" achieved rate under 90% of the target;"
+        VERDICT="${VERDICT%;}"
     fi
     stop_servers
     write_section
