@@ -177,6 +177,28 @@ P_GRPC=$((PORT_BASE + 7))
 
 random_token() { head -c 24 /dev/urandom | base64 | tr -d '\n' | tr '+/' '-_'; }
 
+# config_head: authgate's settings shared by this benchmark and
+# bench/soak.sh: the provider, the secrets in $WORK, plain-http cookies,
+# in-memory sessions, quiet logs.
+config_head() {
+    cat <<EOF
+authenticate_service_url: http://127.0.0.1:$P_AUTHGATE
+idp_provider: oidc
+idp_provider_url: http://127.0.0.1:$P_IDP/dex
+idp_client_id: authgate
+idp_client_secret_file: $WORK/idp_client_secret
+idp_scopes: [openid, email, profile, groups, offline_access]
+cookie_secret_file: $WORK/cookie_secret
+cookie_name: _authgate
+cookie_secure: false
+address: 127.0.0.1:$P_AUTHGATE
+session_store: memory
+refresh_interval: 1h
+log_format: json
+log_level: warn
+EOF
+}
+
 start_servers() {
     local p
     for p in $(seq "$PORT_BASE" $((PORT_BASE + 7))); do
@@ -198,22 +220,9 @@ start_servers() {
     head -c 32 /dev/urandom | base64 >"$WORK/cookie_secret"
     printf '%s' "$ag_secret" >"$WORK/idp_client_secret"
     {
+        config_head
         cat <<EOF
-authenticate_service_url: http://127.0.0.1:$P_AUTHGATE
-idp_provider: oidc
-idp_provider_url: http://127.0.0.1:$P_IDP/dex
-idp_client_id: authgate
-idp_client_secret_file: $WORK/idp_client_secret
-idp_scopes: [openid, email, profile, groups, offline_access]
-cookie_secret_file: $WORK/cookie_secret
-cookie_name: _authgate
-cookie_secure: false
-address: 127.0.0.1:$P_AUTHGATE
 grpc_address: 127.0.0.1:$P_GRPC
-session_store: memory
-refresh_interval: 1h
-log_format: json
-log_level: warn
 policy:
 EOF
         local i
@@ -754,4 +763,5 @@ main() {
     splice_grpc_section "$OUT"
 }
 
-main "$@"
+# Sourced by bench/soak.sh for its helpers: run only when executed.
+[[ "${BASH_SOURCE[0]}" != "$0" ]] || main "$@"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one command that runs every test on a fresh machine (Debian 12, root,
 # Rust, Go and Python 3 present): installs what the end-to-end suite needs,
-# builds the pinned Dex, grpcurl, Caddy and helm once (cached), then runs the
-# whole cargo test suite.
+# builds the pinned Dex, grpcurl, Caddy, helm and cargo-deny once (cached),
+# checks the dependency tree (cargo deny), then runs the whole cargo test
+# suite.
 #
 #   scripts/test.sh
 #
@@ -30,6 +31,8 @@ HELM_VERSION=v3.22.0
 KUBERNETES_VALIDATE_VERSION=1.37.0
 # Caddy, the forward_auth proxy of tests/it/caddy_flow.rs (found the same way).
 CADDY_VERSION=v2.11.9
+# cargo-deny, built from crates.io once into the cache (deny.toml).
+CARGO_DENY_VERSION=0.20.2
 
 # Debian packages the end-to-end tests start (their own instances, on
 # loopback ports in temp dirs; the system services are never used).
@@ -140,6 +143,21 @@ install_kubernetes_validate() {
     export AUTHGATE_KUBERNETES_VALIDATE_BIN="$bin"
 }
 
+# Licences, duplicate crates and sources of the dependency tree (deny.toml).
+# Not `advisories`: the RustSec database is fetched with git from outside
+# the package registries, which this CI cannot reach.
+run_cargo_deny() {
+    local root="$CACHE_DIR/cargo-deny-$CARGO_DENY_VERSION"
+    if [[ ! -x "$root/bin/cargo-deny" ]]; then
+        log "building cargo-deny $CARGO_DENY_VERSION (first run only)"
+        cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION" --root "$root" \
+            || die "building cargo-deny $CARGO_DENY_VERSION failed (see the cargo output above)"
+    fi
+    log "cargo deny check licenses bans sources"
+    (cd "$REPO_ROOT" && "$root/bin/cargo-deny" check licenses bans sources) \
+        || die "cargo deny found a problem in the dependency tree (see above)"
+}
+
 run_cargo_tests() {
     command -v cargo >/dev/null || die "cargo not found"
     log "cargo test --all-targets"
@@ -156,6 +174,7 @@ main() {
     install_go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" \
         AUTHGATE_HELM_BIN version
     install_kubernetes_validate
+    run_cargo_deny
     run_cargo_tests
 }
 

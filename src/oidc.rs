@@ -715,6 +715,24 @@ mod tests {
         assert_eq!(id.groups, vec!["devops", "admins"]);
     }
 
+    /// The login-state cookie's secrets (state, nonce, PKCE verifier) never
+    /// show in `Debug`, so no log line can carry them; the return URL does.
+    #[test]
+    fn login_state_debug_has_no_secrets() {
+        let login = LoginState {
+            state: "state-7f3a".into(),
+            nonce: "nonce-91bc".into(),
+            pkce_verifier: "verifier-c0de".into(),
+            return_to: "https://app.example.com/x".into(),
+            started_at: 1,
+        };
+        let debug = format!("{login:?}");
+        for secret in ["state-7f3a", "nonce-91bc", "verifier-c0de"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert!(debug.contains("https://app.example.com/x"), "{debug}");
+    }
+
     /// A payload that is not base64 JSON is an error, never an empty identity.
     #[test]
     fn raw_claims_rejects_garbage() {

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use serde_json::Value;
+use subtle::ConstantTimeEq as _;
 use url::Url;
+use zeroize::Zeroizing;
 
 mod duration;
 mod node;
@@ -362,19 +364,30 @@ impl Default for RouteConfig {
     }
 }
 
-/// A secret value: its `Debug` and `Display` never show the bytes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
+/// A secret value: its `Debug` never shows the bytes, comparing two takes
+/// the same time wherever they differ, and each copy's bytes are wiped when
+/// it is dropped (a reload leaves no old key behind in freed memory).
+#[derive(Clone)]
+pub struct Secret(Zeroizing<Vec<u8>>);
 
 impl Secret {
     pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        Secret(bytes.into())
+        Secret(Zeroizing::new(bytes.into()))
     }
     /// The raw bytes; call only where the secret is used.
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
 }
+
+impl PartialEq for Secret {
+    /// Constant time in the contents (the length is not secret).
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_slice().ct_eq(other.0.as_slice()).into()
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -283,6 +283,20 @@ fn debug_output_has_no_secrets() {
     assert!(debug.contains("Secret(<redacted>)"));
 }
 
+/// Secrets compare by content (in constant time, `subtle`): equal bytes are
+/// equal, a different byte or length is not.
+#[test]
+fn secrets_compare_by_content() {
+    let a = Secret::new(vec![1u8; 32]);
+    assert_eq!(a, Secret::new(vec![1u8; 32]));
+    assert_eq!(a.clone(), a);
+    let mut other = vec![1u8; 32];
+    other[31] = 2;
+    assert_ne!(a, Secret::new(other));
+    assert_ne!(a, Secret::new(vec![1u8; 31]));
+    assert_ne!(Secret::new(Vec::new()), a);
+}
+
 fn temp_file(content: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().unwrap();
     f.write_all(content.as_bytes()).unwrap();

@@ -203,10 +203,10 @@ const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 
 /// The original request, from `X-Original-URL` or (trusted peers only) the
 /// `X-Forwarded-*` triple. Header values must be UTF-8.
-pub(crate) fn original_target(
-    headers: &HeaderMap,
-    trusted_peer: bool,
-) -> Result<Target<'_>, TargetError> {
+///
+/// Public (not just crate-visible) for the `nginx_request` fuzz target,
+/// which must exercise the very function `/oauth2/auth` uses.
+pub fn original_target(headers: &HeaderMap, trusted_peer: bool) -> Result<Target<'_>, TargetError> {
     let text = |name: &HeaderName| {
         headers
             .get(name)

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 use tokio::sync::OnceCell;
+use zeroize::Zeroizing;
 
 use crate::clock::SharedClock;
 use crate::identity::Identity;
@@ -355,11 +356,13 @@ impl Sessions {
         if let Some(ticket) = self.tickets.get(cookie_value) {
             return Some(ticket);
         }
-        let mut buf = [0u8; 128];
-        let ticket = match self
-            .sealer
-            .open_in_place(Purpose::SessionCookie, cookie_value, &mut buf)
-        {
+        // Holds the opened ticket, per-session key included: wiped on return.
+        let mut buf = Zeroizing::new([0u8; 128]);
+        let ticket = match self.sealer.open_in_place(
+            Purpose::SessionCookie,
+            cookie_value,
+            buf.as_mut_slice(),
+        ) {
             Ok(plain) => Ticket::decode(plain)?,
             Err(err) => {
                 tracing::debug!(error = %err, "session cookie refused");

@@ -22,6 +22,7 @@ use hkdf::Hkdf;
 use rand::RngCore as _;
 use rand::rngs::OsRng;
 use sha2::Sha256;
+use zeroize::Zeroizing;
 
 use crate::config::Secret;
 
@@ -111,12 +112,12 @@ impl KeySet {
     fn derive(secret: &[u8]) -> KeySet {
         let hkdf = Hkdf::<Sha256>::new(None, secret);
         KeySet(Purpose::ALL.map(|purpose| {
-            let mut okm = [0u8; 32];
+            // Wiped on drop (a plain `fill(0)` may be optimised away); the
+            // cipher wipes its own copy of the key when it is dropped.
+            let mut okm = Zeroizing::new([0u8; 32]);
             // Expand fails only past 255 * 32 bytes of output; 32 is fine.
-            let _ = hkdf.expand(purpose.info(), &mut okm);
-            let cipher = XChaCha20Poly1305::new(&okm.into());
-            okm.fill(0);
-            cipher
+            let _ = hkdf.expand(purpose.info(), okm.as_mut_slice());
+            XChaCha20Poly1305::new_from_slice(okm.as_slice()).unwrap_or_else(|_| unreachable_key())
         }))
     }
 
@@ -257,6 +258,12 @@ fn check_len(sealed: &str) -> Result<(), SealError> {
 pub(crate) const fn sealed_len(plaintext_len: usize) -> usize {
     let raw = MIN_SEALED_LEN + plaintext_len;
     (raw * 4).div_ceil(3)
+}
+
+#[cold]
+fn unreachable_key() -> ! {
+    // The key is always 32 bytes, the length the cipher takes.
+    panic!("XChaCha20-Poly1305 refused a 32-byte key")
 }
 
 #[cold]

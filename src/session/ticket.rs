@@ -8,6 +8,7 @@ use std::fmt;
 
 use rand::RngCore as _;
 use rand::rngs::OsRng;
+use zeroize::Zeroize as _;
 
 /// Encoded length: id (16) + key (32) + issued_at (8) + expires_at (8).
 pub(crate) const TICKET_LEN: usize = 16 + 32 + 8 + 8;
@@ -31,6 +32,14 @@ impl fmt::Debug for Ticket {
             .field("issued_at", &self.issued_at)
             .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Ticket {
+    /// The per-session key opens the session's record: wipe every copy
+    /// (the ticket memo's included) when it goes.
+    fn drop(&mut self) {
+        self.key.zeroize();
     }
 }
 
