@@ -32,6 +32,16 @@ use crate::identity::Identity;
 use authz::{Authz, AuthzError};
 pub use target::{Scheme, Target, TargetError};
 
+/// How much a verdict refuses, to pick the stricter of two.
+fn strictness(verdict: &Verdict) -> u8 {
+    match verdict {
+        Verdict::Public { .. } => 0,
+        Verdict::Allow { .. } => 1,
+        Verdict::NeedsLogin { .. } => 2,
+        Verdict::Deny { .. } => 3,
+    }
+}
+
 /// A compiled route's position in the configuration (0-based).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RouteId(pub u32);
@@ -197,9 +207,26 @@ impl Policy {
     }
 
     /// First matching route wins; no matching route → `Deny { NoRoute }`
-    /// (deny by default), whether signed in or not.
+    /// (deny by default), whether signed in or not. A path with `;`
+    /// parameters is evaluated as written and without them (see
+    /// [`target`]); the stricter verdict stands.
     pub fn evaluate(&self, target: &Target<'_>, identity: Option<&Identity>) -> Verdict {
-        let Some(index) = self.find(target) else {
+        let verdict = self.evaluate_path(target, &target.path, identity);
+        match &target.path_without_params {
+            Some(stripped) => {
+                let other = self.evaluate_path(target, stripped, identity);
+                if strictness(&other) > strictness(&verdict) {
+                    other
+                } else {
+                    verdict
+                }
+            }
+            None => verdict,
+        }
+    }
+
+    fn evaluate_path(&self, target: &Target<'_>, path: &str, identity: Option<&Identity>) -> Verdict {
+        let Some(index) = self.find(target, path) else {
             return Verdict::Deny {
                 route: None,
                 reason: DenyReason::NoRoute,
@@ -221,11 +248,11 @@ impl Policy {
     }
 
     /// The lowest-indexed route matching `target`, from the host index.
-    fn find(&self, target: &Target<'_>) -> Option<u32> {
+    fn find(&self, target: &Target<'_>, path: &str) -> Option<u32> {
         let host: &str = &target.host;
         let mut best = None;
         if let Some(list) = self.exact.get(host) {
-            best = self.first_match(list, target, best);
+            best = self.first_match(list, target, path, best);
         }
         if !self.wildcard.is_empty() && !host.starts_with('[') {
             // Every proper suffix after a dot: `a.b.example.com` looks up
@@ -234,11 +261,11 @@ impl Policy {
                 if b == b'.'
                     && let Some(list) = self.wildcard.get(&host[i + 1..])
                 {
-                    best = self.first_match(list, target, best);
+                    best = self.first_match(list, target, path, best);
                 }
             }
         }
-        self.first_match(&self.any_host, target, best)
+        self.first_match(&self.any_host, target, path, best)
     }
 
     /// The first route of `candidates` (ascending) that matches and beats
@@ -247,6 +274,7 @@ impl Policy {
         &self,
         candidates: &[u32],
         target: &Target<'_>,
+        path: &str,
         best: Option<u32>,
     ) -> Option<u32> {
         let port = target.effective_port();
@@ -257,7 +285,7 @@ impl Policy {
             let route = &self.routes[index as usize];
             if route.scheme == target.scheme
                 && route.port == port
-                && route.path.matches(&target.path)
+                && route.path.matches(path)
             {
                 return Some(index);
             }

@@ -18,6 +18,14 @@
 //!    that would climb above the root is an error (nginx answers 400);
 //! 5. case is kept (`/Admin` is not `/admin`).
 //!
+//! Path parameters (`;` in a segment, RFC 3986 §3.3): nginx and Envoy keep
+//! them as part of the segment, but servlet containers (Tomcat, Jetty,
+//! Spring) route `/admin;jsessionid=x` as `/admin` and `/public/..;/admin`
+//! as `/admin`. So a path with a `;` is matched both ways and must be
+//! allowed both ways ([`Target::path_without_params`]); a `.` or `..`
+//! segment carrying parameters (`..;`) is an error, as its meaning differs
+//! between the two.
+//!
 //! Raw spaces and control characters anywhere in the path or query, a bad
 //! escape, a decoded control character (NUL included) or invalid UTF-8 are
 //! errors, so a request nginx would refuse is never authorised.
@@ -60,6 +68,8 @@ pub enum TargetError {
     InvalidUtf8,
     #[error("the path climbs above the root with '..'")]
     AboveRoot,
+    #[error("a '.' or '..' path segment carries ';' parameters")]
+    DotSegmentParams,
     #[error(
         "no original URL: X-Original-URL, or X-Forwarded-Proto/-Host/-Uri from a trusted proxy"
     )]
@@ -116,6 +126,10 @@ pub struct Target<'a> {
     pub port: Option<u16>,
     /// Canonical path, used for matching.
     pub path: Cow<'a, str>,
+    /// When [`Target::path`] has `;` parameters: the same path with every
+    /// segment's parameters removed, as servlet containers route it. The
+    /// policy must allow both.
+    pub path_without_params: Option<Cow<'a, str>>,
     /// The path exactly as received (for the return URL), `/` when empty.
     pub raw_path: &'a str,
     /// The raw query, without the `?`; never used for matching.
@@ -168,11 +182,14 @@ impl<'a> Target<'a> {
             p if p.starts_with('/') => p,
             _ => return Err(TargetError::RelativePath),
         };
+        let path = canonical_path(raw_path)?;
+        let path_without_params = strip_params(&path)?.map(Cow::Owned);
         Ok(Target {
             scheme,
             host,
             port,
-            path: canonical_path(raw_path)?,
+            path,
+            path_without_params,
             raw_path,
             query,
         })
@@ -341,6 +358,37 @@ pub(crate) fn canonical_path(raw: &str) -> Result<Cow<'_, str>, TargetError> {
     Ok(Cow::Owned(out))
 }
 
+/// `canonical` with each segment's `;…` parameters removed and the
+/// segments left empty merged; `None` when there is no `;`. A `.` or `..`
+/// segment with parameters is [`TargetError::DotSegmentParams`].
+fn strip_params(canonical: &str) -> Result<Option<String>, TargetError> {
+    if !canonical.contains(';') {
+        return Ok(None);
+    }
+    let mut out = String::with_capacity(canonical.len());
+    let mut trailing_slash = false;
+    for segment in canonical.split('/').skip(1) {
+        let (name, params) = match segment.split_once(';') {
+            Some((name, _)) => (name, true),
+            None => (segment, false),
+        };
+        if params && (name == "." || name == "..") {
+            return Err(TargetError::DotSegmentParams);
+        }
+        if name.is_empty() {
+            trailing_slash = true;
+        } else {
+            out.push('/');
+            out.push_str(name);
+            trailing_slash = false;
+        }
+    }
+    if trailing_slash || out.is_empty() {
+        out.push('/');
+    }
+    Ok(Some(out))
+}
+
 /// True when canonicalisation would not change `raw`: no escapes, no empty
 /// (`//`), `.` or `..` segments.
 fn is_canonical(raw: &str) -> bool {
@@ -499,6 +547,41 @@ mod tests {
             Target::from_parts("https", "h.example.com", ""),
             Err(TargetError::RelativePath)
         );
+    }
+
+    /// `;` parameters: the path is kept as nginx sees it, and the servlet
+    /// reading (parameters removed) is offered beside it; `..;` and `.;`
+    /// are errors.
+    #[test]
+    fn path_parameters_table() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("/admin", "/admin", None),
+            ("/admin;x=1", "/admin;x=1", Some("/admin")),
+            ("/admin;", "/admin;", Some("/admin")),
+            ("/admin;jsessionid=1/y", "/admin;jsessionid=1/y", Some("/admin/y")),
+            ("/admin%3bx", "/admin;x", Some("/admin")),
+            ("/public;x=1/", "/public;x=1/", Some("/public/")),
+            ("/;x/admin", "/;x/admin", Some("/admin")),
+            ("/a/b;c=d;e", "/a/b;c=d;e", Some("/a/b")),
+            ("/x/..;a/b", "/x/..;a/b", None),
+        ];
+        for (raw, path, stripped) in cases {
+            let url = format!("https://h.example.com{raw}");
+            match Target::parse(&url) {
+                Ok(t) => {
+                    assert_eq!(t.path, *path, "{raw}");
+                    assert_eq!(t.path_without_params.as_deref(), *stripped, "{raw}");
+                }
+                Err(e) => {
+                    assert_eq!(e, TargetError::DotSegmentParams, "{raw}");
+                    assert!(raw.contains("..;"));
+                }
+            }
+        }
+        for raw in ["/public/..;/admin", "/.;/admin", "/a/..;x=1/b", "/a/.%3b/b"] {
+            let url = format!("https://h.example.com{raw}");
+            assert_eq!(Target::parse(&url), Err(TargetError::DotSegmentParams), "{raw}");
+        }
     }
 
     /// Query and fragment are split off the raw input and never matched.

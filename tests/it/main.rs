@@ -6,11 +6,15 @@ mod support;
 
 mod stack_selftest;
 
+mod advisories;
+mod attacks;
 mod bad_input;
+mod canonical;
 mod cli;
 mod dex_browser;
 mod dex_refresh;
 mod envoy_examples;
+mod faults;
 mod fixture;
 mod forward_auth;
 mod grpc_authz;

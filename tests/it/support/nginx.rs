@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::Request;
@@ -153,6 +154,63 @@ impl Nginx {
     pub fn is_running(&mut self) -> bool {
         self.child.check_running().is_ok()
     }
+
+    /// Sends `GET <target> HTTP/1.0` exactly as given (no normalisation,
+    /// unlike reqwest) over TLS to `<sub>.<domain>`, with `host` as the Host
+    /// header and `headers` (`"Name: value"` lines); returns the status and
+    /// the body.
+    pub async fn raw_get(
+        &self,
+        sub: &str,
+        target: &str,
+        host: &str,
+        headers: &[String],
+    ) -> (u16, String) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).expect("CA PEM"))
+            .expect("trust the test CA");
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(self.https)
+            .await
+            .expect("connect to nginx");
+        let name = ServerName::try_from(format!("{sub}.{}", self.domain)).expect("SNI name");
+        let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+        let mut head = format!("GET {target} HTTP/1.0\r\nHost: {host}\r\n");
+        for line in headers {
+            head.push_str(line);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        tls.write_all(head.as_bytes()).await.expect("send request");
+        let mut response = Vec::new();
+        // nginx closes after an HTTP/1.0 response; a TLS close without
+        // close_notify is fine here.
+        let _ = tls.read_to_end(&mut response).await;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no HTTP status from nginx: {text:?}"));
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
 }
 
 /// The checked-in example the tests render.
@@ -178,6 +236,7 @@ pub const IDENTITY_HEADERS: [&str; 4] = [
 pub struct EchoUpstream {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    received: Arc<Mutex<Vec<String>>>,
 }
 
 impl EchoUpstream {
@@ -187,11 +246,27 @@ impl EchoUpstream {
             .await
             .expect("bind echo upstream");
         let addr = listener.local_addr().expect("echo upstream address");
-        let app = Router::new().fallback(echo);
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        let app = Router::new().fallback(move |request: Request| {
+            log.lock()
+                .expect("echo log")
+                .push(request.uri().to_string());
+            echo(request)
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        EchoUpstream { addr, task }
+        EchoUpstream {
+            addr,
+            task,
+            received,
+        }
+    }
+
+    /// Every request URI (path and query, as received) so far, in order.
+    pub fn received(&self) -> Vec<String> {
+        self.received.lock().expect("echo log").clone()
     }
 
     /// Where nginx should proxy to (`{{UPSTREAM}}`).
