@@ -517,6 +517,20 @@ impl Oidc {
         // claims the typed view does not keep (groups, anything for
         // `allowed_idp_claims`).
         let raw = raw_claims(&id_token.to_string()).map_err(VerifyFailure::Invalid)?;
+        // The crate checks neither `iat` nor `nbf`: a token issued, or valid
+        // from, further in the future than the allowed skew is refused.
+        let latest = self.clock.now() + self.clock_skew;
+        for claim in ["iat", "nbf"] {
+            if raw
+                .get(claim)
+                .and_then(Value::as_i64)
+                .is_some_and(|at| at > latest)
+            {
+                return Err(VerifyFailure::Invalid(format!(
+                    "the token's `{claim}` is in the future"
+                )));
+            }
+        }
         Ok((identity_from_claims(raw), exp))
     }
 
