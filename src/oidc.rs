@@ -531,6 +531,16 @@ impl Oidc {
                 )));
             }
         }
+        // Nor `azp` (OIDC Core 3.1.3.7): a token whose authorized party is
+        // another client was issued to that client, even when our client id
+        // is its only audience.
+        if let Some(azp) = raw.get("azp")
+            && azp.as_str() != Some(self.client_id.as_str())
+        {
+            return Err(VerifyFailure::Invalid(
+                "the token's `azp` names another client".into(),
+            ));
+        }
         Ok((identity_from_claims(raw), exp))
     }
 
