@@ -208,24 +208,30 @@ impl Policy {
 
     /// First matching route wins; no matching route → `Deny { NoRoute }`
     /// (deny by default), whether signed in or not. A path with `;`
-    /// parameters is evaluated as written and without them (see
-    /// [`target`]); the stricter verdict stands.
+    /// parameters is evaluated as written and without them, one with dot
+    /// segments also with its dots kept (see [`target`]); the strictest
+    /// verdict stands.
     pub fn evaluate(&self, target: &Target<'_>, identity: Option<&Identity>) -> Verdict {
-        let verdict = self.evaluate_path(target, &target.path, identity);
-        match &target.path_without_params {
-            Some(stripped) => {
-                let other = self.evaluate_path(target, stripped, identity);
-                if strictness(&other) > strictness(&verdict) {
-                    other
-                } else {
-                    verdict
-                }
+        let others = [
+            target.path_without_params.as_deref(),
+            target.path_with_dots.as_deref(),
+        ];
+        let mut verdict = self.evaluate_path(target, &target.path, identity);
+        for path in others.into_iter().flatten() {
+            let other = self.evaluate_path(target, path, identity);
+            if strictness(&other) > strictness(&verdict) {
+                verdict = other;
             }
-            None => verdict,
         }
+        verdict
     }
 
-    fn evaluate_path(&self, target: &Target<'_>, path: &str, identity: Option<&Identity>) -> Verdict {
+    fn evaluate_path(
+        &self,
+        target: &Target<'_>,
+        path: &str,
+        identity: Option<&Identity>,
+    ) -> Verdict {
         let Some(index) = self.find(target, path) else {
             return Verdict::Deny {
                 route: None,
@@ -283,10 +289,7 @@ impl Policy {
                 break;
             }
             let route = &self.routes[index as usize];
-            if route.scheme == target.scheme
-                && route.port == port
-                && route.path.matches(path)
-            {
+            if route.scheme == target.scheme && route.port == port && route.path.matches(path) {
                 return Some(index);
             }
         }

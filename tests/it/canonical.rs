@@ -77,15 +77,19 @@ fn allowed(who: Who, path: &str) -> bool {
 }
 
 /// authgate's decision for `raw`, from its own canonical form(s): the path
-/// as nginx reads it and, with `;` parameters, without them.
+/// as nginx reads it and, with `;` parameters, without them, with dot
+/// segments, with the dots kept.
 fn authgate_allows(who: Who, host: &str, raw: &str) -> bool {
     match Target::parse(&format!("https://{host}{raw}")) {
         Ok(target) => {
             allowed(who, &target.path)
-                && target
-                    .path_without_params
-                    .as_deref()
-                    .is_none_or(|p| allowed(who, p))
+                && [
+                    target.path_without_params.as_deref(),
+                    target.path_with_dots.as_deref(),
+                ]
+                .into_iter()
+                .flatten()
+                .all(|p| allowed(who, p))
         }
         Err(_) => false,
     }
