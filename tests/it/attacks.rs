@@ -35,7 +35,9 @@ async fn kid_injection_is_refused() {
 #[tokio::test]
 async fn keys_advertised_in_the_token_header_are_ignored() {
     let stack = Stack::start().await;
-    stack.idp.set_signing_mode(SigningMode::AdvertisedForeignKey);
+    stack
+        .idp
+        .set_signing_mode(SigningMode::AdvertisedForeignKey);
     assert_login_refused(&stack, "jwk/jku/x5u").await;
     assert_eq!(stack.idp.attacker_key_fetches(), 0, "jku/x5u fetched");
 }
@@ -187,10 +189,7 @@ async fn session_fixation_is_impossible() {
             .provider_login(&provider_url, "alice@example.com", "alice")
             .await;
         let response = stack
-            .callback(
-                &callback,
-                &format!("{COOKIE}={planted}; {login_cookie}"),
-            )
+            .callback(&callback, &format!("{COOKIE}={planted}; {login_cookie}"))
             .await;
         assert_eq!(response.status(), 302);
         let issued = session_cookie(&response).expect("a fresh session");

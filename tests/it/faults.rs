@@ -68,7 +68,9 @@ async fn provider_down_at_start() {
     assert_eq!(get(&format!("{base}/readyz")).await.0, 503);
     assert_eq!(replica.auth(APP, &cookie).await, 200, "existing session");
     assert_eq!(
-        replica.auth("https://app.example.test/admin", &cookie).await,
+        replica
+            .auth("https://app.example.test/admin", &cookie)
+            .await,
         200
     );
     let (status, page) = get(&format!("{base}/oauth2/start?rd=%2F")).await;
@@ -110,7 +112,11 @@ async fn provider_down_mid_run() {
     stack.stop_provider();
     assert_eq!(stack.auth(APP, Some(&cookie)).await.status(), 200);
     stack.clock.advance(301);
-    assert_eq!(stack.auth(APP, Some(&cookie)).await.status(), 200, "refresh due");
+    assert_eq!(
+        stack.auth(APP, Some(&cookie)).await.status(),
+        200,
+        "refresh due"
+    );
     let start = format!("{}/oauth2/start?rd=%2F", stack.base);
     eventually("503 on /oauth2/start", Duration::from_secs(15), || async {
         let (status, page) = get(&start).await;
@@ -153,7 +159,10 @@ async fn provider_slow_never_blocks_decisions() {
         !discovery.is_finished(),
         "the decisions above ran while discovery waited on the provider"
     );
-    let error = discovery.await.unwrap().expect_err("discovery must time out");
+    let error = discovery
+        .await
+        .unwrap()
+        .expect_err("discovery must time out");
     let message = error.to_string();
     assert!(message.contains("discovery"), "{message}");
     held.abort();
@@ -197,11 +206,15 @@ async fn redis_down_and_back() {
         get(&format!("{}/readyz", cold.base)).await.0 == 200
     })
     .await;
-    eventually("the lost session refused", Duration::from_secs(35), || async {
-        let status = cold.auth(APP, &cookie).await;
-        assert!(matches!(status, 401 | 503), "got {status}");
-        status == 401
-    })
+    eventually(
+        "the lost session refused",
+        Duration::from_secs(35),
+        || async {
+            let status = cold.auth(APP, &cookie).await;
+            assert!(matches!(status, 401 | 503), "got {status}");
+            status == 401
+        },
+    )
     .await;
     let fresh = stack.login(ALICE, APP).await;
     assert_eq!(stack.auth(APP, Some(&fresh)).await.status(), 200);

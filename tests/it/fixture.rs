@@ -220,6 +220,14 @@ impl Stack {
     }
 
     /// Begins a login: the provider URL and the login-state cookie.
+    /// `GET <target>` to authgate exactly as given (see
+    /// [`crate::support::raw_get`]).
+    pub async fn raw_get(&self, target: &str, host: &str, headers: &[String]) -> (u16, String) {
+        let addr = self.base.trim_start_matches("http://");
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        crate::support::raw_get(tcp, target, host, headers).await
+    }
+
     pub async fn start_login(&self, rd: &str) -> (String, String) {
         let response = self
             .http

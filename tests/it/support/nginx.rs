@@ -166,7 +166,6 @@ impl Nginx {
         host: &str,
         headers: &[String],
     ) -> (u16, String) {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         use tokio_rustls::rustls;
         use tokio_rustls::rustls::pki_types::pem::PemObject as _;
         use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
@@ -187,29 +186,8 @@ impl Nginx {
             .await
             .expect("connect to nginx");
         let name = ServerName::try_from(format!("{sub}.{}", self.domain)).expect("SNI name");
-        let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
-        let mut head = format!("GET {target} HTTP/1.0\r\nHost: {host}\r\n");
-        for line in headers {
-            head.push_str(line);
-            head.push_str("\r\n");
-        }
-        head.push_str("\r\n");
-        tls.write_all(head.as_bytes()).await.expect("send request");
-        let mut response = Vec::new();
-        // nginx closes after an HTTP/1.0 response; a TLS close without
-        // close_notify is fine here.
-        let _ = tls.read_to_end(&mut response).await;
-        let text = String::from_utf8_lossy(&response).into_owned();
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no HTTP status from nginx: {text:?}"));
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+        super::raw_get(tls, target, host, headers).await
     }
 }
 
