@@ -550,6 +550,30 @@ impl Oidc {
         // claims the typed view does not keep (groups, anything for
         // `allowed_idp_claims`).
         let raw = raw_claims(&id_token.to_string()).map_err(VerifyFailure::Invalid)?;
+        // The crate checks neither `iat` nor `nbf`: a token issued, or valid
+        // from, further in the future than the allowed skew is refused.
+        let latest = self.clock.now() + self.clock_skew;
+        for claim in ["iat", "nbf"] {
+            if raw
+                .get(claim)
+                .and_then(Value::as_i64)
+                .is_some_and(|at| at > latest)
+            {
+                return Err(VerifyFailure::Invalid(format!(
+                    "the token's `{claim}` is in the future"
+                )));
+            }
+        }
+        // Nor `azp` (OIDC Core 3.1.3.7): a token whose authorized party is
+        // another client was issued to that client, even when our client id
+        // is its only audience.
+        if let Some(azp) = raw.get("azp")
+            && azp.as_str() != Some(self.client_id.as_str())
+        {
+            return Err(VerifyFailure::Invalid(
+                "the token's `azp` names another client".into(),
+            ));
+        }
         Ok((identity_from_claims(raw), exp))
     }
 

@@ -41,6 +41,8 @@ pub(crate) fn router(idp: DevIdp, path: &str) -> Router {
         .route("/token", axum::routing::post(token_post))
         .route("/userinfo", get(userinfo).post(userinfo))
         .route("/healthz", get(|| async { "Health check passed" }))
+        .route(keys::ATTACKER_KEYS_PATH, get(attacker_keys_get))
+        .route(keys::ATTACKER_CERT_PATH, get(attacker_keys_get))
         .with_state(idp);
     if path.is_empty() {
         routes
@@ -70,6 +72,17 @@ async fn discovery_get(State(idp): State<DevIdp>) -> Response {
         ],
     });
     json_response(StatusCode::OK, &doc)
+}
+
+/// The key set a [`keys::SigningMode::AdvertisedForeignKey`] token points
+/// at in `jku`/`x5u`. A relying party that fetches it has already lost;
+/// tests assert nobody does.
+async fn attacker_keys_get(State(idp): State<DevIdp>) -> Response {
+    idp.inner
+        .attacker_key_fetches
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let jwks = read(&idp.inner.keys).foreign_jwks();
+    json_response(StatusCode::OK, &jwks)
 }
 
 async fn keys_get(State(idp): State<DevIdp>) -> Response {
@@ -353,8 +366,8 @@ pub(crate) fn issue_tokens(
         let ring = read(&idp.inner.keys);
         let mode = *read(&idp.inner.signing_mode);
         (
-            Signer::new(&ring, keys::SigningMode::Normal),
-            Signer::new(&ring, mode),
+            Signer::new(&ring, keys::SigningMode::Normal, &idp.inner.base),
+            Signer::new(&ring, mode, &idp.inner.base),
         )
     };
     let access_token = access_signer.sign(&claims)?;

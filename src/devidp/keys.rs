@@ -41,7 +41,26 @@ pub enum SigningMode {
     /// A valid RS256 signature by a key that is not in the JWKS, under the
     /// current key's `kid`.
     ForeignKey,
+    /// RS256 by a key that is not in the JWKS, under its own `kid`, with
+    /// the attacker's key advertised in the header: `jwk` embeds it, `jku`
+    /// and `x5u` point at the provider's `/attacker/…` URLs (which count
+    /// fetches). A verifier must take keys only from the discovered JWKS.
+    AdvertisedForeignKey,
+    /// HS256 keyed with nothing (what reading `/dev/null` yields) under the
+    /// `kid` [`KID_PATH_TRAVERSAL`]: against verifiers that load key files
+    /// named by the token.
+    KidPathTraversal,
+    /// HS256 keyed with [`SQL_INJECTED_KEY`] under the `kid`
+    /// [`KID_SQL_INJECTION`]: against verifiers that look keys up in SQL.
+    KidSqlInjection,
 }
+
+/// The `kid` of [`SigningMode::KidPathTraversal`].
+pub const KID_PATH_TRAVERSAL: &str = "../../../../../../../../dev/null";
+/// The `kid` of [`SigningMode::KidSqlInjection`].
+pub const KID_SQL_INJECTION: &str = "x' UNION SELECT 'attacker' -- ";
+/// The HMAC key [`KID_SQL_INJECTION`] would select.
+pub const SQL_INJECTED_KEY: &[u8] = b"attacker";
 
 /// One RSA key pair and its public JWK.
 pub(crate) struct KeyPair {
@@ -156,6 +175,13 @@ impl KeyRing {
         self.foreign = Some(Arc::new(key));
     }
 
+    /// The stranger key's JWKS (served at [`ATTACKER_KEYS_PATH`]), empty
+    /// before it exists.
+    pub(crate) fn foreign_jwks(&self) -> Value {
+        let keys: Vec<Value> = self.foreign.iter().map(|k| k.jwk()).collect();
+        json!({ "keys": keys })
+    }
+
     /// The JWKS document served at `/keys`.
     pub(crate) fn jwks(&self) -> Value {
         let keys: Vec<Value> = std::iter::once(&self.current)
@@ -177,14 +203,18 @@ impl KeyRing {
 /// (slow) signing itself happens outside it.
 pub(crate) struct Signer {
     mode: SigningMode,
+    /// The provider's base URL, for the `jku`/`x5u` of
+    /// [`SigningMode::AdvertisedForeignKey`].
+    base: String,
     key: Arc<KeyPair>,
     foreign: Option<Arc<KeyPair>>,
 }
 
 impl Signer {
-    pub(crate) fn new(ring: &KeyRing, mode: SigningMode) -> Signer {
+    pub(crate) fn new(ring: &KeyRing, mode: SigningMode, base: &str) -> Signer {
         Signer {
             mode,
+            base: base.to_owned(),
             key: ring.current.clone(),
             foreign: ring.foreign.clone(),
         }
@@ -215,15 +245,44 @@ impl Signer {
                     .public
                     .to_public_key_pem(LineEnding::LF)
                     .map_err(|e| DevIdpError::Signing(e.to_string()))?;
-                let header = json!({"alg": "HS256", "kid": self.key.kid, "typ": "JWT"});
-                let input = signing_input(&header, &payload)?;
-                let mac = CoreHmacKey::new(pem.into_bytes())
-                    .sign(&CoreJwsSigningAlgorithm::HmacSha256, input.as_bytes())
-                    .map_err(|e| DevIdpError::Signing(e.to_string()))?;
-                Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac)))
+                hs256(&self.key.kid, &pem.into_bytes(), &payload)
             }
+            SigningMode::AdvertisedForeignKey => {
+                let foreign = self
+                    .foreign
+                    .as_ref()
+                    .ok_or_else(|| DevIdpError::Signing("foreign key not generated".into()))?;
+                let header = json!({
+                    "alg": "RS256",
+                    "kid": foreign.kid,
+                    "typ": "JWT",
+                    "jku": format!("{}{ATTACKER_KEYS_PATH}", self.base),
+                    "x5u": format!("{}{ATTACKER_CERT_PATH}", self.base),
+                    "jwk": foreign.jwk(),
+                });
+                let input = signing_input(&header, &payload)?;
+                let signature = foreign.sign_rs256(input.as_bytes())?;
+                Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))
+            }
+            SigningMode::KidPathTraversal => hs256(KID_PATH_TRAVERSAL, b"", &payload),
+            SigningMode::KidSqlInjection => hs256(KID_SQL_INJECTION, SQL_INJECTED_KEY, &payload),
         }
     }
+}
+
+/// Where [`SigningMode::AdvertisedForeignKey`] says its key set is.
+pub(crate) const ATTACKER_KEYS_PATH: &str = "/attacker/keys";
+/// Where [`SigningMode::AdvertisedForeignKey`] says its certificate is.
+pub(crate) const ATTACKER_CERT_PATH: &str = "/attacker/cert.pem";
+
+/// An HS256 JWS under `kid`, keyed with `key`.
+fn hs256(kid: &str, key: &[u8], payload: &[u8]) -> Result<String, DevIdpError> {
+    let header = json!({"alg": "HS256", "kid": kid, "typ": "JWT"});
+    let input = signing_input(&header, payload)?;
+    let mac = CoreHmacKey::new(key.to_vec())
+        .sign(&CoreJwsSigningAlgorithm::HmacSha256, input.as_bytes())
+        .map_err(|e| DevIdpError::Signing(e.to_string()))?;
+    Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac)))
 }
 
 fn rs256(key: &KeyPair, payload: &[u8]) -> Result<String, DevIdpError> {

@@ -33,7 +33,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 use crate::clock::SharedClock;
-pub use keys::SigningMode;
+pub use keys::{KID_PATH_TRAVERSAL, KID_SQL_INJECTION, SQL_INJECTED_KEY, SigningMode};
 use keys::{KeyPair, KeyRing};
 use store::Store;
 
@@ -200,6 +200,8 @@ struct Inner {
     /// 0 = answer normally.
     token_failure: AtomicU16,
     token_requests: AtomicUsize,
+    /// Fetches of the `/attacker/…` key URLs (for tests).
+    attacker_key_fetches: AtomicUsize,
 }
 
 impl DevIdp {
@@ -252,6 +254,7 @@ impl DevIdp {
             signing_mode: RwLock::new(SigningMode::Normal),
             token_failure: AtomicU16::new(0),
             token_requests: AtomicUsize::new(0),
+            attacker_key_fetches: AtomicUsize::new(0),
         };
         Ok(DevIdp {
             inner: Arc::new(inner),
@@ -307,7 +310,11 @@ impl DevIdp {
     /// normally signed so `/userinfo` keeps working.
     pub fn set_signing_mode(&self, mode: SigningMode) {
         // Generated once, outside the lock: it takes a while.
-        if mode == SigningMode::ForeignKey && !read(&self.inner.keys).has_foreign() {
+        let needs_foreign = matches!(
+            mode,
+            SigningMode::ForeignKey | SigningMode::AdvertisedForeignKey
+        );
+        if needs_foreign && !read(&self.inner.keys).has_foreign() {
             match KeyPair::generate() {
                 Ok(key) => write(&self.inner.keys).set_foreign(key),
                 Err(e) => tracing::error!(error = %e, "devidp: foreign key generation failed"),
@@ -346,6 +353,12 @@ impl DevIdp {
         let body = handlers::issue_tokens(self, client_id, &grant, self.now())?;
         let text = |key: &str| body[key].as_str().unwrap_or_default().to_owned();
         Ok(Some((text("access_token"), text("id_token"))))
+    }
+
+    /// For tests: how often the key URLs advertised by
+    /// [`SigningMode::AdvertisedForeignKey`] tokens were fetched.
+    pub fn attacker_key_fetches(&self) -> usize {
+        self.inner.attacker_key_fetches.load(Ordering::SeqCst)
     }
 
     /// For tests: answer every `/token` call with `status` and a JSON OAuth2

@@ -753,6 +753,9 @@ async fn signing_modes_forge_what_they_say() {
         SigningMode::Hs256WithPublicKey,
         SigningMode::UnknownKid,
         SigningMode::ForeignKey,
+        SigningMode::AdvertisedForeignKey,
+        SigningMode::KidPathTraversal,
+        SigningMode::KidSqlInjection,
     ] {
         h.idp.set_signing_mode(mode);
         let tokens = h.tokens_for("alice@example.com", "openid").await;
@@ -788,6 +791,47 @@ async fn signing_modes_forge_what_they_say() {
             SigningMode::ForeignKey | SigningMode::Normal => {
                 assert_eq!(header["alg"], "RS256");
                 assert_eq!(str_of(&header, "kid"), published_kid);
+            }
+            SigningMode::AdvertisedForeignKey => {
+                assert_eq!(header["alg"], "RS256");
+                let kid = str_of(&header, "kid");
+                assert_ne!(kid, published_kid);
+                assert_eq!(header["jwk"]["kid"], kid);
+                // The advertised key set holds the signing key.
+                let advertised = h
+                    .http
+                    .get(str_of(&header, "jku"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                let advertised: Value = serde_json::from_str(&advertised).unwrap();
+                assert_eq!(advertised["keys"][0]["kid"], kid);
+                assert!(str_of(&header, "x5u").ends_with("/attacker/cert.pem"));
+                assert_eq!(h.idp.attacker_key_fetches(), 1);
+            }
+            SigningMode::KidPathTraversal | SigningMode::KidSqlInjection => {
+                assert_eq!(header["alg"], "HS256");
+                let (kid, key) = if mode == SigningMode::KidPathTraversal {
+                    (crate::devidp::KID_PATH_TRAVERSAL, &b""[..])
+                } else {
+                    (
+                        crate::devidp::KID_SQL_INJECTION,
+                        crate::devidp::SQL_INJECTED_KEY,
+                    )
+                };
+                assert_eq!(str_of(&header, "kid"), kid);
+                use openidconnect::PrivateSigningKey as _;
+                let input = &id_token[..id_token.rfind('.').unwrap()];
+                let mac = openidconnect::core::CoreHmacKey::new(key.to_vec())
+                    .sign(
+                        &openidconnect::core::CoreJwsSigningAlgorithm::HmacSha256,
+                        input.as_bytes(),
+                    )
+                    .unwrap();
+                assert_eq!(signature, URL_SAFE_NO_PAD.encode(mac));
             }
         }
         let parsed: openidconnect::core::CoreIdToken =

@@ -175,6 +175,22 @@ async fn login_callback(
         .code
         .filter(|c| !c.is_empty())
         .ok_or_else(|| AppError::BadRequest("The sign-in response has no code.".into()))?;
+    // The state is single-use: a second callback with it (a replayed URL,
+    // or a fresh code for the same authorization request) is refused before
+    // the code is redeemed. Marked before the exchange, so a failed exchange
+    // also burns it: the user starts again, as after any failed login. The
+    // mark outlives the cookie's own expiry check (one second of margin for
+    // its `>`).
+    if !app
+        .sessions
+        .consume_login_state(&login.state, LOGIN_ATTEMPT_TTL + Duration::from_secs(1))
+        .await?
+    {
+        return Err(AppError::LoginFailed(
+            LoginFailure::BadState,
+            "the login state was used already".into(),
+        ));
+    }
     let outcome = app.oidc.complete_login(&code, &login).await?;
     let refresh_due_at = app.clock.now() + app.config.refresh_interval.as_secs() as i64;
     let user = outcome.identity.display_name().to_owned();

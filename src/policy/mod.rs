@@ -35,6 +35,16 @@ use crate::identity::Identity;
 use authz::{Authz, AuthzError};
 pub use target::{Scheme, Target, TargetError};
 
+/// How much a verdict refuses, to pick the stricter of two.
+fn strictness(verdict: &Verdict) -> u8 {
+    match verdict {
+        Verdict::Public { .. } => 0,
+        Verdict::Allow { .. } => 1,
+        Verdict::NeedsLogin { .. } => 2,
+        Verdict::Deny { .. } => 3,
+    }
+}
+
 /// A compiled route's position in the configuration (0-based).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RouteId(pub u32);
@@ -229,9 +239,32 @@ impl Policy {
     }
 
     /// First matching route wins; no matching route → `Deny { NoRoute }`
-    /// (deny by default), whether signed in or not.
+    /// (deny by default), whether signed in or not. A path with `;`
+    /// parameters is evaluated as written and without them, one with dot
+    /// segments also with its dots kept (see [`target`]); the strictest
+    /// verdict stands.
     pub fn evaluate(&self, target: &Target<'_>, identity: Option<&Identity>) -> Verdict {
-        let Some(index) = self.find(target) else {
+        let others = [
+            target.path_without_params.as_deref(),
+            target.path_with_dots.as_deref(),
+        ];
+        let mut verdict = self.evaluate_path(target, &target.path, identity);
+        for path in others.into_iter().flatten() {
+            let other = self.evaluate_path(target, path, identity);
+            if strictness(&other) > strictness(&verdict) {
+                verdict = other;
+            }
+        }
+        verdict
+    }
+
+    fn evaluate_path(
+        &self,
+        target: &Target<'_>,
+        path: &str,
+        identity: Option<&Identity>,
+    ) -> Verdict {
+        let Some(index) = self.find(target, path) else {
             return Verdict::Deny {
                 route: None,
                 reason: DenyReason::NoRoute,
@@ -253,11 +286,11 @@ impl Policy {
     }
 
     /// The lowest-indexed route matching `target`, from the host index.
-    fn find(&self, target: &Target<'_>) -> Option<u32> {
+    fn find(&self, target: &Target<'_>, path: &str) -> Option<u32> {
         let host: &str = &target.host;
         let mut best = None;
         if let Some(list) = self.exact.get(host) {
-            best = self.first_match(list, target, best);
+            best = self.first_match(list, target, path, best);
         }
         if !self.wildcard.is_empty() && !host.starts_with('[') {
             // Every proper suffix after a dot: `a.b.example.com` looks up
@@ -266,11 +299,11 @@ impl Policy {
                 if b == b'.'
                     && let Some(list) = self.wildcard.get(&host[i + 1..])
                 {
-                    best = self.first_match(list, target, best);
+                    best = self.first_match(list, target, path, best);
                 }
             }
         }
-        self.first_match(&self.any_host, target, best)
+        self.first_match(&self.any_host, target, path, best)
     }
 
     /// The first route of `candidates` (ascending) that matches and beats
@@ -279,6 +312,7 @@ impl Policy {
         &self,
         candidates: &[u32],
         target: &Target<'_>,
+        path: &str,
         best: Option<u32>,
     ) -> Option<u32> {
         let port = target.effective_port();
@@ -287,10 +321,7 @@ impl Policy {
                 break;
             }
             let route = &self.routes[index as usize];
-            if route.scheme == target.scheme
-                && route.port == port
-                && route.path.matches(&target.path)
-            {
+            if route.scheme == target.scheme && route.port == port && route.path.matches(path) {
                 return Some(index);
             }
         }
@@ -314,7 +345,7 @@ impl Policy {
     /// The route serving `target`, whoever asks (for the checks made before
     /// the session is looked at: CORS preflight, method).
     pub fn route_for(&self, target: &Target<'_>) -> Option<RouteId> {
-        self.find(target).map(RouteId)
+        self.find(target, &target.path).map(RouteId)
     }
 
     /// Does the route admit `method`? Any method when it has no

@@ -18,6 +18,26 @@
 //!    that would climb above the root is an error (nginx answers 400);
 //! 5. case is kept (`/Admin` is not `/admin`).
 //!
+//! Path parameters (`;` in a segment, RFC 3986 §3.3): nginx and Envoy keep
+//! them as part of the segment, but servlet containers (Tomcat, Jetty,
+//! Spring) route `/admin;jsessionid=x` as `/admin` and `/public/..;/admin`
+//! as `/admin`. So a path with a `;` is matched both ways and must be
+//! allowed both ways ([`Target::path_without_params`]); a `.` or `..`
+//! segment carrying parameters (`..;`) is an error, as its meaning differs
+//! between the two.
+//!
+//! Dot segments: nginx resolves them for `location` matching, but
+//! `proxy_pass` without a URI part hands the upstream the request line as
+//! received, and an application that routes literally reads `/admin/..` as
+//! something under `/admin`. So a path with `.` or `..` segments is also
+//! matched with its dots kept ([`Target::path_with_dots`]: decoded, slashes
+//! merged, nothing resolved) and must be allowed both ways. Browsers resolve
+//! dot segments before sending, so only hand-made requests pay for this.
+//!
+//! A raw backslash in the path is an error: nginx keeps it as a character,
+//! WHATWG URL parsers and IIS read it as `/`, and browsers never send one.
+//! An encoded one (`%5C`) is an ordinary character, as in nginx.
+//!
 //! Raw spaces and control characters anywhere in the path or query, a bad
 //! escape, a decoded control character (NUL included) or invalid UTF-8 are
 //! errors, so a request nginx would refuse is never authorised.
@@ -60,6 +80,10 @@ pub enum TargetError {
     InvalidUtf8,
     #[error("the path climbs above the root with '..'")]
     AboveRoot,
+    #[error("a '.' or '..' path segment carries ';' parameters")]
+    DotSegmentParams,
+    #[error("the path contains a raw backslash")]
+    Backslash,
     #[error(
         "no original URL: X-Original-URL, or X-Forwarded-Proto/-Host/-Uri from a trusted proxy"
     )]
@@ -116,6 +140,14 @@ pub struct Target<'a> {
     pub port: Option<u16>,
     /// Canonical path, used for matching.
     pub path: Cow<'a, str>,
+    /// When [`Target::path`] has `;` parameters: the same path with every
+    /// segment's parameters removed, as servlet containers route it. The
+    /// policy must allow both.
+    pub path_without_params: Option<Cow<'a, str>>,
+    /// When the path has `.` or `..` segments: the path decoded and with
+    /// slashes merged but the dots kept, as a literal router reads it. The
+    /// policy must allow this too.
+    pub path_with_dots: Option<String>,
     /// The path exactly as received (for the return URL), `/` when empty.
     pub raw_path: &'a str,
     /// The raw query, without the `?`; never used for matching.
@@ -168,11 +200,22 @@ impl<'a> Target<'a> {
             p if p.starts_with('/') => p,
             _ => return Err(TargetError::RelativePath),
         };
+        // nginx keeps `\` as a character, but WHATWG URL parsers (Node,
+        // browsers) and IIS read it as `/`, so `/public\..\admin` is
+        // `/admin` to them. Browsers never send a raw one: refuse it.
+        if raw_path.contains('\\') {
+            return Err(TargetError::Backslash);
+        }
+        let path = canonical_path(raw_path)?;
+        let path_without_params = strip_params(raw_path)?.map(Cow::Owned);
+        let path_with_dots = keep_dots(raw_path)?;
         Ok(Target {
             scheme,
             host,
             port,
-            path: canonical_path(raw_path)?,
+            path,
+            path_without_params,
+            path_with_dots,
             raw_path,
             query,
         })
@@ -341,6 +384,78 @@ pub(crate) fn canonical_path(raw: &str) -> Result<Cow<'_, str>, TargetError> {
     Ok(Cow::Owned(out))
 }
 
+/// `raw` decoded with runs of `/` merged and its `.` and `..` segments
+/// kept; `None` when it has none (the common case, no allocation).
+fn keep_dots(raw: &str) -> Result<Option<String>, TargetError> {
+    let has_dots = |path: &str| path.split('/').any(|s| s == "." || s == "..");
+    if !raw.contains('%') && !has_dots(raw) {
+        return Ok(None);
+    }
+    let decoded = String::from_utf8(percent_decode_strict(raw.as_bytes())?)
+        .map_err(|_| TargetError::InvalidUtf8)?;
+    if !has_dots(&decoded) {
+        return Ok(None);
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for segment in decoded.split('/').skip(1) {
+        if !segment.is_empty() {
+            out.push('/');
+            out.push_str(segment);
+        }
+    }
+    if decoded.ends_with('/') || out.is_empty() {
+        out.push('/');
+    }
+    Ok(Some(out))
+}
+
+/// The servlet reading of `raw`: decoded, each segment's `;…` parameters
+/// removed *before* dot segments are resolved (as Tomcat does, so
+/// `/public/.;/../admin` is `/admin` there while nginx reads
+/// `/public/admin`), slashes merged; `None` when there is no `;`. A `.` or
+/// `..` segment with parameters is [`TargetError::DotSegmentParams`].
+fn strip_params(raw: &str) -> Result<Option<String>, TargetError> {
+    if !raw.contains(';') && !raw.contains('%') {
+        return Ok(None);
+    }
+    let decoded = String::from_utf8(percent_decode_strict(raw.as_bytes())?)
+        .map_err(|_| TargetError::InvalidUtf8)?;
+    if !decoded.contains(';') {
+        return Ok(None);
+    }
+    let mut names: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    for segment in decoded.split('/').skip(1) {
+        let (name, params) = match segment.split_once(';') {
+            Some((name, _)) => (name, true),
+            None => (segment, false),
+        };
+        if params && (name == "." || name == "..") {
+            return Err(TargetError::DotSegmentParams);
+        }
+        match name {
+            "" | "." => trailing_slash = true,
+            ".." => {
+                names.pop().ok_or(TargetError::AboveRoot)?;
+                trailing_slash = true;
+            }
+            _ => {
+                names.push(name);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for name in names {
+        out.push('/');
+        out.push_str(name);
+    }
+    if trailing_slash || out.is_empty() {
+        out.push('/');
+    }
+    Ok(Some(out))
+}
+
 /// True when canonicalisation would not change `raw`: no escapes, no empty
 /// (`//`), `.` or `..` segments.
 fn is_canonical(raw: &str) -> bool {
@@ -460,7 +575,7 @@ mod tests {
             ("/caf%C3%A9", "/café"),
             ("/café", "/café"),
             ("/a+b", "/a+b"),
-            ("/a\\b", "/a\\b"),
+            ("/a%5Cb", "/a\\b"),
         ];
         for (raw, want) in cases {
             let url = format!("https://h.example.com{raw}");
@@ -474,6 +589,8 @@ mod tests {
         let cases: &[(&str, TargetError)] = &[
             ("/..", TargetError::AboveRoot),
             ("/a/../..", TargetError::AboveRoot),
+            ("/a\\b", TargetError::Backslash),
+            ("/public\\..\\admin", TargetError::Backslash),
             ("/%2e%2e/etc", TargetError::AboveRoot),
             ("/%", TargetError::BadEncoding),
             ("/%4", TargetError::BadEncoding),
@@ -499,6 +616,78 @@ mod tests {
             Target::from_parts("https", "h.example.com", ""),
             Err(TargetError::RelativePath)
         );
+    }
+
+    /// Dot segments: the path is resolved as nginx does, and the reading with
+    /// the dots kept (decoded, slashes merged) is offered beside it, so that
+    /// `/admin/..` is also matched as something under `/admin`.
+    #[test]
+    fn dot_segments_are_also_read_as_written() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("/admin", "/admin", None),
+            ("/admin/x.y/..z", "/admin/x.y/..z", None),
+            ("/admin/..", "/", Some("/admin/..")),
+            ("/admin%2f..", "/", Some("/admin/..")),
+            ("/public/%2e%2e//admin", "/admin", Some("/public/../admin")),
+            ("/./admin/", "/admin/", Some("/./admin/")),
+            ("/%61dmin", "/admin", None),
+        ];
+        for (raw, path, dots) in cases {
+            let url = format!("https://h.example.com{raw}");
+            let t = Target::parse(&url).unwrap();
+            assert_eq!(t.path, *path, "{raw}");
+            assert_eq!(t.path_with_dots.as_deref(), *dots, "{raw}");
+        }
+    }
+
+    /// `;` parameters: the path is kept as nginx sees it, and the servlet
+    /// reading (parameters removed) is offered beside it; `..;` and `.;`
+    /// are errors.
+    #[test]
+    fn path_parameters_table() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("/admin", "/admin", None),
+            ("/admin;x=1", "/admin;x=1", Some("/admin")),
+            ("/admin;", "/admin;", Some("/admin")),
+            (
+                "/admin;jsessionid=1/y",
+                "/admin;jsessionid=1/y",
+                Some("/admin/y"),
+            ),
+            ("/admin%3bx", "/admin;x", Some("/admin")),
+            ("/public;x=1/", "/public;x=1/", Some("/public/")),
+            ("/;x/admin", "/;x/admin", Some("/admin")),
+            ("/a/b;c=d;e", "/a/b;c=d;e", Some("/a/b")),
+            ("/x/..;a/b", "/x/..;a/b", None),
+        ];
+        for (raw, path, stripped) in cases {
+            let url = format!("https://h.example.com{raw}");
+            match Target::parse(&url) {
+                Ok(t) => {
+                    assert_eq!(t.path, *path, "{raw}");
+                    assert_eq!(t.path_without_params.as_deref(), *stripped, "{raw}");
+                }
+                Err(e) => {
+                    assert_eq!(e, TargetError::DotSegmentParams, "{raw}");
+                    assert!(raw.contains("..;"));
+                }
+            }
+        }
+        for raw in [
+            "/public/..;/admin",
+            "/.;/admin",
+            "/a/..;x=1/b",
+            "/a/.%3b/b",
+            // nginx's `..` removes the `.;` before any `;` is seen.
+            "/public/.;/../admin",
+        ] {
+            let url = format!("https://h.example.com{raw}");
+            assert_eq!(
+                Target::parse(&url),
+                Err(TargetError::DotSegmentParams),
+                "{raw}"
+            );
+        }
     }
 
     /// Query and fragment are split off the raw input and never matched.

@@ -91,7 +91,10 @@ fn path_matchers_table() {
         // Canonicalisation happens before matching.
         ("/%61pi/x", allowed(0)),
         ("//api", allowed(0)),
-        ("/x/../api", allowed(0)),
+        // Dot segments: read as nginx resolves them and as written; both
+        // must be allowed, and `/x/../api` as written is under no route.
+        ("/x/../api", NO_ROUTE),
+        ("/api/x/..", allowed(0)),
         ("/API", NO_ROUTE),
         ("/static/../exact", allowed(2)),
         ("/..", None),

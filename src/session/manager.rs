@@ -29,6 +29,10 @@ pub const DEFAULT_CACHE_ENTRIES: u64 = 10_000;
 /// until revocations are published between replicas.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
 
+/// Store key prefix of the used-login-state marks
+/// ([`Sessions::consume_login_state`]); never a session key.
+pub const USED_LOGIN_STATE_PREFIX: &str = "authgate:login-state-used:";
+
 /// Why a session operation failed. "No valid session" is never an error
 /// (it is `Ok(None)`); these mean the caller must fail closed.
 #[derive(Debug, thiserror::Error)]
@@ -331,6 +335,28 @@ impl Sessions {
                 }
             }
         }))
+    }
+
+    /// Marks a login `state` as used: `Ok(true)` the first time, `Ok(false)`
+    /// when a callback with it already got this far (a replay, even with a
+    /// fresh code for the same authorization request). The login-state
+    /// cookie has no server-side record, so this mark is what makes a state
+    /// single-use; it lives `ttl` (the login attempt's lifetime), after which
+    /// the cookie is refused anyway. Only the state's SHA-256 is stored.
+    /// Login only: decisions never come here.
+    pub async fn consume_login_state(
+        &self,
+        state: &str,
+        ttl: Duration,
+    ) -> Result<bool, SessionError> {
+        use base64::Engine as _;
+        use sha2::{Digest as _, Sha256};
+        let digest = Sha256::digest(state.as_bytes());
+        let key = format!(
+            "{USED_LOGIN_STATE_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+        );
+        Ok(self.store.compare_and_swap(&key, None, b"1", ttl).await?)
     }
 
     /// Whether the store answers (for `/readyz`).

@@ -357,15 +357,34 @@ impl RedisStore {
         }
     }
 
-    /// Runs `op` on the connection, connecting first if needed. After a
-    /// failure through Sentinel, the next call asks the sentinels again
-    /// (the master may have moved).
+    /// Runs `op` on the connection, connecting first if needed. A command
+    /// that finds the connection dropped (Redis restarted while this
+    /// replica had nothing to ask it) is sent once more on the new
+    /// connection, so the first request after a recovery does not fail;
+    /// a repeated compare-and-swap can only report "changed", never write
+    /// twice. After a failure through Sentinel, the next call asks the
+    /// sentinels again (the master may have moved).
     async fn with_conn<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
-        F: FnOnce(Conn) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let conn = self.inner.connection().await?;
+        match self.run(&op, conn).await {
+            Err(e) if e.is_connection_dropped() => {
+                let conn = self.inner.connection().await?;
+                self.run(&op, conn).await
+            }
+            other => other,
+        }
+        .map_err(StoreError::backend)
+    }
+
+    async fn run<T, F, Fut>(&self, op: &F, conn: Conn) -> Result<T, RedisError>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
         let result = tokio::time::timeout(TIMEOUT, op(conn))
             .await
             .unwrap_or_else(|_| {
@@ -376,7 +395,7 @@ impl RedisStore {
         if result.is_err() && matches!(self.inner.target, RedisTarget::Sentinel { .. }) {
             self.inner.conn.store(None);
         }
-        result.map_err(StoreError::backend)
+        result
     }
 }
 

@@ -146,7 +146,8 @@ async fn oversized_headers_over_the_wire() {
     }
 }
 
-fn corpus() -> Vec<String> {
+/// The 559 payloads of oauth2-proxy's open-redirect corpus, URL-decoded.
+pub(crate) fn corpus() -> Vec<String> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../shared/data/openredirects.txt"

@@ -96,6 +96,33 @@ pub fn test_config(login_base: &str, idp_issuer: &str, routes: Vec<RouteConfig>)
     }
 }
 
+/// The development provider for `config` at `issuer`: the demo users, our
+/// client with `config`'s callback URL, the shared key.
+pub fn provider(issuer: &str, config: &Config, clock: SharedClock) -> DevIdp {
+    DevIdp::with_signing_key(
+        DevIdpConfig {
+            issuer: issuer.to_owned(),
+            clients: vec![DevClient {
+                id: CLIENT_ID.into(),
+                secret: CLIENT_SECRET.into(),
+                redirect_uris: vec![format!(
+                    "{}/oauth2/callback",
+                    config
+                        .authenticate_service_url
+                        .as_str()
+                        .trim_end_matches('/')
+                )],
+            }],
+            users: DevUser::demo_users("example.com"),
+            id_token_ttl: Duration::from_secs(600),
+            banner: None,
+        },
+        clock,
+        shared_key(),
+    )
+    .expect("dev idp")
+}
+
 /// The running stack; both servers stop when it is dropped.
 pub struct Stack {
     pub idp: DevIdp,
@@ -151,29 +178,7 @@ impl Stack {
 
         let mut config = test_config(&base, &issuer, routes);
         tweak(&mut config);
-        let idp = DevIdp::with_signing_key(
-            DevIdpConfig {
-                issuer: issuer.clone(),
-                clients: vec![DevClient {
-                    id: CLIENT_ID.into(),
-                    secret: CLIENT_SECRET.into(),
-                    redirect_uris: vec![format!(
-                        "{}/oauth2/callback",
-                        config
-                            .authenticate_service_url
-                            .as_str()
-                            .trim_end_matches('/')
-                    )],
-                }],
-                users: DevUser::demo_users("example.com"),
-                id_token_ttl: Duration::from_secs(600),
-                banner: None,
-            },
-            shared.clone(),
-            shared_key(),
-        )
-        .expect("dev idp");
-
+        let idp = provider(&issuer, &config, shared.clone());
         let mut stops = Vec::new();
         let (stop_idp, idp_stopped) = oneshot::channel();
         tokio::spawn(idp.clone().serve(idp_listener, async {
@@ -199,6 +204,14 @@ impl Stack {
         }
     }
 
+    /// Stops the provider (a provider outage); authgate keeps running.
+    pub fn stop_provider(&mut self) {
+        // The provider's stop is the first one pushed.
+        if !self.stops.is_empty() {
+            let _ = self.stops.remove(0).send(());
+        }
+    }
+
     /// Asks `/oauth2/auth` as nginx would.
     pub async fn auth(&self, original_url: &str, cookie: Option<&str>) -> reqwest::Response {
         let mut request = self
@@ -212,6 +225,14 @@ impl Stack {
     }
 
     /// Begins a login: the provider URL and the login-state cookie.
+    /// `GET <target>` to authgate exactly as given (see
+    /// [`crate::support::raw_get`]).
+    pub async fn raw_get(&self, target: &str, host: &str, headers: &[String]) -> (u16, String) {
+        let addr = self.base.trim_start_matches("http://");
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        crate::support::raw_get(tcp, target, host, headers).await
+    }
+
     pub async fn start_login(&self, rd: &str) -> (String, String) {
         let response = self
             .http

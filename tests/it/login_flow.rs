@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::fixture::{COOKIE, Stack, header, session_cookie, set_cookies};
 
-const APP: &str = "https://app.example.test/some/path?q=1";
+pub(crate) const APP: &str = "https://app.example.test/some/path?q=1";
 
 /// Without a session: 401 with a Location that signs in and comes back to
 /// exactly the original URL. With alice's session: 200 and her identity.
@@ -254,7 +254,7 @@ async fn callback_with_provider_error_is_refused() {
 
 /// Runs a login whose ID token was altered by `hook` or signed in `mode`, and
 /// asserts it is refused without a session.
-async fn assert_login_refused(stack: &Stack, what: &str) {
+pub(crate) async fn assert_login_refused(stack: &Stack, what: &str) {
     let (provider_url, login_cookie) = stack.start_login(APP).await;
     let callback = stack
         .provider_login(&provider_url, "alice@example.com", "alice")

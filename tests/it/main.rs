@@ -2,18 +2,18 @@
 //! separately), one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
-mod stack_selftest;
-
+mod advisories;
 mod assertion;
+mod attacks;
 mod bad_input;
 mod bearer;
 mod caddy_flow;
+mod canonical;
 mod cli;
 mod dex_browser;
 mod dex_refresh;
 mod envoy_examples;
+mod faults;
 mod fixture;
 mod forward_auth;
 mod grpc_authz;
@@ -28,3 +28,5 @@ mod pages;
 mod print;
 mod reload;
 mod sessions;
+mod stack_selftest;
+mod support;

@@ -25,13 +25,13 @@ const INTERVAL: i64 = 300;
 /// Another authgate on the same configuration (a replica, or the same
 /// service after a restart), serving until dropped. It does not wait for
 /// provider discovery: decisions on existing sessions do not need it.
-struct Replica {
-    base: String,
+pub(crate) struct Replica {
+    pub(crate) base: String,
     _stop: oneshot::Sender<()>,
 }
 
 impl Replica {
-    async fn start(app: Arc<App>) -> Replica {
+    pub(crate) async fn start(app: Arc<App>) -> Replica {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel();
@@ -41,7 +41,7 @@ impl Replica {
         Replica { base, _stop: stop }
     }
 
-    async fn auth(&self, url: &str, cookie: &str) -> u16 {
+    pub(crate) async fn auth(&self, url: &str, cookie: &str) -> u16 {
         client()
             .get(format!("{}/oauth2/auth", self.base))
             .header("X-Original-URL", url)
@@ -180,7 +180,7 @@ async fn rotated_token_is_used_next_time() {
 
 /// Opens the embedded store of `config` once the previous instance has
 /// let go of the file (its server task drains after the stop signal).
-async fn reopen(config: Config, clock: &ManualClock) -> Arc<App> {
+pub(crate) async fn reopen(config: Config, clock: &ManualClock) -> Arc<App> {
     let shared: SharedClock = Arc::new(clock.clone());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -111,6 +111,47 @@ pub fn temp_dir(what: &str) -> tempfile::TempDir {
         .expect("create a temporary directory")
 }
 
+/// Sends `GET <target> HTTP/1.0` over `stream` exactly as given (no
+/// normalisation, unlike reqwest, which resolves `%2e%2e`), with `host` as
+/// the Host header and `headers` (`"Name: value"` lines); returns the status
+/// and the body.
+pub async fn raw_get<S>(
+    mut stream: S,
+    target: &str,
+    host: &str,
+    headers: &[String],
+) -> (u16, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut head = format!("GET {target} HTTP/1.0\r\nHost: {host}\r\n");
+    for line in headers {
+        head.push_str(line);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("send request");
+    let mut response = Vec::new();
+    // The server closes after an HTTP/1.0 response; a TLS close without
+    // close_notify is fine here.
+    let _ = stream.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use super::process::{ChildGuard, free_port, require_program};
 use super::tls::{TestCa, https_client};
@@ -163,6 +164,41 @@ impl Nginx {
     /// Whether nginx is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.check_running().is_ok()
+    }
+
+    /// Sends `GET <target> HTTP/1.0` exactly as given (no normalisation,
+    /// unlike reqwest) over TLS to `<sub>.<domain>`, with `host` as the Host
+    /// header and `headers` (`"Name: value"` lines); returns the status and
+    /// the body.
+    pub async fn raw_get(
+        &self,
+        sub: &str,
+        target: &str,
+        host: &str,
+        headers: &[String],
+    ) -> (u16, String) {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).expect("CA PEM"))
+            .expect("trust the test CA");
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(self.https)
+            .await
+            .expect("connect to nginx");
+        let name = ServerName::try_from(format!("{sub}.{}", self.domain)).expect("SNI name");
+        let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+        super::raw_get(tls, target, host, headers).await
     }
 }
 

@@ -61,6 +61,31 @@ impl Redis {
         self.child.kill();
     }
 
+    /// Starts redis-server again on the same port after [`Redis::stop`]
+    /// (empty: nothing is persisted); returns once it accepts connections.
+    pub async fn restart(&mut self) {
+        let bin = require_program("redis-server", None);
+        let mut cmd = Command::new(&bin);
+        cmd.args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &self.addr.port().to_string(),
+        ])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+        ])
+        .arg("--dir")
+        .arg(self.dir.path());
+        self.child = ChildGuard::spawn("redis-server", cmd, &self.dir.path().join("redis.log"));
+        self.child.wait_for_port(self.addr).await;
+    }
+
     /// redis-server's output so far.
     pub fn log(&self) -> String {
         self.child.log()

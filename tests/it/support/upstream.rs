@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::Request;
@@ -23,6 +24,7 @@ pub const IDENTITY_HEADERS: [&str; 4] = [
 pub struct EchoUpstream {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    received: Arc<Mutex<Vec<String>>>,
 }
 
 impl EchoUpstream {
@@ -32,11 +34,27 @@ impl EchoUpstream {
             .await
             .expect("bind echo upstream");
         let addr = listener.local_addr().expect("echo upstream address");
-        let app = Router::new().fallback(echo);
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        let app = Router::new().fallback(move |request: Request| {
+            log.lock()
+                .expect("echo log")
+                .push(request.uri().to_string());
+            echo(request)
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        EchoUpstream { addr, task }
+        EchoUpstream {
+            addr,
+            task,
+            received,
+        }
+    }
+
+    /// Every request URI (path and query, as received) so far, in order.
+    pub fn received(&self) -> Vec<String> {
+        self.received.lock().expect("echo log").clone()
     }
 
     /// Where the proxy should send requests (`{{UPSTREAM}}`).
