@@ -14,7 +14,7 @@ use http::{HeaderName, HeaderValue};
 
 use crate::policy::{DenyReason, Policy, RouteId, Target, TargetError, Verdict};
 use crate::refresh::Refresher;
-use crate::session::{SessionRecord, Sessions};
+use crate::session::{Resolved, SessionCookie, SessionRecord, Sessions};
 
 /// Identity headers set on allow (the names oauth2-proxy uses, so existing
 /// nginx configs work). The same names arriving from a client are never
@@ -58,11 +58,14 @@ pub enum Refusal {
 #[derive(Clone, Debug)]
 pub enum Decision {
     /// Let the request through; `session` is `None` on a public route
-    /// visited without a session.
+    /// visited without a session. `set_cookie`: the session cookie
+    /// re-issued under the current `cookie_secret` (the client presented
+    /// one sealed with a previous secret); front ends send it to the client.
     Allow {
         route: RouteId,
         session: Option<Arc<SessionRecord>>,
         pass_identity_headers: bool,
+        set_cookie: Option<HeaderValue>,
     },
     /// No valid session: the user must sign in at `sign_in_url`.
     SignIn { route: RouteId, sign_in_url: String },
@@ -77,6 +80,15 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// The `Set-Cookie` value the client must receive with this answer:
+    /// the re-issued session cookie after a secret rotation, else none.
+    pub fn set_cookie(&self) -> Option<&HeaderValue> {
+        match self {
+            Decision::Allow { set_cookie, .. } => set_cookie.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The identity headers to pass upstream, rendered in one place for every
     /// front end. Empty unless the decision is an allow with a session on a
     /// route that passes identity headers. A value that cannot be a header
@@ -117,6 +129,8 @@ pub struct Decider {
     sessions: Arc<Sessions>,
     /// Re-validates due sessions with the provider (none: never).
     refresher: Option<Refresher>,
+    /// Renders the re-issued session cookie (none: never re-issued).
+    session_cookie: Option<SessionCookie>,
     /// `<login host>/oauth2/start?rd=`, to which the return URL is appended.
     sign_in_prefix: String,
 }
@@ -130,6 +144,7 @@ impl Decider {
             policy,
             sessions,
             refresher: None,
+            session_cookie: None,
             sign_in_prefix,
         }
     }
@@ -137,6 +152,14 @@ impl Decider {
     /// Refreshes sessions whose refresh is due before deciding with them.
     pub fn with_refresher(mut self, refresher: Refresher) -> Decider {
         self.refresher = Some(refresher);
+        self
+    }
+
+    /// Re-issues a session cookie sealed with a previous `cookie_secret`
+    /// (`Decision::Allow::set_cookie`), so rotated secrets can be dropped
+    /// once every active user has been seen.
+    pub fn with_session_cookie(mut self, cookie: SessionCookie) -> Decider {
+        self.session_cookie = Some(cookie);
         self
     }
 
@@ -161,6 +184,7 @@ impl Decider {
             }
         };
         let mut session = None;
+        let mut set_cookie = None;
         for value in request.session_cookies {
             let resolved = match (self.sessions.resolve(value).await, &self.refresher) {
                 // Not due: a comparison, no I/O.
@@ -169,6 +193,7 @@ impl Decider {
             };
             match resolved {
                 Ok(Some(resolved)) => {
+                    set_cookie = self.reissue(&resolved);
                     session = Some(resolved.record);
                     break;
                 }
@@ -185,6 +210,7 @@ impl Decider {
                 route,
                 pass_identity_headers: self.policy.pass_identity_headers(route),
                 session,
+                set_cookie,
             },
             Verdict::NeedsLogin { route } => Decision::SignIn {
                 route,
@@ -199,6 +225,15 @@ impl Decider {
                 },
             },
         }
+    }
+
+    /// The `Set-Cookie` value re-issuing `resolved`'s cookie, if it was
+    /// sealed with a previous secret; it expires with the session.
+    fn reissue(&self, resolved: &Resolved) -> Option<HeaderValue> {
+        let value = resolved.reissued_cookie()?;
+        let remaining = resolved.expires_at().saturating_sub(self.sessions.now());
+        let max_age = std::time::Duration::from_secs(u64::try_from(remaining).ok()?);
+        self.session_cookie.as_ref()?.header(value, max_age)
     }
 
     /// The login URL that returns to `return_url` afterwards.

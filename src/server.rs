@@ -17,7 +17,7 @@ use crate::oidc::{Oidc, OidcError};
 use crate::policy::Policy;
 use crate::redirect::RedirectRules;
 use crate::refresh::{RefreshPolicy, Refresher};
-use crate::session::{Sealer, SessionStore, Sessions, open_store};
+use crate::session::{Sealer, SessionCookie, SessionStore, Sessions, open_store};
 
 /// Why the service could not be assembled from a (valid) configuration.
 #[derive(Debug, thiserror::Error)]
@@ -70,12 +70,10 @@ impl App {
         let policy = Arc::new(policy);
         let sealer = Sealer::new(&config.cookie.secret, &config.cookie.previous_secrets)
             .map_err(|e| ServerError::Secrets(e.to_string()))?;
-        let sessions = Arc::new(Sessions::new(
-            sealer,
-            store,
-            clock.clone(),
-            config.cookie.expire,
-        ));
+        let sessions = Arc::new(
+            Sessions::new(sealer, store, clock.clone(), config.cookie.expire)
+                .with_idle_timeout(config.cookie.idle_timeout),
+        );
         let login_base = config
             .authenticate_service_url
             .as_str()
@@ -93,10 +91,14 @@ impl App {
             sessions.clone(),
             oidc.clone(),
             clock.clone(),
-            RefreshPolicy::new(config.refresh_interval),
+            RefreshPolicy {
+                grace: Some(config.refresh_grace),
+                ..RefreshPolicy::new(config.refresh_interval)
+            },
         );
         let decider = Decider::new(policy, sessions.clone(), &config.authenticate_service_url)
-            .with_refresher(refresher);
+            .with_refresher(refresher)
+            .with_session_cookie(SessionCookie::new(&config.cookie));
         Ok(Arc::new(App {
             config,
             decider,

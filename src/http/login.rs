@@ -23,7 +23,7 @@ use super::session_cookie_values;
 use crate::decision::{self, Decision, Refusal};
 use crate::oidc::LoginState;
 use crate::server::App;
-use crate::session::Purpose;
+use crate::session::{Purpose, SessionCookie};
 
 /// How long a login attempt may take between start and callback.
 pub const LOGIN_ATTEMPT_TTL: Duration = Duration::from_secs(600);
@@ -289,17 +289,7 @@ fn append_cookie(response: &mut Response, cookie: &Cookie<'_>) {
 impl App {
     /// The session cookie: on `cookie_domain` (every subdomain), path `/`.
     pub(crate) fn session_cookie(&self, value: String, max_age: Duration) -> Cookie<'static> {
-        let c = &self.config.cookie;
-        let mut builder = Cookie::build((c.name.clone(), value))
-            .path("/")
-            .secure(c.secure)
-            .http_only(c.http_only)
-            .same_site(SameSite::Lax)
-            .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64));
-        if let Some(domain) = &c.domain {
-            builder = builder.domain(domain.clone());
-        }
-        builder.build()
+        SessionCookie::new(&self.config.cookie).build(value, max_age)
     }
 
     fn login_cookie_name(&self, state: &str) -> String {

@@ -76,6 +76,14 @@ fn nginx_response(decision: &Decision) -> Response {
         Decision::Allow { .. } => {
             let mut response = StatusCode::OK.into_response();
             response.headers_mut().extend(decision.identity_headers());
+            // A re-issued session cookie: nginx passes it on with
+            // `auth_request_set $auth_cookie $upstream_http_set_cookie;`
+            // and `add_header Set-Cookie $auth_cookie;`.
+            if let Some(cookie) = decision.set_cookie() {
+                response
+                    .headers_mut()
+                    .insert(header::SET_COOKIE, cookie.clone());
+            }
             response
         }
         Decision::SignIn { sign_in_url, .. } => {

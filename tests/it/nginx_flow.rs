@@ -3,6 +3,9 @@
 //! the in-process provider. (The same flow against real Dex, LDAP and a
 //! browser is in `dex_browser`.)
 
+use std::net::SocketAddr;
+
+use authgate::config::Config;
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -10,23 +13,33 @@ use crate::fixture::{COOKIE, Stack, header, route, session_cookie, set_cookies};
 use crate::support::nginx::{DOMAIN, EchoUpstream, Nginx, NginxOptions};
 use crate::support::tls::TestCa;
 
-struct Site {
-    stack: Stack,
-    nginx: Nginx,
+pub(crate) struct Site {
+    pub stack: Stack,
+    pub nginx: Nginx,
     _upstream: EchoUpstream,
     client: openidconnect::reqwest::Client,
 }
 
 async fn site() -> Site {
+    site_with(&[], |_| {}).await
+}
+
+/// The site with more authgate servers in nginx's upstream besides the
+/// stack's (`replicas`: addresses the caller serves), and `tweak` applied
+/// to the stack's configuration.
+pub(crate) async fn site_with(replicas: &[SocketAddr], tweak: impl FnOnce(&mut Config)) -> Site {
     let ca = TestCa::new("authgate nginx test CA");
     let upstream = EchoUpstream::start().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let nginx = Nginx::start(NginxOptions {
-        authgate: listener.local_addr().expect("addr"),
-        upstream: upstream.addr(),
-        ca: &ca,
-        domain: DOMAIN,
-    })
+    let nginx = Nginx::start_with_replicas(
+        NginxOptions {
+            authgate: listener.local_addr().expect("addr"),
+            upstream: upstream.addr(),
+            ca: &ca,
+            domain: DOMAIN,
+        },
+        replicas,
+    )
     .await;
     let login_base = nginx.url("auth", "");
     let routes = vec![route(0, &nginx.url("hello", ""), None, &["devops"])];
@@ -34,6 +47,7 @@ async fn site() -> Site {
         config.authenticate_service_url = Url::parse(&login_base).expect("login base");
         config.cookie.domain = Some(DOMAIN.to_owned());
         config.cookie.secure = true;
+        tweak(config);
     })
     .await;
     let client = nginx.http_client(&[]);
@@ -46,7 +60,7 @@ async fn site() -> Site {
 }
 
 impl Site {
-    async fn get(&self, url: &str, cookies: &[String]) -> openidconnect::reqwest::Response {
+    pub async fn get(&self, url: &str, cookies: &[String]) -> openidconnect::reqwest::Response {
         let mut request = self
             .client
             .get(url)
@@ -62,7 +76,7 @@ impl Site {
 
     /// The login through nginx: protected URL → sign-in → provider → callback.
     /// Returns the session cookie (`name=value`).
-    async fn login(&self, url: &str, user: &str) -> String {
+    pub async fn login(&self, url: &str, user: &str) -> String {
         let response = self.get(url, &[]).await;
         assert_eq!(response.status(), 302, "{}", self.nginx.error_log());
         let sign_in = header(&response, "location");

@@ -46,6 +46,18 @@ impl Nginx {
     /// <conf> -g 'daemon off; master_process off;'` (one process, so killing
     /// it leaves no workers behind); returns once it accepts TLS connections.
     pub async fn start(options: NginxOptions<'_>) -> Nginx {
+        Nginx::start_with_replicas(options, &[]).await
+    }
+
+    /// As [`Nginx::start`], with `replicas` as further servers of the
+    /// `authgate` upstream besides `options.authgate` (several authgate
+    /// replicas sharing Redis; nginx balances and fails over between them).
+    pub async fn start_with_replicas(options: NginxOptions<'_>, replicas: &[SocketAddr]) -> Nginx {
+        let authgate = std::iter::once(&options.authgate)
+            .chain(replicas)
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(";\n        server ");
         let nginx = require_program("nginx", None);
         let dir = temp_dir("nginx");
         let d = dir.path();
@@ -68,7 +80,7 @@ impl Nginx {
             let rendered = render(
                 &template,
                 &[
-                    ("AUTHGATE", &options.authgate.to_string()),
+                    ("AUTHGATE", &authgate),
                     ("UPSTREAM", &options.upstream.to_string()),
                     ("HTTPS_LISTEN", &https.to_string()),
                     ("DOMAIN", options.domain),
