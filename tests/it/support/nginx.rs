@@ -53,11 +53,6 @@ impl Nginx {
     /// `authgate` upstream besides `options.authgate` (several authgate
     /// replicas sharing Redis; nginx balances and fails over between them).
     pub async fn start_with_replicas(options: NginxOptions<'_>, replicas: &[SocketAddr]) -> Nginx {
-        let authgate = std::iter::once(&options.authgate)
-            .chain(replicas)
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(";\n        server ");
         let nginx = require_program("nginx", None);
         let dir = temp_dir("nginx");
         let d = dir.path();
@@ -69,8 +64,18 @@ impl Nginx {
             .ca
             .issue(&[&wildcard, options.domain], &[])
             .write(d, "nginx");
-        let template =
+        let mut template =
             std::fs::read_to_string(example_conf()).expect("read examples/nginx/nginx.conf");
+        // One `server` line per further replica in the authgate upstream.
+        let extra: String = replicas
+            .iter()
+            .map(|addr| format!("\n        server {addr};"))
+            .collect();
+        template = template.replacen(
+            "server {{AUTHGATE}};",
+            &format!("server {{{{AUTHGATE}}}};{extra}"),
+            1,
+        );
         let conf = d.join("nginx.conf");
 
         let mut attempt = 0;
@@ -80,7 +85,7 @@ impl Nginx {
             let rendered = render(
                 &template,
                 &[
-                    ("AUTHGATE", &authgate),
+                    ("AUTHGATE", &options.authgate.to_string()),
                     ("UPSTREAM", &options.upstream.to_string()),
                     ("HTTPS_LISTEN", &https.to_string()),
                     ("DOMAIN", options.domain),
