@@ -99,10 +99,12 @@ fn throughput(store: &str) -> Result<(), Box<dyn std::error::Error>> {
             cookies.push(cookie);
         }
         let routes: Vec<RouteConfig> = (0..1000)
-            .map(|i| RouteConfig {
-                from: Url::parse(&format!("https://app{i}.example.com"))?,
-                allowed_groups: vec!["devops".into()],
-                ..RouteConfig::default()
+            .map(|i| {
+                Ok(RouteConfig {
+                    from: Url::parse(&format!("https://app{i}.example.com"))?,
+                    allowed_groups: vec!["devops".into()],
+                    ..RouteConfig::default()
+                })
             })
             .collect::<Result<_, url::ParseError>>()?;
         let policy = Arc::new(Policy::compile(&routes).map_err(|e| format!("{e:?}"))?);
@@ -157,7 +159,7 @@ fn rss(n: usize) -> Result<(), Box<dyn std::error::Error>> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let dir = tempfile::tempdir_in(std::env::var_os("RSS_DIR").unwrap_or_else(std::env::temp_dir))?;
+    let dir = tempfile::tempdir_in(std::env::var_os("RSS_DIR").map_or_else(std::env::temp_dir, Into::into))?;
     let sessions = sessions("embedded", dir.path())?;
     runtime.block_on(async {
         let start = Instant::now();
