@@ -101,6 +101,7 @@ fn throughput(store: &str) -> Result<(), Box<dyn std::error::Error>> {
         let routes: Vec<RouteConfig> = (0..1000)
             .map(|i| {
                 Ok(RouteConfig {
+                    index: i,
                     from: Url::parse(&format!("https://app{i}.example.com"))?,
                     allowed_groups: vec!["devops".into()],
                     ..RouteConfig::default()
