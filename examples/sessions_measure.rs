@@ -160,7 +160,9 @@ fn rss(n: usize) -> Result<(), Box<dyn std::error::Error>> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let dir = tempfile::tempdir_in(std::env::var_os("RSS_DIR").map_or_else(std::env::temp_dir, Into::into))?;
+    let dir = tempfile::tempdir_in(
+        std::env::var_os("RSS_DIR").map_or_else(std::env::temp_dir, Into::into),
+    )?;
     let sessions = sessions("embedded", dir.path())?;
     runtime.block_on(async {
         let start = Instant::now();

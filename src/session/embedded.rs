@@ -26,7 +26,7 @@ const SWEEP_INTERVAL: i64 = 60;
 /// session cache, so the store is read only on a cache miss; redb's 1 GiB
 /// default (and even 64 MiB) would dominate the process's memory at 100k
 /// sessions (see BENCHMARKS.md, "Sessions").
-const CACHE_BYTES: usize = 16 * 1024 * 1024;
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// A redb-backed [`SessionStore`].
 #[derive(Clone)]
