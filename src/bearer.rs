@@ -290,6 +290,7 @@ impl BearerVerifier {
                 expires_at: exp,
                 refresh_due_at: exp,
                 refreshed_at: issued_at,
+                last_seen_at: issued_at,
             }),
         })
     }

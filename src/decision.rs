@@ -21,7 +21,7 @@ use crate::bearer::{BearerError, BearerVerifier};
 use crate::metrics::{DecisionMetrics, FrontEnd, Metrics};
 use crate::policy::{ClaimHeaders, DenyReason, Policy, RouteId, Target, TargetError, Verdict};
 use crate::refresh::Refresher;
-use crate::session::{SessionRecord, Sessions};
+use crate::session::{Resolved, SessionCookie, SessionRecord, Sessions};
 
 /// Identity headers set on allow (the names oauth2-proxy uses, so existing
 /// nginx configs work). The same names arriving from a client are never
@@ -98,7 +98,9 @@ pub enum Refusal {
 #[derive(Clone, Debug)]
 pub enum Decision {
     /// Let the request through; `session` is `None` on a public route
-    /// visited without a session.
+    /// visited without a session. `set_cookie`: the session cookie
+    /// re-issued under the current `cookie_secret` (the client presented
+    /// one sealed with a previous secret); front ends send it to the client.
     Allow {
         route: RouteId,
         session: Option<Arc<SessionRecord>>,
@@ -108,6 +110,10 @@ pub enum Decision {
         /// `X-Auth-Request-Jwt`, when there is a session, the route passes
         /// identity headers and a signer is configured.
         assertion: Option<HeaderValue>,
+        /// The session cookie re-issued under the current `cookie_secret`
+        /// (the client presented one sealed with a previous secret); front
+        /// ends send it to the client.
+        set_cookie: Option<HeaderValue>,
     },
     /// No valid session: the user must sign in at `sign_in_url`.
     /// `invalid_token`: the request carried a Bearer token that was refused
@@ -128,6 +134,15 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// The `Set-Cookie` value the client must receive with this answer:
+    /// the re-issued session cookie after a secret rotation, else none.
+    pub fn set_cookie(&self) -> Option<&HeaderValue> {
+        match self {
+            Decision::Allow { set_cookie, .. } => set_cookie.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The identity headers to pass upstream, rendered in one place for every
     /// front end. Empty unless the decision is an allow with a session on a
     /// route that passes identity headers. A value that cannot be a header
@@ -230,6 +245,8 @@ pub struct Decider {
     sessions: Arc<Sessions>,
     /// Re-validates due sessions with the provider (none: never).
     refresher: Option<Refresher>,
+    /// Renders the re-issued session cookie (none: never re-issued).
+    session_cookie: Option<SessionCookie>,
     /// `<login host>/oauth2/start?rd=`, to which the return URL is appended.
     sign_in_prefix: String,
     /// Signs `X-Auth-Request-Jwt` (none: not sent).
@@ -252,6 +269,7 @@ impl Decider {
             }),
             sessions,
             refresher: None,
+            session_cookie: None,
             sign_in_prefix,
             signer: None,
             bearer: None,
@@ -285,6 +303,14 @@ impl Decider {
     /// Refreshes sessions whose refresh is due before deciding with them.
     pub fn with_refresher(mut self, refresher: Refresher) -> Decider {
         self.refresher = Some(refresher);
+        self
+    }
+
+    /// Re-issues a session cookie sealed with a previous `cookie_secret`
+    /// (`Decision::Allow::set_cookie`), so rotated secrets can be dropped
+    /// once every active user has been seen.
+    pub fn with_session_cookie(mut self, cookie: SessionCookie) -> Decider {
+        self.session_cookie = Some(cookie);
         self
     }
 
@@ -391,6 +417,7 @@ impl Decider {
                     pass_identity_headers: false,
                     claim_headers: Arc::default(),
                     assertion: None,
+                    set_cookie: None,
                 };
             }
             if !policy.allows_method(route, method) {
@@ -426,6 +453,7 @@ impl Decider {
                 }
             }
         }
+        let mut set_cookie = None;
         let cookies = session_cookies.into_iter();
         for value in cookies.take(if session.is_some() { 0 } else { usize::MAX }) {
             let resolved = match (self.sessions.resolve(value).await, &self.refresher) {
@@ -436,6 +464,7 @@ impl Decider {
             match resolved {
                 Ok(Some(resolved)) => {
                     session_key = resolved.id;
+                    set_cookie = self.reissue(&resolved);
                     session = Some(resolved.record);
                     break;
                 }
@@ -472,6 +501,7 @@ impl Decider {
                     session,
                     claim_headers,
                     assertion,
+                    set_cookie,
                 }
             }
             Verdict::NeedsLogin { route } => Decision::SignIn {
@@ -488,6 +518,15 @@ impl Decider {
                 },
             },
         }
+    }
+
+    /// The `Set-Cookie` value re-issuing `resolved`'s cookie, if it was
+    /// sealed with a previous secret; it expires with the session.
+    fn reissue(&self, resolved: &Resolved) -> Option<HeaderValue> {
+        let value = resolved.reissued_cookie()?;
+        let remaining = resolved.expires_at().saturating_sub(self.sessions.now());
+        let max_age = std::time::Duration::from_secs(u64::try_from(remaining).ok()?);
+        self.session_cookie.as_ref()?.header(value, max_age)
     }
 
     /// The login URL that returns to `return_url` afterwards.

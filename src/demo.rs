@@ -81,9 +81,11 @@ pub fn demo_config(args: &DemoArgs) -> Result<Config, String> {
             expire: Duration::from_secs(14 * 3600),
             secret: Secret::new(cookie_secret.to_vec()),
             previous_secrets: Vec::new(),
+            idle_timeout: None,
         },
         session_store: SessionStoreConfig::Memory,
         refresh_interval: Duration::from_secs(300),
+        refresh_grace: crate::config::DEFAULT_REFRESH_GRACE,
         trusted_proxies: Vec::new(),
         routes: vec![
             route(0, Some("/admin"), &["admins"])?,

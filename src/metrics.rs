@@ -532,6 +532,7 @@ mod tests {
             pass_identity_headers: true,
             claim_headers: Default::default(),
             assertion: None,
+            set_cookie: None,
         };
         table.record(FrontEnd::Nginx, &allow, Duration::from_micros(3));
         table.record(FrontEnd::Nginx, &allow, Duration::from_micros(30));
@@ -603,6 +604,7 @@ mod tests {
             pass_identity_headers: true,
             claim_headers: Default::default(),
             assertion: None,
+            set_cookie: None,
         };
         DecisionMetrics::new(&metrics, &policy()).record(FrontEnd::Nginx, &allow, Duration::ZERO);
         DecisionMetrics::new(&metrics, &policy()).record(FrontEnd::Nginx, &allow, Duration::ZERO);

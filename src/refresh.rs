@@ -25,10 +25,13 @@
 //!    token that does not verify, another subject): the session ends here
 //!    and in the store (and, with Redis, on every replica); the request
 //!    that triggered the refresh gets a sign-in.
-//! 4. **Provider unreachable:** the session stays as it is and the lease
-//!    doubles as the retry delay, so an outage logs nobody out; past
-//!    [`RefreshPolicy::grace`] without a successful refresh (if set), the
-//!    session ends.
+//! 4. **Provider unreachable** (connection refused, timeout, a 5xx other
+//!    than Dex's 500 with an OAuth error body — `oidc` tells them apart):
+//!    the session stays as it is and the lease doubles as the retry delay,
+//!    so an outage logs nobody out; once [`RefreshPolicy::grace`]
+//!    (`refresh_grace`, default 1h) has passed since the refresh fell due
+//!    without one succeeding, the session ends (fail closed: a user removed
+//!    from the directory during a long outage does not keep access).
 //!
 //! The refresh runs in its own task: a request cancelled mid-refresh (the
 //! client went away) cannot lose a rotated token between the provider's
@@ -261,6 +264,7 @@ impl Inner {
                     expires_at: current.expires_at,
                     refresh_due_at: self.next_due(now, outcome.id_token_expires_at),
                     refreshed_at: now,
+                    last_seen_at: current.last_seen_at,
                 };
                 tracing::debug!(%user, groups = next.identity.groups.len(), "session refreshed");
                 self.count(RefreshOutcome::Refreshed);

@@ -270,6 +270,7 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         cookie,
         session_store,
         refresh_interval,
+        refresh_grace,
         trusted_proxies,
         // The top-level list is copied into the routes at validation, so it
         // reloads with them.
@@ -324,6 +325,10 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         cookie.http_only == running.cookie.http_only,
     );
     check("cookie_expire", cookie.expire == running.cookie.expire);
+    check(
+        "cookie_idle_timeout",
+        cookie.idle_timeout == running.cookie.idle_timeout,
+    );
     check("cookie_secret", cookie.secret == running.cookie.secret);
     check(
         "previous_cookie_secrets",
@@ -334,6 +339,7 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         "refresh_interval",
         *refresh_interval == running.refresh_interval,
     );
+    check("refresh_grace", *refresh_grace == running.refresh_grace);
     check(
         "trusted_proxies",
         *trusted_proxies == running.trusted_proxies,

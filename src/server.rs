@@ -22,7 +22,7 @@ use crate::oidc::{Oidc, OidcError};
 use crate::policy::Policy;
 use crate::redirect::RedirectRules;
 use crate::refresh::{RefreshPolicy, Refresher};
-use crate::session::{Sealer, SessionStore, Sessions, open_store};
+use crate::session::{Sealer, SessionCookie, SessionStore, Sessions, open_store};
 
 /// Why the service could not be assembled from a (valid) configuration.
 #[derive(Debug, thiserror::Error)]
@@ -95,12 +95,10 @@ impl App {
             clock.clone(),
             config.cookie.domain.as_deref(),
         );
-        let sessions = Arc::new(Sessions::new(
-            sealer,
-            store,
-            clock.clone(),
-            config.cookie.expire,
-        ));
+        let sessions = Arc::new(
+            Sessions::new(sealer, store, clock.clone(), config.cookie.expire)
+                .with_idle_timeout(config.cookie.idle_timeout),
+        );
         let login_base = config
             .authenticate_service_url
             .as_str()
@@ -118,7 +116,10 @@ impl App {
             sessions.clone(),
             oidc.clone(),
             clock.clone(),
-            RefreshPolicy::new(config.refresh_interval),
+            RefreshPolicy {
+                grace: Some(config.refresh_grace),
+                ..RefreshPolicy::new(config.refresh_interval)
+            },
         )
         .with_metrics(metrics.clone());
         let signer = Arc::new(AssertionSigner::from_config(&config, clock.clone())?);
@@ -129,6 +130,7 @@ impl App {
         ));
         let decider = Decider::new(policy, sessions.clone(), &config.authenticate_service_url)
             .with_refresher(refresher)
+            .with_session_cookie(SessionCookie::new(&config.cookie))
             .with_signer(signer.clone())
             .with_bearer(bearer)
             .with_metrics(metrics.clone());

@@ -170,6 +170,9 @@ pub fn parse_str(
     }
 }
 
+/// Default `refresh_grace` (see [`Config::refresh_grace`]).
+pub const DEFAULT_REFRESH_GRACE: Duration = Duration::from_secs(3600);
+
 /// A validated configuration: everything `serve` needs, with defaults applied.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -191,6 +194,14 @@ pub struct Config {
     /// `refresh_interval`: how often a session's identity is re-read from the
     /// provider with the refresh token. Default 5 minutes.
     pub refresh_interval: Duration,
+    /// `refresh_grace`: how long past its due refresh a session is kept
+    /// while the provider cannot be reached (connection error, timeout, a
+    /// 5xx that is not Dex's answer for a user gone from the directory).
+    /// Default 1h: long enough to ride out a Dex restart or upgrade without
+    /// logging everybody out, short enough that a user removed from the
+    /// directory during an outage keeps access for at most
+    /// `refresh_interval` + 1h.
+    pub refresh_grace: Duration,
     /// `trusted_proxies`: peers whose `X-Forwarded-*` headers are believed.
     /// Default: none.
     pub trusted_proxies: Vec<IpNet>,
@@ -270,6 +281,9 @@ pub struct CookieConfig {
     pub http_only: bool,
     /// `cookie_expire`: absolute session lifetime. Default 14h.
     pub expire: Duration,
+    /// `cookie_idle_timeout`: a session unused this long ends (checked on
+    /// the server, not by the cookie). Default: none.
+    pub idle_timeout: Option<Duration>,
     /// `cookie_secret` / `cookie_secret_file`: 32 bytes (base64 in the file).
     pub secret: Secret,
     /// `previous_cookie_secrets` / `previous_cookie_secrets_file`: still

@@ -67,6 +67,9 @@ pub(crate) struct RawConfig {
     pub cookie_domain: Option<Val<String>>,
     /// Absolute session lifetime, a Go duration. Default `14h`.
     pub cookie_expire: Option<Val<String>>,
+    /// End a session unused for this long (authgate's own key). Default:
+    /// off, only `cookie_expire` ends sessions.
+    pub cookie_idle_timeout: Option<Val<String>>,
     /// The cookie's `Secure` attribute. Default true.
     pub cookie_secure: Option<Val<bool>>,
     /// The cookie's `HttpOnly` attribute. Default true.
@@ -83,6 +86,10 @@ pub(crate) struct RawConfig {
     pub session_store: Option<Val<String>>,
     /// How often a session's identity is refreshed. Default `5m`.
     pub refresh_interval: Option<Val<String>>,
+    /// How long a session outlives a provider that cannot be reached for
+    /// its refresh, counted from when the refresh fell due (authgate's own
+    /// key). Default `1h`; `0s` ends it at the first failed retry.
+    pub refresh_grace: Option<Val<String>>,
     /// CIDRs or IPs whose `X-Forwarded-*` headers are believed. Default none.
     pub trusted_proxies: Option<List<String>>,
     /// `pretty` (default) or `json`.

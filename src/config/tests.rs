@@ -79,6 +79,8 @@ fn minimal_config_gets_defaults() {
         SessionStoreConfig::Embedded("/var/lib/authgate/sessions.redb".into())
     );
     assert_eq!(c.refresh_interval, Duration::from_secs(300));
+    assert_eq!(c.refresh_grace, Duration::from_secs(3600));
+    assert_eq!(c.cookie.idle_timeout, None, "no idle timeout unless asked");
     assert!(c.trusted_proxies.is_empty());
     assert!(c.routes.is_empty());
     assert_eq!(c.log_format, LogFormat::Pretty);
@@ -386,6 +388,11 @@ fn bad_durations_are_located() {
             "refresh_interval: `1d`: unknown unit `d`",
         ),
         ("idp_clock_skew: 10m", "idp_clock_skew: must be at most 5m"),
+        (
+            "cookie_idle_timeout: 0s",
+            "cookie_idle_timeout: must be greater than zero",
+        ),
+        ("refresh_grace: soon", "refresh_grace: `soon`"),
         ("idp_clock_skew: -1s", "idp_clock_skew: `-1s` is negative"),
     ];
     for (line, want) in cases {
@@ -394,6 +401,26 @@ fn bad_durations_are_located() {
         assert!(errs[0].starts_with("authgate.yaml:6:"), "{}", errs[0]);
         assert!(errs[0].contains(want), "{line}: {}", errs[0]);
     }
+}
+
+/// authgate's own session keys: an idle timeout turns on when set; the
+/// refresh grace takes any duration, zero included (end the session as
+/// soon as a due refresh cannot reach the provider); both from the file or
+/// the environment.
+#[test]
+fn idle_timeout_and_refresh_grace() {
+    let text = format!("{}cookie_idle_timeout: 30m\nrefresh_grace: 0s\n", minimal());
+    let c = parse(&text).unwrap().config;
+    assert_eq!(c.cookie.idle_timeout, Some(Duration::from_secs(1800)));
+    assert_eq!(c.refresh_grace, Duration::ZERO);
+    let c = parse_env(
+        &minimal(),
+        &[("COOKIE_IDLE_TIMEOUT", "1h"), ("REFRESH_GRACE", "15m")],
+    )
+    .unwrap()
+    .config;
+    assert_eq!(c.cookie.idle_timeout, Some(Duration::from_secs(3600)));
+    assert_eq!(c.refresh_grace, Duration::from_secs(900));
 }
 
 /// The browser drops a cookie whose Domain does not cover the login host.

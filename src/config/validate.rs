@@ -18,8 +18,8 @@ use super::duration::parse_duration;
 use super::node::{self, At, Key, Kind, Node, Problem, Sink, Val};
 use super::raw::{self, List, RawConfig, RawRoute};
 use super::{
-    ClaimHeader, Config, CookieConfig, IdpConfig, LogFormat, RouteConfig, Secret,
-    SessionStoreConfig, SigningConfig,
+    ClaimHeader, Config, CookieConfig, DEFAULT_REFRESH_GRACE, IdpConfig, LogFormat, RouteConfig,
+    Secret, SessionStoreConfig, SigningConfig,
 };
 
 const DEFAULT_SCOPES: &[&str] = &["openid", "email", "profile", "groups", "offline_access"];
@@ -245,6 +245,7 @@ impl Validator {
         );
         let refresh_interval =
             self.duration(&raw.refresh_interval, Duration::from_secs(300), positive);
+        let refresh_grace = self.duration(&raw.refresh_grace, DEFAULT_REFRESH_GRACE, |_| Ok(()));
         let trusted_proxies = self.trusted_proxies(raw);
         let routes = self.routes(raw);
         let signing = self.signing(raw);
@@ -293,6 +294,7 @@ impl Validator {
             cookie: cookie?,
             session_store: session_store?,
             refresh_interval: refresh_interval?,
+            refresh_grace: refresh_grace?,
             trusted_proxies: trusted_proxies?,
             routes: routes?,
             signing: signing?,
@@ -497,12 +499,17 @@ impl Validator {
             Some((s, at)) => self.cookie_domain(s, at, auth_url).map(Some),
         };
         let expire = self.duration(&raw.cookie_expire, Duration::from_secs(14 * 3600), positive);
+        let idle_timeout = self.parsed(&raw.cookie_idle_timeout, None, |s| {
+            let d = parse_duration(s)?;
+            positive(d).map(|()| Some(d))
+        });
         Some(CookieConfig {
             name: name?,
             domain: domain?,
             secure: Self::flag(&raw.cookie_secure, true),
             http_only: Self::flag(&raw.cookie_http_only, true),
             expire: expire?,
+            idle_timeout: idle_timeout?,
             secret: secret?,
             previous_secrets: previous?,
         })

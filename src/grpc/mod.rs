@@ -198,18 +198,15 @@ fn raw_text(header: &HeaderValue) -> Option<&str> {
 
 /// Renders an answer as Envoy's `CheckResponse`.
 fn check_response(answer: DirectAnswer) -> CheckResponse {
-    let overwrite = |(name, value): (http::HeaderName, http::HeaderValue)| HeaderValueOption {
-        header: Some(HeaderValue {
-            key: name.as_str().to_owned(),
-            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            raw_value: Vec::new(),
-        }),
-        // Without this, recent Envoy *adds* our value next to a client's.
-        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
-        ..HeaderValueOption::default()
-    };
+    // Without OVERWRITE, recent Envoy *adds* our value next to a client's.
+    let overwrite = |header| header_option(header, HeaderAppendAction::OverwriteIfExistsOrAdd);
+    let append = |header| header_option(header, HeaderAppendAction::AppendIfExistsOrAdd);
     match answer {
-        DirectAnswer::Allow { upstream, remove } => CheckResponse {
+        DirectAnswer::Allow {
+            upstream,
+            remove,
+            client,
+        } => CheckResponse {
             status: Some(rpc::Status {
                 code: tonic::Code::Ok as i32,
                 ..rpc::Status::default()
@@ -217,6 +214,9 @@ fn check_response(answer: DirectAnswer) -> CheckResponse {
             http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
                 headers: upstream.into_iter().map(overwrite).collect(),
                 headers_to_remove: remove.into_iter().map(Cow::into_owned).collect(),
+                // Added to the response Envoy sends the client; appended,
+                // so the app's own cookies stay.
+                response_headers_to_add: client.into_iter().map(append).collect(),
                 ..OkHttpResponse::default()
             })),
             ..CheckResponse::default()
@@ -241,6 +241,22 @@ fn check_response(answer: DirectAnswer) -> CheckResponse {
             })),
             ..CheckResponse::default()
         },
+    }
+}
+
+/// One header for a `CheckResponse`, with how Envoy merges it.
+fn header_option(
+    (name, value): (http::HeaderName, http::HeaderValue),
+    action: HeaderAppendAction,
+) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: name.as_str().to_owned(),
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            raw_value: Vec::new(),
+        }),
+        append_action: action as i32,
+        ..HeaderValueOption::default()
     }
 }
 

@@ -77,6 +77,10 @@ fn allow_overwrites_and_removes() {
             http::HeaderValue::from_static("alice-sub"),
         )],
         remove: vec!["x_auth_request_user".into(), "x-auth-request-email".into()],
+        client: vec![(
+            http::header::SET_COOKIE,
+            http::HeaderValue::from_static("_authgate=new; Path=/"),
+        )],
     });
     assert_eq!(response.status.unwrap().code, 0);
     let Some(HttpResponse::OkResponse(ok)) = response.http_response else {
@@ -96,6 +100,17 @@ fn allow_overwrites_and_removes() {
     assert_eq!(
         ok.headers_to_remove,
         vec!["x_auth_request_user", "x-auth-request-email"]
+    );
+    // The re-issued cookie goes to the client, appended to the app's own.
+    let cookie = &ok.response_headers_to_add[0];
+    assert_eq!(
+        cookie.append_action,
+        HeaderAppendAction::AppendIfExistsOrAdd as i32
+    );
+    let header = cookie.header.as_ref().unwrap();
+    assert_eq!(
+        (header.key.as_str(), header.value.as_str()),
+        ("set-cookie", "_authgate=new; Path=/")
     );
 }
 

@@ -50,9 +50,12 @@ const DEFAULT_SCHEME: &str = "https";
 pub enum DirectAnswer {
     /// Let the request through: set `upstream` on it (overwriting), and
     /// remove the headers named in `remove` (client-sent identity copies).
+    /// `client`: headers for the client's response (the re-issued session
+    /// cookie after a secret rotation).
     Allow {
         upstream: Vec<(HeaderName, HeaderValue)>,
         remove: Vec<Cow<'static, str>>,
+        client: Vec<(HeaderName, HeaderValue)>,
     },
     /// Answer the client with `status`, these headers and this short body.
     Deny {
@@ -72,7 +75,16 @@ impl DirectAnswer {
             Decision::Allow { .. } => {
                 let upstream = decision.identity_headers();
                 let remove = decision.headers_to_remove(&upstream);
-                DirectAnswer::Allow { upstream, remove }
+                let client = decision
+                    .set_cookie()
+                    .map(|cookie| (header::SET_COOKIE, cookie.clone()))
+                    .into_iter()
+                    .collect();
+                DirectAnswer::Allow {
+                    upstream,
+                    remove,
+                    client,
+                }
             }
             Decision::SignIn {
                 sign_in_url,
@@ -215,10 +227,17 @@ fn asked_request<'r>(
 
 fn render(answer: DirectAnswer) -> Response {
     match answer {
-        DirectAnswer::Allow { upstream, remove } => {
+        DirectAnswer::Allow {
+            upstream,
+            remove,
+            client,
+        } => {
             let mut response = StatusCode::OK.into_response();
             let headers = response.headers_mut();
             headers.extend(upstream);
+            // Traefik (`addAuthCookiesToResponse`) and Envoy
+            // (`allowed_client_headers_on_success`) pass these on.
+            headers.extend(client);
             if let Ok(list) = HeaderValue::from_str(&remove.join(", ")) {
                 headers.insert(HEADERS_TO_REMOVE, list);
             }

@@ -24,7 +24,7 @@ use crate::decision::{Decision, Refusal};
 use crate::metrics::{LoginFailure, ProviderOperation, StoreOperation};
 use crate::oidc::LoginState;
 use crate::server::App;
-use crate::session::Purpose;
+use crate::session::{Purpose, SessionCookie};
 
 /// How long a login attempt may take between start and callback.
 pub const LOGIN_ATTEMPT_TTL: Duration = Duration::from_secs(600);
@@ -359,17 +359,7 @@ fn append_cookie(response: &mut Response, cookie: &Cookie<'_>) {
 impl App {
     /// The session cookie: on `cookie_domain` (every subdomain), path `/`.
     pub(crate) fn session_cookie(&self, value: String, max_age: Duration) -> Cookie<'static> {
-        let c = &self.config.cookie;
-        let mut builder = Cookie::build((c.name.clone(), value))
-            .path("/")
-            .secure(c.secure)
-            .http_only(c.http_only)
-            .same_site(SameSite::Lax)
-            .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64));
-        if let Some(domain) = &c.domain {
-            builder = builder.domain(domain.clone());
-        }
-        builder.build()
+        SessionCookie::new(&self.config.cookie).build(value, max_age)
     }
 
     fn login_cookie_name(&self, state: &str) -> String {

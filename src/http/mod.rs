@@ -166,6 +166,12 @@ fn nginx_response(decision: &Decision) -> Response {
             for (name, value) in decision.identity_headers() {
                 headers.insert(name, value);
             }
+            // A re-issued session cookie: nginx passes it on with
+            // `auth_request_set $auth_cookie $upstream_http_set_cookie;`
+            // and `add_header Set-Cookie $auth_cookie;`.
+            if let Some(cookie) = decision.set_cookie() {
+                headers.insert(header::SET_COOKIE, cookie.clone());
+            }
             StatusCode::OK
         }
         Decision::SignIn {

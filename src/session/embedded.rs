@@ -22,9 +22,11 @@ use super::store::{SessionStore, StoreError, StoreFuture, expiry};
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions_v1");
 /// Clock seconds between two sweeps of expired entries.
 const SWEEP_INTERVAL: i64 = 60;
-/// Page cache. Records are a few KiB and read through the in-process
-/// session cache, so redb's 1 GiB default would be waste.
-const CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Page cache. Records are about 1 KiB and read through the in-process
+/// session cache, so the store is read only on a cache miss; redb's 1 GiB
+/// default (and even 64 MiB) would dominate the process's memory at 100k
+/// sessions (see BENCHMARKS.md, "Sessions").
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 /// A redb-backed [`SessionStore`].
 #[derive(Clone)]

@@ -2,7 +2,7 @@
 //! owns the cookie ticket, the record encryption, the store and the local
 //! cache.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,6 +45,16 @@ pub enum SessionError {
     Encode(#[from] EncodeError),
 }
 
+/// A cookie value that opened, memoised: its ticket and, when a previous
+/// `cookie_secret` sealed it, the same ticket sealed with the current one
+/// (made once, so every request presenting the old value is answered with
+/// the same new one).
+#[derive(Clone)]
+struct Opened {
+    ticket: Ticket,
+    reissued: Option<Arc<str>>,
+}
+
 /// A record as loaded, with the sealed bytes it came from: `update`
 /// compares against them.
 struct Entry {
@@ -64,12 +74,31 @@ pub struct Resolved {
     pub record: Arc<SessionRecord>,
     ticket: Ticket,
     entry: Arc<Entry>,
+    reissued: Option<Arc<str>>,
 }
 
 impl Resolved {
     /// Unix seconds at which the session ends (for the cookie's Max-Age).
     pub fn expires_at(&self) -> i64 {
         self.ticket.expires_at
+    }
+
+    /// The cookie value to send back when the one presented was sealed with
+    /// a previous `cookie_secret`: the same session, sealed with the current
+    /// secret. `None` when the cookie is already current.
+    pub fn reissued_cookie(&self) -> Option<&str> {
+        self.reissued.as_deref()
+    }
+
+    /// The same session as another record (after an update or a reload).
+    fn with_entry(&self, entry: Arc<Entry>) -> Resolved {
+        Resolved {
+            id: self.id,
+            record: Arc::clone(&entry.record),
+            ticket: self.ticket.clone(),
+            entry,
+            reissued: self.reissued.clone(),
+        }
     }
 }
 
@@ -88,6 +117,8 @@ pub struct Sessions {
     store: Arc<dyn SessionStore>,
     clock: SharedClock,
     lifetime: Duration,
+    /// `cookie_idle_timeout`: a session unused this long ends.
+    idle_timeout: Option<Duration>,
     cache: Cache<[u8; 16], Arc<Entry>, FastHash>,
     /// Cookie values already opened, and their tickets. Opening is pure (the
     /// sealer never changes under a `Sessions`), so this memo is exact; it
@@ -95,9 +126,12 @@ pub struct Sessions {
     /// a fraction of one (Poly1305's AVX2 backend is slow on short inputs).
     /// Only authentic cookies get in, so garbage cannot flood it, and a hit
     /// requires byte-equality with a value that authenticated.
-    tickets: Cache<Box<str>, Ticket, FastHash>,
+    tickets: Cache<Box<str>, Opened, FastHash>,
     /// Store loads in progress, so concurrent misses for one id share one.
     inflight: Mutex<HashMap<[u8; 16], Arc<SharedLoad>>>,
+    /// Sessions whose last-seen time this process is writing now, so
+    /// concurrent requests do not all write it.
+    touching: Mutex<HashSet<[u8; 16]>>,
     /// Bumped by every `forget`; a load that raced with one does not cache
     /// what it read (it may be the record just revoked).
     epoch: AtomicU64,
@@ -108,6 +142,7 @@ impl fmt::Debug for Sessions {
         f.debug_struct("Sessions")
             .field("sealer", &self.sealer)
             .field("lifetime", &self.lifetime)
+            .field("idle_timeout", &self.idle_timeout)
             .field("cached", &self.cache.entry_count())
             .finish_non_exhaustive()
     }
@@ -126,9 +161,11 @@ impl Sessions {
             store,
             clock,
             lifetime,
+            idle_timeout: None,
             cache: build_cache(DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL),
             tickets: build_cache(DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL),
             inflight: Mutex::new(HashMap::new()),
+            touching: Mutex::new(HashSet::new()),
             epoch: AtomicU64::new(0),
         }
     }
@@ -139,6 +176,22 @@ impl Sessions {
         self.cache = build_cache(max_entries, ttl);
         self.tickets = build_cache(max_entries, ttl);
         self
+    }
+
+    /// Ends sessions unused for `idle` (`cookie_idle_timeout`; default
+    /// none). Enforced here, on the record's last-seen time, whatever the
+    /// cookie says. The last-seen time is written at most once per
+    /// [`touch_interval`] per session (through the cache, so the store is
+    /// not written on every request); a session therefore ends after
+    /// between `idle` and `idle` + that interval without use.
+    pub fn with_idle_timeout(mut self, idle: Option<Duration>) -> Sessions {
+        self.idle_timeout = idle;
+        self
+    }
+
+    /// The current time on the sessions' clock (Unix seconds).
+    pub fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     /// A new session after a login: stores the sealed record and returns the
@@ -158,6 +211,7 @@ impl Sessions {
             expires_at: ticket.expires_at,
             refresh_due_at,
             refreshed_at: now,
+            last_seen_at: now,
         };
         let sealed = record.seal(&ticket.id, &ticket.key)?;
         self.store
@@ -171,7 +225,13 @@ impl Sessions {
         });
         self.cache_if_current(ticket.id, entry, epoch);
         let cookie = self.sealer.seal(Purpose::SessionCookie, &ticket.encode());
-        self.tickets.insert(cookie.as_str().into(), ticket);
+        self.tickets.insert(
+            cookie.as_str().into(),
+            Opened {
+                ticket,
+                reissued: None,
+            },
+        );
         Ok((cookie, record))
     }
 
@@ -182,27 +242,90 @@ impl Sessions {
     /// misses for the same session. `Ok(None)`: no valid session (garbage,
     /// tampered, expired, revoked or unknown) — send the user to log in.
     /// `Err`: the store is unreachable — fail closed.
+    ///
+    /// The absolute lifetime (`cookie_expire`) is the ticket's expiry,
+    /// sealed by us: a client keeping the cookie past its Max-Age gains
+    /// nothing. With an idle timeout, an idle session ends here too.
     pub async fn resolve(&self, cookie_value: &str) -> Result<Option<Resolved>, SessionError> {
-        let Some(ticket) = self.open_ticket(cookie_value) else {
+        let Some(Opened { ticket, reissued }) = self.open_ticket(cookie_value) else {
             return Ok(None);
         };
         if ticket.is_expired(self.clock.now()) {
             tracing::debug!("session cookie expired");
             return Ok(None);
         }
-        let entry = match self.cache.get(&ticket.id) {
-            Some(entry) => entry,
+        let (entry, cached) = match self.cache.get(&ticket.id) {
+            Some(entry) => (entry, true),
             None => match self.load_shared(&ticket).await? {
-                Some(entry) => entry,
+                Some(entry) => (entry, false),
                 None => return Ok(None),
             },
         };
-        Ok(Some(Resolved {
+        let resolved = Resolved {
             id: ticket.id,
             record: Arc::clone(&entry.record),
             ticket,
             entry,
-        }))
+            reissued,
+        };
+        match self.idle_timeout {
+            None => Ok(Some(resolved)),
+            Some(idle) => self.keep_alive(resolved, idle, cached).await,
+        }
+    }
+
+    /// The idle timeout: ends a session unused for too long, else records
+    /// this use if the stored last-seen time is older than the touch
+    /// interval (one request per interval writes; the others read).
+    async fn keep_alive(
+        &self,
+        mut resolved: Resolved,
+        idle: Duration,
+        cached: bool,
+    ) -> Result<Option<Resolved>, SessionError> {
+        let now = self.clock.now();
+        let step = touch_interval(idle);
+        let ends_at = |r: &Resolved| {
+            r.record
+                .last_seen()
+                .saturating_add(secs(idle))
+                .saturating_add(step)
+        };
+        if now >= ends_at(&resolved) {
+            // Our copy may be old: the session may have been used through
+            // another replica since it was cached.
+            if cached {
+                match self.reload(&resolved).await? {
+                    Some(fresh) => resolved = fresh,
+                    None => return Ok(None),
+                }
+            }
+            if now >= ends_at(&resolved) {
+                tracing::debug!("session idle past cookie_idle_timeout; ending it");
+                self.end(&resolved).await?;
+                return Ok(None);
+            }
+        }
+        if now.saturating_sub(resolved.record.last_seen()) < step {
+            return Ok(Some(resolved));
+        }
+        let Some(_touch) = Touch::start(&self.touching, resolved.id) else {
+            // Another request is writing it now.
+            return Ok(Some(resolved));
+        };
+        let mut record = (*resolved.record).clone();
+        record.last_seen_at = now;
+        match self.update(&resolved, record).await {
+            Ok(Some(touched)) => Ok(Some(touched)),
+            // A refresh or another replica's touch changed it first.
+            Ok(None) => self.reload(&resolved).await,
+            Err(error) => {
+                // Bookkeeping only: the session is valid; try again on the
+                // next request.
+                tracing::warn!(%error, "cannot record the session's last use");
+                Ok(Some(resolved))
+            }
+        }
     }
 
     /// Replaces the record after a refresh, if nobody changed it since it
@@ -241,18 +364,12 @@ impl Sessions {
             self.cache.invalidate(&ticket.id);
             return Ok(None);
         }
-        let record = Arc::new(record);
         let entry = Arc::new(Entry {
-            record: Arc::clone(&record),
+            record: Arc::new(record),
             sealed: sealed.into(),
         });
         self.cache_if_current(ticket.id, Arc::clone(&entry), epoch);
-        Ok(Some(Resolved {
-            id: ticket.id,
-            record,
-            ticket: ticket.clone(),
-            entry,
-        }))
+        Ok(Some(resolved.with_entry(entry)))
     }
 
     /// The session as the store has it now (after a lost [`update`]), or
@@ -265,12 +382,10 @@ impl Sessions {
         if ticket.is_expired(self.clock.now()) {
             return Ok(None);
         }
-        Ok(self.load_shared(ticket).await?.map(|entry| Resolved {
-            id: ticket.id,
-            record: Arc::clone(&entry.record),
-            ticket: ticket.clone(),
-            entry,
-        }))
+        Ok(self
+            .load_shared(ticket)
+            .await?
+            .map(|entry| resolved.with_entry(entry)))
     }
 
     /// Ends a resolved session (the provider refused its refresh): as
@@ -286,7 +401,7 @@ impl Sessions {
     /// replayed copy of the cookie is refused. A cookie that does not open
     /// names no session: nothing to do.
     pub async fn revoke(&self, cookie_value: &str) -> Result<(), SessionError> {
-        let Some(ticket) = self.open_ticket(cookie_value) else {
+        let Some(Opened { ticket, .. }) = self.open_ticket(cookie_value) else {
             return Ok(());
         };
         let deleted = self.store.delete(&store_key(&ticket.id)).await;
@@ -370,8 +485,10 @@ impl Sessions {
     }
 
     /// The ticket in a cookie value, if it is one of ours: from the memo,
-    /// else opened without allocating (decoded into a stack buffer).
-    fn open_ticket(&self, cookie_value: &str) -> Option<Ticket> {
+    /// else opened without allocating (decoded into a stack buffer). A
+    /// value sealed with a previous secret is re-sealed with the current
+    /// one, once, and both values are memoised.
+    fn open_ticket(&self, cookie_value: &str) -> Option<Opened> {
         if cookie_value.len() != COOKIE_VALUE_LEN {
             tracing::debug!(
                 len = cookie_value.len(),
@@ -384,19 +501,35 @@ impl Sessions {
         }
         // Holds the opened ticket, per-session key included: wiped on return.
         let mut buf = Zeroizing::new([0u8; 128]);
-        let ticket = match self.sealer.open_in_place(
+        let (ticket, stale) = match self.sealer.open_in_place(
             Purpose::SessionCookie,
             cookie_value,
             buf.as_mut_slice(),
         ) {
-            Ok(plain) => Ticket::decode(plain)?,
+            Ok((plain, stale)) => (Ticket::decode(plain)?, stale),
             Err(err) => {
                 tracing::debug!(error = %err, "session cookie refused");
                 return None;
             }
         };
-        self.tickets.insert(cookie_value.into(), ticket.clone());
-        Some(ticket)
+        let reissued = stale.then(|| {
+            tracing::debug!("session cookie sealed with a previous secret; re-issuing it");
+            let value: Arc<str> = self
+                .sealer
+                .seal(Purpose::SessionCookie, &ticket.encode())
+                .into();
+            self.tickets.insert(
+                (*value).into(),
+                Opened {
+                    ticket: ticket.clone(),
+                    reissued: None,
+                },
+            );
+            value
+        });
+        let opened = Opened { ticket, reissued };
+        self.tickets.insert(cookie_value.into(), opened.clone());
+        Some(opened)
     }
 
     /// Loads a session from the store, one load per id at a time.
@@ -441,6 +574,36 @@ impl Sessions {
         if self.epoch.load(Ordering::SeqCst) != epoch {
             self.cache.invalidate(&id);
         }
+    }
+}
+
+/// How stale a session's last-seen time may get before a use writes it
+/// again: a tenth of the idle timeout, between 1 s and a minute. Coarse on
+/// purpose: one store write per session per interval, whatever the traffic.
+pub fn touch_interval(idle: Duration) -> i64 {
+    secs(idle / 10).clamp(1, 60)
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Marks a session as being touched; unmarks it when dropped, however the
+/// touch ends (a cancelled request must not leave it marked for good).
+struct Touch<'a> {
+    set: &'a Mutex<HashSet<[u8; 16]>>,
+    id: [u8; 16],
+}
+
+impl<'a> Touch<'a> {
+    fn start(set: &'a Mutex<HashSet<[u8; 16]>>, id: [u8; 16]) -> Option<Touch<'a>> {
+        lock(set).insert(id).then_some(Touch { set, id })
+    }
+}
+
+impl Drop for Touch<'_> {
+    fn drop(&mut self) {
+        lock(self.set).remove(&self.id);
     }
 }
 
@@ -570,6 +733,126 @@ mod tests {
             LIFETIME,
         );
         assert!(dropped.resolve(&cookie).await.unwrap().is_none());
+
+        // The old cookie comes back re-issued under the new secret: the
+        // same session, a value that only the new secret opens, the same
+        // value for every request presenting the old one.
+        let resolved = after.resolve(&cookie).await.unwrap().unwrap();
+        let reissued = resolved.reissued_cookie().unwrap().to_owned();
+        assert_ne!(reissued, cookie);
+        assert_eq!(reissued.len(), COOKIE_VALUE_LEN);
+        let again = after.resolve(&cookie).await.unwrap().unwrap();
+        assert_eq!(again.reissued_cookie(), Some(reissued.as_str()));
+        let current = after.resolve(&reissued).await.unwrap().unwrap();
+        assert_eq!(current.id, resolved.id);
+        assert_eq!(current.expires_at(), resolved.expires_at());
+        assert_eq!(current.reissued_cookie(), None, "already current");
+        let only_new = dropped.resolve(&reissued).await.unwrap().unwrap();
+        assert_eq!(only_new.id, resolved.id);
+        assert!(
+            f.sessions.resolve(&reissued).await.unwrap().is_none(),
+            "the old secret does not open it"
+        );
+        let (fresh, _) = after.create(identity(1), None, 0).await.unwrap();
+        let fresh = after.resolve(&fresh).await.unwrap().unwrap();
+        assert_eq!(fresh.reissued_cookie(), None);
+    }
+
+    const IDLE: Duration = Duration::from_secs(600);
+
+    fn idle_fixture() -> (Fixture, Sessions) {
+        let f = fixture();
+        let idle = cold_peer(&f).with_idle_timeout(Some(IDLE));
+        (f, idle)
+    }
+
+    /// A tenth of the timeout, within 1 s and a minute.
+    #[test]
+    fn touch_interval_is_a_bounded_fraction() {
+        assert_eq!(touch_interval(IDLE), 60);
+        assert_eq!(touch_interval(Duration::from_secs(300)), 30);
+        assert_eq!(touch_interval(Duration::from_secs(5)), 1);
+        assert_eq!(touch_interval(Duration::from_secs(86_400)), 60);
+    }
+
+    /// Idle timeout: a session used now and then lives on; one left unused
+    /// for the timeout (plus at most one touch interval) ends, here and in
+    /// the store, although its cookie and absolute lifetime are still good.
+    #[tokio::test]
+    async fn idle_sessions_end() {
+        let (f, sessions) = idle_fixture();
+        let (kept, _) = sessions.create(identity(1), None, 0).await.unwrap();
+        let (left, _) = sessions.create(identity(1), None, 0).await.unwrap();
+        f.clock.advance(IDLE.as_secs() as i64 + 59);
+        assert!(
+            sessions.resolve(&kept).await.unwrap().is_some(),
+            "within the slack"
+        );
+        f.clock.advance(1);
+        assert!(sessions.resolve(&left).await.unwrap().is_none(), "idle");
+        assert_eq!(f.store.len(), 1, "ended in the store too");
+        for _ in 0..5 {
+            f.clock.advance(IDLE.as_secs() as i64);
+            assert!(sessions.resolve(&kept).await.unwrap().is_some(), "in use");
+        }
+        assert!(cold_peer(&f).resolve(&left).await.unwrap().is_none());
+    }
+
+    /// The last-seen time reaches the store at most once per touch
+    /// interval, whatever the traffic: the store is not written per request.
+    #[tokio::test]
+    async fn last_use_is_written_once_per_interval() {
+        let (f, sessions) = idle_fixture();
+        let (cookie, _) = sessions.create(identity(1), None, 0).await.unwrap();
+        let stored = || async { cold_peer(&f).resolve(&cookie).await.unwrap().unwrap() };
+        for _ in 0..59 {
+            f.clock.advance(1);
+            sessions.resolve(&cookie).await.unwrap().unwrap();
+        }
+        assert_eq!(stored().await.record.last_seen_at, T0, "not written yet");
+        f.clock.advance(1);
+        let seen = sessions.resolve(&cookie).await.unwrap().unwrap();
+        assert_eq!(seen.record.last_seen_at, T0 + 60);
+        assert_eq!(stored().await.record.last_seen_at, T0 + 60);
+        f.clock.advance(30);
+        sessions.resolve(&cookie).await.unwrap().unwrap();
+        assert_eq!(stored().await.record.last_seen_at, T0 + 60);
+    }
+
+    /// A replica whose cached copy looks idle reads the store before ending
+    /// the session: the user may have been active through another replica.
+    #[tokio::test]
+    async fn use_through_another_replica_counts() {
+        let (f, a) = idle_fixture();
+        let b = cold_peer(&f).with_idle_timeout(Some(IDLE));
+        let (cookie, _) = a.create(identity(1), None, 0).await.unwrap();
+        assert!(a.resolve(&cookie).await.unwrap().is_some(), "cached on a");
+        f.clock.advance(500);
+        assert!(b.resolve(&cookie).await.unwrap().is_some(), "used on b");
+        f.clock.advance(500);
+        let on_a = a.resolve(&cookie).await.unwrap().expect("not idle");
+        assert_eq!(on_a.record.last_seen_at, T0 + 1000, "and touched again");
+    }
+
+    /// Without an idle timeout, use writes nothing: a session unused for
+    /// days lives until its absolute lifetime.
+    #[tokio::test]
+    async fn no_idle_timeout_no_writes() {
+        let f = fixture();
+        let (cookie, _) = f.sessions.create(identity(1), None, 0).await.unwrap();
+        f.clock.advance(LIFETIME.as_secs() as i64 - 1);
+        let resolved = f.sessions.resolve(&cookie).await.unwrap().unwrap();
+        assert_eq!(resolved.record.last_seen_at, T0);
+        assert_eq!(
+            cold_peer(&f)
+                .resolve(&cookie)
+                .await
+                .unwrap()
+                .unwrap()
+                .record
+                .last_seen_at,
+            T0
+        );
     }
 
     /// With the embedded store, a restart logs nobody out.

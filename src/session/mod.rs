@@ -14,6 +14,7 @@
 //! every deletion or replacement is also published, so each replica drops
 //! its cached copy at once ([`Sessions::follow_changes`]).
 
+mod cookie;
 mod embedded;
 mod manager;
 mod memory;
@@ -29,9 +30,11 @@ pub(crate) mod conformance;
 pub(crate) mod test_redis;
 
 pub use self::redis::{CHANGES_CHANNEL, Credentials, RedisStore, RedisTarget};
+pub use cookie::SessionCookie;
 pub use embedded::EmbeddedStore;
 pub use manager::{
     COOKIE_VALUE_LEN, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL, Resolved, SessionError, Sessions,
+    touch_interval,
 };
 pub use memory::MemoryStore;
 pub use record::{EncodeError, SessionRecord};

@@ -39,6 +39,21 @@ pub struct SessionRecord {
     /// Absent in records written before it existed (then `created_at`).
     #[serde(default)]
     pub refreshed_at: i64,
+    /// Unix seconds of the last use seen, for `cookie_idle_timeout`;
+    /// written at most once per [`Sessions`](super::Sessions) touch
+    /// interval, not per request. Absent in older records (then the login
+    /// or last refresh counts).
+    #[serde(default)]
+    pub last_seen_at: i64,
+}
+
+impl SessionRecord {
+    /// When the session was last known to be in use.
+    pub fn last_seen(&self) -> i64 {
+        self.last_seen_at
+            .max(self.refreshed_at)
+            .max(self.created_at)
+    }
 }
 
 impl fmt::Debug for SessionRecord {
@@ -53,6 +68,7 @@ impl fmt::Debug for SessionRecord {
             .field("expires_at", &self.expires_at)
             .field("refresh_due_at", &self.refresh_due_at)
             .field("refreshed_at", &self.refreshed_at)
+            .field("last_seen_at", &self.last_seen_at)
             .finish()
     }
 }
@@ -125,6 +141,7 @@ mod tests {
             expires_at: 200,
             refresh_due_at: 150,
             refreshed_at: 100,
+            last_seen_at: 120,
         }
     }
 
@@ -160,7 +177,9 @@ mod tests {
     fn old_records_open() {
         let (id, key) = ([7u8; 16], [9u8; 32]);
         let mut json = serde_json::to_value(record()).unwrap();
-        json.as_object_mut().unwrap().remove("refreshed_at");
+        let fields = json.as_object_mut().unwrap();
+        fields.remove("refreshed_at");
+        fields.remove("last_seen_at");
         // Seal the old shape by hand, as the previous version did.
         let mut buf = vec![VERSION];
         let mut nonce = XNonce::default();
@@ -173,6 +192,8 @@ mod tests {
         buf.extend_from_slice(&tag);
         let opened = SessionRecord::open(&buf, &id, &key).unwrap();
         assert_eq!(opened.refreshed_at, 0);
+        assert_eq!(opened.last_seen_at, 0);
+        assert_eq!(opened.last_seen(), opened.created_at);
         assert_eq!(opened.identity, record().identity);
     }
 

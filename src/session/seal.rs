@@ -188,7 +188,7 @@ impl Sealer {
     pub fn open(&self, purpose: Purpose, sealed: &str) -> Result<Vec<u8>, SealError> {
         check_len(sealed)?;
         let mut buf = vec![0u8; sealed.len() * 3 / 4 + 3];
-        let plain = self.open_buf(purpose, sealed, &mut buf)?;
+        let (plain, _) = self.open_buf(purpose, sealed, &mut buf)?;
         buf.copy_within(plain.clone(), 0);
         buf.truncate(plain.len());
         Ok(buf)
@@ -196,26 +196,28 @@ impl Sealer {
 
     /// Opens into a caller-provided buffer, without allocating: the hot
     /// path uses a stack buffer sized for the session ticket. A value that
-    /// does not fit in `buf` is [`SealError::TooLarge`].
+    /// does not fit in `buf` is [`SealError::TooLarge`]. The flag is true
+    /// when a previous secret opened it: the value should be re-issued
+    /// under the current one.
     pub(crate) fn open_in_place<'b>(
         &self,
         purpose: Purpose,
         sealed: &str,
         buf: &'b mut [u8],
-    ) -> Result<&'b [u8], SealError> {
+    ) -> Result<(&'b [u8], bool), SealError> {
         check_len(sealed)?;
-        let plain = self.open_buf(purpose, sealed, buf)?;
-        Ok(&buf[plain])
+        let (plain, key) = self.open_buf(purpose, sealed, buf)?;
+        Ok((&buf[plain], key > 0))
     }
 
     /// Decodes into `buf` and decrypts in place; returns where the
-    /// plaintext lies in `buf`.
+    /// plaintext lies in `buf` and which key opened it (0: the current).
     fn open_buf(
         &self,
         purpose: Purpose,
         sealed: &str,
         buf: &mut [u8],
-    ) -> Result<Range<usize>, SealError> {
+    ) -> Result<(Range<usize>, usize), SealError> {
         let len = URL_SAFE_NO_PAD
             .decode_slice(sealed, buf)
             .map_err(|e| match e {
@@ -233,13 +235,13 @@ impl Sealer {
         let body = HEADER_LEN..len - TAG_LEN;
         // A failed attempt leaves the buffer untouched (the tag is checked
         // before decrypting), so the next key sees the original ciphertext.
-        for keys in &self.keys {
+        for (index, keys) in self.keys.iter().enumerate() {
             if keys
                 .cipher(purpose)
                 .decrypt_in_place_detached(&nonce, &[VERSION], &mut buf[body.clone()], &tag)
                 .is_ok()
             {
-                return Ok(body);
+                return Ok((body, index));
             }
         }
         Err(SealError::Forged)
@@ -413,6 +415,29 @@ mod tests {
         );
     }
 
+    /// `open_in_place` says which values a previous secret opened (to be
+    /// re-issued) and which the current one did.
+    #[test]
+    fn open_in_place_flags_previous_secrets() {
+        let rotated = Sealer::new(&secret(2), &[secret(3), secret(1)]).unwrap();
+        let mut buf = [0u8; 64];
+        for (sealer, stale) in [
+            (sealer(), true),
+            (Sealer::new(&secret(3), &[]).unwrap(), true),
+        ] {
+            let value = sealer.seal(Purpose::SessionCookie, b"m");
+            let (plain, flag) = rotated
+                .open_in_place(Purpose::SessionCookie, &value, &mut buf)
+                .unwrap();
+            assert_eq!((plain, flag), (&b"m"[..], stale));
+        }
+        let fresh = rotated.seal(Purpose::SessionCookie, b"m");
+        let (_, flag) = rotated
+            .open_in_place(Purpose::SessionCookie, &fresh, &mut buf)
+            .unwrap();
+        assert!(!flag, "the current secret opened it");
+    }
+
     /// An unknown version byte is reported as such, even with a valid tag
     /// for the rest.
     #[test]
@@ -473,7 +498,7 @@ mod tests {
         assert_eq!(
             s.open_in_place(Purpose::SessionCookie, &sealed, &mut buf)
                 .unwrap(),
-            &[0u8; 64]
+            (&[0u8; 64][..], false)
         );
     }
 

@@ -207,7 +207,8 @@ fn grpc_example_is_a_valid_envoy_config() {
 }
 
 /// HTTP mode: path_prefix, Cookie allowed, identity headers allowed
-/// upstream, never x-forwarded-host/-uri from the client.
+/// upstream, never x-forwarded-host/-uri from the client, and a re-issued
+/// Set-Cookie passed to the browser on success.
 #[test]
 fn http_example_is_a_valid_envoy_config() {
     let bootstrap = load("examples/envoy/envoy-http.yaml");
@@ -257,6 +258,17 @@ fn http_example_is_a_valid_envoy_config() {
     for name in IDENTITY_HEADERS {
         assert!(upstream.iter().any(|h| h == name.as_str()), "{name}");
     }
+    let to_client = exact(
+        &service
+            .authorization_response
+            .as_ref()
+            .unwrap()
+            .allowed_client_headers_on_success
+            .as_ref()
+            .expect("allowed_client_headers_on_success: the re-issued cookie")
+            .patterns,
+    );
+    assert_eq!(to_client, ["set-cookie"], "only the re-issued cookie");
 }
 
 /// A misspelt field is caught: the check is not a rubber stamp.

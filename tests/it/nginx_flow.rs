@@ -3,7 +3,9 @@
 //! the in-process provider. (The same flow against real Dex, LDAP and a
 //! browser is in `dex_browser`.)
 
-use authgate::config::RouteConfig;
+use std::net::SocketAddr;
+
+use authgate::config::{Config, RouteConfig};
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -25,20 +27,46 @@ pub(crate) struct Site {
 
 /// The site with one route: `hello` for `devops`.
 pub(crate) async fn site() -> Site {
-    site_with(|nginx| vec![route(0, &nginx.url("hello", ""), None, &["devops"])]).await
+    site_with(|nginx| vec![hello_route(nginx)]).await
+}
+
+/// The `hello` route for `devops`.
+fn hello_route(nginx: &Nginx) -> RouteConfig {
+    route(0, &nginx.url("hello", ""), None, &["devops"])
 }
 
 /// The site with the routes `routes` makes from nginx's URLs.
 pub(crate) async fn site_with(routes: impl FnOnce(&Nginx) -> Vec<RouteConfig>) -> Site {
+    site_full(routes, &[], |_| {}).await
+}
+
+/// The `hello` site with more authgate servers in nginx's upstream besides
+/// the stack's (`replicas`: addresses the caller serves), and `tweak`
+/// applied to the stack's configuration.
+pub(crate) async fn site_with_replicas(
+    replicas: &[SocketAddr],
+    tweak: impl FnOnce(&mut Config),
+) -> Site {
+    site_full(|nginx| vec![hello_route(nginx)], replicas, tweak).await
+}
+
+async fn site_full(
+    routes: impl FnOnce(&Nginx) -> Vec<RouteConfig>,
+    replicas: &[SocketAddr],
+    tweak: impl FnOnce(&mut Config),
+) -> Site {
     let ca = TestCa::new("authgate nginx test CA");
     let upstream = EchoUpstream::start().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let nginx = Nginx::start(NginxOptions {
-        authgate: listener.local_addr().expect("addr"),
-        upstream: upstream.addr(),
-        ca: &ca,
-        domain: DOMAIN,
-    })
+    let nginx = Nginx::start_with_replicas(
+        NginxOptions {
+            authgate: listener.local_addr().expect("addr"),
+            upstream: upstream.addr(),
+            ca: &ca,
+            domain: DOMAIN,
+        },
+        replicas,
+    )
     .await;
     let login_base = nginx.url("auth", "");
     let routes = routes(&nginx);
@@ -46,6 +74,7 @@ pub(crate) async fn site_with(routes: impl FnOnce(&Nginx) -> Vec<RouteConfig>) -
         config.authenticate_service_url = Url::parse(&login_base).expect("login base");
         config.cookie.domain = Some(DOMAIN.to_owned());
         config.cookie.secure = true;
+        tweak(config);
     })
     .await;
     let client = nginx.http_client(&[]);
@@ -59,7 +88,7 @@ pub(crate) async fn site_with(routes: impl FnOnce(&Nginx) -> Vec<RouteConfig>) -
 }
 
 impl Site {
-    async fn get(&self, url: &str, cookies: &[String]) -> openidconnect::reqwest::Response {
+    pub async fn get(&self, url: &str, cookies: &[String]) -> openidconnect::reqwest::Response {
         let mut request = self
             .client
             .get(url)
@@ -75,7 +104,7 @@ impl Site {
 
     /// The login through nginx: protected URL → sign-in → provider → callback.
     /// Returns the session cookie (`name=value`).
-    async fn login(&self, url: &str, user: &str) -> String {
+    pub async fn login(&self, url: &str, user: &str) -> String {
         let response = login_through_nginx(&self.stack, &self.nginx, &self.client, url, user).await;
         assert_eq!(
             header(&response, "location"),

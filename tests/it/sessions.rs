@@ -1,8 +1,9 @@
 //! Sessions through the real server: refresh with the provider (groups
-//! re-read, removed users, outages, single flight, token rotation),
-//! survival across a restart and a cookie-secret rotation, revocation
-//! across replicas sharing a real Redis, and the cookie size with 300
-//! groups.
+//! re-read, removed users, outages and `refresh_grace`, single flight,
+//! token rotation), survival across a restart and a cookie-secret rotation
+//! (with the cookie re-issued, also through real nginx), idle and absolute
+//! lifetimes, revocation across replicas sharing a real Redis (also three
+//! replicas behind real nginx), and the cookie size with 300 groups.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,10 +11,14 @@ use std::time::{Duration, Instant};
 use authgate::clock::{ManualClock, SharedClock};
 use authgate::config::{Config, Secret, SessionStoreConfig};
 use authgate::server::{self, App, ServerError};
+use authgate::session::{Purpose, Sealer};
+use envoy_types::ext_authz::v3::pb::HttpResponse;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::fixture::{COOKIE, Stack, client, default_routes};
+use crate::fixture::{COOKIE, Stack, client, default_routes, session_cookie};
+use crate::grpc_authz::envoy_request;
+use crate::nginx_flow::site_with_replicas;
 use crate::support::redis::Redis;
 
 const ALICE: &str = "alice@example.com";
@@ -33,6 +38,12 @@ pub(crate) struct Replica {
 impl Replica {
     pub(crate) async fn start(app: Arc<App>) -> Replica {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Replica::start_on(app, listener)
+    }
+
+    /// Serves on `listener` (bound earlier, so nginx could be told about
+    /// it). Dropping the replica stops it: its listener closes at once.
+    fn start_on(app: Arc<App>, listener: TcpListener) -> Replica {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel();
         tokio::spawn(server::run(app, listener, async {
@@ -42,6 +53,11 @@ impl Replica {
     }
 
     pub(crate) async fn auth(&self, url: &str, cookie: &str) -> u16 {
+        self.auth_response(url, cookie).await.status().as_u16()
+    }
+
+    /// `/oauth2/auth` as nginx asks it.
+    async fn auth_response(&self, url: &str, cookie: &str) -> openidconnect::reqwest::Response {
         client()
             .get(format!("{}/oauth2/auth", self.base))
             .header("X-Original-URL", url)
@@ -49,8 +65,6 @@ impl Replica {
             .send()
             .await
             .expect("auth")
-            .status()
-            .as_u16()
     }
 }
 
@@ -134,6 +148,68 @@ async fn provider_outage_keeps_access() {
     assert_eq!(stack.idp.token_requests(), logins + 2);
 }
 
+/// `refresh_grace`: while the provider cannot be reached (a 502 from a
+/// proxy in front of it), access continues until the grace period after
+/// the refresh fell due has passed; then the session ends, and stays ended
+/// when the provider is back.
+#[tokio::test]
+async fn outage_past_refresh_grace_ends_the_session() {
+    let stack = Stack::start_with(default_routes(), |c| {
+        c.refresh_grace = Duration::from_secs(600);
+    })
+    .await;
+    let cookie = stack.login(ALICE, APP).await;
+    stack.idp.fail_token_endpoint(Some(502));
+    stack.clock.advance(INTERVAL);
+    assert_eq!(status(&stack, APP, &cookie).await, 200, "refresh fell due");
+    stack.clock.advance(600);
+    assert_eq!(status(&stack, APP, &cookie).await, 200, "grace not over");
+    stack.clock.advance(30);
+    assert_eq!(status(&stack, APP, &cookie).await, 401, "grace over");
+    stack.idp.fail_token_endpoint(None);
+    assert_eq!(status(&stack, APP, &cookie).await, 401, "ended for good");
+}
+
+/// `cookie_idle_timeout`: a session used now and then lives on; left
+/// unused for the timeout (plus the one-minute touch granularity) it is
+/// refused, although its cookie and `cookie_expire` are still good.
+#[tokio::test]
+async fn idle_session_is_refused() {
+    let stack = Stack::start_with(default_routes(), |c| {
+        c.cookie.idle_timeout = Some(Duration::from_secs(600));
+    })
+    .await;
+    let cookie = stack.login(ALICE, APP).await;
+    for _ in 0..3 {
+        stack.clock.advance(599);
+        assert_eq!(status(&stack, APP, &cookie).await, 200, "in use");
+    }
+    stack.clock.advance(660);
+    assert_eq!(status(&stack, APP, &cookie).await, 401, "idle");
+}
+
+/// `cookie_expire` is enforced by authgate, not only by the cookie's
+/// Max-Age: a client that keeps the cookie is refused at the session's
+/// end, although the session was in use and refreshed all along.
+#[tokio::test]
+async fn absolute_lifetime_is_enforced() {
+    let stack = Stack::start().await;
+    let lifetime = stack.app.config.cookie.expire.as_secs() as i64;
+    let cookie = stack.login(ALICE, APP).await;
+    let logins = stack.idp.token_requests();
+    let mut elapsed = 0;
+    while elapsed + INTERVAL < lifetime {
+        stack.clock.advance(INTERVAL);
+        elapsed += INTERVAL;
+        assert_eq!(status(&stack, APP, &cookie).await, 200);
+    }
+    assert!(stack.idp.token_requests() > logins, "refreshed meanwhile");
+    stack.clock.advance(lifetime - elapsed - 1);
+    assert_eq!(status(&stack, APP, &cookie).await, 200, "last second");
+    stack.clock.advance(1);
+    assert_eq!(status(&stack, APP, &cookie).await, 401, "over");
+}
+
 /// Twenty concurrent decisions when the refresh falls due: one call to
 /// the provider's token endpoint, and nobody is refused.
 #[tokio::test]
@@ -195,7 +271,9 @@ pub(crate) async fn reopen(config: Config, clock: &ManualClock) -> Arc<App> {
 }
 
 /// A restart logs nobody out with the embedded store, and neither does a
-/// cookie-secret rotation (the old secret in `previous_cookie_secrets`).
+/// cookie-secret rotation (the old secret in `previous_cookie_secrets`):
+/// the old cookie passes and comes back re-issued under the new secret,
+/// from every front end, and the re-issued one needs the new secret only.
 #[tokio::test]
 async fn restart_and_secret_rotation_keep_sessions() {
     let dir = tempfile::tempdir().unwrap();
@@ -216,14 +294,56 @@ async fn restart_and_secret_rotation_keep_sessions() {
     let old = config.cookie.secret.clone();
     config.cookie.secret = Secret::new([42u8; 32].to_vec());
     config.cookie.previous_secrets = vec![old];
-    let rotated = Replica::start(reopen(config.clone(), &clock).await).await;
-    assert_eq!(rotated.auth(APP, &cookie).await, 200, "after a rotation");
+    let app = reopen(config.clone(), &clock).await;
+    let rotated = Replica::start(app.clone()).await;
+    let response = rotated.auth_response(APP, &cookie).await;
+    assert_eq!(response.status(), 200, "after a rotation");
+    let reissued = session_cookie(&response).expect("re-issued on the 200");
+    assert_ne!(reissued, cookie);
+    assert_eq!(reissued.len(), cookie.len());
+    let line = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for attribute in ["Path=/", "HttpOnly", "SameSite=Lax", "Max-Age="] {
+        assert!(line.contains(attribute), "{attribute} in {line}");
+    }
+    let current = rotated.auth_response(APP, &reissued).await;
+    assert_eq!(current.status(), 200, "the new cookie works");
+    assert_eq!(session_cookie(&current), None, "and is not re-issued again");
+
+    // The other front ends re-issue it too: forward-auth (Envoy HTTP,
+    // Traefik, Caddy) and Envoy's gRPC Check.
+    let forward = client()
+        .get(format!("{}/forward-auth/", rotated.base))
+        .header("Host", "app.example.test")
+        .header("Cookie", format!("{COOKIE}={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forward.status(), 200);
+    assert_eq!(session_cookie(&forward).as_deref(), Some(reissued.as_str()));
+    let check = authgate::grpc::AuthzService::new(app)
+        .answer(&envoy_request(
+            "GET",
+            APP,
+            &[("cookie", &format!("{COOKIE}={cookie}"))],
+        ))
+        .await;
+    let Some(HttpResponse::OkResponse(ok)) = check.http_response else {
+        panic!("allowed: {check:?}")
+    };
+    let added = ok.response_headers_to_add[0].header.as_ref().unwrap();
+    assert_eq!(added.key, "set-cookie");
+    assert!(added.value.starts_with(&format!("{COOKIE}={reissued};")));
     drop(rotated);
 
-    // Without the old secret the cookie is nobody's.
+    // Once the old secret is dropped the old cookie is nobody's, and the
+    // re-issued one, sealed with the new secret alone, still works.
     config.cookie.previous_secrets.clear();
     let forgotten = Replica::start(reopen(config, &clock).await).await;
     assert_eq!(forgotten.auth(APP, &cookie).await, 401);
+    assert_eq!(forgotten.auth(APP, &reissued).await, 200);
 }
 
 /// Two replicas share a real Redis: a login on A works on B; a sign-out
@@ -287,4 +407,169 @@ async fn cookie_is_small_with_300_groups() {
         .to_str()
         .unwrap();
     assert_eq!(header.split(',').count(), 300);
+}
+
+/// Three replicas sharing a real Redis behind real nginx (one `upstream`
+/// with three servers, from `examples/nginx/nginx.conf`): a login through
+/// nginx works on every replica; stopping one mid-run logs nobody out
+/// (nginx fails over); fifty concurrent requests right after the refresh
+/// falls due cause exactly one refresh at the provider; a sign-out through
+/// nginx is refused by every replica within a second.
+#[tokio::test]
+async fn replicas_behind_nginx() {
+    let redis = Redis::start().await;
+    let store = SessionStoreConfig::Redis(redis.url());
+    let (lb, lc) = (bind().await, bind().await);
+    let addrs = [lb.local_addr().unwrap(), lc.local_addr().unwrap()];
+    let site = site_with_replicas(&addrs, |c| c.session_store = store).await;
+    let stack = &site.stack;
+    let shared: SharedClock = Arc::new(stack.clock.clone());
+    let replica = |listener| {
+        let app = App::new(stack.app.config.clone(), shared.clone()).expect("replica");
+        Replica::start_on(app, listener)
+    };
+    let (b, mut c) = (replica(lb), Some(replica(lc)));
+
+    let url = site.nginx.url("hello", "/");
+    let cookie = site.login(&url, ALICE).await;
+    let value = cookie
+        .strip_prefix(&format!("{COOKIE}="))
+        .unwrap()
+        .to_owned();
+    let through_nginx = || async { site.get(&url, std::slice::from_ref(&cookie)).await.status() };
+    assert_eq!(status(stack, &url, &value).await, 200, "replica A");
+    assert_eq!(b.auth(&url, &value).await, 200, "replica B");
+    let on_c = c.as_ref().unwrap().auth(&url, &value).await;
+    assert_eq!(on_c, 200, "replica C");
+
+    // One replica goes away mid-run: nginx fails over, nobody is logged out.
+    for round in 0..12 {
+        if round == 4 {
+            drop(c.take());
+            wait_until_refused(addrs[1]).await;
+        }
+        assert_eq!(
+            through_nginx().await,
+            200,
+            "round {round}: {}",
+            site.nginx.error_log()
+        );
+    }
+
+    // The refresh falls due: fifty concurrent requests, one refresh.
+    let before = stack.idp.token_requests();
+    stack.clock.advance(INTERVAL);
+    let mut tasks = tokio::task::JoinSet::new();
+    let site = Arc::new(site);
+    for _ in 0..50 {
+        let (site, url, cookie) = (site.clone(), url.clone(), cookie.clone());
+        tasks.spawn(async move { site.get(&url, &[cookie]).await.status() });
+    }
+    while let Some(code) = tasks.join_next().await {
+        assert_eq!(code.unwrap(), 200);
+    }
+    assert_eq!(site.stack.idp.token_requests(), before + 1, "one refresh");
+
+    // Sign-out through nginx (whichever replica answers it): the old
+    // cookie is refused by every replica within a second.
+    let signed_out = site
+        .get(
+            &site.nginx.url("auth", "/oauth2/sign_out"),
+            std::slice::from_ref(&cookie),
+        )
+        .await;
+    assert!(signed_out.status().is_success(), "{}", signed_out.status());
+    let start = Instant::now();
+    loop {
+        let a = status(&site.stack, &url, &value).await;
+        let on_b = b.auth(&url, &value).await;
+        if a == 401 && on_b == 401 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "still accepted after 1s: A {a}, B {on_b}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        site.get(&url, &[cookie]).await.status(),
+        302,
+        "sign-in again"
+    );
+}
+
+/// Waits until nothing listens at `addr` any more (a stopped replica).
+async fn wait_until_refused(addr: std::net::SocketAddr) {
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{addr} still listens"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn bind() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.expect("bind")
+}
+
+/// Through real nginx (`examples/nginx/nginx.conf`): a cookie sealed with
+/// the previous secret reaches the app, and the browser gets it back
+/// re-issued under the current secret (`auth_request_set $auth_cookie
+/// $upstream_http_set_cookie; add_header Set-Cookie $auth_cookie;`); the
+/// re-issued cookie opens with the current secret alone.
+#[tokio::test]
+async fn nginx_passes_the_reissued_cookie() {
+    let old = Secret::new([1u8; 32].to_vec());
+    let new = Secret::new([2u8; 32].to_vec());
+    let (old_secret, new_secret) = (old.clone(), new.clone());
+    let site = site_with_replicas(&[], move |c| {
+        c.cookie.secret = new_secret;
+        c.cookie.previous_secrets = vec![old_secret];
+    })
+    .await;
+    let url = site.nginx.url("hello", "/");
+    let current = site.login(&url, ALICE).await;
+    let current = current.strip_prefix(&format!("{COOKIE}=")).unwrap();
+    // The same session as a browser still holding a cookie from before the
+    // rotation has it: the ticket sealed with the old secret.
+    let ticket = Sealer::new(&new, &[])
+        .unwrap()
+        .open(Purpose::SessionCookie, current)
+        .unwrap();
+    let before = Sealer::new(&old, &[])
+        .unwrap()
+        .seal(Purpose::SessionCookie, &ticket);
+
+    let response = site.get(&url, &[format!("{COOKIE}={before}")]).await;
+    assert_eq!(response.status(), 200, "{}", site.nginx.error_log());
+    let reissued = session_cookie(&response).expect("Set-Cookie passed on by nginx");
+    assert_ne!(reissued, before);
+    let line = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        line.contains(&format!("Domain={}", crate::support::nginx::DOMAIN)),
+        "{line}"
+    );
+    assert_eq!(
+        Sealer::new(&new, &[])
+            .unwrap()
+            .open(Purpose::SessionCookie, &reissued)
+            .unwrap(),
+        ticket,
+        "same session, current secret"
+    );
+    assert!(
+        Sealer::new(&old, &[])
+            .unwrap()
+            .open(Purpose::SessionCookie, &reissued)
+            .is_err()
+    );
+    let again = site.get(&url, &[format!("{COOKIE}={reissued}")]).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(session_cookie(&again), None, "nothing to re-issue");
 }

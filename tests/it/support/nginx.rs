@@ -46,6 +46,13 @@ impl Nginx {
     /// <conf> -g 'daemon off; master_process off;'` (one process, so killing
     /// it leaves no workers behind); returns once it accepts TLS connections.
     pub async fn start(options: NginxOptions<'_>) -> Nginx {
+        Nginx::start_with_replicas(options, &[]).await
+    }
+
+    /// As [`Nginx::start`], with `replicas` as further servers of the
+    /// `authgate` upstream besides `options.authgate` (several authgate
+    /// replicas sharing Redis; nginx balances and fails over between them).
+    pub async fn start_with_replicas(options: NginxOptions<'_>, replicas: &[SocketAddr]) -> Nginx {
         let nginx = require_program("nginx", None);
         let dir = temp_dir("nginx");
         let d = dir.path();
@@ -61,8 +68,18 @@ impl Nginx {
                 &[],
             )
             .write(d, "nginx");
-        let template =
+        let mut template =
             std::fs::read_to_string(example_conf()).expect("read examples/nginx/nginx.conf");
+        // One `server` line per further replica in the authgate upstream.
+        let extra: String = replicas
+            .iter()
+            .map(|addr| format!("\n        server {addr};"))
+            .collect();
+        template = template.replacen(
+            "server {{AUTHGATE}};",
+            &format!("server {{{{AUTHGATE}}}};{extra}"),
+            1,
+        );
         let conf = d.join("nginx.conf");
 
         let mut attempt = 0;

@@ -1,0 +1,102 @@
+//! The session cookie's attributes, in one place: the login sets the
+//! cookie, a decision re-issues it after a secret rotation, sign-out clears
+//! it, and all three must agree on name, domain and flags or the browser
+//! would keep two cookies.
+
+use std::time::Duration;
+
+use cookie::{Cookie, SameSite};
+use http::HeaderValue;
+
+use crate::config::CookieConfig;
+
+/// Builds `Set-Cookie` values for the session cookie.
+#[derive(Clone, Debug)]
+pub struct SessionCookie {
+    name: String,
+    domain: Option<String>,
+    secure: bool,
+    http_only: bool,
+}
+
+impl SessionCookie {
+    /// From `cookie_name`, `cookie_domain`, `cookie_secure` and
+    /// `cookie_http_only`.
+    pub fn new(config: &CookieConfig) -> SessionCookie {
+        SessionCookie {
+            name: config.name.clone(),
+            domain: config.domain.clone(),
+            secure: config.secure,
+            http_only: config.http_only,
+        }
+    }
+
+    /// The cookie: on `cookie_domain` (every subdomain) or host-only, path
+    /// `/`, `SameSite=Lax` (it must come along on the provider's redirect
+    /// back), expiring after `max_age`.
+    pub fn build(&self, value: String, max_age: Duration) -> Cookie<'static> {
+        let max_age = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+        let mut builder = Cookie::build((self.name.clone(), value))
+            .path("/")
+            .secure(self.secure)
+            .http_only(self.http_only)
+            .same_site(SameSite::Lax)
+            .max_age(cookie::time::Duration::seconds(max_age));
+        if let Some(domain) = &self.domain {
+            builder = builder.domain(domain.clone());
+        }
+        builder.build()
+    }
+
+    /// The `Set-Cookie` header value; `None` only if `value` holds
+    /// characters a header cannot (never for a sealed value).
+    pub fn header(&self, value: &str, max_age: Duration) -> Option<HeaderValue> {
+        HeaderValue::from_str(&self.build(value.to_owned(), max_age).to_string()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::config::Secret;
+
+    fn config(domain: Option<&str>) -> CookieConfig {
+        CookieConfig {
+            name: "_authgate".into(),
+            domain: domain.map(str::to_owned),
+            secure: true,
+            http_only: true,
+            expire: Duration::from_secs(3600),
+            idle_timeout: None,
+            secret: Secret::new(vec![1u8; 32]),
+            previous_secrets: Vec::new(),
+        }
+    }
+
+    /// The header carries every attribute the login's cookie has, so a
+    /// re-issued cookie replaces the old one instead of sitting beside it.
+    #[test]
+    fn header_has_every_attribute() {
+        let header = SessionCookie::new(&config(Some("example.com")))
+            .header("abc", Duration::from_secs(120))
+            .unwrap();
+        let text = header.to_str().unwrap();
+        for part in [
+            "_authgate=abc",
+            "Path=/",
+            "Domain=example.com",
+            "Secure",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Max-Age=120",
+        ] {
+            assert!(text.contains(part), "{part} missing in {text}");
+        }
+        let host_only = SessionCookie::new(&config(None))
+            .header("abc", Duration::ZERO)
+            .unwrap();
+        assert!(!host_only.to_str().unwrap().contains("Domain"));
+        assert!(host_only.to_str().unwrap().contains("Max-Age=0"));
+    }
+}
