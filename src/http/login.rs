@@ -199,7 +199,7 @@ async fn login_callback(
         .create(outcome.identity, outcome.refresh_token, refresh_due_at)
         .await?;
     tracing::info!(%user, return_to = loggable(&login.return_to), "login completed");
-    let location = super::handoff::after_login_location(&app, &value, &login.return_to)?;
+    let location = super::handoff::after_login_location(app, &value, &login.return_to)?;
     let session_cookie = app.session_cookie(value, app.config.cookie.expire);
     let clear_login = app.login_cookie(&state, String::new(), Duration::ZERO);
     Ok(redirect_with_cookies(
