@@ -2,6 +2,7 @@
 //! persistence, loopback only, a free port, killed on drop.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::process::Command;
 
 use super::process::{ChildGuard, free_port, require_program};
@@ -24,19 +25,7 @@ impl Redis {
         loop {
             attempt += 1;
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
-            let mut cmd = Command::new(&bin);
-            cmd.args(["--bind", "127.0.0.1", "--port", &addr.port().to_string()])
-                .args([
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--protected-mode",
-                    "yes",
-                ])
-                .arg("--dir")
-                .arg(dir.path());
-            let mut child = ChildGuard::spawn("redis-server", cmd, &dir.path().join("redis.log"));
+            let mut child = spawn(&bin, addr, dir.path());
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             if attempt < 3 && child.check_running().is_err() {
                 continue;
@@ -65,13 +54,21 @@ impl Redis {
     /// (empty: nothing is persisted); returns once it accepts connections.
     pub async fn restart(&mut self) {
         let bin = require_program("redis-server", None);
-        let mut cmd = Command::new(&bin);
-        cmd.args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &self.addr.port().to_string(),
-        ])
+        self.child = spawn(&bin, self.addr, self.dir.path());
+        self.child.wait_for_port(self.addr).await;
+    }
+
+    /// redis-server's output so far.
+    pub fn log(&self) -> String {
+        self.child.log()
+    }
+}
+
+/// redis-server on `addr` with its files in `dir`: no persistence, loopback
+/// only, its log in `dir/redis.log`.
+fn spawn(bin: &Path, addr: SocketAddr, dir: &Path) -> ChildGuard {
+    let mut cmd = Command::new(bin);
+    cmd.args(["--bind", "127.0.0.1", "--port", &addr.port().to_string()])
         .args([
             "--save",
             "",
@@ -81,13 +78,6 @@ impl Redis {
             "yes",
         ])
         .arg("--dir")
-        .arg(self.dir.path());
-        self.child = ChildGuard::spawn("redis-server", cmd, &self.dir.path().join("redis.log"));
-        self.child.wait_for_port(self.addr).await;
-    }
-
-    /// redis-server's output so far.
-    pub fn log(&self) -> String {
-        self.child.log()
-    }
+        .arg(dir);
+    ChildGuard::spawn("redis-server", cmd, &dir.join("redis.log"))
 }
