@@ -11,7 +11,7 @@
 # panics, overflows — debug assertions are on — hangs and runaway memory).
 #
 # Seeds are the committed fuzz/corpus/<target>/ (fuzz/seeds.py writes them);
-# what the fuzzer finds on the way goes to fuzz/work/<target>/ (not
+# what the fuzzer finds on the way goes to fuzz/found/<target>/ (not
 # committed), so later runs start where earlier ones stopped.
 #
 # Environment: FUZZ_CARGO_FUZZ_VERSION (default 0.13.2), FUZZ_ARGS (extra
@@ -47,12 +47,12 @@ printf '| target | seconds | execs | exec/s | corpus | new units | peak RSS MiB 
 printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n' >>"$SUMMARY"
 status=0
 for target in "${TARGETS[@]}"; do
-    mkdir -p "work/$target" "artifacts/$target"
+    mkdir -p "found/$target" "artifacts/$target"
     log "fuzzing $target for $SECONDS_PER_TARGET s"
-    out="work/$target.log"
+    out="found/$target.log"
     set +e
     timeout $((SECONDS_PER_TARGET + 300)) cargo fuzz run --sanitizer none --debug-assertions \
-        "$target" "work/$target" "corpus/$target" -- \
+        "$target" "found/$target" "corpus/$target" -- \
         -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 -timeout=10 \
         -rss_limit_mb=2048 -max_len=8192 ${FUZZ_ARGS:-} >"$out" 2>&1
     rc=$?
@@ -62,7 +62,7 @@ for target in "${TARGETS[@]}"; do
     rate="$(stat average_exec_per_sec)"
     added="$(stat new_units_added)"
     rss="$(stat peak_rss_mb)"
-    corpus="$(find "work/$target" "corpus/$target" -type f | wc -l)"
+    corpus="$(find "found/$target" "corpus/$target" -type f | wc -l)"
     findings="$(find "artifacts/$target" -type f | wc -l)"
     if ((rc != 0)) || ((findings > 0)); then
         status=1

@@ -4,7 +4,7 @@
     python3 fuzz/seeds.py [path/to/openredirects.txt]
 
 Seeds are small, readable starting points; the fuzzer grows its own working
-corpus from them (fuzz/work/, not committed). `@SESSION@` stands for the
+corpus from them (fuzz/found/, not committed). `@SESSION@` stands for the
 live session cookie of the fuzz fixture. The open-redirect payloads are
 oauth2-proxy's public corpus (one file each, as given, and with the corpus'
 allowed domain swapped for one the fixture allows).
