@@ -406,27 +406,21 @@ impl Decider {
     where
         C: IntoIterator<Item = &'a str>,
     {
-        // Checks that come before any identity: a preflight carries no
-        // credentials, and a method the route never serves is refused
-        // whoever asks.
-        if let Some(route) = policy.route_for(target) {
-            if preflight && policy.allows_preflight(route) {
-                return Decision::Allow {
-                    route,
-                    session: None,
-                    pass_identity_headers: false,
-                    claim_headers: Arc::default(),
-                    assertion: None,
-                    set_cookie: None,
-                };
-            }
-            if !policy.allows_method(route, method) {
-                return Decision::Deny {
-                    route: Some(route),
-                    session: None,
-                    reason: Refusal::MethodNotAllowed,
-                };
-            }
+        // A preflight carries no credentials: allowed on routes that say so,
+        // before any identity is looked at. Only preflights pay for this
+        // lookup; every other request finds its route once, below.
+        if preflight
+            && let Some(route) = policy.route_for(target)
+            && policy.allows_preflight(route)
+        {
+            return Decision::Allow {
+                route,
+                session: None,
+                pass_identity_headers: false,
+                claim_headers: Arc::default(),
+                assertion: None,
+                set_cookie: None,
+            };
         }
         let mut session = None;
         // Who the session is, for the assertion's cache and `sid`.
@@ -476,7 +470,19 @@ impl Decider {
             }
         }
         let identity = session.as_deref().map(|s| &s.identity);
-        match policy.evaluate(target, identity) {
+        let verdict = policy.evaluate(target, identity);
+        // A method the route never serves is refused whoever asks: a 403,
+        // not a sign-in.
+        if let Some(route) = verdict.route()
+            && !policy.allows_method(route, method)
+        {
+            return Decision::Deny {
+                route: Some(route),
+                session,
+                reason: Refusal::MethodNotAllowed,
+            };
+        }
+        match verdict {
             Verdict::Allow { route } | Verdict::Public { route } => {
                 let pass_identity_headers = policy.pass_identity_headers(route);
                 let claim_headers = policy.claim_headers(route);

@@ -65,6 +65,18 @@ pub enum Verdict {
     },
 }
 
+impl Verdict {
+    /// The route that decided, if any route serves the request.
+    pub fn route(&self) -> Option<RouteId> {
+        match *self {
+            Verdict::Allow { route }
+            | Verdict::Public { route }
+            | Verdict::NeedsLogin { route } => Some(route),
+            Verdict::Deny { route, .. } => route,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DenyReason {
     /// No route serves this scheme, host, port and path (deny by default).
@@ -342,8 +354,8 @@ impl Policy {
             .is_some_and(|r| r.pass_identity_headers)
     }
 
-    /// The route serving `target`, whoever asks (for the checks made before
-    /// the session is looked at: CORS preflight, method).
+    /// The route serving `target`, whoever asks (for a CORS preflight,
+    /// answered before any session is looked at).
     pub fn route_for(&self, target: &Target<'_>) -> Option<RouteId> {
         self.find(target, &target.path).map(RouteId)
     }
