@@ -120,3 +120,19 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
+
+/// The identity headers the echo upstream reported (`seen["headers"]`) are
+/// alice's, as the dev provider knows her: one value each, set by authgate.
+pub fn assert_alice_reached_the_app(headers: &serde_json::Value) {
+    for (name, value) in [
+        ("x-auth-request-email", "alice@example.com"),
+        ("x-auth-request-preferred-username", "alice"),
+        ("x-auth-request-groups", "devops,admins"),
+    ] {
+        assert_eq!(
+            headers[name],
+            serde_json::json!([value]),
+            "{name}: {headers}"
+        );
+    }
+}
