@@ -291,6 +291,7 @@ impl BearerVerifier {
                 refresh_due_at: exp,
                 refreshed_at: issued_at,
                 last_seen_at: issued_at,
+                headers: Default::default(),
             }),
         })
     }

@@ -23,16 +23,9 @@ use crate::policy::{ClaimHeaders, DenyReason, Policy, RouteId, Target, TargetErr
 use crate::refresh::Refresher;
 use crate::session::{Resolved, SessionCookie, SessionRecord, Sessions};
 
-/// Identity headers set on allow (the names oauth2-proxy uses, so existing
-/// nginx configs work). The same names arriving from a client are never
-/// trusted: the proxy must overwrite or strip them.
-pub const HEADER_USER: HeaderName = HeaderName::from_static("x-auth-request-user");
-pub const HEADER_EMAIL: HeaderName = HeaderName::from_static("x-auth-request-email");
-pub const HEADER_PREFERRED_USERNAME: HeaderName =
-    HeaderName::from_static("x-auth-request-preferred-username");
-pub const HEADER_GROUPS: HeaderName = HeaderName::from_static("x-auth-request-groups");
-/// The signed assertion (see [`crate::assertion`]).
-pub const HEADER_JWT: HeaderName = HeaderName::from_static("x-auth-request-jwt");
+pub use crate::identity::{
+    HEADER_EMAIL, HEADER_GROUPS, HEADER_JWT, HEADER_PREFERRED_USERNAME, HEADER_USER,
+};
 
 /// Every identity header this service sets; front ends strip client-sent
 /// copies of these (and their `_`/case variants). Routes'
@@ -159,22 +152,9 @@ impl Decision {
             return Vec::new();
         };
         let identity = &session.identity;
-        let mut headers = Vec::with_capacity(5 + claim_headers.claims.len());
-        let mut push = |name: HeaderName, value: &str| {
-            if let Ok(value) = HeaderValue::from_str(value) {
-                headers.push((name, value));
-            }
-        };
-        push(HEADER_USER, &identity.subject);
-        if let Some(email) = &identity.email {
-            push(HEADER_EMAIL, email);
-        }
-        if let Some(name) = &identity.preferred_username {
-            push(HEADER_PREFERRED_USERNAME, name);
-        }
-        if !identity.groups.is_empty() {
-            push(HEADER_GROUPS, &identity.groups.join(","));
-        }
+        let rendered = session.headers.get_or_render(identity);
+        let mut headers = Vec::with_capacity(rendered.len() + 1 + claim_headers.claims.len());
+        headers.extend(rendered.iter().cloned());
         if let Some(assertion) = assertion {
             headers.push((HEADER_JWT, assertion.clone()));
         }

@@ -265,6 +265,7 @@ impl Inner {
                     refresh_due_at: self.next_due(now, outcome.id_token_expires_at),
                     refreshed_at: now,
                     last_seen_at: current.last_seen_at,
+                    headers: Default::default(),
                 };
                 tracing::debug!(%user, groups = next.identity.groups.len(), "session refreshed");
                 self.count(RefreshOutcome::Refreshed);

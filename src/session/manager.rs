@@ -212,6 +212,7 @@ impl Sessions {
             refresh_due_at,
             refreshed_at: now,
             last_seen_at: now,
+            headers: Default::default(),
         };
         let sealed = record.seal(&ticket.id, &ticket.key)?;
         self.store

@@ -14,7 +14,7 @@ use rand::RngCore as _;
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 
-use crate::identity::Identity;
+use crate::identity::{Identity, RenderedHeaders};
 
 const VERSION: u8 = 1;
 const HEADER_LEN: usize = 1 + 24;
@@ -45,6 +45,9 @@ pub struct SessionRecord {
     /// or last refresh counts).
     #[serde(default)]
     pub last_seen_at: i64,
+    /// The identity headers, rendered once per cached record; never stored.
+    #[serde(skip)]
+    pub headers: RenderedHeaders,
 }
 
 impl SessionRecord {
@@ -142,6 +145,7 @@ mod tests {
             refresh_due_at: 150,
             refreshed_at: 100,
             last_seen_at: 120,
+            headers: Default::default(),
         }
     }
 
