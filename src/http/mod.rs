@@ -124,7 +124,7 @@ async fn auth_nginx_get(State(app): State<Arc<App>>, request: Request) -> Respon
 
 /// The proxy's `X-Request-Id`, when it is fit to log.
 pub(crate) fn request_id(headers: &HeaderMap) -> Option<&str> {
-    crate::telemetry::request_id(headers.get("x-request-id").map(HeaderValue::as_bytes))
+    crate::telemetry::request_id(headers.get(X_REQUEST_ID).map(HeaderValue::as_bytes))
 }
 
 /// What nginx's subrequest says about the original request: the URL (see
@@ -137,12 +137,14 @@ pub(crate) fn nginx_request<'r>(
 ) -> decision::Request<'r, impl Iterator<Item = &'r str> + 'r> {
     let headers = request.headers();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let method = header("x-original-method");
+    let method = headers.get(X_ORIGINAL_METHOD).and_then(|v| v.to_str().ok());
     decision::Request {
         target: original_target(headers, app.is_trusted(peer_ip(request))),
         session_cookies: session_cookie_values(headers, &app.config.cookie.name),
         method,
-        authorization: header("authorization"),
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
         preflight: decision::is_preflight(method, header),
     }
 }
@@ -206,6 +208,8 @@ const X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The original request, from `X-Original-URL` or (trusted peers only) the
 /// `X-Forwarded-*` triple. Header values must be UTF-8.
