@@ -2,14 +2,16 @@
 //!
 //! One [`Metrics`] per process owns its registry (no global state), so tests
 //! can run several servers side by side. The decision hot path records
-//! without allocating or hashing: [`DecisionMetrics`] resolves every
-//! (route, outcome, front end) counter once, when the policy is compiled,
-//! into a table indexed by route. Everything else (logins, refreshes,
+//! without allocating or hashing: [`DecisionMetrics`] keeps a table indexed
+//! by route, and a route's (outcome, front end) counters are resolved into
+//! it once, at its first decision. Routes nobody asks about cost no series
+//! and no memory (a policy of 10,000 routes would otherwise export 120,000
+//! zeros). Everything else (logins, refreshes,
 //! errors) is rare enough to go through the label families directly, with
 //! labels from closed enums only: a route id is the one label that comes
 //! from the configuration, never a URL or a user.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -422,14 +424,18 @@ impl Metrics {
     }
 }
 
-/// The decision counters of one compiled policy, resolved up front: per
-/// route (plus one row for "no route") a fixed array over outcome × front
-/// end. Recording is an index and an atomic add. Built again for each
-/// policy (a reload); series of the same route id continue counting.
+/// The decision counters of one compiled policy: per route (plus one row
+/// for "no route") a fixed array over outcome × front end, resolved at the
+/// route's first decision. Recording is then an index and an atomic add.
+/// Built again for each policy (a reload); series of the same route id
+/// continue counting.
 #[derive(Clone, Debug)]
 pub struct DecisionMetrics {
-    /// `rows[route]`; the last row is for decisions without a route.
-    rows: Arc<[Row]>,
+    decisions: Family<DecisionLabels, Counter>,
+    /// `names[route]`: the route's label; the last is "" (no route).
+    names: Arc<[Box<str>]>,
+    /// `rows[route]`, parallel to `names`.
+    rows: Arc<[OnceLock<Row>]>,
     latency: [Histogram; FRONT_ENDS],
 }
 
@@ -438,21 +444,12 @@ const OUTCOMES: usize = 4;
 type Row = [Counter; FRONT_ENDS * OUTCOMES];
 
 impl DecisionMetrics {
-    /// Resolves the series of every route of `policy` in `metrics`.
+    /// The table for `policy`'s routes, recording into `metrics`.
     pub fn new(metrics: &Metrics, policy: &Policy) -> DecisionMetrics {
-        let row = |route: &str| -> Row {
-            std::array::from_fn(|i| {
-                metrics.decisions.get_or_create_owned(&DecisionLabels {
-                    route: route.to_owned(),
-                    outcome: Outcome::ALL[i % OUTCOMES],
-                    front_end: FrontEnd::ALL[i / OUTCOMES],
-                })
-            })
-        };
-        let mut rows: Vec<Row> = (0..policy.len())
-            .map(|i| row(policy.route_name(RouteId(i as u32))))
+        let names: Arc<[Box<str>]> = (0..policy.len())
+            .map(|i| policy.route_name(RouteId(i as u32)).into())
+            .chain(std::iter::once("".into()))
             .collect();
-        rows.push(row(""));
         let latency = std::array::from_fn(|i| {
             metrics
                 .decision_seconds
@@ -461,13 +458,27 @@ impl DecisionMetrics {
                 })
         });
         DecisionMetrics {
-            rows: rows.into(),
+            decisions: metrics.decisions.clone(),
+            rows: names.iter().map(|_| OnceLock::new()).collect(),
+            names,
             latency,
         }
     }
 
+    /// Every series of the route named `route`, created (at 0) if new.
+    fn row(&self, route: &str) -> Row {
+        std::array::from_fn(|i| {
+            self.decisions.get_or_create_owned(&DecisionLabels {
+                route: route.to_owned(),
+                outcome: Outcome::ALL[i % OUTCOMES],
+                front_end: FrontEnd::ALL[i / OUTCOMES],
+            })
+        })
+    }
+
     /// Counts one decision and its latency. No allocation, no lock but
-    /// the histogram's (one per front end).
+    /// the histogram's (one per front end), except at a route's first
+    /// decision.
     pub fn record(&self, front_end: FrontEnd, decision: &Decision, elapsed: Duration) {
         let (route, outcome) = match decision {
             Decision::Allow { route, .. } => (Some(*route), Outcome::Allow),
@@ -476,13 +487,10 @@ impl DecisionMetrics {
             Decision::Unavailable => (None, Outcome::Unavailable),
         };
         let last = self.rows.len() - 1;
-        let row = route.map_or(last, |r| (r.0 as usize).min(last));
-        if let Some(counter) = self
-            .rows
-            .get(row)
-            .and_then(|row| row.get(front_end as usize * OUTCOMES + outcome as usize))
-        {
-            counter.inc();
+        let index = route.map_or(last, |r| (r.0 as usize).min(last));
+        if let (Some(row), Some(name)) = (self.rows.get(index), self.names.get(index)) {
+            let row = row.get_or_init(|| self.row(name));
+            row[front_end as usize * OUTCOMES + outcome as usize].inc();
         }
         self.latency[front_end as usize].observe(elapsed.as_secs_f64());
     }
