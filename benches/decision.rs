@@ -1,6 +1,7 @@
 //! The decision path as `/oauth2/auth` and `Check` run it: open the session
 //! cookie, find the session in the local cache, evaluate a policy of 1,000
-//! routes (the request hits the last one), render the identity headers.
+//! routes (the request hits the last one), record the metrics and the log
+//! line, render the identity headers.
 //!
 //! Also the refusals nginx sees under load: a valid session on a route that
 //! does not admit it (403), and a tampered cookie (401 + sign-in URL).
@@ -18,8 +19,9 @@ use url::Url;
 
 use authgate::clock::{SharedClock, SystemClock};
 use authgate::config::{RouteConfig, Secret};
-use authgate::decision::{Decider, Request};
+use authgate::decision::{Asker, Decider, Decision, Request};
 use authgate::identity::Identity;
+use authgate::metrics::{FrontEnd, Metrics};
 use authgate::policy::{Policy, Target};
 use authgate::session::{MemoryStore, Sealer, Sessions};
 
@@ -71,61 +73,44 @@ fn decision_path(c: &mut Criterion) {
         policy,
         sessions,
         &Url::parse("https://auth.example.com").expect("url"),
-    );
-    let url = "https://app999.example.com/api/items?q=1";
-    // Warm the cache, as every request after the first finds it warm.
-    runtime.block_on(async {
-        let decision = decider
-            .decide(Request {
-                target: Target::parse(url),
-                session_cookies: std::iter::once(cookie.as_str()),
-                method: Some("GET"),
-                authorization: None,
-                preflight: false,
-            })
-            .await;
-        assert!(matches!(
-            decision,
-            authgate::decision::Decision::Allow { .. }
-        ));
-    });
-    c.bench_function("decide_allow_1000_routes", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let decision = decider
-                    .decide(Request {
+    )
+    .with_metrics(Arc::new(Metrics::new()));
+    // What `/oauth2/auth` does per request: translate, decide, record the
+    // metrics and the log line, render the identity headers.
+    let ask = |url: &str, cookie: &str| {
+        runtime.block_on(async {
+            let decision = decider
+                .decide_for(
+                    Asker {
+                        front_end: FrontEnd::Nginx,
+                        request_id: None,
+                    },
+                    Request {
                         target: Target::parse(black_box(url)),
-                        session_cookies: std::iter::once(black_box(cookie.as_str())),
+                        session_cookies: std::iter::once(black_box(cookie)),
                         method: Some("GET"),
                         authorization: None,
                         preflight: false,
-                    })
-                    .await;
-                black_box(decision.identity_headers())
-            })
+                    },
+                )
+                .await;
+            let headers = decision.identity_headers();
+            (decision, headers)
         })
+    };
+    let url = "https://app999.example.com/api/items?q=1";
+    // Warm the cache, as every request after the first finds it warm.
+    let (decision, headers) = ask(url, &cookie);
+    assert!(matches!(decision, Decision::Allow { .. }));
+    assert_eq!(headers.len(), 4, "user, email, username, groups");
+    c.bench_function("decide_allow_1000_routes", |b| {
+        b.iter(|| black_box(ask(url, &cookie)))
     });
     // The 403 path: a valid session on a route whose groups it lacks.
     let denied = "https://app998.example.com/other";
+    assert!(matches!(ask(denied, &cookie).0, Decision::Deny { .. }));
     c.bench_function("decide_deny_1000_routes", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let decision = decider
-                    .decide(Request {
-                        target: Target::parse(black_box(denied)),
-                        session_cookies: std::iter::once(black_box(cookie.as_str())),
-                        method: Some("GET"),
-                        authorization: None,
-                        preflight: false,
-                    })
-                    .await;
-                assert!(matches!(
-                    decision,
-                    authgate::decision::Decision::Deny { .. }
-                ));
-                black_box(decision)
-            })
-        })
+        b.iter(|| black_box(ask(denied, &cookie)))
     });
     // The 401 path: a cookie of the right length that does not open (one
     // character changed), so the sign-in URL is built.
@@ -133,25 +118,9 @@ fn decision_path(c: &mut Criterion) {
     let middle = tampered.len() / 2;
     tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).expect("ascii");
+    assert!(matches!(ask(url, &tampered).0, Decision::SignIn { .. }));
     c.bench_function("decide_sign_in_tampered_cookie", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                let decision = decider
-                    .decide(Request {
-                        target: Target::parse(black_box(url)),
-                        session_cookies: std::iter::once(black_box(tampered.as_str())),
-                        method: Some("GET"),
-                        authorization: None,
-                        preflight: false,
-                    })
-                    .await;
-                assert!(matches!(
-                    decision,
-                    authgate::decision::Decision::SignIn { .. }
-                ));
-                black_box(decision)
-            })
-        })
+        b.iter(|| black_box(ask(url, &tampered)))
     });
 }
 
