@@ -519,11 +519,15 @@ write_report() {
     local decide_median=""
     decide_median="$(awk -F'\t' '$1 ~ /decide_allow_1000_routes/ { printf "%.2f", $2 / 1000 }' "$WORK/criterion.tsv")"
 
+    local previous="$WORK/previous.md"
+    rm -f "$previous"
+    [[ ! -f "$OUT" ]] || cp "$OUT" "$previous"
     {
         cat <<EOF
 # Benchmarks
 
-Produced by \`bench/run.sh\` (the whole file is rewritten by each run; see
+Produced by \`bench/run.sh\` (each run rewrites its sections and keeps the
+ones other scripts wrote: Sessions, Soak; see
 [the method](#method) and run it yourself — absolute numbers depend on the
 machine, the **ratios** measured in one run are what to compare).
 
@@ -684,7 +688,24 @@ round, are affected much less.
   traffic stays on 127.0.0.1, and every process started is killed on exit.
 EOF
     } >"$OUT"
+    carry_over_sections "$previous" "$OUT"
     log "wrote $OUT"
+}
+
+# carry_over_sections OLD NEW: appends to NEW every "## " section of OLD that
+# NEW lacks (the Sessions and Soak sections come from other scripts, the gRPC
+# one is spliced in afterwards), so a full run drops none of them.
+carry_over_sections() {
+    local old="$1" new="$2"
+    [[ -f "$old" ]] || return 0
+    awk -v grpc="$GRPC_MARK_BEGIN" '
+        NR == FNR { if (/^## /) have[$0] = 1; next }
+        $0 == grpc { keep = 1 }
+        /^## / { keep = !($0 in have) }
+        keep' "$new" "$old" >"$WORK/carried.md"
+    if [[ -s "$WORK/carried.md" ]]; then
+        { printf '\n'; cat "$WORK/carried.md"; } >>"$new"
+    fi
 }
 
 # shellcheck source=bench/grpc.sh
