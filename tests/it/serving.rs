@@ -170,7 +170,8 @@ async fn connection_cap_queues_the_next_connection() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     // The cap holds again: the second and third are open.
     healthz_on(&mut second).await;
-    served.child.log().contains("connection cap reached");
+    let log = served.child.log();
+    assert!(log.contains("connection cap reached"), "{log}");
 }
 
 /// One answer of the load, as a client saw it.

@@ -56,9 +56,10 @@ async fn read_only_store_refuses_to_start() {
 
 /// The disk under the embedded store fills up mid-run: logins fail closed
 /// with the 503 "Service unavailable" page and an error log line, never a
-/// 500 and never a session cookie; a signed-in user keeps being decided
-/// from the cache; an unknown cookie is still refused. Once space is back,
-/// logins work again without a restart.
+/// 500 and never a session cookie; a signed-in user keeps being decided,
+/// from the cache and from the file (reads need no space); an unknown
+/// cookie is still refused. Once space is back, logins work again without
+/// a restart.
 #[tokio::test]
 async fn full_disk_fails_logins_closed_and_recovers() {
     let logs = Captured::this_thread();
@@ -100,6 +101,10 @@ async fn full_disk_fails_logins_closed_and_recovers() {
     );
 
     // Decisions: alice from the cache; a cookie nobody issued is refused.
+    assert_eq!(stack.auth(APP, Some(&alice)).await.status(), 200);
+    // Reads need no space: out of the cache, she is read from the file
+    // (reopened after the failed write).
+    stack.app.sessions.forget_all();
     assert_eq!(stack.auth(APP, Some(&alice)).await.status(), 200);
     let unknown = stack
         .auth(APP, Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))

@@ -65,7 +65,11 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
+        // Busy while a server still holds a file there: then lazily.
+        let _ = Command::new("umount")
+            .arg(self.dir.path())
+            .stderr(std::process::Stdio::null())
+            .status();
         let mounted = std::fs::read_to_string("/proc/self/mounts")
             .unwrap_or_default()
             .contains(&self.dir.path().display().to_string());
