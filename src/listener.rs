@@ -31,7 +31,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -302,6 +302,9 @@ struct Activity {
     idle_since: AtomicU64,
     /// When the first byte of the next head came, plus one; 0: none yet.
     head_since: AtomicU64,
+    /// HTTP/2: bytes between requests are frames (PING, SETTINGS), not a
+    /// head, so only `timeout_idle` applies once the first request came.
+    http2: AtomicBool,
     /// Wakes the watchdog when its deadline moves.
     changed: Notify,
 }
@@ -314,6 +317,7 @@ impl Activity {
             idle_since: AtomicU64::new(0),
             // A new connection owes its first head from the accept.
             head_since: AtomicU64::new(1),
+            http2: AtomicBool::new(false),
             changed: Notify::new(),
         }
     }
@@ -342,6 +346,7 @@ impl Activity {
     fn read(&self) {
         if self.in_flight.load(Ordering::Acquire) == 0
             && self.head_since.load(Ordering::Acquire) == 0
+            && !self.http2.load(Ordering::Relaxed)
         {
             self.head_since.store(self.now() + 1, Ordering::Release);
             self.changed.notify_one();
@@ -349,7 +354,10 @@ impl Activity {
     }
 
     /// A head was read: the request is in flight until the guard drops.
-    fn begin(self: &Arc<Activity>) -> InFlight {
+    fn begin(self: &Arc<Activity>, version: Version) -> InFlight {
+        if version == Version::HTTP_2 {
+            self.http2.store(true, Ordering::Relaxed);
+        }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.head_since.store(0, Ordering::Release);
         InFlight(self.clone())
@@ -437,7 +445,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Future = ResponseFuture;
 
     fn call(&self, mut request: Request<Incoming>) -> ResponseFuture {
-        let in_flight = self.activity.begin();
+        let in_flight = self.activity.begin(request.version());
         let draining = self.shutdown.phase() != Phase::Serving;
         if draining && self.role == Role::Main && request.uri().path() == "/readyz" {
             let mut response = (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();

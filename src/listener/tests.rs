@@ -24,7 +24,7 @@ async fn deadlines_follow_the_connection() {
         Some(accepted + Duration::from_secs(10))
     );
 
-    let in_flight = activity.begin();
+    let in_flight = activity.begin(Version::HTTP_11);
     assert_eq!(activity.deadline(&config), None);
     // Bytes during a request (a body, a pipelined head) change nothing.
     activity.read();
@@ -102,4 +102,20 @@ fn close_after_only_on_http1() {
             "{version:?}"
         );
     }
+}
+
+/// On an HTTP/2 connection, frames between requests (PING, SETTINGS) do
+/// not start the header clock: only `timeout_idle` applies.
+#[tokio::test(start_paused = true)]
+async fn http2_frames_between_requests_are_idle_time() {
+    let config = config();
+    let activity = Arc::new(Activity::new());
+    let accepted = activity.accepted;
+    drop(activity.begin(Version::HTTP_2));
+    tokio::time::advance(Duration::from_secs(20)).await;
+    activity.read();
+    assert_eq!(
+        activity.deadline(&config),
+        Some(accepted + Duration::from_secs(300))
+    );
 }
