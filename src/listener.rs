@@ -56,6 +56,9 @@ use crate::config::ServingConfig;
 /// HTTP/2 (header list): Envoy's default is 60 KiB. A larger one gets 431.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
+/// At most one "connection cap reached" line per this interval.
+const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Where the process is in its shutdown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
@@ -152,17 +155,22 @@ pub async fn serve(
     let mut connections = JoinSet::new();
     let stopping = shutdown.reached(Phase::Stopping);
     tokio::pin!(stopping);
+    let mut warned = None;
     loop {
         // Reap finished connection tasks so the set stays small.
         while connections.try_join_next().is_some() {}
         let permit = match permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                tracing::warn!(
-                    listener = role.name(),
-                    max_connections = config.max_connections,
-                    "connection cap reached: new connections wait until one closes"
-                );
+                // Once per episode, not per connection of a flood.
+                if warned.is_none_or(|at: Instant| at.elapsed() >= CAP_WARNING_INTERVAL) {
+                    tracing::warn!(
+                        listener = role.name(),
+                        max_connections = config.max_connections,
+                        "connection cap reached: new connections wait until one closes"
+                    );
+                    warned = Some(Instant::now());
+                }
                 tokio::select! {
                     biased;
                     () = &mut stopping => break,
