@@ -45,7 +45,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt as _;
@@ -128,6 +128,8 @@ pub enum Role {
     Main,
     /// `metrics_address`.
     Metrics,
+    /// `grpc_address` (tonic serves it; see [`capped_incoming`]).
+    Grpc,
 }
 
 impl Role {
@@ -135,6 +137,7 @@ impl Role {
         match self {
             Role::Main => "http",
             Role::Metrics => "metrics",
+            Role::Grpc => "grpc",
         }
     }
 }
@@ -149,34 +152,19 @@ pub async fn serve(
     shutdown: Shutdown,
     role: Role,
 ) -> io::Result<()> {
-    let permits = Arc::new(Semaphore::new(config.max_connections));
     let builder = builder();
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let stopping = shutdown.reached(Phase::Stopping);
     tokio::pin!(stopping);
-    let mut warned = None;
+    let mut cap = Cap::new(config.max_connections, role);
     loop {
         // Reap finished connection tasks so the set stays small.
         while connections.try_join_next().is_some() {}
-        let permit = match permits.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                // Once per episode, not per connection of a flood.
-                if warned.is_none_or(|at: Instant| at.elapsed() >= CAP_WARNING_INTERVAL) {
-                    tracing::warn!(
-                        listener = role.name(),
-                        max_connections = config.max_connections,
-                        "connection cap reached: new connections wait until one closes"
-                    );
-                    warned = Some(Instant::now());
-                }
-                tokio::select! {
-                    biased;
-                    () = &mut stopping => break,
-                    permit = permits.clone().acquire_owned() => permit.map_err(io::Error::other)?,
-                }
-            }
+        let permit = tokio::select! {
+            biased;
+            () = &mut stopping => break,
+            permit = cap.permit() => permit,
         };
         let (stream, peer) = tokio::select! {
             biased;
@@ -189,11 +177,7 @@ pub async fn serve(
                 }
             },
         };
-        // Small answers must not wait for the peer's delayed ACK (Nagle):
-        // ~40 ms per request otherwise.
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, %peer, "TCP_NODELAY");
-        }
+        no_delay(&stream);
         let activity = Arc::new(Activity::new());
         let service = ConnService {
             router: router.clone(),
@@ -213,7 +197,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    let open = config.max_connections - permits.available_permits();
+    let open = cap.open();
     tracing::info!(
         listener = role.name(),
         connections = open,
@@ -223,7 +207,7 @@ pub async fn serve(
         .await
         .is_err()
     {
-        let open = config.max_connections - permits.available_permits();
+        let open = cap.open();
         tracing::warn!(
             listener = role.name(),
             connections = open,
@@ -236,6 +220,154 @@ pub async fn serve(
     connections.shutdown().await;
     Ok(())
 }
+
+/// The connection cap of one listener.
+struct Cap {
+    permits: Arc<Semaphore>,
+    max: usize,
+    role: Role,
+    warned: Option<Instant>,
+}
+
+impl Cap {
+    fn new(max: usize, role: Role) -> Cap {
+        Cap {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+            role,
+            warned: None,
+        }
+    }
+
+    /// A free place for the next connection; waits (not accepting, so the
+    /// kernel queues new connections) while all are taken.
+    async fn permit(&mut self) -> OwnedSemaphorePermit {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return permit;
+        }
+        // Once per episode, not per connection of a flood.
+        if self
+            .warned
+            .is_none_or(|at| at.elapsed() >= CAP_WARNING_INTERVAL)
+        {
+            tracing::warn!(
+                listener = self.role.name(),
+                max_connections = self.max,
+                "connection cap reached: new connections wait until one closes"
+            );
+            self.warned = Some(Instant::now());
+        }
+        match self.permits.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            // The semaphore is never closed.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Connections open now.
+    fn open(&self) -> usize {
+        self.max - self.permits.available_permits()
+    }
+}
+
+/// Small answers must not wait for the peer's delayed ACK (Nagle): ~40 ms
+/// per request otherwise.
+fn no_delay(stream: &TcpStream) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "TCP_NODELAY");
+    }
+}
+
+/// The gRPC listener's connections for tonic: at most `max_connections`
+/// open at once, each with `TCP_NODELAY`. Accept errors are handled here
+/// (tonic would end the server on one).
+pub fn capped_incoming(
+    listener: TcpListener,
+    max_connections: usize,
+) -> impl futures_util::Stream<Item = Result<CappedStream, Infallible>> {
+    let cap = Cap::new(max_connections, Role::Grpc);
+    futures_util::stream::unfold((listener, cap), |(listener, mut cap)| async move {
+        loop {
+            let permit = cap.permit().await;
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    no_delay(&stream);
+                    let stream = CappedStream {
+                        stream,
+                        _permit: permit,
+                    };
+                    return Some((Ok(stream), (listener, cap)));
+                }
+                Err(error) => accept_failed(Role::Grpc, &error).await,
+            }
+        }
+    })
+}
+
+/// An accepted socket holding its place under the cap until dropped.
+pub struct CappedStream {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl tonic::transport::server::Connected for CappedStream {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for CappedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+/// `AsyncWrite` by the inner `stream` field.
+macro_rules! delegate_write {
+    ($type:ty) => {
+        impl AsyncWrite for $type {
+            fn poll_write(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buf: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.stream).poll_write(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                self.stream.is_write_vectored()
+            }
+
+            fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.stream).poll_flush(cx)
+            }
+
+            fn poll_shutdown(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<io::Result<()>> {
+                Pin::new(&mut self.stream).poll_shutdown(cx)
+            }
+        }
+    };
+}
+
+delegate_write!(CappedStream);
+delegate_write!(Watched);
 
 /// One builder for every connection: HTTP/1.1 and h2c, bounded heads.
 fn builder() -> auto::Builder<TokioExecutor> {
@@ -401,36 +533,6 @@ impl AsyncRead for Watched {
             self.activity.read();
         }
         polled
-    }
-}
-
-impl AsyncWrite for Watched {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 

@@ -24,11 +24,10 @@ use envoy_types::ext_authz::v3::pb::{
 use envoy_types::pb::google::rpc;
 use http::StatusCode;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 use crate::decision::{self, Client};
 use crate::http::forward_auth::DirectAnswer;
-use crate::listener::{Phase, Shutdown};
+use crate::listener::{Phase, Shutdown, capped_incoming};
 use crate::metrics::FrontEnd;
 use crate::policy::{Target, TargetError};
 use crate::server::App;
@@ -318,6 +317,7 @@ pub async fn serve_scheduled(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let timeout = app.config.serving.shutdown_timeout;
+    let max_connections = app.config.serving.max_connections;
     let served = tonic::transport::Server::builder()
         .add_service(AuthorizationServer::new(AuthzService::new(app)))
         .add_service(health_service)
@@ -326,8 +326,9 @@ pub async fn serve_scheduled(
         // TCP_NODELAY: tonic's `tcp_nodelay` default applies only to listeners
         // it binds itself. Without it, Nagle holds each small answer for the
         // peer's delayed ACK: ~40 ms per Check under load (ghz, BENCHMARKS.md).
+        // (`capped_incoming` sets it, and caps connections at `max_connections`.)
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            capped_incoming(listener, max_connections),
             shutdown.reached(Phase::Stopping),
         );
     let cut = async {

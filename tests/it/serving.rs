@@ -1,6 +1,7 @@
 //! The listener of the real binary: slowloris clients cut off after
 //! `header_read_timeout`, idle keep-alive connections after `timeout_idle`,
-//! the `max_connections` cap, and SIGTERM under load with nothing dropped.
+//! the `max_connections` cap (HTTP and gRPC), and SIGTERM under load with
+//! nothing dropped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -172,6 +173,50 @@ async fn connection_cap_queues_the_next_connection() {
     healthz_on(&mut second).await;
     let log = served.child.log();
     assert!(log.contains("connection cap reached"), "{log}");
+}
+
+/// The gRPC listener has the same cap: with two connections open, a third
+/// client's health check is not answered until one of them closes.
+#[tokio::test]
+async fn connection_cap_holds_for_grpc() {
+    let served = serve_with(
+        "max_connections: 2
+",
+        free_port(),
+    )
+    .await;
+    let uri = format!("http://127.0.0.1:{}", served.grpc_port);
+    let connect = || async {
+        Channel::from_shared(uri.clone())
+            .expect("uri")
+            .connect()
+            .await
+            .expect("gRPC connects")
+    };
+    let check = |channel: &Channel| {
+        let mut health = HealthClient::new(channel.clone());
+        async move { health.check(HealthCheckRequest::default()).await }
+    };
+    let first = connect().await;
+    let second = connect().await;
+    check(&first).await.expect("first answered");
+    check(&second).await.expect("second answered");
+
+    let third = Channel::from_shared(uri.clone())
+        .expect("uri")
+        .connect_lazy();
+    let waiting = tokio::spawn(check(&third));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a connection beyond the cap was served"
+    );
+    drop(first);
+    timeout(GENEROUS, waiting)
+        .await
+        .expect("served once a connection closed")
+        .expect("task")
+        .expect("third answered");
 }
 
 /// One answer of the load, as a client saw it.
