@@ -323,10 +323,10 @@ pub async fn serve_scheduled(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        // TCP_NODELAY: tonic's `tcp_nodelay` default applies only to listeners
-        // it binds itself. Without it, Nagle holds each small answer for the
-        // peer's delayed ACK: ~40 ms per Check under load (ghz, BENCHMARKS.md).
-        // (`capped_incoming` sets it, and caps connections at `max_connections`.)
+        // `capped_incoming` caps connections at `max_connections` and sets
+        // TCP_NODELAY (tonic's default applies only to listeners it binds
+        // itself): without it, Nagle holds each small answer for the peer's
+        // delayed ACK, ~40 ms per Check under load (ghz, BENCHMARKS.md).
         .serve_with_incoming_shutdown(
             capped_incoming(listener, max_connections),
             shutdown.reached(Phase::Stopping),
