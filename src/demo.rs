@@ -96,6 +96,11 @@ pub fn demo_config(args: &DemoArgs) -> Result<Config, String> {
         log_format: LogFormat::Pretty,
         log_level: "info".into(),
         templates_dir: None,
+        // Ctrl-C on a laptop: no load balancer to wait for.
+        serving: crate::config::ServingConfig {
+            shutdown_delay: Duration::ZERO,
+            ..Default::default()
+        },
     })
 }
 

@@ -22,6 +22,7 @@
 //! - [`devidp`]: the development OpenID provider behind `authgate demo`.
 //! - [`demo`]: `authgate demo`, wiring the development provider.
 //! - [`server`]: wires the parts and runs the listeners.
+//! - [`listener`]: the HTTP accept loop: connection cap, timeouts, drain.
 //! - [`reload`]: live reload of the routes on SIGHUP and file change.
 //! - [`print`]: `authgate print nginx|envoy`, proxy config from the routes.
 //! - [`metrics`]: the Prometheus series behind `/metrics`.
@@ -39,6 +40,7 @@ pub mod grpc;
 pub mod handoff;
 pub mod http;
 pub mod identity;
+pub mod listener;
 pub mod metrics;
 pub mod oidc;
 pub mod policy;

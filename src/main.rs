@@ -130,6 +130,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
             // Scrapes need no draining: it stops with the process.
             tokio::spawn(server::run_metrics(
                 app.metrics.clone(),
+                app.config.serving,
                 metrics,
                 std::future::pending(),
             ));
@@ -137,7 +138,9 @@ fn serve(path: &std::path::Path) -> ExitCode {
         tracing::info!(%address, %grpc_address, "authgate listening");
         let served = server::run_with_grpc(app, listener, grpc, server::shutdown_signal()).await;
         reloading.abort();
-        served.map_err(|e| format!("server: {e}"))
+        served.map_err(|e| format!("server: {e}"))?;
+        tracing::info!("shut down cleanly");
+        Ok(())
     })
 }
 

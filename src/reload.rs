@@ -281,6 +281,7 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         templates_dir,
         log_format,
         log_level,
+        serving,
     } = new;
     let mut changed = Vec::new();
     let mut check = |key: &'static str, same: bool| {
@@ -351,6 +352,25 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
     check("templates_dir", *templates_dir == running.templates_dir);
     check("log_format", *log_format == running.log_format);
     check("log_level", *log_level == running.log_level);
+    // The listeners read these once, when they start.
+    let was = &running.serving;
+    check(
+        "max_connections",
+        serving.max_connections == was.max_connections,
+    );
+    check(
+        "header_read_timeout",
+        serving.header_read_timeout == was.header_read_timeout,
+    );
+    check("timeout_idle", serving.idle_timeout == was.idle_timeout);
+    check(
+        "shutdown_delay",
+        serving.shutdown_delay == was.shutdown_delay,
+    );
+    check(
+        "shutdown_timeout",
+        serving.shutdown_timeout == was.shutdown_timeout,
+    );
     changed
 }
 

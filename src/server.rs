@@ -4,7 +4,6 @@
 //! start the real server on `127.0.0.1:0` and stop it when they like.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -13,10 +12,11 @@ use url::Url;
 use crate::assertion::{AssertionError, AssertionSigner};
 use crate::bearer::BearerVerifier;
 use crate::clock::SharedClock;
-use crate::config::Config;
+use crate::config::{Config, ServingConfig};
 use crate::decision::Decider;
 use crate::handoff::Handoffs;
 use crate::http::pages::{Pages, PagesError};
+use crate::listener::{self, Role, Shutdown};
 use crate::metrics::Metrics;
 use crate::oidc::{Oidc, OidcError};
 use crate::policy::Policy;
@@ -168,14 +168,24 @@ pub fn compile_policy(routes: &[crate::config::RouteConfig]) -> Result<Policy, S
     })
 }
 
-/// Serves HTTP on `listener` until `shutdown` resolves, then drains
-/// in-flight requests. Provider discovery runs in the background; until it
-/// succeeds `/readyz` says so and logins answer 503, while decisions for
-/// existing sessions already work.
+/// Serves HTTP on `listener` until `shutdown` resolves, then drains on the
+/// schedule of `serving` (see [`crate::listener`]). Provider discovery runs
+/// in the background; until it succeeds `/readyz` says so and logins answer
+/// 503, while decisions for existing sessions already work.
 pub async fn run(
     app: Arc<App>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let schedule = Shutdown::schedule(shutdown, app.config.serving.shutdown_delay);
+    run_scheduled(app, listener, schedule).await
+}
+
+/// [`run`] on a schedule shared with other listeners.
+async fn run_scheduled(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let oidc = app.oidc.clone();
     let metrics = app.metrics.clone();
@@ -183,13 +193,9 @@ pub async fn run(
     // With Redis: drop cached sessions that another replica signed out or
     // refreshed.
     let changes = app.sessions.follow_changes();
+    let serving = app.config.serving;
     let router = crate::http::router(app);
-    let served = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let served = listener::serve(listener, router, serving, shutdown, Role::Main).await;
     discovery.abort();
     if let Some(changes) = changes {
         changes.abort();
@@ -198,48 +204,48 @@ pub async fn run(
 }
 
 /// Serves only `/metrics` on `listener` (`metrics_address`) until
-/// `shutdown` resolves.
+/// `shutdown` resolves, with the main listener's connection limits.
 pub async fn run_metrics(
     metrics: Arc<Metrics>,
+    serving: ServingConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, crate::http::metrics_router(metrics))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let schedule = Shutdown::schedule(shutdown, serving.shutdown_delay);
+    let router = crate::http::metrics_router(metrics);
+    listener::serve(listener, router, serving, schedule, Role::Metrics).await
 }
 
 /// Serves HTTP on `http` and Envoy's gRPC `Check` on `grpc` until
-/// `shutdown` resolves (or either server fails), then drains both.
+/// `shutdown` resolves (or either server fails), then drains both on one
+/// schedule: both keep answering for `shutdown_delay` while `/readyz` and
+/// gRPC health report not serving, then stop accepting and finish what is
+/// in flight.
 pub async fn run_with_grpc(
     app: Arc<App>,
     http: TcpListener,
     grpc: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
+    let (failed, mut failure) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        tokio::select! {
+            () = shutdown => {}
+            _ = failure.wait_for(|failed| *failed) => {}
+        }
     };
+    let schedule = Shutdown::schedule(signal, app.config.serving.shutdown_delay);
     let http = async {
-        let result = run(app.clone(), http, wait(stopped.clone())).await;
-        stop.send_replace(true);
+        let result = run_scheduled(app.clone(), http, schedule.clone()).await;
+        failed.send_replace(true);
         result
     };
     let grpc = async {
-        let result = crate::grpc::serve(app.clone(), grpc, wait(stopped.clone())).await;
-        stop.send_replace(true);
+        let result = crate::grpc::serve_scheduled(app.clone(), grpc, schedule.clone()).await;
+        failed.send_replace(true);
         result.map_err(std::io::Error::other)
     };
-    let both = async { tokio::join!(http, grpc) };
-    tokio::pin!(both);
-    let (http, grpc) = tokio::select! {
-        results = &mut both => results,
-        () = shutdown => {
-            stop.send_replace(true);
-            both.await
-        }
-    };
+    let (http, grpc) = tokio::join!(http, grpc);
     http.and(grpc)
 }
 

@@ -219,6 +219,44 @@ pub struct Config {
     /// `templates_dir`: page templates replacing the built-in ones (checked
     /// to compile when the configuration is validated). Default none.
     pub templates_dir: Option<PathBuf>,
+    /// How the listeners take connections and shut down.
+    pub serving: ServingConfig,
+}
+
+/// How the HTTP listeners accept, time out and drain connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServingConfig {
+    /// `max_connections`: open client connections per listener. At the cap
+    /// authgate stops accepting; further connections wait in the kernel's
+    /// backlog until one closes, so a flood cannot exhaust file descriptors.
+    pub max_connections: usize,
+    /// `header_read_timeout`: a request's head must arrive within this,
+    /// counted from its first byte (slowloris clients are cut off).
+    pub header_read_timeout: Duration,
+    /// `timeout_idle`: a connection with no request in flight and no bytes
+    /// of a new one is closed after this. Keep it above the proxy's upstream
+    /// keep-alive timeout (nginx `keepalive_timeout`, 60s by default) so the
+    /// proxy, not authgate, closes idle connections.
+    pub idle_timeout: Duration,
+    /// `shutdown_delay`: after SIGTERM, how long authgate keeps accepting and
+    /// answering while `/readyz` (and gRPC health) report not ready, so load
+    /// balancers and Kubernetes endpoints stop routing to it first.
+    pub shutdown_delay: Duration,
+    /// `shutdown_timeout`: then, after it stops accepting, how long requests
+    /// in flight may take before their connections are cut.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServingConfig {
+    fn default() -> ServingConfig {
+        ServingConfig {
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            shutdown_delay: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// The OpenID provider (Dex) this service logs users in with.

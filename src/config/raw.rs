@@ -81,6 +81,21 @@ pub(crate) struct RawConfig {
     /// A separate listener for `/metrics` (Pomerium's key). Default none:
     /// `/metrics` is served on `address`.
     pub metrics_address: Option<Val<String>>,
+    /// Open client connections per listener; more wait in the kernel's
+    /// backlog until one closes (authgate's own key). Default `10000`.
+    pub max_connections: Option<Val<String>>,
+    /// How long a client may take to send a request's head, from its first
+    /// byte (authgate's own key; Go's `ReadHeaderTimeout`). Default `10s`.
+    pub header_read_timeout: Option<Val<String>>,
+    /// Close a client connection with no request in flight after this long
+    /// (Pomerium's key, for its own listener as here). Default `5m`.
+    pub timeout_idle: Option<Val<String>>,
+    /// After SIGTERM, keep serving this long with `/readyz` at 503, so load
+    /// balancers stop sending first (authgate's own key). Default `5s`.
+    pub shutdown_delay: Option<Val<String>>,
+    /// Then wait at most this long for requests in flight (authgate's own
+    /// key). Default `10s`.
+    pub shutdown_timeout: Option<Val<String>>,
     /// `memory`, `embedded:/path`, or a `redis://` family URL. Default
     /// `embedded:/var/lib/authgate/sessions.redb`.
     pub session_store: Option<Val<String>>,
@@ -167,7 +182,6 @@ pub(crate) const PROXY_ONLY_KEYS: &[&str] = &[
     "services",
     "shared_secret",
     "shared_secret_file",
-    "timeout_idle",
     "timeout_read",
     "timeout_write",
 ];

@@ -797,3 +797,75 @@ fn example_config_is_valid() {
         loaded.warnings
     );
 }
+
+/// The listener keys: defaults when absent; values from the file or the
+/// environment (`timeout_idle` is Pomerium's name and no longer ignored);
+/// `shutdown_delay: 0s` is allowed (no drain), the others must be positive.
+#[test]
+fn serving_keys() {
+    let c = parse(&minimal()).unwrap().config;
+    assert_eq!(c.serving, ServingConfig::default());
+    assert_eq!(c.serving.max_connections, 10_000);
+    assert_eq!(c.serving.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(c.serving.idle_timeout, Duration::from_secs(300));
+    assert_eq!(c.serving.shutdown_delay, Duration::from_secs(5));
+    assert_eq!(c.serving.shutdown_timeout, Duration::from_secs(10));
+
+    let text = format!(
+        "{}max_connections: 64\nheader_read_timeout: 3s\ntimeout_idle: 90s\nshutdown_delay: 0s\nshutdown_timeout: 1m\n",
+        minimal()
+    );
+    let loaded = parse(&text).unwrap();
+    assert!(
+        !loaded.warnings.iter().any(|w| w.contains("timeout_idle")),
+        "{:?}",
+        loaded.warnings
+    );
+    assert_eq!(
+        loaded.config.serving,
+        ServingConfig {
+            max_connections: 64,
+            header_read_timeout: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(90),
+            shutdown_delay: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(60),
+        }
+    );
+    let c = parse_env(
+        &minimal(),
+        &[("MAX_CONNECTIONS", "5"), ("SHUTDOWN_DELAY", "2s")],
+    )
+    .unwrap()
+    .config;
+    assert_eq!(c.serving.max_connections, 5);
+    assert_eq!(c.serving.shutdown_delay, Duration::from_secs(2));
+}
+
+/// Bad listener values are each reported with their line and column.
+#[test]
+fn serving_key_errors() {
+    let cases = [
+        ("max_connections: 0", "max_connections: must be at least 1"),
+        ("max_connections: many", "expected a number of connections"),
+        ("max_connections: -3", "expected a number of connections"),
+        (
+            "header_read_timeout: 0s",
+            "header_read_timeout: must be greater than zero",
+        ),
+        (
+            "timeout_idle: 0s",
+            "timeout_idle: must be greater than zero",
+        ),
+        (
+            "shutdown_timeout: 0s",
+            "shutdown_timeout: must be greater than zero",
+        ),
+        ("shutdown_delay: later", "shutdown_delay: `later`"),
+    ];
+    for (line, want) in cases {
+        let errs = errors(&format!("{}{line}\n", minimal()));
+        assert_eq!(errs.len(), 1, "{line}: {errs:?}");
+        assert!(errs[0].starts_with("authgate.yaml:6:"), "{}", errs[0]);
+        assert!(errs[0].contains(want), "{line}: {}", errs[0]);
+    }
+}

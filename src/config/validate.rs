@@ -19,7 +19,7 @@ use super::node::{self, At, Key, Kind, Node, Problem, Sink, Val};
 use super::raw::{self, List, RawConfig, RawRoute};
 use super::{
     ClaimHeader, Config, CookieConfig, DEFAULT_REFRESH_GRACE, IdpConfig, LogFormat, RouteConfig,
-    Secret, SessionStoreConfig, SigningConfig,
+    Secret, ServingConfig, SessionStoreConfig, SigningConfig,
 };
 
 const DEFAULT_SCOPES: &[&str] = &["openid", "email", "profile", "groups", "offline_access"];
@@ -247,6 +247,7 @@ impl Validator {
             self.duration(&raw.refresh_interval, Duration::from_secs(300), positive);
         let refresh_grace = self.duration(&raw.refresh_grace, DEFAULT_REFRESH_GRACE, |_| Ok(()));
         let trusted_proxies = self.trusted_proxies(raw);
+        let serving = self.serving(raw);
         let routes = self.routes(raw);
         let signing = self.signing(raw);
         let jwt_claims_headers = self.claim_headers(&raw.jwt_claims_headers);
@@ -302,6 +303,35 @@ impl Validator {
             log_format: log_format?,
             log_level: log_level?,
             templates_dir: templates_dir?,
+            serving: serving?,
+        })
+    }
+
+    fn serving(&mut self, raw: &RawConfig) -> Option<ServingConfig> {
+        let default = ServingConfig::default();
+        let max_connections =
+            self.parsed(&raw.max_connections, default.max_connections, |s| {
+                match s.trim().parse::<usize>() {
+                    Ok(0) => Err("must be at least 1".to_owned()),
+                    Ok(n) => Ok(n),
+                    Err(_) => Err(format!("expected a number of connections, found `{s}`")),
+                }
+            });
+        let header_read_timeout = self.duration(
+            &raw.header_read_timeout,
+            default.header_read_timeout,
+            positive,
+        );
+        let idle_timeout = self.duration(&raw.timeout_idle, default.idle_timeout, positive);
+        let shutdown_delay = self.duration(&raw.shutdown_delay, default.shutdown_delay, |_| Ok(()));
+        let shutdown_timeout =
+            self.duration(&raw.shutdown_timeout, default.shutdown_timeout, positive);
+        Some(ServingConfig {
+            max_connections: max_connections?,
+            header_read_timeout: header_read_timeout?,
+            idle_timeout: idle_timeout?,
+            shutdown_delay: shutdown_delay?,
+            shutdown_timeout: shutdown_timeout?,
         })
     }
 

@@ -24,10 +24,10 @@ use envoy_types::ext_authz::v3::pb::{
 use envoy_types::pb::google::rpc;
 use http::StatusCode;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 use crate::decision::{self, Client};
 use crate::http::forward_auth::DirectAnswer;
+use crate::listener::{Phase, Shutdown, capped_incoming};
 use crate::metrics::FrontEnd;
 use crate::policy::{Target, TargetError};
 use crate::server::App;
@@ -271,16 +271,43 @@ fn grpc_code(status: StatusCode) -> tonic::Code {
 }
 
 /// Serves `Check`, health and reflection on `listener` until `shutdown`
-/// resolves, then drains in-flight calls.
+/// resolves, on the schedule of the `serving` configuration.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GrpcError> {
+    let schedule = Shutdown::schedule(shutdown, app.config.serving.shutdown_delay);
+    serve_scheduled(app, listener, schedule).await
+}
+
+/// Serves `Check`, health and reflection on `listener` on a shutdown
+/// schedule shared with the HTTP listener: while draining, health reports
+/// `NOT_SERVING` (Envoy's active health check takes the endpoint out) and
+/// calls are still answered; when stopping, no new connections, GOAWAY on
+/// open ones, and calls in flight get `shutdown_timeout` to finish.
+pub async fn serve_scheduled(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: Shutdown,
 ) -> Result<(), GrpcError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<AuthorizationServer<AuthzService>>()
         .await;
+    let draining = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.reached(Phase::Draining).await;
+            health
+                .set_not_serving::<AuthorizationServer<AuthzService>>()
+                .await;
+            // The server as a whole (`service: ""`), which grpc-health-probe asks.
+            health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        })
+    };
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(ENVOY_AUTHZ_DESCRIPTORS)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -289,20 +316,34 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(ENVOY_AUTHZ_DESCRIPTORS)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    tonic::transport::Server::builder()
+    let timeout = app.config.serving.shutdown_timeout;
+    let max_connections = app.config.serving.max_connections;
+    let served = tonic::transport::Server::builder()
         .add_service(AuthorizationServer::new(AuthzService::new(app)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        // TCP_NODELAY: tonic's `tcp_nodelay` default applies only to listeners
-        // it binds itself. Without it, Nagle holds each small answer for the
-        // peer's delayed ACK: ~40 ms per Check under load (ghz, BENCHMARKS.md).
+        // `capped_incoming` caps connections at `max_connections` and sets
+        // TCP_NODELAY (tonic's default applies only to listeners it binds
+        // itself): without it, Nagle holds each small answer for the peer's
+        // delayed ACK, ~40 ms per Check under load (ghz, BENCHMARKS.md).
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await?;
-    Ok(())
+            capped_incoming(listener, max_connections),
+            shutdown.reached(Phase::Stopping),
+        );
+    let cut = async {
+        shutdown.reached(Phase::Stopping).await;
+        tokio::time::sleep(timeout).await;
+    };
+    let result = tokio::select! {
+        result = served => result.map_err(GrpcError::from),
+        () = cut => {
+            tracing::warn!(?timeout, "gRPC: shutdown_timeout elapsed, cutting the calls still running");
+            Ok(())
+        }
+    };
+    draining.abort();
+    result
 }
 
 #[cfg(test)]

@@ -6,11 +6,17 @@
 //! disk never stalls the request workers. Each value is stored as
 //! `expires_at (i64, big-endian) || sealed bytes`; expired entries read as
 //! absent and a write sweeps them out at most once a minute.
+//!
+//! A failed write (disk full, I/O error) makes redb refuse every later
+//! operation on that handle (`PreviousIo`) until the file is reopened, so
+//! the store drops the handle and reopens the file on the next operation:
+//! meanwhile operations fail (503, fail closed), and once space is back the
+//! store works again without a restart.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, Table, TableDefinition};
@@ -35,7 +41,9 @@ pub struct EmbeddedStore {
 }
 
 struct Inner {
-    db: Database,
+    /// `None` once an I/O error poisoned the handle: the next operation
+    /// reopens the file.
+    db: RwLock<Option<Arc<Database>>>,
     clock: SharedClock,
     last_sweep: AtomicI64,
     path: PathBuf,
@@ -61,13 +69,9 @@ impl EmbeddedStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_err(e.into()))?;
         }
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .set_check_integrity_on_open(true)
-            .create(path)
-            .map_err(|e| open_err(e.into()))?;
+        let db = open_database(path).map_err(|e| open_err(e.into()))?;
         let inner = Inner {
-            db,
+            db: RwLock::new(Some(Arc::new(db))),
             last_sweep: AtomicI64::new(i64::MIN),
             clock,
             path: path.to_owned(),
@@ -96,6 +100,14 @@ impl EmbeddedStore {
     }
 }
 
+/// Opens (or creates) the redb file, checking its integrity.
+fn open_database(path: &Path) -> Result<Database, redb::DatabaseError> {
+    Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .set_check_integrity_on_open(true)
+        .create(path)
+}
+
 /// `Some(payload)` if `stored` is live at `now`.
 fn live(stored: &[u8], now: i64) -> Option<&[u8]> {
     let (expires_at, payload) = stored.split_first_chunk::<8>()?;
@@ -110,13 +122,68 @@ fn encode(value: &[u8], expires_at: i64) -> Vec<u8> {
 }
 
 impl Inner {
+    /// The open handle, reopening the file if an I/O error dropped it. The
+    /// reopen fails while an operation still holds the old handle (redb
+    /// locks the file); the next operation tries again.
+    fn database(&self) -> Result<Arc<Database>, redb::Error> {
+        if let Some(db) = self
+            .db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            return Ok(db.clone());
+        }
+        let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(db) = slot.as_ref() {
+            return Ok(db.clone());
+        }
+        let db = Arc::new(open_database(&self.path)?);
+        tracing::warn!(path = %self.path.display(), "session store reopened after an I/O error");
+        *slot = Some(db.clone());
+        Ok(db)
+    }
+
+    /// Runs `op` on the open handle; an I/O error drops the handle, as
+    /// redb fails every later operation on it.
+    fn with_db<T>(
+        &self,
+        op: impl FnOnce(&Database) -> Result<T, redb::Error>,
+    ) -> Result<T, redb::Error> {
+        let db = self.database()?;
+        let result = op(&db);
+        if let Err(error @ (redb::Error::Io(_) | redb::Error::PreviousIo)) = &result {
+            let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+            if slot
+                .as_ref()
+                .is_some_and(|current| Arc::ptr_eq(current, &db))
+            {
+                tracing::error!(
+                    path = %self.path.display(),
+                    %error,
+                    "session store write failed (disk full or read-only?); reopening the file on next use"
+                );
+                *slot = None;
+            }
+        }
+        result
+    }
+
     /// One write transaction, preceded by a sweep if one is due.
     fn write<T>(
         &self,
         op: impl FnOnce(&mut Table<'_, &'static str, &'static [u8]>, i64) -> Result<T, redb::Error>,
     ) -> Result<T, redb::Error> {
+        self.with_db(|db| self.write_on(db, op))
+    }
+
+    fn write_on<T>(
+        &self,
+        db: &Database,
+        op: impl FnOnce(&mut Table<'_, &'static str, &'static [u8]>, i64) -> Result<T, redb::Error>,
+    ) -> Result<T, redb::Error> {
         let now = self.clock.now();
-        let txn = self.db.begin_write()?;
+        let txn = db.begin_write()?;
         let result = {
             let mut table = txn.open_table(SESSIONS)?;
             let last = self.last_sweep.load(Ordering::Relaxed);
@@ -135,11 +202,13 @@ impl SessionStore for EmbeddedStore {
     fn load<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
         let key = key.to_owned();
         self.blocking(move |inner| {
-            let now = inner.clock.now();
-            let txn = inner.db.begin_read()?;
-            let table = txn.open_table(SESSIONS)?;
-            let value = table.get(key.as_str())?;
-            Ok(value.and_then(|v| live(v.value(), now).map(<[u8]>::to_vec)))
+            inner.with_db(|db| {
+                let now = inner.clock.now();
+                let txn = db.begin_read()?;
+                let table = txn.open_table(SESSIONS)?;
+                let value = table.get(key.as_str())?;
+                Ok(value.and_then(|v| live(v.value(), now).map(<[u8]>::to_vec)))
+            })
         })
     }
 
@@ -192,9 +261,11 @@ impl SessionStore for EmbeddedStore {
 
     fn ping(&self) -> StoreFuture<'_, ()> {
         self.blocking(|inner| {
-            let txn = inner.db.begin_read()?;
-            txn.open_table(SESSIONS)?;
-            Ok(())
+            inner.with_db(|db| {
+                let txn = db.begin_read()?;
+                txn.open_table(SESSIONS)?;
+                Ok(())
+            })
         })
     }
 }
@@ -267,7 +338,7 @@ mod tests {
             .save("fresh", b"v", Duration::from_secs(10))
             .await
             .unwrap();
-        let txn = store.inner.db.begin_read().unwrap();
+        let txn = store.inner.database().unwrap().begin_read().unwrap();
         let table = txn.open_table(SESSIONS).unwrap();
         assert_eq!(table.len().unwrap(), 1);
     }

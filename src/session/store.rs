@@ -36,7 +36,7 @@ pub enum StoreError {
     #[error("session store {0} is not supported yet; use `memory` or `embedded:/path`")]
     Unsupported(&'static str),
     /// The backing file or server could not be opened at startup.
-    #[error("cannot open the session store at {path}")]
+    #[error("cannot open the session store at {path}: {source}")]
     Open {
         path: PathBuf,
         #[source]

@@ -95,6 +95,11 @@ pub fn test_config(login_base: &str, idp_issuer: &str, routes: Vec<RouteConfig>)
         log_format: LogFormat::Pretty,
         log_level: "warn".into(),
         templates_dir: None,
+        // In-process servers stop at once when a test ends.
+        serving: authgate::config::ServingConfig {
+            shutdown_delay: Duration::ZERO,
+            ..Default::default()
+        },
     }
 }
 

@@ -19,7 +19,7 @@ use crate::fixture::{CLIENT_SECRET, COOKIE, Stack, header, set_cookies};
 
 /// A writer into a shared buffer.
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -53,7 +53,7 @@ impl Write for ThreadWriter {
 impl Captured {
     /// Captures what this thread logs from now on, authgate at trace,
     /// with the formatter `log_format: json` uses.
-    fn this_thread() -> Captured {
+    pub(crate) fn this_thread() -> Captured {
         static INSTALL: Once = Once::new();
         INSTALL.call_once(|| {
             let subscriber = authgate::telemetry::subscriber(
@@ -69,7 +69,7 @@ impl Captured {
         captured
     }
 
-    fn lines(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn lines(&self) -> Vec<serde_json::Value> {
         let bytes = self.0.lock().expect("log buffer").clone();
         String::from_utf8(bytes)
             .expect("utf-8 logs")

@@ -27,6 +27,8 @@ mod packaging;
 mod pages;
 mod print;
 mod reload;
+mod serving;
 mod sessions;
 mod stack_selftest;
+mod store_disk;
 mod support;

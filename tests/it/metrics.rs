@@ -161,6 +161,7 @@ async fn metrics_address_takes_metrics_off_the_main_listener() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(server::run_metrics(
         stack.app.metrics.clone(),
+        stack.app.config.serving,
         listener,
         async {
             let _ = stopped.await;

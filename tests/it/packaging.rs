@@ -127,6 +127,14 @@ fn rendered_chart_is_wired_as_documented() {
     let container = &pod["containers"][0];
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    // The drain (shutdown_delay 5s + shutdown_timeout 10s) ends before the
+    // kubelet's SIGKILL.
+    assert_eq!(pod["terminationGracePeriodSeconds"], 20);
+    let config = find(&docs, "ConfigMap")["data"]["authgate.yaml"]
+        .as_str()
+        .unwrap();
+    assert!(config.contains("shutdown_delay: 5s\n"), "{config}");
+    assert!(config.contains("shutdown_timeout: 10s\n"), "{config}");
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(pod["securityContext"]["runAsUser"], 65532);
     let security = &container["securityContext"];

@@ -22,13 +22,14 @@ const APP: &str = "https://app.example.com/dashboard";
 
 /// `authgate serve` on loopback ports, its file, and a session cookie of a
 /// user in group `ops` (made in its embedded store before it started).
-struct Served {
-    dir: tempfile::TempDir,
-    child: ChildGuard,
-    base: String,
-    cookie: String,
+pub(crate) struct Served {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) child: ChildGuard,
+    pub(crate) base: String,
+    pub(crate) cookie: String,
     port: u16,
-    grpc_port: u16,
+    pub(crate) grpc_port: u16,
+    idp_port: u16,
 }
 
 impl Served {
@@ -39,7 +40,12 @@ impl Served {
     /// The configuration with `extra` at the top level and one route that
     /// admits `group` to the app.
     fn yaml(&self, group: &str, extra: &str) -> String {
-        config_text(self.dir.path(), self.port, self.grpc_port, group, extra)
+        config_text(
+            self.dir.path(),
+            [self.port, self.grpc_port, self.idp_port],
+            group,
+            extra,
+        )
     }
 
     fn write(&self, text: &str) {
@@ -51,16 +57,11 @@ impl Served {
     }
 
     fn hangup(&self) {
-        let pid = self.child.pid().expect("running");
-        let status = Command::new("kill")
-            .args(["-HUP", &pid.to_string()])
-            .status()
-            .expect("kill -HUP");
-        assert!(status.success());
+        self.child.signal("HUP");
     }
 
     /// The status `/oauth2/auth` answers for the app with the cookie.
-    async fn decide(&self, http: &reqwest::Client) -> u16 {
+    pub(crate) async fn decide(&self, http: &reqwest::Client) -> u16 {
         http.get(format!("{}/oauth2/auth", self.base))
             .header("X-Original-URL", APP)
             .header("Cookie", format!("_authgate={}", self.cookie))
@@ -88,7 +89,7 @@ impl Served {
     }
 
     /// Waits until the log has `count` lines containing `needle`.
-    async fn wait_for_log(&mut self, needle: &str, count: usize) {
+    pub(crate) async fn wait_for_log(&mut self, needle: &str, count: usize) {
         let path = self.child.log_path().to_owned();
         self.child
             .wait_until(
@@ -110,10 +111,9 @@ fn log_count(path: &Path, needle: &str) -> usize {
         .count()
 }
 
-fn config_text(dir: &Path, port: u16, grpc_port: u16, group: &str, extra: &str) -> String {
-    // The provider is never reached: discovery fails in the background,
-    // decisions for existing sessions do not need it.
-    let idp_port = free_port();
+/// The configuration on ports `[address, grpc_address, provider]`.
+fn config_text(dir: &Path, ports: [u16; 3], group: &str, extra: &str) -> String {
+    let [port, grpc_port, idp_port] = ports;
     format!(
         "authenticate_service_url: https://auth.example.com\n\
          idp_provider_url: http://127.0.0.1:{idp_port}/dex\n\
@@ -131,15 +131,23 @@ fn config_text(dir: &Path, port: u16, grpc_port: u16, group: &str, extra: &str) 
 }
 
 /// Starts `authgate serve` admitting `ops`, with a session for an `ops`
-/// member already in its store. Ports are picked free and may be taken
-/// before authgate binds them: then it starts again on others.
+/// member already in its store. The provider is never reached: discovery
+/// fails in the background; decisions for existing sessions do not need it.
 async fn serve() -> Served {
+    serve_with("", free_port()).await
+}
+
+/// [`serve`] with `extra` top-level keys and the provider expected at
+/// `http://127.0.0.1:<idp_port>/dex`. Ports are picked free and may be
+/// taken before authgate binds them: then it starts again on others.
+pub(crate) async fn serve_with(extra: &str, idp_port: u16) -> Served {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("authgate.yaml");
     let mut cookie = None;
     for attempt in 1.. {
         let (port, grpc_port) = (free_port(), free_port());
-        std::fs::write(&path, config_text(dir.path(), port, grpc_port, "ops", "")).expect("write");
+        let text = config_text(dir.path(), [port, grpc_port, idp_port], "ops", extra);
+        std::fs::write(&path, text).expect("write");
         if cookie.is_none() {
             cookie = Some(make_session(&path).await);
         }
@@ -169,6 +177,7 @@ async fn serve() -> Served {
             cookie: cookie.expect("made above"),
             port,
             grpc_port,
+            idp_port,
         };
     }
     unreachable!("the loop returns")

@@ -13,6 +13,7 @@
 //! - [`upstream`]: the echo app behind nginx or Caddy.
 //! - [`browser`]: headless Chromium through chromedriver (WebDriver).
 //! - [`redis`]: redis-server for the shared session store.
+//! - [`tmpfs`]: a size-limited tmpfs, for a full or read-only disk.
 //!
 //! A missing program is a failure, never a skip: the message says to run
 //! `scripts/test.sh`, which installs everything.
@@ -26,6 +27,7 @@ pub mod process;
 pub mod redis;
 pub mod slapd;
 pub mod tls;
+pub mod tmpfs;
 pub mod upstream;
 
 use std::path::PathBuf;

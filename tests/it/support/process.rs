@@ -109,6 +109,36 @@ impl ChildGuard {
         }
     }
 
+    /// Sends signal `name` (`TERM`, `HUP`, …) to the process.
+    pub fn signal(&self, name: &str) {
+        let pid = self.pid().expect("the process is running");
+        let status = Command::new("kill")
+            .args([format!("-{name}"), pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+
+    /// Waits at most `timeout` for the process to exit by itself; panics
+    /// with its log if it does not.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            let child = self.child.as_mut().expect("the process was not killed");
+            if let Some(status) = child.try_wait().expect("wait for the process") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "{} still running after {timeout:?}\n--- log ---\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Kills the process group and reaps the child. Idempotent.
     pub fn kill(&mut self) {
         let Some(mut child) = self.child.take() else {

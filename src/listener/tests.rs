@@ -1,0 +1,121 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+
+fn config() -> ServingConfig {
+    ServingConfig {
+        header_read_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(300),
+        ..ServingConfig::default()
+    }
+}
+
+/// A new connection owes its first head `header_read_timeout` after the
+/// accept; a request in flight has no deadline; after it, the connection
+/// may idle `timeout_idle`; the first byte of the next head starts the
+/// header clock again.
+#[tokio::test(start_paused = true)]
+async fn deadlines_follow_the_connection() {
+    let config = config();
+    let activity = Arc::new(Activity::new());
+    let accepted = activity.accepted;
+    assert_eq!(
+        activity.deadline(&config),
+        Some(accepted + Duration::from_secs(10))
+    );
+
+    let in_flight = activity.begin(Version::HTTP_11);
+    assert_eq!(activity.deadline(&config), None);
+    // Bytes during a request (a body, a pipelined head) change nothing.
+    activity.read();
+    assert_eq!(activity.deadline(&config), None);
+    tokio::time::advance(Duration::from_secs(3)).await;
+    drop(in_flight);
+    assert_eq!(
+        activity.deadline(&config),
+        Some(accepted + Duration::from_secs(3 + 300))
+    );
+
+    tokio::time::advance(Duration::from_secs(60)).await;
+    activity.read();
+    assert_eq!(
+        activity.deadline(&config),
+        Some(accepted + Duration::from_secs(63 + 10))
+    );
+    // Later bytes of the same head do not extend it (slowloris).
+    tokio::time::advance(Duration::from_secs(5)).await;
+    activity.read();
+    assert_eq!(
+        activity.deadline(&config),
+        Some(accepted + Duration::from_secs(63 + 10))
+    );
+}
+
+/// The schedule stays at `Serving` until the signal, is `Draining` for the
+/// delay, then `Stopping`.
+#[tokio::test(start_paused = true)]
+async fn schedule_drains_for_the_delay() {
+    let (signal, signalled) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = Shutdown::schedule(
+        async {
+            let _ = signalled.await;
+        },
+        Duration::from_secs(5),
+    );
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(shutdown.phase(), Phase::Serving);
+
+    signal.send(()).unwrap();
+    shutdown.reached(Phase::Draining).await;
+    let drained = Instant::now();
+    assert_eq!(shutdown.phase(), Phase::Draining);
+    shutdown.reached(Phase::Stopping).await;
+    assert_eq!(drained.elapsed(), Duration::from_secs(5));
+}
+
+/// With no delay the schedule goes straight to `Stopping`.
+#[tokio::test(start_paused = true)]
+async fn zero_delay_stops_at_once() {
+    let shutdown = Shutdown::schedule(async {}, Duration::ZERO);
+    let start = Instant::now();
+    shutdown.reached(Phase::Stopping).await;
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
+/// While draining, HTTP/1 answers close their connection; HTTP/2 answers
+/// carry no `Connection` header (illegal there).
+#[test]
+fn close_after_only_on_http1() {
+    for (version, expected) in [
+        (Version::HTTP_10, Some("close")),
+        (Version::HTTP_11, Some("close")),
+        (Version::HTTP_2, None),
+    ] {
+        let mut response = StatusCode::OK.into_response();
+        close_after(&mut response, version);
+        assert_eq!(
+            response
+                .headers()
+                .get(header::CONNECTION)
+                .map(|v| v.to_str().unwrap()),
+            expected,
+            "{version:?}"
+        );
+    }
+}
+
+/// On an HTTP/2 connection, frames between requests (PING, SETTINGS) do
+/// not start the header clock: only `timeout_idle` applies.
+#[tokio::test(start_paused = true)]
+async fn http2_frames_between_requests_are_idle_time() {
+    let config = config();
+    let activity = Arc::new(Activity::new());
+    let accepted = activity.accepted;
+    drop(activity.begin(Version::HTTP_2));
+    tokio::time::advance(Duration::from_secs(20)).await;
+    activity.read();
+    assert_eq!(
+        activity.deadline(&config),
+        Some(accepted + Duration::from_secs(300))
+    );
+}
