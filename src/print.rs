@@ -212,7 +212,7 @@ fn nginx_protected(out: &mut String, site: &Site, names: &[String]) {
     }
     let _ = write!(
         out,
-        "        proxy_set_header X-Forwarded-User \"\";\n        proxy_set_header X-Forwarded-Email \"\";\n        proxy_set_header X-Forwarded-Preferred-Username \"\";\n        proxy_set_header X-Forwarded-Groups \"\";\n\n        # authgate may renew the session cookie while answering.\n        auth_request_set $auth_cookie $upstream_http_set_cookie;\n        add_header Set-Cookie $auth_cookie;\n\n        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_set_header Host $http_host;\n        proxy_set_header X-Forwarded-For $remote_addr;\n        proxy_set_header X-Forwarded-Proto $scheme;\n        proxy_pass http://authgate_app;\n    }}\n\n    location = /oauth2/auth {{\n        internal;\n        proxy_pass http://authgate;\n        proxy_pass_request_body off;\n        proxy_set_header Content-Length \"\";\n{NGINX_ORIGINAL}        proxy_connect_timeout 2s;\n        proxy_read_timeout 5s;\n    }}\n\n    location @signin {{\n        return 302 $signin;\n    }}\n\n    location @forbidden {{\n        rewrite ^ /oauth2/forbidden break;\n        proxy_pass http://authgate;\n        proxy_method GET;\n        proxy_pass_request_body off;\n        proxy_set_header Content-Length \"\";\n{NGINX_ORIGINAL}    }}\n}}\n"
+        "        proxy_set_header X-Forwarded-User \"\";\n        proxy_set_header X-Forwarded-Email \"\";\n        proxy_set_header X-Forwarded-Preferred-Username \"\";\n        proxy_set_header X-Forwarded-Groups \"\";\n\n        # authgate may renew the session cookie while answering.\n        auth_request_set $auth_cookie $upstream_http_set_cookie;\n        add_header Set-Cookie $auth_cookie;\n\n        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_set_header Host $http_host;\n        proxy_set_header X-Forwarded-For $remote_addr;\n        proxy_set_header X-Forwarded-Proto $scheme;\n        proxy_pass http://authgate_app;\n    }}\n\n    location = /oauth2/auth {{\n        internal;\n        proxy_pass http://authgate;\n        proxy_pass_request_body off;\n        proxy_set_header Content-Length \"\";\n{NGINX_ORIGINAL}        proxy_connect_timeout 2s;\n        proxy_read_timeout 5s;\n    }}\n\n    # Sign-in start and session handoff of hosts outside cookie_domain\n    # (harmless inside it): to authgate, unguarded, with this Host.\n    location /.authgate/ {{\n        proxy_pass http://authgate;\n        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_set_header Host $http_host;\n        proxy_set_header X-Forwarded-Proto $scheme;\n        proxy_set_header X-Forwarded-Host \"\";\n        proxy_set_header X-Forwarded-For $remote_addr;\n    }}\n\n    location @signin {{\n        return 302 $signin;\n    }}\n\n    location @forbidden {{\n        rewrite ^ /oauth2/forbidden break;\n        proxy_pass http://authgate;\n        proxy_method GET;\n        proxy_pass_request_body off;\n        proxy_set_header Content-Length \"\";\n{NGINX_ORIGINAL}    }}\n}}\n"
     );
 }
 
@@ -285,7 +285,7 @@ pub fn envoy(config: &Config, args: &PrintArgs) -> String {
         }
         let _ = write!(
             hosts,
-            "            # routes: {names}\n            - name: app{i}\n              domains: [{domains}]\n              routes:\n              - match: {{ prefix: \"/\" }}\n                route: {{ cluster: app }}\n",
+            "            # routes: {names}\n            - name: app{i}\n              domains: [{domains}]\n              routes:\n              # Sign-in start and session handoff of hosts outside\n              # cookie_domain (harmless inside it): unguarded.\n              - match: {{ prefix: \"/.authgate/\" }}\n                route: {{ cluster: authgate_http }}\n                typed_per_filter_config:\n                  envoy.filters.http.ext_authz:\n                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute\n                    disabled: true\n              - match: {{ prefix: \"/\" }}\n                route: {{ cluster: app }}\n",
             names = names.join(", "),
             domains = envoy_domains(site),
         );
@@ -394,6 +394,7 @@ mod tests {
             out.contains("auth_request_set $auth_groups $upstream_http_x_auth_request_groups;")
         );
         assert!(out.contains("proxy_set_header X-Auth-Request-Groups $auth_groups;"));
+        assert_eq!(out.matches("location /.authgate/ {").count(), 2);
         let login = out.split("server_name auth.example.com;").nth(1).unwrap();
         assert!(login.contains("location /oauth2/ {"));
         assert!(!login.contains("auth_request "));
@@ -413,6 +414,8 @@ mod tests {
         assert!(out.contains("domains: [\"app.example.com\", \"app.example.com:8443\"]"));
         assert!(out.contains("domains: [\"auth.example.com\"]"));
         assert!(out.contains("address: \"10.0.0.5\", port_value: 9191"));
-        assert_eq!(out.matches("disabled: true").count(), 1);
+        // The login host, and /.authgate/ on each of the two route hosts.
+        assert_eq!(out.matches("disabled: true").count(), 3);
+        assert_eq!(out.matches("prefix: \"/.authgate/\"").count(), 2);
     }
 }
