@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 
 use crate::support::browser::{Browser, BrowserOptions};
 use crate::support::dex::{CLIENT_ID, Dex, DexOptions};
-use crate::support::nginx::{DOMAIN, EchoUpstream, Nginx, NginxOptions};
+use crate::support::nginx::{DOMAIN, EchoUpstream, Nginx, NginxOptions, OTHER_DOMAIN};
 use crate::support::slapd::{ALICE, BOB, Slapd, User};
 use crate::support::temp_dir;
 use crate::support::tls::TestCa;
@@ -192,7 +192,9 @@ impl E2e {
             DexSite::start(&ca, options),
             Browser::start(BrowserOptions {
                 trust_ca: Some(ca_pem),
-                host_resolver_rules: Some(format!("MAP *.{DOMAIN} 127.0.0.1")),
+                host_resolver_rules: Some(format!(
+                    "MAP *.{DOMAIN} 127.0.0.1, MAP *.{OTHER_DOMAIN} 127.0.0.1"
+                )),
             }),
         );
         eprintln!("[{name}] stack ready in {:?}", started.elapsed());
@@ -317,13 +319,16 @@ fn authgate_yaml(nginx: &Nginx, dex: &Dex, login_base: &str, o: &Options) -> Str
          \x20   allowed_groups: [devops]\n\
          \x20 - from: {app2}\n\
          \x20   allowed_idp_claims:\n\
-         \x20     groups: [devops]\n",
+         \x20     groups: [devops]\n\
+         \x20 - from: {other}\n\
+         \x20   allowed_groups: [devops]\n",
         issuer = dex.issuer(),
         client_secret = json(dex.client_secret()),
         expire = o.cookie_expire.as_secs(),
         refresh = o.refresh_interval.as_secs(),
         hello = nginx.url("hello", ""),
         app2 = nginx.url("app2", ""),
+        other = nginx.other_url("app", ""),
     )
 }
 
@@ -514,6 +519,38 @@ async fn one_login_covers_a_second_subdomain() {
         "a second login was started"
     );
     assert_eq!(e2e.requests_for("/oauth2/callback"), 1);
+}
+
+/// A host outside the cookie domain in a real browser: alice opens a deep
+/// link on `app.other.test`, the sign-in begins there (`/.authgate/start`
+/// sets the `__Host-` nonce cookie, which Chromium accepts), she signs in on
+/// Dex's form, and the handoff lands her on exactly that URL with a
+/// host-only session cookie and the nonce cookie gone; `hello` on the
+/// cookie domain then needs no second login.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_login_covers_a_host_outside_the_cookie_domain() {
+    let e2e = E2e::start("other_domain", Options::default()).await;
+    let url = e2e.nginx.other_url("app", "/deep?x=1");
+    e2e.login_at(&url, &ALICE).await;
+    e2e.browser
+        .expect_text("dex_browser_other_domain", "Hello, alice@example.test")
+        .await;
+    let cookies = e2e.browser.cookies().await;
+    let names: Vec<&str> = cookies.iter().map(|c| c.name()).collect();
+    assert!(names.contains(&COOKIE), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.ends_with("_handoff")),
+        "nonce cookie left behind: {names:?}"
+    );
+    assert_eq!(e2e.requests_for("/.authgate/start"), 1);
+    assert_eq!(e2e.requests_for("/.authgate/callback"), 1);
+
+    let hello = e2e.url("hello", "/");
+    e2e.browser.goto(&hello).await;
+    e2e.browser
+        .expect_text("dex_browser_other_then_hello", "Hello, alice@example.test")
+        .await;
+    assert_eq!(e2e.requests_for("/oauth2/callback"), 1, "one login");
 }
 
 /// Sign-out ends the session: the next visit goes to Dex's form again, and
