@@ -318,4 +318,16 @@ mod tests {
             assert!(response.headers().get(header::SET_COOKIE).is_none());
         }
     }
+
+    /// The nonce cookie outlives the slowest login that can still complete
+    /// and the token minted at its end, so a slow typist is not refused as
+    /// "another browser".
+    #[test]
+    fn nonce_outlives_a_login_attempt_and_its_token() {
+        assert!(
+            handoff::NONCE_TTL >= super::super::login::LOGIN_ATTEMPT_TTL + handoff::TOKEN_TTL,
+            "{:?}",
+            handoff::NONCE_TTL
+        );
+    }
 }
