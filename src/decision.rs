@@ -229,6 +229,9 @@ pub struct Decider {
     session_cookie: Option<SessionCookie>,
     /// `<login host>/oauth2/start?rd=`, to which the return URL is appended.
     sign_in_prefix: String,
+    /// Normalised `cookie_domain`: hosts outside it sign in through
+    /// [`crate::handoff::START_PATH`] on themselves (none: never).
+    handoff_domain: Option<String>,
     /// Signs `X-Auth-Request-Jwt` (none: not sent).
     signer: Option<Arc<AssertionSigner>>,
     /// Verifies Bearer tokens (none: `Authorization` is ignored).
@@ -251,6 +254,7 @@ impl Decider {
             refresher: None,
             session_cookie: None,
             sign_in_prefix,
+            handoff_domain: None,
             signer: None,
             bearer: None,
             metrics: None,
@@ -260,6 +264,14 @@ impl Decider {
     /// Adds the signed assertion to the identity headers.
     pub fn with_signer(mut self, signer: Arc<AssertionSigner>) -> Decider {
         self.signer = Some(signer);
+        self
+    }
+
+    /// Sends sign-ins for hosts outside `cookie_domain` to their own
+    /// [`crate::handoff::START_PATH`] first, which binds the handoff token
+    /// to the browser.
+    pub fn with_handoff_domain(mut self, cookie_domain: Option<&str>) -> Decider {
+        self.handoff_domain = cookie_domain.and_then(crate::redirect::normalize_domain);
         self
     }
 
@@ -492,7 +504,7 @@ impl Decider {
             }
             Verdict::NeedsLogin { route } => Decision::SignIn {
                 route,
-                sign_in_url: self.sign_in_url(&target.return_url()),
+                sign_in_url: self.sign_in_location(target),
                 invalid_token,
             },
             Verdict::Deny { route, reason } => Decision::Deny {
@@ -513,6 +525,19 @@ impl Decider {
         let remaining = resolved.expires_at().saturating_sub(self.sessions.now());
         let max_age = std::time::Duration::from_secs(u64::try_from(remaining).ok()?);
         self.session_cookie.as_ref()?.header(value, max_age)
+    }
+
+    /// Where a request for `target` without a session goes to sign in: the
+    /// login host, or for a host outside the cookie domain that host's own
+    /// handoff start (no I/O either way).
+    fn sign_in_location(&self, target: &Target<'_>) -> String {
+        let return_url = target.return_url();
+        match &self.handoff_domain {
+            Some(domain) if !crate::redirect::in_domain(&target.host, domain) => {
+                crate::handoff::start_url(target, &return_url)
+            }
+            _ => self.sign_in_url(&return_url),
+        }
     }
 
     /// The login URL that returns to `return_url` afterwards.

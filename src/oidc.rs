@@ -88,6 +88,12 @@ pub struct LoginState {
     pub return_to: String,
     /// When the attempt began (seconds since the epoch).
     pub started_at: i64,
+    /// For a `return_to` outside the cookie domain: the binding of the
+    /// browser that began the sign-in there, sealed into the handoff token
+    /// after the login (see [`crate::handoff`]). Absent in states sealed
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff_binding: Option<String>,
 }
 
 impl std::fmt::Debug for LoginState {
@@ -405,6 +411,7 @@ impl Oidc {
                 pkce_verifier: verifier.secret().clone(),
                 return_to,
                 started_at: self.clock.now(),
+                handoff_binding: None,
             },
         ))
     }
@@ -749,6 +756,7 @@ mod tests {
             pkce_verifier: "verifier-c0de".into(),
             return_to: "https://app.example.com/x".into(),
             started_at: 1,
+            handoff_binding: None,
         };
         let debug = format!("{login:?}");
         for secret in ["state-7f3a", "nonce-91bc", "verifier-c0de"] {

@@ -117,6 +117,30 @@ pub fn render(config: &Config, args: &PrintArgs) -> String {
     }
 }
 
+/// Who gets the sign-in redirect and who the 401 (the example's `map`s,
+/// http context): programs — no `text/html` in `Accept`, XHR, gRPC, a
+/// refused Bearer token — get authgate's 401, browsers the login.
+const NGINX_CLIENT_MAPS: &str = r#"map $http_accept $authgate_wants_html {
+    default                 0;
+    "~*text/html"           1;
+}
+map $http_x_requested_with $authgate_xhr {
+    default                 0;
+    "~*^xmlhttprequest$"    1;
+}
+map $content_type $authgate_grpc {
+    default                 0;
+    "~*^application/grpc"   1;
+}
+map "$authgate_wants_html$authgate_xhr$authgate_grpc:$http_authorization" $authgate_401_to {
+    default                 @signin;    # a browser: go and sign in
+    "~^0"                   @api401;    # no HTML wanted
+    "~^.1"                  @api401;    # XHR
+    "~^..1"                 @api401;    # gRPC, gRPC-Web
+    "~*^...:bearer "        @api401;    # its Bearer token was refused
+}
+"#;
+
 /// The nginx include (http context). `write!` into a `String` cannot fail.
 pub fn nginx(config: &Config, args: &PrintArgs) -> String {
     let authgate = dial(config.address, args.authgate_host.as_deref());
@@ -135,6 +159,9 @@ pub fn nginx(config: &Config, args: &PrintArgs) -> String {
          # subrequest into a 502, which nginx answers with 500.\n\
          proxy_buffer_size 16k;\n\
          proxy_buffers 8 16k;\n\
+         \n\
+         # No session: browsers are sent to sign in, programs get the 401.\n\
+         {NGINX_CLIENT_MAPS}\
          \n\
          upstream authgate {{\n    server {authgate};\n    keepalive 16;\n}}\n\
          \n\
@@ -188,7 +215,7 @@ const NGINX_ORIGINAL: &str = "\
 fn nginx_protected(out: &mut String, site: &Site, names: &[String]) {
     let _ = write!(
         out,
-        "\n# {scheme}://{host}:{port} — routes: {routes}\nserver {{\n{listen}    server_name {name};\n\n    location / {{\n        auth_request /oauth2/auth;\n        # No session: 401 with `Location: <sign-in URL>`; signed in but\n        # refused: 403, shown by authgate's page.\n        auth_request_set $signin $upstream_http_location;\n        error_page 401 = @signin;\n        error_page 403 = @forbidden;\n\n        # The identity authgate vouches for; replaces what the client sent\n        # (an empty value drops the header).\n",
+        "\n# {scheme}://{host}:{port} — routes: {routes}\nserver {{\n{listen}    server_name {name};\n\n    location / {{\n        auth_request /oauth2/auth;\n        # No session: 401 with `Location: <sign-in URL>` (browsers go\n        # there, programs get the 401); signed in but refused: 403, shown\n        # by authgate's page.\n        auth_request_set $signin $upstream_http_location;\n        auth_request_set $auth_challenge $upstream_http_www_authenticate;\n        error_page 401 = $authgate_401_to;\n        error_page 403 = @forbidden;\n\n        # The identity authgate vouches for; replaces what the client sent\n        # (an empty value drops the header).\n",
         scheme = if site.https { "https" } else { "http" },
         host = site.host,
         port = site.port,
@@ -212,7 +239,7 @@ fn nginx_protected(out: &mut String, site: &Site, names: &[String]) {
     }
     let _ = write!(
         out,
-        "        proxy_set_header X-Forwarded-User \"\";\n        proxy_set_header X-Forwarded-Email \"\";\n        proxy_set_header X-Forwarded-Preferred-Username \"\";\n        proxy_set_header X-Forwarded-Groups \"\";\n\n        # authgate may renew the session cookie while answering.\n        auth_request_set $auth_cookie $upstream_http_set_cookie;\n        add_header Set-Cookie $auth_cookie;\n\n        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_set_header Host $http_host;\n        proxy_set_header X-Forwarded-For $remote_addr;\n        proxy_set_header X-Forwarded-Proto $scheme;\n        proxy_pass http://authgate_app;\n    }}\n\n    location = /oauth2/auth {{\n        internal;\n        proxy_pass http://authgate;\n        proxy_pass_request_body off;\n        proxy_set_header Content-Length \"\";\n{NGINX_ORIGINAL}        proxy_connect_timeout 2s;\n        proxy_read_timeout 5s;\n    }}\n\n    location @signin {{\n        return 302 $signin;\n    }}\n\n    location @forbidden {{\n        rewrite ^ /oauth2/forbidden break;\n        proxy_pass http://authgate;\n        proxy_method GET;\n        proxy_pass_request_body off;\n        proxy_set_header Content-Length \"\";\n{NGINX_ORIGINAL}    }}\n}}\n"
+        "        proxy_set_header X-Forwarded-User \"\";\n        proxy_set_header X-Forwarded-Email \"\";\n        proxy_set_header X-Forwarded-Preferred-Username \"\";\n        proxy_set_header X-Forwarded-Groups \"\";\n\n        # authgate may renew the session cookie while answering.\n        auth_request_set $auth_cookie $upstream_http_set_cookie;\n        add_header Set-Cookie $auth_cookie;\n\n        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_set_header Host $http_host;\n        proxy_set_header X-Forwarded-For $remote_addr;\n        proxy_set_header X-Forwarded-Proto $scheme;\n        proxy_pass http://authgate_app;\n    }}\n\n    location = /oauth2/auth {{\n        internal;\n        proxy_pass http://authgate;\n        proxy_pass_request_body off;\n        proxy_set_header Content-Length \"\";\n{NGINX_ORIGINAL}        proxy_connect_timeout 2s;\n        proxy_read_timeout 5s;\n    }}\n\n    # Sign-in start and session handoff of hosts outside cookie_domain\n    # (harmless inside it): to authgate, unguarded, with this Host.\n    location /.authgate/ {{\n        proxy_pass http://authgate;\n        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_set_header Host $http_host;\n        proxy_set_header X-Forwarded-Proto $scheme;\n        proxy_set_header X-Forwarded-Host \"\";\n        proxy_set_header X-Forwarded-For $remote_addr;\n    }}\n\n    location @signin {{\n        return 302 $signin;\n    }}\n\n    location @api401 {{\n        add_header WWW-Authenticate $auth_challenge always;\n        add_header Cache-Control no-store always;\n        default_type application/json;\n        return 401 '{{\"error\":\"unauthorized\"}}';\n    }}\n\n    location @forbidden {{\n        rewrite ^ /oauth2/forbidden break;\n        proxy_pass http://authgate;\n        proxy_method GET;\n        proxy_pass_request_body off;\n        proxy_set_header Content-Length \"\";\n{NGINX_ORIGINAL}    }}\n}}\n"
     );
 }
 
@@ -285,7 +312,7 @@ pub fn envoy(config: &Config, args: &PrintArgs) -> String {
         }
         let _ = write!(
             hosts,
-            "            # routes: {names}\n            - name: app{i}\n              domains: [{domains}]\n              routes:\n              - match: {{ prefix: \"/\" }}\n                route: {{ cluster: app }}\n",
+            "            # routes: {names}\n            - name: app{i}\n              domains: [{domains}]\n              routes:\n              # Sign-in start and session handoff of hosts outside\n              # cookie_domain (harmless inside it): unguarded.\n              - match: {{ prefix: \"/.authgate/\" }}\n                route: {{ cluster: authgate_http }}\n                typed_per_filter_config:\n                  envoy.filters.http.ext_authz:\n                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute\n                    disabled: true\n              - match: {{ prefix: \"/\" }}\n                route: {{ cluster: app }}\n",
             names = names.join(", "),
             domains = envoy_domains(site),
         );
@@ -394,6 +421,9 @@ mod tests {
             out.contains("auth_request_set $auth_groups $upstream_http_x_auth_request_groups;")
         );
         assert!(out.contains("proxy_set_header X-Auth-Request-Groups $auth_groups;"));
+        assert_eq!(out.matches("location /.authgate/ {").count(), 2);
+        assert_eq!(out.matches("error_page 401 = $authgate_401_to;").count(), 2);
+        assert_eq!(out.matches("location @api401 {").count(), 2);
         let login = out.split("server_name auth.example.com;").nth(1).unwrap();
         assert!(login.contains("location /oauth2/ {"));
         assert!(!login.contains("auth_request "));
@@ -413,6 +443,22 @@ mod tests {
         assert!(out.contains("domains: [\"app.example.com\", \"app.example.com:8443\"]"));
         assert!(out.contains("domains: [\"auth.example.com\"]"));
         assert!(out.contains("address: \"10.0.0.5\", port_value: 9191"));
-        assert_eq!(out.matches("disabled: true").count(), 1);
+        // The login host, and /.authgate/ on each of the two route hosts.
+        assert_eq!(out.matches("disabled: true").count(), 3);
+        assert_eq!(out.matches("prefix: \"/.authgate/\"").count(), 2);
+    }
+
+    /// The printed `map`s are the example's, line for line: one text for
+    /// the file users copy and the config authgate prints.
+    #[test]
+    fn client_maps_are_the_examples() {
+        let example = include_str!("../examples/nginx/nginx.conf");
+        let example: Vec<&str> = example.lines().map(str::trim).collect();
+        let maps: Vec<&str> = NGINX_CLIENT_MAPS.lines().map(str::trim).collect();
+        assert!(maps.len() > 10);
+        assert!(
+            example.windows(maps.len()).any(|w| w == maps.as_slice()),
+            "the example's maps differ from print's"
+        );
     }
 }

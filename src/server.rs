@@ -94,6 +94,7 @@ impl App {
             store.clone(),
             clock.clone(),
             config.cookie.domain.as_deref(),
+            &config.cookie.secret,
         );
         let sessions = Arc::new(
             Sessions::new(sealer, store, clock.clone(), config.cookie.expire)
@@ -133,6 +134,7 @@ impl App {
             .with_session_cookie(SessionCookie::new(&config.cookie))
             .with_signer(signer.clone())
             .with_bearer(bearer)
+            .with_handoff_domain(config.cookie.domain.as_deref())
             .with_metrics(metrics.clone());
         Ok(Arc::new(App {
             config,

@@ -1,23 +1,118 @@
-//! `GET /.authgate/callback?token=…` on a protected host outside the cookie
-//! domain: redeem the handoff token the login host minted (see
-//! [`crate::handoff`]), set a host-only session cookie and go back to the
-//! original URL. Plus the two places the login host mints tokens: at
-//! `/oauth2/start` when the user already has a session, and after the
-//! provider's callback.
+//! The handoff endpoints on a protected host outside the cookie domain (see
+//! [`crate::handoff`]): `GET /.authgate/start?rd=…` sets this browser's
+//! nonce cookie and goes on to the login host with its binding;
+//! `GET /.authgate/callback?token=…` redeems the token the login host
+//! minted, in that browser only, sets a host-only session cookie and goes
+//! back to the original URL. Plus the two places the login host mints
+//! tokens: at `/oauth2/start` when the user already has a session, and
+//! after the provider's callback.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use cookie::{Cookie, SameSite};
 use serde::Deserialize;
 
 use super::error::AppError;
 use super::login::redirect_with_cookies;
 use super::pages::View;
 use super::session_cookie_values;
-use crate::handoff::HandoffError;
+use crate::handoff::{self, HandoffError, Handoffs};
+use crate::policy::target::{self, Target};
 use crate::server::App;
+
+#[derive(Deserialize)]
+pub(super) struct StartQuery {
+    rd: Option<String>,
+}
+
+/// `GET /.authgate/start?rd=URL`: the first stop of a sign-in for this
+/// host. `rd` must pass the allow-list and be a page on this very host (no
+/// open redirect); then this browser gets its nonce cookie (a present one
+/// is kept, so several tabs signing in at once all succeed) and goes to
+/// the login host with the nonce's binding, never the nonce itself.
+pub(super) async fn handoff_start_get(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<StartQuery>,
+) -> Result<Response, AppError> {
+    let host = request_host(&headers, &uri);
+    let rd = query
+        .rd
+        .filter(|rd| !rd.is_empty())
+        .ok_or_else(|| AppError::BadRequest("The sign-in link has no return address.".into()))?;
+    let return_to = app
+        .redirects
+        .check(&rd, &app.decider.policy())
+        .map_err(|e| AppError::BadRequest(format!("The return address is not allowed: {e}")))?;
+    let target = Target::parse(&return_to).map_err(|_| not_this_host())?;
+    let on_this_host = target::normalize_authority(host, target.scheme)
+        .is_ok_and(|(request_host, _)| request_host == target.host);
+    if !on_this_host || target.raw_path.starts_with(handoff::PATH_PREFIX) {
+        tracing::info!(%host, "handoff start refused: the return address is not on this host");
+        return Err(not_this_host());
+    }
+    if !app.handoffs.needed_for(&return_to) {
+        // Inside the cookie domain the session cookie reaches this host by
+        // itself: an ordinary sign-in, no nonce.
+        return Ok(redirect_with_cookies(
+            &app.decider.sign_in_url(&return_to),
+            &[],
+        ));
+    }
+    let name = nonce_cookie_name(&app);
+    let nonce = session_cookie_values(&headers, &name)
+        .find(|value| Handoffs::is_well_formed(value))
+        .map_or_else(Handoffs::new_nonce, str::to_owned);
+    let binding = app
+        .handoffs
+        .binding(&target.host, &nonce)
+        .ok_or_else(|| AppError::Internal("handoff nonce has no binding".into()))?;
+    let mut location = app.decider.sign_in_url(&return_to);
+    location.push_str("&handoff=");
+    location.push_str(&binding);
+    let cookie = nonce_cookie(&app, nonce, handoff::NONCE_TTL);
+    Ok(with_no_referrer(redirect_with_cookies(
+        &location,
+        &[cookie],
+    )))
+}
+
+fn not_this_host() -> AppError {
+    AppError::BadRequest("The return address is not a page on this site.".into())
+}
+
+/// The host the browser asked for. HTTP/1.1 sends Host; HTTP/2 the
+/// :authority, which hyper puts in the URI. nginx's example passes
+/// `Host $http_host`.
+fn request_host<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> &'a str {
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or_default()
+}
+
+fn nonce_cookie_name(app: &App) -> String {
+    handoff::nonce_cookie_name(&app.config.cookie.name, app.config.cookie.secure)
+}
+
+/// The nonce cookie: host-only (no `Domain`, which the `__Host-` prefix
+/// also demands), `Path=/`, HttpOnly, and `SameSite=Lax`, which still sends
+/// it on the top-level redirect from the login host to the callback.
+fn nonce_cookie(app: &App, value: String, max_age: Duration) -> Cookie<'static> {
+    Cookie::build((nonce_cookie_name(app), value))
+        .path("/")
+        .secure(app.config.cookie.secure)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64))
+        .build()
+}
 
 #[derive(Deserialize)]
 pub(super) struct TokenQuery {
@@ -37,20 +132,22 @@ pub(super) async fn handoff_callback_get(
             "The sign-in link has no token.".into(),
         ));
     };
-    // HTTP/1.1 sends Host; HTTP/2 the :authority, which hyper puts in the
-    // URI. nginx's example passes `Host $http_host`.
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()))
-        .unwrap_or_default();
+    let host = request_host(&headers, &uri);
+    let name = nonce_cookie_name(&app);
+    let nonce = session_cookie_values(&headers, &name).next();
     let redeemed = match app
         .handoffs
-        .redeem(app.sessions.sealer(), &token, host)
+        .redeem(app.sessions.sealer(), &token, host, nonce)
         .await
     {
         Ok(redeemed) => redeemed,
         Err(HandoffError::Store(e)) => return Err(AppError::StoreUnavailable(e.to_string())),
+        Err(error @ HandoffError::OtherBrowser) => {
+            // Someone else's sign-in link: a mistake, or an attempt to sign
+            // this browser in as another user.
+            tracing::warn!(%error, %host, nonce_cookie = nonce.is_some(), "handoff refused");
+            return Ok(refusal(&error));
+        }
         Err(error) => {
             tracing::info!(%error, %host, "handoff refused");
             return Ok(refusal(&error));
@@ -78,9 +175,10 @@ pub(super) async fn handoff_callback_get(
     // must not be offered to its sibling hosts either.
     cookie.unset_domain();
     tracing::debug!(%host, return_to = %redeemed.return_to, "handoff completed");
+    let clear_nonce = nonce_cookie(&app, String::new(), Duration::ZERO);
     Ok(with_no_referrer(redirect_with_cookies(
         &redeemed.return_to,
-        &[cookie],
+        &[cookie, clear_nonce],
     )))
 }
 
@@ -104,6 +202,11 @@ fn refusal(error: &HandoffError) -> Response {
             StatusCode::FORBIDDEN,
             "This sign-in link was already used. Open the page again to sign in.",
         ),
+        HandoffError::OtherBrowser => (
+            StatusCode::FORBIDDEN,
+            "This sign-in link was made for another browser. Never open sign-in links \
+             someone sent you; open the page itself to sign in.",
+        ),
         HandoffError::Store(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "Sessions cannot be read right now. Please try again in a few minutes.",
@@ -126,20 +229,19 @@ fn with_no_referrer(mut response: Response) -> Response {
     response
 }
 
-/// At `/oauth2/start`: when `return_to` is outside the cookie domain and
-/// the browser already has a session on the login host, hand it off at
-/// once without asking the provider. `None`: log in as usual.
+/// At `/oauth2/start` for a `return_to` outside the cookie domain, with
+/// the `binding` its host's start gave: when the browser already has a
+/// session on the login host, hand it off at once without asking the
+/// provider. `None`: log in as usual.
 pub(super) async fn start_with_existing_session(
     app: &App,
     headers: &HeaderMap,
     return_to: &str,
+    binding: &str,
 ) -> Result<Option<Response>, AppError> {
-    if !app.handoffs.needed_for(return_to) {
-        return Ok(None);
-    }
     for value in session_cookie_values(headers, &app.config.cookie.name) {
         if app.sessions.resolve(value).await?.is_some() {
-            let url = mint(app, value, return_to)?;
+            let url = mint(app, value, return_to, binding)?;
             tracing::debug!(%return_to, "handing off an existing session");
             return Ok(Some(with_no_referrer(redirect_with_cookies(&url, &[]))));
         }
@@ -147,24 +249,49 @@ pub(super) async fn start_with_existing_session(
     Ok(None)
 }
 
+/// At `/oauth2/start` for a `return_to` outside the cookie domain that came
+/// without a binding (a bookmarked or hand-made sign-in link, or one from
+/// before bindings): begin again at that host's start, which sets the nonce
+/// and comes back with the binding.
+pub(super) fn start_at_host(return_to: &str) -> Result<Response, AppError> {
+    let target = Target::parse(return_to).map_err(|_| not_this_host())?;
+    Ok(redirect_with_cookies(
+        &handoff::start_url(&target, return_to),
+        &[],
+    ))
+}
+
 /// After a login: where the callback sends the browser — `return_to`
 /// itself, or the handoff callback on its host when the session cookie
-/// would not reach it.
+/// would not reach it. Without a `binding` (a login state sealed before
+/// bindings existed) the browser goes through the host's start, which
+/// finds the new session and hands it off.
 pub(super) fn after_login_location(
     app: &App,
     session_cookie: &str,
     return_to: &str,
+    binding: Option<&str>,
 ) -> Result<String, AppError> {
-    if app.handoffs.needed_for(return_to) {
-        mint(app, session_cookie, return_to)
-    } else {
-        Ok(return_to.to_owned())
+    if !app.handoffs.needed_for(return_to) {
+        return Ok(return_to.to_owned());
+    }
+    match binding {
+        Some(binding) => mint(app, session_cookie, return_to, binding),
+        None => {
+            let target = Target::parse(return_to).map_err(|_| not_this_host())?;
+            Ok(handoff::start_url(&target, return_to))
+        }
     }
 }
 
-fn mint(app: &App, session_cookie: &str, return_to: &str) -> Result<String, AppError> {
+fn mint(
+    app: &App,
+    session_cookie: &str,
+    return_to: &str,
+    binding: &str,
+) -> Result<String, AppError> {
     app.handoffs
-        .mint(app.sessions.sealer(), session_cookie, return_to)
+        .mint(app.sessions.sealer(), session_cookie, return_to, binding)
         .map_err(|e| AppError::BadRequest(format!("The return address is not allowed: {e}")))
 }
 
@@ -183,11 +310,24 @@ mod tests {
             (HandoffError::Expired, StatusCode::FORBIDDEN),
             (HandoffError::WrongHost, StatusCode::FORBIDDEN),
             (HandoffError::Replayed, StatusCode::FORBIDDEN),
+            (HandoffError::OtherBrowser, StatusCode::FORBIDDEN),
         ] {
             let response = refusal(&error);
             assert_eq!(response.status(), status, "{error:?}");
             assert_eq!(response.headers()[header::REFERRER_POLICY], "no-referrer");
             assert!(response.headers().get(header::SET_COOKIE).is_none());
         }
+    }
+
+    /// The nonce cookie outlives the slowest login that can still complete
+    /// and the token minted at its end, so a slow typist is not refused as
+    /// "another browser".
+    #[test]
+    fn nonce_outlives_a_login_attempt_and_its_token() {
+        assert!(
+            handoff::NONCE_TTL >= super::super::login::LOGIN_ATTEMPT_TTL + handoff::TOKEN_TTL,
+            "{:?}",
+            handoff::NONCE_TTL
+        );
     }
 }

@@ -34,12 +34,20 @@ pub(super) struct ReturnTo {
     rd: Option<String>,
 }
 
+#[derive(Deserialize)]
+pub(super) struct StartQuery {
+    rd: Option<String>,
+    /// The binding from `/.authgate/start` on a host outside the cookie
+    /// domain (see [`crate::handoff`]).
+    handoff: Option<String>,
+}
+
 /// `GET /oauth2/start?rd=URL`: check `rd` against the allow-list and that the
 /// provider answers, then send the browser to the provider.
 pub(super) async fn login_start_get(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    query: Query<ReturnTo>,
+    query: Query<StartQuery>,
 ) -> Result<Response, AppError> {
     let result = login_start(&app, &headers, query).await;
     match &result {
@@ -70,7 +78,7 @@ fn loggable(url: &str) -> &str {
 async fn login_start(
     app: &App,
     headers: &HeaderMap,
-    Query(query): Query<ReturnTo>,
+    Query(query): Query<StartQuery>,
 ) -> Result<Response, AppError> {
     let return_to = match query.rd.as_deref().filter(|rd| !rd.is_empty()) {
         Some(rd) => app
@@ -79,16 +87,30 @@ async fn login_start(
             .map_err(|e| AppError::BadRequest(format!("The return address is not allowed: {e}")))?,
         None => app.login_base().to_owned(),
     };
-    // A host outside the cookie domain, and already signed in here.
-    if let Some(handoff) =
-        super::handoff::start_with_existing_session(app, headers, &return_to).await?
-    {
-        return Ok(handoff);
-    }
+    // A host outside the cookie domain: the token will be bound to the
+    // browser that began at that host's /.authgate/start.
+    let binding = if app.handoffs.needed_for(&return_to) {
+        let Some(binding) = query
+            .handoff
+            .filter(|binding| crate::handoff::Handoffs::is_well_formed(binding))
+        else {
+            return super::handoff::start_at_host(&return_to);
+        };
+        // Already signed in here: hand off at once.
+        if let Some(handoff) =
+            super::handoff::start_with_existing_session(app, headers, &return_to, &binding).await?
+        {
+            return Ok(handoff);
+        }
+        Some(binding)
+    } else {
+        None
+    };
     // Sending the browser to a provider that is down would end in the
     // browser's own connection error; say it clearly instead (503).
     app.oidc.check_reachable().await?;
-    let (provider_url, login) = app.oidc.begin_login(return_to)?;
+    let (provider_url, mut login) = app.oidc.begin_login(return_to)?;
+    login.handoff_binding = binding;
     let sealed = app.sessions.sealer().seal(
         Purpose::LoginState,
         &serde_json::to_vec(&login).map_err(|e| AppError::Internal(e.to_string()))?,
@@ -199,7 +221,12 @@ async fn login_callback(
         .create(outcome.identity, outcome.refresh_token, refresh_due_at)
         .await?;
     tracing::info!(%user, return_to = loggable(&login.return_to), "login completed");
-    let location = super::handoff::after_login_location(app, &value, &login.return_to)?;
+    let location = super::handoff::after_login_location(
+        app,
+        &value,
+        &login.return_to,
+        login.handoff_binding.as_deref(),
+    )?;
     let session_cookie = app.session_cookie(value, app.config.cookie.expire);
     let clear_login = app.login_cookie(&state, String::new(), Duration::ZERO);
     Ok(redirect_with_cookies(

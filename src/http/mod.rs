@@ -50,6 +50,7 @@ pub fn router(app: Arc<App>) -> Router {
             crate::handoff::CALLBACK_PATH,
             get(handoff::handoff_callback_get),
         )
+        .route(crate::handoff::START_PATH, get(handoff::handoff_start_get))
         .route("/", get(login::status_get))
         .route(crate::assertion::JWKS_PATH, get(jwks_get))
         .route("/healthz", get(health_get))

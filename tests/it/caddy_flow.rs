@@ -9,17 +9,14 @@ use url::Url;
 
 use crate::fixture::{COOKIE, Stack, header, route, session_cookie, set_cookies};
 use crate::support::caddy::{Caddy, CaddyOptions};
-use crate::support::nginx::DOMAIN;
+use crate::support::nginx::{BROWSER_ACCEPT, DOMAIN};
 use crate::support::tls::TestCa;
 use crate::support::upstream::{EchoUpstream, assert_alice_reached_the_app};
-
-/// What Chromium sends for a page load.
-const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
 
 struct Site {
     stack: Stack,
     caddy: Caddy,
-    _upstream: EchoUpstream,
+    upstream: EchoUpstream,
     client: openidconnect::reqwest::Client,
 }
 
@@ -50,7 +47,7 @@ async fn site() -> Site {
     Site {
         stack,
         caddy,
-        _upstream: upstream,
+        upstream,
         client,
     }
 }
@@ -221,4 +218,34 @@ async fn caddy_sign_out_and_replay() {
     assert!(header(&response, "location").contains("/oauth2/start?rd="));
     let response = site.get(&url, "application/json", &[cookie]).await;
     assert_eq!(response.status(), 401);
+}
+
+/// `/.authgate/` on the protected host reaches authgate without
+/// `forward_auth` (the Caddyfile's `handle /.authgate/*`): the start answers
+/// with its redirect to sign in (an ordinary one: this host is inside the
+/// cookie domain) and the callback with authgate's refusal page, and the
+/// app sees neither.
+#[tokio::test]
+async fn caddy_routes_authgate_paths_unguarded() {
+    let site = site().await;
+    let page = site.caddy.url("app", "/x");
+    let mut start = Url::parse(&site.caddy.url("app", "/.authgate/start")).expect("URL");
+    start.query_pairs_mut().append_pair("rd", &page);
+    let response = site.get(start.as_str(), BROWSER_ACCEPT, &[]).await;
+    assert_eq!(response.status(), 302);
+    let mut sign_in = Url::parse(&site.caddy.url("auth", "/oauth2/start")).expect("URL");
+    sign_in.query_pairs_mut().append_pair("rd", &page);
+    assert_eq!(header(&response, "location"), sign_in.as_str());
+    let callback = site.caddy.url("app", "/.authgate/callback?token=forged");
+    let response = site.get(&callback, BROWSER_ACCEPT, &[]).await;
+    assert_eq!(response.status(), 400);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("body")
+            .contains("Sign-in link not valid"),
+        "authgate's page"
+    );
+    assert!(site.upstream.received().is_empty(), "the app saw a request");
 }

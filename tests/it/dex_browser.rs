@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 
 use crate::support::browser::{Browser, BrowserOptions};
 use crate::support::dex::{CLIENT_ID, Dex, DexOptions};
-use crate::support::nginx::{DOMAIN, EchoUpstream, Nginx, NginxOptions};
+use crate::support::nginx::{DOMAIN, EchoUpstream, Nginx, NginxOptions, OTHER_DOMAIN};
 use crate::support::slapd::{ALICE, BOB, Slapd, User};
 use crate::support::temp_dir;
 use crate::support::tls::TestCa;
@@ -43,6 +43,8 @@ pub(crate) struct Options {
     pub refresh_interval: Duration,
     /// Dex's `expiry.idTokens`.
     pub id_token_ttl: Duration,
+    /// authgate's `idp_clock_skew` (none: the default).
+    pub clock_skew: Option<Duration>,
 }
 
 impl Default for Options {
@@ -51,16 +53,14 @@ impl Default for Options {
             cookie_expire: Duration::from_secs(3600),
             refresh_interval: Duration::from_secs(300),
             id_token_ttl: Duration::from_secs(600),
+            clock_skew: None,
         }
     }
 }
 
-/// One scenario's whole stack. Dropping it stops authgate and kills Dex,
-/// slapd, nginx, chromedriver and Chromium; if the test is failing, it first
-/// saves a screenshot and prints the logs.
-pub(crate) struct E2e {
-    name: &'static str,
-    pub browser: Browser,
+/// The seed's stack without a browser: slapd, Dex, authgate and nginx in
+/// front of an echo upstream. Dropping it stops authgate and kills the rest.
+pub(crate) struct DexSite {
     pub nginx: Nginx,
     pub dex: Dex,
     pub slapd: Slapd,
@@ -68,16 +68,11 @@ pub(crate) struct E2e {
     pub login_base: String,
     stop: Option<oneshot::Sender<()>>,
     _upstream: EchoUpstream,
-    _ca_dir: tempfile::TempDir,
 }
 
-impl E2e {
-    /// Starts everything; `name` names the failure screenshot.
-    pub async fn start(name: &'static str, options: Options) -> E2e {
-        let started = Instant::now();
-        let ca = TestCa::new("authgate e2e web CA");
-        let ca_dir = temp_dir("web-ca");
-        let ca_pem = ca.write_cert(ca_dir.path());
+impl DexSite {
+    /// Starts everything; nginx's certificate is issued by `ca`.
+    pub async fn start(ca: &TestCa, options: Options) -> DexSite {
         let upstream = EchoUpstream::start().await;
         // authgate's port first: nginx's config names it, and authgate's
         // config names nginx's port.
@@ -85,17 +80,13 @@ impl E2e {
             .await
             .expect("bind authgate");
         let authgate_addr = listener.local_addr().expect("authgate address");
-        let (slapd, nginx, browser) = tokio::join!(
+        let (slapd, nginx) = tokio::join!(
             Slapd::start(),
             Nginx::start(NginxOptions {
                 authgate: authgate_addr,
                 upstream: upstream.addr(),
-                ca: &ca,
+                ca,
                 domain: DOMAIN,
-            }),
-            Browser::start(BrowserOptions {
-                trust_ca: Some(ca_pem),
-                host_resolver_rules: Some(format!("MAP *.{DOMAIN} 127.0.0.1")),
             }),
         );
         let login_base = nginx.url("auth", "");
@@ -119,23 +110,100 @@ impl E2e {
         tokio::spawn(server::run(app, listener, async {
             let _ = stopped.await;
         }));
-        eprintln!("[{name}] stack ready in {:?}", started.elapsed());
-        E2e {
-            name,
-            browser,
+        DexSite {
             nginx,
             dex,
             slapd,
             login_base,
             stop: Some(stop),
             _upstream: upstream,
-            _ca_dir: ca_dir,
         }
     }
 
     /// `https://<sub>.example.test:<nginx port><path>`.
     pub fn url(&self, sub: &str, path: &str) -> String {
         self.nginx.url(sub, path)
+    }
+
+    /// A plain GET through nginx (no redirects followed) as a browser
+    /// navigating, with the session cookie `value` if given.
+    pub async fn get(&self, url: &str, cookie: Option<&str>) -> openidconnect::reqwest::Response {
+        let mut request = self.nginx.http_client(&["app2"]).get(url);
+        if let Some(value) = cookie {
+            request = request.header("cookie", format!("{COOKIE}={value}"));
+        }
+        request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    }
+
+    /// How many requests for `path` (a prefix) reached nginx so far.
+    pub fn requests_for(&self, path: &str) -> usize {
+        let needle = format!("\"GET {path}");
+        self.nginx
+            .access_log()
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .count()
+    }
+}
+
+impl Drop for DexSite {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// One scenario's whole stack: [`DexSite`] (its fields and methods through
+/// `Deref`) and a browser. Dropping it stops everything; if the test is
+/// failing, it first saves a screenshot and prints the logs.
+pub(crate) struct E2e {
+    name: &'static str,
+    pub browser: Browser,
+    site: DexSite,
+    _ca_dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for E2e {
+    type Target = DexSite;
+
+    fn deref(&self) -> &DexSite {
+        &self.site
+    }
+}
+
+impl std::ops::DerefMut for E2e {
+    fn deref_mut(&mut self) -> &mut DexSite {
+        &mut self.site
+    }
+}
+
+impl E2e {
+    /// Starts everything; `name` names the failure screenshot.
+    pub async fn start(name: &'static str, options: Options) -> E2e {
+        let started = Instant::now();
+        let ca = TestCa::new("authgate e2e web CA");
+        let ca_dir = temp_dir("web-ca");
+        let ca_pem = ca.write_cert(ca_dir.path());
+        let (site, browser) = tokio::join!(
+            DexSite::start(&ca, options),
+            Browser::start(BrowserOptions {
+                trust_ca: Some(ca_pem),
+                host_resolver_rules: Some(format!(
+                    "MAP *.{DOMAIN} 127.0.0.1, MAP *.{OTHER_DOMAIN} 127.0.0.1"
+                )),
+            }),
+        );
+        eprintln!("[{name}] stack ready in {:?}", started.elapsed());
+        E2e {
+            name,
+            browser,
+            site,
+            _ca_dir: ca_dir,
+        }
     }
 
     /// Waits until the browser shows Dex's password form.
@@ -175,19 +243,6 @@ impl E2e {
             .map(|c| c.value().to_owned())
     }
 
-    /// A plain GET through nginx (no redirects followed), with the session
-    /// cookie `value` if given.
-    pub async fn get(&self, url: &str, cookie: Option<&str>) -> openidconnect::reqwest::Response {
-        let mut request = self.nginx.http_client(&["app2"]).get(url);
-        if let Some(value) = cookie {
-            request = request.header("cookie", format!("{COOKIE}={value}"));
-        }
-        request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
-    }
-
     /// The text of the echo page's cell for identity header `name`.
     pub async fn echoed(&self, name: &str) -> String {
         let cell = self
@@ -198,23 +253,10 @@ impl E2e {
             .unwrap_or_else(|e| panic!("no {name} on the echo page: {e}"));
         cell.text().await.unwrap_or_default()
     }
-
-    /// How many requests for `path` (a prefix) reached nginx so far.
-    pub fn requests_for(&self, path: &str) -> usize {
-        let needle = format!("\"GET {path}");
-        self.nginx
-            .access_log()
-            .lines()
-            .filter(|l| l.contains(&needle))
-            .count()
-    }
 }
 
 impl Drop for E2e {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
         if !std::thread::panicking() {
             return;
         }
@@ -253,6 +295,9 @@ fn tail(text: &str, lines: usize) -> String {
 
 /// authgate's configuration, as an operator of the seed deployment writes it.
 fn authgate_yaml(nginx: &Nginx, dex: &Dex, login_base: &str, o: &Options) -> String {
+    let skew = o.clock_skew.map_or_else(String::new, |d| {
+        format!("idp_clock_skew: {}s\n", d.as_secs())
+    });
     let secret = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
     let json = |s: &str| serde_json::to_string(s).expect("JSON string");
     format!(
@@ -268,18 +313,22 @@ fn authgate_yaml(nginx: &Nginx, dex: &Dex, login_base: &str, o: &Options) -> Str
          refresh_interval: {refresh}s\n\
          session_store: memory\n\
          log_level: warn\n\
+         {skew}\
          policy:\n\
          \x20 - from: {hello}\n\
          \x20   allowed_groups: [devops]\n\
          \x20 - from: {app2}\n\
          \x20   allowed_idp_claims:\n\
-         \x20     groups: [devops]\n",
+         \x20     groups: [devops]\n\
+         \x20 - from: {other}\n\
+         \x20   allowed_groups: [devops]\n",
         issuer = dex.issuer(),
         client_secret = json(dex.client_secret()),
         expire = o.cookie_expire.as_secs(),
         refresh = o.refresh_interval.as_secs(),
         hello = nginx.url("hello", ""),
         app2 = nginx.url("app2", ""),
+        other = nginx.other_url("app", ""),
     )
 }
 
@@ -470,6 +519,38 @@ async fn one_login_covers_a_second_subdomain() {
         "a second login was started"
     );
     assert_eq!(e2e.requests_for("/oauth2/callback"), 1);
+}
+
+/// A host outside the cookie domain in a real browser: alice opens a deep
+/// link on `app.other.test`, the sign-in begins there (`/.authgate/start`
+/// sets the `__Host-` nonce cookie, which Chromium accepts), she signs in on
+/// Dex's form, and the handoff lands her on exactly that URL with a
+/// host-only session cookie and the nonce cookie gone; `hello` on the
+/// cookie domain then needs no second login.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_login_covers_a_host_outside_the_cookie_domain() {
+    let e2e = E2e::start("other_domain", Options::default()).await;
+    let url = e2e.nginx.other_url("app", "/deep?x=1");
+    e2e.login_at(&url, &ALICE).await;
+    e2e.browser
+        .expect_text("dex_browser_other_domain", "Hello, alice@example.test")
+        .await;
+    let cookies = e2e.browser.cookies().await;
+    let names: Vec<&str> = cookies.iter().map(|c| c.name()).collect();
+    assert!(names.contains(&COOKIE), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.ends_with("_handoff")),
+        "nonce cookie left behind: {names:?}"
+    );
+    assert_eq!(e2e.requests_for("/.authgate/start"), 1);
+    assert_eq!(e2e.requests_for("/.authgate/callback"), 1);
+
+    let hello = e2e.url("hello", "/");
+    e2e.browser.goto(&hello).await;
+    e2e.browser
+        .expect_text("dex_browser_other_then_hello", "Hello, alice@example.test")
+        .await;
+    assert_eq!(e2e.requests_for("/oauth2/callback"), 1, "one login");
 }
 
 /// Sign-out ends the session: the next visit goes to Dex's form again, and

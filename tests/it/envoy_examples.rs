@@ -13,6 +13,9 @@ use envoy_types::pb::envoy::config::bootstrap::v3::Bootstrap;
 use envoy_types::pb::envoy::config::core::v3::grpc_service::TargetSpecifier;
 use envoy_types::pb::envoy::config::core::v3::http_uri::HttpUpstreamType;
 use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as FilterConfig;
+use envoy_types::pb::envoy::config::route::v3::route::Action;
+use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
+use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
 use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{
     ExtAuthz, ExtAuthzPerRoute, ext_authz::Services, ext_authz_per_route::Override,
 };
@@ -164,6 +167,46 @@ pub(crate) fn check_common(
         !app.typed_per_filter_config
             .contains_key("envoy.filters.http.ext_authz"),
         "the app must stay guarded"
+    );
+    // Only /.authgate/ on the app's host is unguarded, and goes to authgate.
+    for route in &app.routes {
+        let prefix = match route
+            .r#match
+            .as_ref()
+            .and_then(|m| m.path_specifier.as_ref())
+        {
+            Some(PathSpecifier::Prefix(prefix)) => prefix.as_str(),
+            other => panic!("app route matches {other:?}"),
+        };
+        let guarded = !route
+            .typed_per_filter_config
+            .get("envoy.filters.http.ext_authz")
+            .is_some_and(|any| {
+                unpack::<ExtAuthzPerRoute>(
+                    any,
+                    "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+                )
+                .r#override
+                    == Some(Override::Disabled(true))
+            });
+        let cluster = match route.action.as_ref() {
+            Some(Action::Route(action)) => match &action.cluster_specifier {
+                Some(ClusterSpecifier::Cluster(name)) => name.as_str(),
+                other => panic!("{prefix}: {other:?}"),
+            },
+            other => panic!("{prefix}: {other:?}"),
+        };
+        match prefix {
+            "/.authgate/" => assert_eq!((guarded, cluster), (false, "authgate_http")),
+            _ => assert!(guarded, "{prefix} must stay guarded"),
+        }
+    }
+    assert!(
+        app.routes.iter().any(|r| matches!(
+            r.r#match.as_ref().and_then(|m| m.path_specifier.as_ref()),
+            Some(PathSpecifier::Prefix(p)) if p == "/.authgate/"
+        )),
+        "no /.authgate/ route on the app's host"
     );
     let clusters: Vec<&str> = bootstrap
         .static_resources

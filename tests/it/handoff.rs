@@ -1,11 +1,15 @@
 //! One login for two domains, through real nginx (`examples/nginx/nginx.conf`):
 //! `hello.example.test` is under the cookie domain, `app.other.test` is not
-//! and gets its session by handoff (`/.authgate/callback`). The in-process
-//! provider and a manual clock stand in for Dex.
+//! and gets its session by handoff: its sign-in begins at its own
+//! `/.authgate/start` (nonce cookie), and `/.authgate/callback` redeems the
+//! token only in that browser. The in-process provider and a manual clock
+//! stand in for Dex.
+
+use authgate::handoff::nonce_cookie_name;
 
 use crate::fixture::{COOKIE, header, route, session_cookie, set_cookies};
-use crate::nginx_flow::{Site, login_through_nginx, session_cookie_line, site_with};
-use crate::support::nginx::DOMAIN;
+use crate::nginx_flow::{Site, login_from_sign_in, session_cookie_line, site_with};
+use crate::support::nginx::{BROWSER_JSON_ACCEPT, DOMAIN};
 
 /// The nginx site with routes on both domains.
 struct TwoDomains(Site);
@@ -16,8 +20,22 @@ struct Login {
     domain_cookie: String,
     /// `_authgate=…` host-only on `app.other.test`.
     other_cookie: String,
+    /// `__Host-_authgate_handoff=…`: the nonce cookie of the browser that
+    /// signed in (cleared by the callback, kept here to present again).
+    nonce_cookie: String,
     /// The handoff URL that was redeemed (for replay).
     handoff_url: String,
+}
+
+/// What `/.authgate/start` answered: where it sends the browser and the
+/// nonce cookie it set.
+struct Started {
+    sign_in: String,
+    nonce_cookie: String,
+}
+
+fn nonce_name() -> String {
+    nonce_cookie_name(COOKIE, true)
 }
 
 async fn two_domains() -> TwoDomains {
@@ -33,8 +51,9 @@ async fn two_domains() -> TwoDomains {
 }
 
 impl TwoDomains {
+    /// A browser's GET that asks the echo upstream for JSON.
     async fn get(&self, url: &str, cookies: &[&str]) -> openidconnect::reqwest::Response {
-        let mut request = self.0.client.get(url).header("Accept", "application/json");
+        let mut request = self.0.client.get(url).header("Accept", BROWSER_JSON_ACCEPT);
         if !cookies.is_empty() {
             request = request.header("Cookie", cookies.join("; "));
         }
@@ -56,15 +75,68 @@ impl TwoDomains {
             .to_owned())
     }
 
-    /// A login that starts at `url` on the other domain: nginx → sign-in on
-    /// the login host → provider → callback → handoff on the other host →
-    /// back at `url`.
+    /// `url` on the other host without a session: nginx sends the browser
+    /// to that host's `/.authgate/start`, which sets the nonce cookie
+    /// (`cookies`: what the browser already holds there) and goes on to the
+    /// login host with the binding.
+    async fn start_at_other(&self, url: &str, cookies: &[&str]) -> Started {
+        let response = self.get(url, &[]).await;
+        assert_eq!(response.status(), 302, "{}", self.0.nginx.error_log());
+        let start = header(&response, "location");
+        let mut expected =
+            url::Url::parse(&self.0.nginx.other_url("app", "/.authgate/start")).expect("start URL");
+        expected.query_pairs_mut().append_pair("rd", url);
+        assert_eq!(start, expected.as_str(), "sign-in begins on this host");
+        self.start(&start, cookies).await
+    }
+
+    /// Follows a `/.authgate/start` URL; asserts the nonce cookie's
+    /// attributes and that only its binding, never the nonce, travels on.
+    async fn start(&self, start: &str, cookies: &[&str]) -> Started {
+        let response = self.get(start, cookies).await;
+        assert_eq!(response.status(), 302, "{}", self.0.nginx.error_log());
+        let sign_in = header(&response, "location");
+        assert!(
+            sign_in.starts_with(&self.0.nginx.url("auth", "/oauth2/start?rd=")),
+            "{sign_in}"
+        );
+        assert!(sign_in.contains("&handoff="), "{sign_in}");
+        let line = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|l| l.starts_with(&format!("{}=", nonce_name())))
+            .expect("nonce cookie")
+            .to_owned();
+        for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/", "Max-Age="] {
+            assert!(line.contains(attribute), "{attribute} missing: {line}");
+        }
+        assert!(!line.contains("Domain="), "host-only: {line}");
+        let nonce = line
+            .split(';')
+            .next()
+            .and_then(|pair| pair.split_once('='))
+            .expect("cookie pair")
+            .1;
+        assert!(nonce.len() >= 22, "128 bits or more: {nonce}");
+        assert!(!sign_in.contains(nonce), "the nonce stays in the cookie");
+        Started {
+            sign_in,
+            nonce_cookie: format!("{}={nonce}", nonce_name()),
+        }
+    }
+
+    /// A login that starts at `url` on the other domain: nginx → the other
+    /// host's start → sign-in on the login host → provider → callback →
+    /// handoff on the other host → back at `url`.
     async fn login_at_other(&self, url: &str) -> Login {
-        let response = login_through_nginx(
+        let started = self.start_at_other(url, &[]).await;
+        let response = login_from_sign_in(
             &self.0.stack,
             &self.0.nginx,
             &self.0.client,
-            url,
+            &started.sign_in,
             "alice@example.com",
         )
         .await;
@@ -77,18 +149,20 @@ impl TwoDomains {
         assert!(line.contains(&format!("Domain={DOMAIN}")), "{line}");
         let domain_cookie = format!("{COOKIE}={}", session_cookie(&response).expect("cookie"));
 
-        let other_cookie = self.redeem(&handoff_url, url).await;
+        let other_cookie = self.redeem(&handoff_url, url, &started.nonce_cookie).await;
         Login {
             domain_cookie,
             other_cookie,
+            nonce_cookie: started.nonce_cookie,
             handoff_url,
         }
     }
 
-    /// Follows a handoff URL; asserts it lands on `url` with a host-only
-    /// session cookie and returns that cookie.
-    async fn redeem(&self, handoff_url: &str, url: &str) -> String {
-        let response = self.get(handoff_url, &[]).await;
+    /// Follows a handoff URL in the browser holding `nonce_cookie`; asserts
+    /// it lands on `url` with a host-only session cookie and the nonce
+    /// cookie cleared, and returns the session cookie.
+    async fn redeem(&self, handoff_url: &str, url: &str, nonce_cookie: &str) -> String {
+        let response = self.get(handoff_url, &[nonce_cookie]).await;
         assert_eq!(response.status(), 302, "{}", self.0.nginx.error_log());
         assert_eq!(
             header(&response, "location"),
@@ -101,17 +175,42 @@ impl TwoDomains {
             assert!(line.contains(attribute), "{attribute} missing: {line}");
         }
         assert!(!line.contains("Domain="), "host-only: {line}");
+        assert!(
+            set_cookies(&response)
+                .iter()
+                .any(|(name, value)| *name == nonce_name() && value.is_empty()),
+            "nonce cookie cleared"
+        );
         format!("{COOKIE}={}", session_cookie(&response).expect("cookie"))
     }
 
-    /// Presents `token` at `host_url`'s callback; asserts a refusal page
-    /// with `status` and no cookie.
-    async fn refused(&self, host_url: &str, token: &str, status: u16) {
-        let response = self.get(&format!("{host_url}?token={token}"), &[]).await;
+    /// Presents `token` at `host_url`'s callback with `cookies`; asserts a
+    /// refusal page with `status` and no cookie; returns the page.
+    async fn refused(&self, host_url: &str, token: &str, cookies: &[&str], status: u16) -> String {
+        let response = self
+            .get(&format!("{host_url}?token={token}"), cookies)
+            .await;
         assert_eq!(response.status(), status, "{token}");
         assert!(set_cookies(&response).is_empty(), "no cookie on refusal");
         let body = response.text().await.expect("body");
         assert!(body.contains("Sign-in link not valid"), "{body}");
+        body
+    }
+
+    /// A token handing `login`'s session to `return_to`, minted directly
+    /// (as the login host would), bound to `login`'s browser.
+    fn mint(&self, login: &Login, return_to: &str) -> String {
+        let app = &self.0.stack.app;
+        let session = login.domain_cookie.split_once('=').expect("pair").1;
+        let nonce = login.nonce_cookie.split_once('=').expect("pair").1;
+        let host = url::Url::parse(return_to).expect("URL");
+        let binding = app
+            .handoffs
+            .binding(host.host_str().expect("host"), nonce)
+            .expect("binding");
+        app.handoffs
+            .mint(app.sessions.sealer(), session, return_to, &binding)
+            .expect("mint")
     }
 }
 
@@ -121,8 +220,9 @@ fn token(handoff_url: &str) -> &str {
 
 /// One login reaches both domains: the upstream sees alice on
 /// `app.other.test` (host-only cookie from the handoff) and on
-/// `hello.example.test` (the cookie-domain cookie). A second host outside
-/// the cookie domain, visited while signed in, is handed the session at
+/// `hello.example.test` (the cookie-domain cookie). A second visit to the
+/// other host from a fresh browser profile there, still signed in on the
+/// login host, goes through that host's start and is handed the session at
 /// once without the provider.
 #[tokio::test]
 async fn one_login_covers_both_domains() {
@@ -139,12 +239,9 @@ async fn one_login_covers_both_domains() {
         Ok("alice@example.com".to_owned())
     );
 
-    // A fresh browser profile on the other host (cookie lost), still signed
-    // in on the login host: sign-in hands off straight away.
     let page = site.0.nginx.other_url("app", "/again");
-    let response = site.get(&page, &[]).await;
-    let sign_in = header(&response, "location");
-    let response = site.get(&sign_in, &[&login.domain_cookie]).await;
+    let started = site.start_at_other(&page, &[]).await;
+    let response = site.get(&started.sign_in, &[&login.domain_cookie]).await;
     assert_eq!(response.status(), 302);
     let handoff_url = header(&response, "location");
     assert!(
@@ -152,7 +249,51 @@ async fn one_login_covers_both_domains() {
         "no provider round trip: {handoff_url}"
     );
     assert!(set_cookies(&response).is_empty(), "{handoff_url}");
-    let cookie = site.redeem(&handoff_url, &page).await;
+    let cookie = site
+        .redeem(&handoff_url, &page, &started.nonce_cookie)
+        .await;
+    assert_eq!(
+        site.upstream_email(&page, &cookie).await,
+        Ok("alice@example.com".to_owned())
+    );
+}
+
+/// Login CSRF: alice, signed in, takes a fresh handoff link for her own
+/// browser and sends it to a victim. In the victim's browser — with no
+/// nonce cookie, or with the victim's own from an earlier start — it is
+/// refused with a 403 page and no cookie, so the victim is never signed in
+/// as alice. The refusal does not use the link up: in alice's browser it
+/// still works (it was hers all along).
+#[tokio::test]
+async fn a_handoff_link_works_only_in_the_browser_that_started_it() {
+    let site = two_domains().await;
+    let other = site.0.nginx.other_url("app", "/");
+    let alice = site.login_at_other(&other).await;
+
+    let page = site.0.nginx.other_url("app", "/inbox");
+    let attacker = site.start_at_other(&page, &[]).await;
+    let response = site.get(&attacker.sign_in, &[&alice.domain_cookie]).await;
+    let link = header(&response, "location");
+    assert!(link.contains("/.authgate/callback?token="), "{link}");
+
+    let victim = site.start_at_other(&page, &[]).await;
+    assert_ne!(victim.nonce_cookie, attacker.nonce_cookie);
+    let callback = site.0.nginx.other_url("app", "/.authgate/callback");
+    for cookies in [vec![], vec![victim.nonce_cookie.as_str()]] {
+        let body = site.refused(&callback, token(&link), &cookies, 403).await;
+        assert!(body.contains("another browser"), "{body}");
+    }
+    // The victim's own nonce cookie with alice's session cookie for the
+    // other host does not help either: it is the token that is bound.
+    site.refused(
+        &callback,
+        token(&link),
+        &[&victim.nonce_cookie, &alice.other_cookie],
+        403,
+    )
+    .await;
+
+    let cookie = site.redeem(&link, &page, &attacker.nonce_cookie).await;
     assert_eq!(
         site.upstream_email(&page, &cookie).await,
         Ok("alice@example.com".to_owned())
@@ -160,57 +301,117 @@ async fn one_login_covers_both_domains() {
 }
 
 /// Forged, tampered, replayed, expired and cross-host tokens are refused
-/// with a page (400 or 403) and never a cookie.
+/// with a page (400 or 403) and never a cookie, even in the browser they
+/// were minted for.
 #[tokio::test]
 async fn bad_handoff_tokens_are_refused() {
     let site = two_domains().await;
     let other = site.0.nginx.other_url("app", "/");
     let login = site.login_at_other(&other).await;
     let callback = site.0.nginx.other_url("app", "/.authgate/callback");
+    let nonce = [login.nonce_cookie.as_str()];
 
     // Replayed: the token the login used.
-    site.refused(&callback, token(&login.handoff_url), 403)
+    site.refused(&callback, token(&login.handoff_url), &nonce, 403)
         .await;
 
     // Forged: not ours at all, or one character changed.
-    site.refused(&callback, "forged-token", 400).await;
-    let session = login
-        .domain_cookie
-        .split_once('=')
-        .expect("cookie pair")
-        .1
-        .to_owned();
-    let app = &site.0.stack.app;
-    let fresh = app
-        .handoffs
-        .mint(app.sessions.sealer(), &session, &other)
-        .expect("mint");
+    site.refused(&callback, "forged-token", &nonce, 400).await;
+    let fresh = site.mint(&login, &other);
     let good = token(&fresh);
     let mid = good.len() / 2;
     let flipped = if &good[mid..=mid] == "A" { "B" } else { "A" };
     let tampered = format!("{}{flipped}{}", &good[..mid], &good[mid + 1..]);
-    site.refused(&callback, &tampered, 400).await;
+    site.refused(&callback, &tampered, &nonce, 400).await;
 
     // Cross-host: minted for app.other.test, shown at hello.example.test
     // (which routes /.authgate/ too), and the other way round.
     let hello_callback = site.0.nginx.url("hello", "/.authgate/callback");
-    site.refused(&hello_callback, good, 403).await;
-    let for_hello = app
-        .handoffs
-        .mint(
-            app.sessions.sealer(),
-            &session,
-            &site.0.nginx.url("hello", "/"),
-        )
-        .expect("mint");
-    site.refused(&callback, token(&for_hello), 403).await;
+    site.refused(&hello_callback, good, &nonce, 403).await;
+    let for_hello = site.mint(&login, &site.0.nginx.url("hello", "/"));
+    site.refused(&callback, token(&for_hello), &nonce, 403)
+        .await;
 
     // Expired: a minute later the unused token is refused.
     site.0
         .stack
         .clock
         .advance(authgate::handoff::TOKEN_TTL.as_secs() as i64);
-    site.refused(&callback, good, 403).await;
+    site.refused(&callback, good, &nonce, 403).await;
+}
+
+/// `/.authgate/start` sends the browser only to a page on its own host that
+/// the allow-list accepts: a foreign host, a policy host other than this
+/// one, a look-alike, a loop into `/.authgate/` and no `rd` at all are
+/// refused with a 400 and neither a redirect nor a cookie. On a host inside
+/// the cookie domain it is an ordinary sign-in, without a nonce.
+#[tokio::test]
+async fn start_only_returns_to_its_own_host() {
+    let site = two_domains().await;
+    let start = site.0.nginx.other_url("app", "/.authgate/start");
+    let port = site.0.nginx.https_port();
+    for rd in [
+        "https://evil.test/".to_owned(),
+        site.0.nginx.url("hello", "/"),
+        format!("https://app.other.test.evil.test:{port}/"),
+        site.0.nginx.other_url("app", "/.authgate/callback?token=x"),
+        "//evil.test/".to_owned(),
+        String::new(),
+    ] {
+        let url = format!(
+            "{start}?rd={}",
+            url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+        );
+        let response = site.get(&url, &[]).await;
+        assert_eq!(response.status(), 400, "{rd}");
+        assert_eq!(header(&response, "location"), "", "{rd}");
+        assert!(set_cookies(&response).is_empty(), "{rd}");
+    }
+
+    let hello = site.0.nginx.url("hello", "/z");
+    let mut url = url::Url::parse(&site.0.nginx.url("hello", "/.authgate/start")).expect("URL");
+    url.query_pairs_mut().append_pair("rd", &hello);
+    let response = site.get(url.as_str(), &[]).await;
+    assert_eq!(response.status(), 302);
+    let mut sign_in = url::Url::parse(&site.0.nginx.url("auth", "/oauth2/start")).expect("URL");
+    sign_in.query_pairs_mut().append_pair("rd", &hello);
+    assert_eq!(header(&response, "location"), sign_in.as_str());
+    assert!(set_cookies(&response).is_empty());
+}
+
+/// A sign-in link for the other host that did not come through its start
+/// (bookmarked, hand-made, or carrying a malformed binding) sends the
+/// browser to that start first, signed in or not, rather than minting an
+/// unbound token.
+#[tokio::test]
+async fn sign_in_without_binding_begins_at_the_host() {
+    let site = two_domains().await;
+    let other = site.0.nginx.other_url("app", "/deep?x=1");
+    let login = site.login_at_other(&other).await;
+    let mut expected =
+        url::Url::parse(&site.0.nginx.other_url("app", "/.authgate/start")).expect("URL");
+    expected.query_pairs_mut().append_pair("rd", &other);
+    for handoff in [
+        "",
+        "&handoff=short",
+        "&handoff=not+base64+at+all+but+forty-three+c",
+    ] {
+        for cookies in [vec![], vec![login.domain_cookie.as_str()]] {
+            let url = format!(
+                "{}?rd={}{handoff}",
+                site.0.nginx.url("auth", "/oauth2/start"),
+                url::form_urlencoded::byte_serialize(other.as_bytes()).collect::<String>()
+            );
+            let response = site.get(&url, &cookies).await;
+            assert_eq!(response.status(), 302, "{handoff}");
+            assert_eq!(
+                header(&response, "location"),
+                expected.as_str(),
+                "{handoff}"
+            );
+            assert!(set_cookies(&response).is_empty());
+        }
+    }
 }
 
 /// `rd` to a host outside the cookie domain that no route serves is
@@ -260,12 +461,7 @@ async fn sign_out_ends_access_on_both_domains() {
             .await
             .is_ok()
     );
-    let session = login.domain_cookie.split_once('=').expect("pair").1;
-    let app = &site.0.stack.app;
-    let pending = app
-        .handoffs
-        .mint(app.sessions.sealer(), session, &other)
-        .expect("mint");
+    let pending = site.mint(&login, &other);
 
     let response = site
         .get(
@@ -283,7 +479,67 @@ async fn sign_out_ends_access_on_both_domains() {
         site.upstream_email(&hello, &login.domain_cookie).await,
         Err(302)
     );
-    let response = site.get(&pending, &[]).await;
+    let response = site.get(&pending, &[&login.nonce_cookie]).await;
     assert_eq!(response.status(), 403);
     assert!(set_cookies(&response).is_empty());
+}
+
+/// Every front end sends a browser without a session on a host outside the
+/// cookie domain to that host's own `/.authgate/start` (which sets the
+/// nonce), and one inside it straight to the login host: the nginx
+/// endpoint's 401 `Location`, forward-auth's 302 and Envoy's gRPC 302 agree.
+#[tokio::test]
+async fn every_front_end_begins_the_sign_in_on_the_handoff_host() {
+    use crate::grpc_authz::{GrpcStack, envoy_request, seen};
+
+    let other = "https://app.other.test/x?q=a%2Fb";
+    let inside = "https://app.example.test/y";
+    let stack = crate::fixture::Stack::start_with(
+        vec![
+            route(0, "https://app.other.test", None, &["devops"]),
+            route(1, "https://app.example.test", None, &["devops"]),
+        ],
+        |config| config.cookie.domain = Some("example.test".to_owned()),
+    )
+    .await;
+    let grpc = GrpcStack::on(stack).await;
+    let stack = &grpc.stack;
+    let mut start = url::Url::parse("https://app.other.test/.authgate/start").expect("URL");
+    start.query_pairs_mut().append_pair("rd", other);
+    for (url, expected) in [
+        (other, start.to_string()),
+        (inside, stack.app.decider.sign_in_url(inside)),
+    ] {
+        let nginx = stack.auth(url, None).await;
+        assert_eq!(nginx.status(), 401);
+        assert_eq!(header(&nginx, "location"), expected, "nginx {url}");
+
+        let parsed = url::Url::parse(url).expect("URL");
+        let forward = stack
+            .http
+            .get(format!(
+                "{}/forward-auth{}",
+                stack.base,
+                &url[parsed.origin().ascii_serialization().len()..]
+            ))
+            .header("host", parsed.host_str().expect("host"))
+            .header("accept", crate::support::nginx::BROWSER_ACCEPT)
+            .send()
+            .await
+            .expect("forward-auth");
+        assert_eq!(forward.status(), 302, "forward-auth {url}");
+        assert_eq!(header(&forward, "location"), expected, "forward-auth {url}");
+
+        let check = seen(
+            &grpc
+                .check(envoy_request(
+                    "GET",
+                    url,
+                    &[("accept", crate::support::nginx::BROWSER_ACCEPT)],
+                ))
+                .await,
+        );
+        assert_eq!(check.http_status, 302, "envoy {url}");
+        assert_eq!(check.headers["location"], expected, "envoy {url}");
+    }
 }

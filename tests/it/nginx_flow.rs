@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use url::Url;
 
 use crate::fixture::{COOKIE, Stack, header, route, session_cookie, set_cookies};
-use crate::support::nginx::{DOMAIN, EchoUpstream, Nginx, NginxOptions};
+use crate::support::nginx::{BROWSER_JSON_ACCEPT, DOMAIN, EchoUpstream, Nginx, NginxOptions};
 use crate::support::tls::TestCa;
 use crate::support::upstream::assert_alice_reached_the_app;
 
@@ -20,7 +20,8 @@ use crate::support::upstream::assert_alice_reached_the_app;
 pub(crate) struct Site {
     pub stack: Stack,
     pub nginx: Nginx,
-    _upstream: EchoUpstream,
+    /// The app behind nginx.
+    pub upstream: EchoUpstream,
     pub client: openidconnect::reqwest::Client,
     /// The CA of nginx's certificate, for a browser to trust.
     pub ca: TestCa,
@@ -82,7 +83,7 @@ async fn site_full(
     Site {
         stack,
         nginx,
-        _upstream: upstream,
+        upstream,
         client,
         ca,
     }
@@ -93,7 +94,7 @@ impl Site {
         let mut request = self
             .client
             .get(url)
-            .header("Accept", "application/json")
+            .header("Accept", BROWSER_JSON_ACCEPT)
             // A client trying to pass itself off as someone else.
             .header("X-Auth-Request-Email", "mallory@evil.test")
             .header("X-Auth-Request-Groups", "admins");
@@ -121,13 +122,32 @@ impl Site {
 
 /// The login through nginx up to authgate's answer to the provider's
 /// redirect: protected `url` without a cookie → 302 to sign-in on the login
-/// host → provider (as `user`, password = name before the @) → callback,
-/// whose 302 is returned. Shared with the handoff tests.
+/// host → [`login_from_sign_in`], whose answer is returned.
 pub(crate) async fn login_through_nginx(
     stack: &Stack,
     nginx: &Nginx,
     client: &openidconnect::reqwest::Client,
     url: &str,
+    user: &str,
+) -> openidconnect::reqwest::Response {
+    let response = client.get(url).send().await.expect("request through nginx");
+    assert_eq!(response.status(), 302, "{}", nginx.error_log());
+    let sign_in = header(&response, "location");
+    assert!(
+        sign_in.starts_with(&nginx.url("auth", "/oauth2/start?rd=")),
+        "{sign_in}"
+    );
+    login_from_sign_in(stack, nginx, client, &sign_in, user).await
+}
+
+/// From a sign-in URL on the login host: → provider (as `user`, password =
+/// name before the @) → callback, whose 302 is returned. Shared with the
+/// handoff tests, whose sign-in begins on another host.
+pub(crate) async fn login_from_sign_in(
+    stack: &Stack,
+    nginx: &Nginx,
+    client: &openidconnect::reqwest::Client,
+    sign_in: &str,
     user: &str,
 ) -> openidconnect::reqwest::Response {
     let get = |url: String, cookie: Option<String>| {
@@ -137,14 +157,7 @@ pub(crate) async fn login_through_nginx(
         }
         async move { request.send().await.expect("request through nginx") }
     };
-    let response = get(url.to_owned(), None).await;
-    assert_eq!(response.status(), 302, "{}", nginx.error_log());
-    let sign_in = header(&response, "location");
-    assert!(
-        sign_in.starts_with(&nginx.url("auth", "/oauth2/start?rd=")),
-        "{sign_in}"
-    );
-    let response = get(sign_in, None).await;
+    let response = get(sign_in.to_owned(), None).await;
     assert_eq!(response.status(), 302);
     let provider = header(&response, "location");
     let login_cookie = set_cookies(&response)

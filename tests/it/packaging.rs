@@ -177,6 +177,49 @@ fn rendered_chart_is_wired_as_documented() {
         annotations["nginx.ingress.kubernetes.io/auth-signin"],
         "https://auth.example.com/oauth2/start?rd=$scheme://$host$escaped_request_uri"
     );
+    assert_handoff_wiring(&docs, "app.example.org", "authgate");
+}
+
+/// The Ingresses of a protected `host` outside the cookie domain in
+/// `docs`: the app's signs in through the host's own `/.authgate/start`,
+/// and a second one sends `/.authgate/` on that host to `service` (the
+/// authgate Service), without auth annotations.
+fn assert_handoff_wiring(docs: &[Value], host: &str, service: &str) {
+    let for_host: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "Ingress" && d["spec"]["rules"][0]["host"] == host)
+        .collect();
+    let path = |d: &Value| d["spec"]["rules"][0]["http"]["paths"][0].clone();
+    let app = for_host
+        .iter()
+        .find(|d| path(d)["path"] == "/")
+        .unwrap_or_else(|| panic!("no protected Ingress for {host}"));
+    assert_eq!(
+        app["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-signin"],
+        "https://$host/.authgate/start?rd=$scheme://$host$escaped_request_uri"
+    );
+    let handoff = for_host
+        .iter()
+        .find(|d| path(d)["path"] == "/.authgate/")
+        .unwrap_or_else(|| panic!("no /.authgate/ Ingress for {host}"));
+    assert_eq!(path(handoff)["backend"]["service"]["name"], service);
+    assert!(
+        handoff["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-url"].is_null(),
+        "the handoff path is not guarded"
+    );
+}
+
+/// `examples/nginx/ingress-nginx.yaml` passes Kubernetes' schemas in strict
+/// mode, and its host outside the cookie domain is wired for the handoff
+/// like the chart's.
+#[test]
+fn ingress_nginx_example_passes_kubernetes_schemas() {
+    let dir = temp_dir("ingress-example");
+    let example = std::fs::read_to_string(repo_root().join("examples/nginx/ingress-nginx.yaml"))
+        .expect("read the ingress-nginx example");
+    let (ok, log) = validate(dir.path(), &example);
+    assert!(ok, "{log}");
+    assert_handoff_wiring(&documents(&example), "app.example.org", "authgate");
 }
 
 /// The authgate.yaml the chart renders passes `authgate check-config`

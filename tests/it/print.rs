@@ -89,7 +89,9 @@ fn printed_nginx_config_passes_nginx_t() {
     assert_eq!(out.matches("server_name app.example.com;").count(), 1);
     assert_eq!(out.matches("server_name *.tools.example.com;").count(), 1);
     assert_eq!(out.matches("server_name auth.example.com;").count(), 1);
-    assert!(out.contains("error_page 401 = @signin;"));
+    assert!(out.contains("error_page 401 = $authgate_401_to;"));
+    assert!(out.contains("location @api401 {"));
+    assert!(out.contains("location /.authgate/ {"));
     let (ok, log) = nginx_test(dir.path(), &out);
     assert!(
         ok,

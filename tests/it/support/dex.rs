@@ -16,6 +16,9 @@ pub const CLIENT_ID: &str = "pom";
 /// The connector's id (`connector_id=ldap` skips Dex's chooser; with one
 /// connector Dex goes straight to its form anyway).
 pub const CONNECTOR_ID: &str = "ldap";
+/// A second static client, which authgate is not configured to accept
+/// tokens for.
+pub const OTHER_CLIENT_ID: &str = "other-app";
 
 /// What a test may vary.
 #[derive(Clone, Debug)]
@@ -48,7 +51,14 @@ pub struct Dex {
     config: PathBuf,
     addr: SocketAddr,
     client_secret: String,
+    other_client_secret: String,
     dir: tempfile::TempDir,
+}
+
+/// The tokens of one password grant.
+pub struct DexTokens {
+    pub id_token: String,
+    pub access_token: String,
 }
 
 impl Dex {
@@ -58,6 +68,7 @@ impl Dex {
         let bin = dex_binary();
         let mut dir = temp_dir("dex");
         let client_secret = format!("pom-secret-{}", rand_hex());
+        let other_client_secret = format!("other-secret-{}", rand_hex());
         let storage = if options.persistent_storage {
             format!(
                 "  type: sqlite3\n  config:\n    file: {}",
@@ -94,6 +105,7 @@ impl Dex {
                         &format!("{}s", options.id_token_ttl.as_secs().max(1)),
                     ),
                     ("CLIENT_SECRET", &yaml_string(&client_secret)),
+                    ("OTHER_CLIENT_SECRET", &yaml_string(&other_client_secret)),
                     ("REDIRECT_URIS", redirect_uris.trim_end()),
                     ("LDAP_HOST", &slapd.ldaps_addr().to_string()),
                     ("LDAP_CA", &slapd.ca_pem_path().display().to_string()),
@@ -107,6 +119,7 @@ impl Dex {
                 config: config.clone(),
                 addr,
                 client_secret: client_secret.clone(),
+                other_client_secret: other_client_secret.clone(),
                 dir,
             };
             match dex.launch().await {
@@ -138,6 +151,44 @@ impl Dex {
     /// Client `pom`'s secret (random per start).
     pub fn client_secret(&self) -> &str {
         &self.client_secret
+    }
+
+    /// Tokens for `user` from Dex's password grant (the LDAP connector
+    /// checks the password), issued to `client_id` (`pom` or
+    /// [`OTHER_CLIENT_ID`]) with the scopes authgate asks for.
+    pub async fn password_grant(&self, client_id: &str, user: &super::slapd::User) -> DexTokens {
+        let secret = if client_id == OTHER_CLIENT_ID {
+            &self.other_client_secret
+        } else {
+            &self.client_secret
+        };
+        let response = openidconnect::reqwest::Client::new()
+            .post(self.token_endpoint())
+            .basic_auth(client_id, Some(secret))
+            .form(&[
+                ("grant_type", "password"),
+                ("scope", "openid email profile groups"),
+                ("username", user.email),
+                ("password", user.password),
+            ])
+            .send()
+            .await
+            .expect("Dex token endpoint");
+        let status = response.status();
+        let body: serde_json::Value =
+            serde_json::from_str(&response.text().await.expect("Dex token response"))
+                .expect("Dex token JSON");
+        assert!(status.is_success(), "password grant: {status} {body}");
+        let field = |name: &str| {
+            body[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {name} in {body}"))
+                .to_owned()
+        };
+        DexTokens {
+            id_token: field("id_token"),
+            access_token: field("access_token"),
+        }
     }
 
     /// Dex's output so far.

@@ -8,13 +8,24 @@ use std::process::Command;
 use std::sync::Arc;
 
 use super::process::{ChildGuard, free_port, require_program};
-use super::tls::{TestCa, https_client};
+use super::tls::{TestCa, https_client_builder};
 pub use super::upstream::EchoUpstream;
 use super::{render, repo_root, temp_dir};
 
 /// The test domain; `*.example.test` is mapped to loopback in the browser
 /// and in [`Nginx::http_client`].
 pub const DOMAIN: &str = "example.test";
+
+/// The `Accept` of a browser navigating to a page. The example's `map`
+/// sends requests without `text/html` in `Accept` (programs) a 401 instead
+/// of the sign-in redirect, so clients that play the browser send this.
+pub const BROWSER_ACCEPT: &str =
+    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
+
+/// A browser's `Accept` that also names JSON, for tests that read the echo
+/// upstream's JSON view of a request ([`super::upstream::EchoUpstream`])
+/// and still want the browser's sign-in redirect from nginx.
+pub const BROWSER_JSON_ACCEPT: &str = "application/json, text/html;q=0.9";
 
 /// `{{OTHER_DOMAIN}}`: the example serves `app.<it>`, a protected host
 /// outside the cookie domain (handoff); mapped to loopback like [`DOMAIN`].
@@ -153,14 +164,23 @@ impl Nginx {
 
     /// A client that resolves `hello.`/`auth.`/`<sub>.` names of the test
     /// domain and `app.` of [`OTHER_DOMAIN`] to nginx, trusts the test CA,
-    /// and does not follow redirects.
+    /// and does not follow redirects. It sends [`BROWSER_ACCEPT`] unless a
+    /// request sets its own `Accept` (API clients).
     pub fn http_client(&self, subdomains: &[&str]) -> openidconnect::reqwest::Client {
         let hosts = ["hello", "auth"]
             .iter()
             .chain(subdomains)
             .map(|sub| format!("{sub}.{}", self.domain))
             .chain(std::iter::once(format!("app.{OTHER_DOMAIN}")));
-        https_client(&self.ca_pem, hosts, self.https)
+        let mut headers = openidconnect::reqwest::header::HeaderMap::new();
+        headers.insert(
+            "accept",
+            openidconnect::reqwest::header::HeaderValue::from_static(BROWSER_ACCEPT),
+        );
+        https_client_builder(&self.ca_pem, hosts, self.https)
+            .default_headers(headers)
+            .build()
+            .expect("build HTTP client")
     }
 
     /// nginx's error log (startup problems, upstream errors).

@@ -98,6 +98,17 @@ pub fn https_client(
     hosts: impl IntoIterator<Item = String>,
     addr: SocketAddr,
 ) -> openidconnect::reqwest::Client {
+    https_client_builder(ca_pem, hosts, addr)
+        .build()
+        .expect("build HTTP client")
+}
+
+/// The builder of [`https_client`], for a client with more settings.
+pub fn https_client_builder(
+    ca_pem: &str,
+    hosts: impl IntoIterator<Item = String>,
+    addr: SocketAddr,
+) -> openidconnect::reqwest::ClientBuilder {
     use openidconnect::reqwest;
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -105,5 +116,5 @@ pub fn https_client(
     for host in hosts {
         builder = builder.resolve(&host, addr);
     }
-    builder.build().expect("build HTTP client")
+    builder
 }
