@@ -203,7 +203,9 @@ pub struct AssertionSigner {
     /// `{"keys": [current, previous…]}`, rendered once.
     jwks: String,
     clock: SharedClock,
-    cache: moka::sync::Cache<CacheKey, (HeaderValue, i64)>,
+    /// Keyed by random session ids: foldhash, not SipHash (nobody can
+    /// choose colliding keys, and every allowed request looks one up).
+    cache: moka::sync::Cache<CacheKey, (HeaderValue, i64), foldhash::fast::RandomState>,
 }
 
 impl std::fmt::Debug for AssertionSigner {
@@ -279,7 +281,7 @@ impl AssertionSigner {
             cache: moka::sync::Cache::builder()
                 .max_capacity(CACHE_CAPACITY)
                 .time_to_live(ASSERTION_TTL)
-                .build(),
+                .build_with_hasher(foldhash::fast::RandomState::default()),
         })
     }
 

@@ -193,15 +193,20 @@ struct Route {
     cors_allow_preflight: bool,
 }
 
+/// Host → route indices. foldhash rather than SipHash: the keys are the
+/// configured hosts, fixed at compile time, so a client choosing the
+/// looked-up host cannot degrade the table; every decision hashes its host.
+type HostIndex = HashMap<Box<str>, Vec<u32>, foldhash::fast::RandomState>;
+
 /// The compiled routes and their host index. Immutable; swap the whole
 /// policy on reload.
 #[derive(Debug, Default)]
 pub struct Policy {
     routes: Vec<Route>,
     /// Normalised host → route indices, ascending.
-    exact: HashMap<Box<str>, Vec<u32>>,
+    exact: HostIndex,
     /// Wildcard suffix (`example.com` for `*.example.com`) → route indices.
-    wildcard: HashMap<Box<str>, Vec<u32>>,
+    wildcard: HostIndex,
     /// `from: https://*` routes.
     any_host: Vec<u32>,
 }
