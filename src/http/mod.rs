@@ -34,7 +34,6 @@ use pages::View;
 /// serves it with the peer address attached.
 pub fn router(app: Arc<App>) -> Router {
     let mut router = Router::new()
-        .route("/oauth2/auth", get(auth_nginx_get))
         .route("/forward-auth", any(forward_auth::forward_auth_any))
         .route("/forward-auth/", any(forward_auth::forward_auth_any))
         .route("/forward-auth/{*rest}", any(forward_auth::forward_auth_any))
@@ -60,11 +59,15 @@ pub fn router(app: Arc<App>) -> Router {
     if app.config.metrics_address.is_none() {
         router = router.route("/metrics", get(metrics_get).with_state(app.metrics.clone()));
     }
-    router
-        .layer(middleware::map_response_with_state(
+    // `/oauth2/auth` answers nginx with a status and headers, never a
+    // page, so it stays out of the page layer: that is every request a
+    // protected site serves.
+    Router::new()
+        .route("/oauth2/auth", get(auth_nginx_get))
+        .merge(router.layer(middleware::map_response_with_state(
             app.clone(),
             render_pages,
-        ))
+        )))
         .with_state(app)
 }
 
