@@ -119,3 +119,15 @@ async fn http2_frames_between_requests_are_idle_time() {
         Some(accepted + Duration::from_secs(300))
     );
 }
+
+/// The watchdog looks a quarter of the shorter timeout apart, never more
+/// often than every 50 ms: a slow head is cut within 1.25× its timeout.
+#[test]
+fn checks_a_quarter_of_the_shorter_timeout_apart() {
+    assert_eq!(check_interval(&config()), Duration::from_millis(2500));
+    let tiny = ServingConfig {
+        header_read_timeout: Duration::from_millis(10),
+        ..config()
+    };
+    assert_eq!(check_interval(&tiny), Duration::from_millis(50));
+}
