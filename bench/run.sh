@@ -531,7 +531,7 @@ ones other scripts wrote: Sessions, Soak; see
 [the method](#method) and run it yourself — absolute numbers depend on the
 machine, the **ratios** measured in one run are what to compare).
 
-Run: $(date -u '+%Y-%m-%d %H:%M UTC'), authgate $(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$REPO_ROOT" && git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)').
+Run: $(date -u '+%Y-%m-%d %H:%M UTC'), authgate $(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$REPO_ROOT" && git diff --quiet HEAD -- . ':(exclude)BENCHMARKS.md' 2>/dev/null || echo ' (with uncommitted changes)').
 
 ## Ratios
 
