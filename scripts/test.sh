@@ -162,6 +162,11 @@ run_cargo_tests() {
     command -v cargo >/dev/null || die "cargo not found"
     log "cargo test --all-targets"
     (cd "$REPO_ROOT" && cargo test --all-targets)
+    # The fuzz targets call the crate's API: they must keep compiling even
+    # though only fuzz/run.sh runs them (RUSTC_BOOTSTRAP as in that script).
+    log "cargo check of the fuzz targets"
+    (cd "$REPO_ROOT/fuzz" && RUSTC_BOOTSTRAP=1 cargo check --locked --bins) \
+        || die "the fuzz targets do not compile against the crate (see above)"
 }
 
 main() {
