@@ -12,12 +12,10 @@ use openidconnect::reqwest;
 use serde_json::json;
 use tower::ServiceExt;
 
-use authgate::clock::SystemClock;
 use authgate::config::RouteConfig;
-use authgate::server::App;
 
-use crate::bad_input::corpus;
-use crate::fixture::{CLIENT_SECRET, COOKIE, Stack, header, route, set_cookies, test_config};
+use crate::bad_input::{corpus, corpus_app};
+use crate::fixture::{CLIENT_SECRET, COOKIE, Stack, header, route, set_cookies};
 use crate::grpc_authz::CHROME_ACCEPT;
 
 /// `app.example.test`: `/public` open to everyone, `/admin` for `admins`,
@@ -287,19 +285,6 @@ async fn open_redirect_corpus_as_the_original_request() {
             }
         }
     }
-}
-
-/// The corpus setup of `bad_input`: `www.whitelisteddomain.tld` is login
-/// host, cookie domain and the one protected host; the provider is down.
-fn corpus_app() -> Arc<App> {
-    let mut config = test_config(
-        "https://www.whitelisteddomain.tld",
-        "http://127.0.0.1:9/dex",
-        vec![route(0, "https://www.whitelisteddomain.tld", None, &[])],
-    );
-    config.cookie.domain = Some("www.whitelisteddomain.tld".into());
-    config.cookie.secure = true;
-    App::new(config, Arc::new(SystemClock)).unwrap()
 }
 
 /// GHSA-7rh7-c77v-6434 (oauth2-proxy): skip-auth rules were matched against

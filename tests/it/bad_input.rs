@@ -165,12 +165,9 @@ pub(crate) fn corpus() -> Vec<String> {
         .collect()
 }
 
-/// Every one of the 559 published open-redirect payloads is refused by
-/// `/oauth2/start` (400) — the empty one is replaced by the safe default —
-/// with `www.whitelisteddomain.tld` as cookie
-/// domain, login host and policy host.
-#[tokio::test]
-async fn open_redirect_corpus_through_start() {
+/// The app every corpus test uses: `www.whitelisteddomain.tld` is login
+/// host, cookie domain and the one protected host; the provider is down.
+pub(crate) fn corpus_app() -> Arc<App> {
     let mut config = test_config(
         "https://www.whitelisteddomain.tld",
         "http://127.0.0.1:9/dex",
@@ -178,7 +175,16 @@ async fn open_redirect_corpus_through_start() {
     );
     config.cookie.domain = Some("www.whitelisteddomain.tld".into());
     config.cookie.secure = true;
-    let app = App::new(config, Arc::new(SystemClock)).expect("app");
+    App::new(config, Arc::new(SystemClock)).expect("app")
+}
+
+/// Every one of the 559 published open-redirect payloads is refused by
+/// `/oauth2/start` (400) — the empty one is replaced by the safe default —
+/// with `www.whitelisteddomain.tld` as cookie
+/// domain, login host and policy host.
+#[tokio::test]
+async fn open_redirect_corpus_through_start() {
+    let app = corpus_app();
     let payloads = corpus();
     assert_eq!(payloads.len(), 559, "the corpus has 559 payloads");
     for payload in payloads {
