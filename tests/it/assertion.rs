@@ -13,6 +13,20 @@ use crate::fixture::{COOKIE, Stack, default_routes, header};
 
 const APP: &str = "https://app.example.test/dashboard";
 
+/// The JWKS as an upstream fetches it, over HTTP.
+async fn fetch_jwks(stack: &Stack) -> JwkSet {
+    let body = stack
+        .http
+        .get(format!("{}{JWKS_PATH}", stack.base))
+        .send()
+        .await
+        .expect("JWKS request")
+        .bytes()
+        .await
+        .expect("JWKS body");
+    serde_json::from_slice(&body).expect("JWKS JSON")
+}
+
 /// What an upstream does: fetch the JWKS, pick the key by `kid`, check the
 /// ES256 signature, `iss`, `aud` and `exp`.
 async fn verify(
@@ -20,16 +34,7 @@ async fn verify(
     token: &str,
     audience: &str,
 ) -> Result<Map<String, Value>, jsonwebtoken::errors::Error> {
-    let jwks: JwkSet = stack
-        .http
-        .get(format!("{}{JWKS_PATH}", stack.base))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap();
+    let jwks = fetch_jwks(stack).await;
     let kid = jsonwebtoken::decode_header(token)?.kid.expect("kid");
     let key = DecodingKey::from_jwk(jwks.find(&kid).expect("kid in the JWKS"))?;
     let mut validation = Validation::new(Algorithm::ES256);
@@ -111,16 +116,7 @@ async fn rotation_keeps_old_assertions_verifiable() {
     .await;
     // The issuer is this instance's URL, so check the old token's
     // signature and audience with the new JWKS, not its issuer.
-    let jwks: JwkSet = after
-        .http
-        .get(format!("{}{JWKS_PATH}", after.base))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap();
+    let jwks = fetch_jwks(&after).await;
     assert_eq!(jwks.keys.len(), 2);
     let kid = jsonwebtoken::decode_header(&old_token)
         .unwrap()
