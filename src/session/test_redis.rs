@@ -131,10 +131,41 @@ impl TestRedis {
         )
         .unwrap();
         let child = spawn(&[conf.to_str().unwrap(), "--sentinel"], &dir, port);
-        TestRedis {
+        let sentinel = TestRedis {
             child: Some(child),
             port,
             dir,
+        };
+        sentinel.wait_for_master(name);
+        sentinel
+    }
+
+    /// Waits until this sentinel has reached the master it monitors: a
+    /// sentinel that listens but is still connecting to its master makes
+    /// the store's first command wait out its timeout on a loaded machine.
+    fn wait_for_master(&self, name: &str) {
+        let client = redis::Client::open(self.url()).expect("sentinel url");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let flags = client
+                .get_connection_with_timeout(Duration::from_secs(1))
+                .and_then(|mut conn| {
+                    redis::cmd("SENTINEL")
+                        .arg("MASTER")
+                        .arg(name)
+                        .query::<std::collections::HashMap<String, String>>(&mut conn)
+                })
+                .ok()
+                .and_then(|master| master.get("flags").cloned())
+                .unwrap_or_default();
+            if flags == "master" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the sentinel did not reach its master (flags {flags:?})"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
