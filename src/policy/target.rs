@@ -158,9 +158,18 @@ impl<'a> Target<'a> {
     /// Absolute URL as nginx sends it in `X-Original-URL`
     /// (`$scheme://$http_host$request_uri`).
     pub fn parse(url: &'a str) -> Result<Target<'a>, TargetError> {
-        let (scheme, rest) = url.split_once("://").ok_or(TargetError::NotAbsolute)?;
+        // Byte scans rather than `str` patterns: this runs on every decision.
+        let colon = url
+            .bytes()
+            .position(|b| b == b':')
+            .ok_or(TargetError::NotAbsolute)?;
+        let (scheme, rest) = url.split_at(colon);
+        let rest = rest.strip_prefix("://").ok_or(TargetError::NotAbsolute)?;
         let scheme = Scheme::parse(scheme)?;
-        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let end = rest
+            .bytes()
+            .position(|b| matches!(b, b'/' | b'?' | b'#'))
+            .unwrap_or(rest.len());
         let (authority, path_and_query) = rest.split_at(end);
         Self::build(scheme, authority, path_and_query, true)
     }
@@ -200,6 +209,19 @@ impl<'a> Target<'a> {
             p if p.starts_with('/') => p,
             _ => return Err(TargetError::RelativePath),
         };
+        // The common case, one pass: nothing to decode, resolve or strip.
+        if is_plain(raw_path) {
+            return Ok(Target {
+                scheme,
+                host,
+                port,
+                path: Cow::Borrowed(raw_path),
+                path_without_params: None,
+                path_with_dots: None,
+                raw_path,
+                query,
+            });
+        }
         // nginx keeps `\` as a character, but WHATWG URL parsers (Node,
         // browsers) and IIS read it as `/`, so `/public\..\admin` is
         // `/admin` to them. Browsers never send a raw one: refuse it.
@@ -456,6 +478,32 @@ fn strip_params(raw: &str) -> Result<Option<String>, TargetError> {
     Ok(Some(out))
 }
 
+/// True when `raw` (starting with `/`) needs none of the work of
+/// [`Target::build`]: no `%`, `;` or `\\`, and no empty (`//`), `.` or `..`
+/// segment; so it is its own canonical path, has no parameters and no dot
+/// segments. One pass over the bytes.
+fn is_plain(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    // Where the current segment started (just after its `/`).
+    let mut start = 1;
+    for i in 1..=bytes.len() {
+        let end = i == bytes.len();
+        if !end && !matches!(bytes[i], b'/') {
+            if matches!(bytes[i], b'%' | b';' | b'\\') {
+                return false;
+            }
+            continue;
+        }
+        match &bytes[start..i] {
+            b"" if !end => return false,
+            b"." | b".." => return false,
+            _ => {}
+        }
+        start = i + 1;
+    }
+    true
+}
+
 /// True when canonicalisation would not change `raw`: no escapes, no empty
 /// (`//`), `.` or `..` segments.
 fn is_canonical(raw: &str) -> bool {
@@ -543,6 +591,43 @@ mod tests {
 
     fn path_of(url: &str) -> Result<String, TargetError> {
         Target::parse(url).map(|t| t.path.into_owned())
+    }
+
+    /// The one-pass shortcut for plain paths gives exactly what the full
+    /// canonicalisation gives, and turns down every path that needs it.
+    #[test]
+    fn plain_paths_take_the_shortcut_only_when_nothing_changes() {
+        let paths = [
+            "/",
+            "/admin",
+            "/api/",
+            "/a/b/c",
+            "/...",
+            "/a.b/..c/.d",
+            "/Admin",
+            "//admin",
+            "/a//b",
+            "/api//",
+            "/./a",
+            "/a/.",
+            "/a/..",
+            "/x/../admin",
+            "/%61",
+            "/a;b",
+            "/a\\b",
+            "/.;/a",
+            "/a/b;c/..",
+            "/.",
+            "/..",
+            "/a/./",
+        ];
+        for raw in paths {
+            let full_is_identity = !raw.contains('\\')
+                && canonical_path(raw) == Ok(Cow::Borrowed(raw))
+                && strip_params(raw) == Ok(None)
+                && keep_dots(raw) == Ok(None);
+            assert_eq!(is_plain(raw), full_is_identity, "{raw}");
+        }
     }
 
     /// Paths are canonicalised the way nginx does before `location` matching.
