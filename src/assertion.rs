@@ -20,6 +20,7 @@
 //! `previous_signing_keys` stay in the JWKS so assertions signed before a
 //! rotation verify until they expire. `kid` is the RFC 7638 thumbprint.
 
+use std::hash::BuildHasher as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -186,11 +187,22 @@ pub struct Subject<'a> {
     pub extra_claims: &'a [(String, HeaderName)],
 }
 
+/// The audience is in the key as a hash, so a lookup allocates nothing;
+/// the cached token keeps its audience, compared on every hit, so two
+/// hosts whose hashes meet cost a new signature, never a wrong `aud`.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct CacheKey {
     session: [u8; 16],
     stamp: i64,
     route: u32,
+    audience_hash: u64,
+}
+
+/// A signed assertion in the cache.
+#[derive(Clone)]
+struct Cached {
+    token: HeaderValue,
+    expires_at: i64,
     audience: Box<str>,
 }
 
@@ -205,7 +217,9 @@ pub struct AssertionSigner {
     clock: SharedClock,
     /// Keyed by random session ids: foldhash, not SipHash (nobody can
     /// choose colliding keys, and every allowed request looks one up).
-    cache: moka::sync::Cache<CacheKey, (HeaderValue, i64), foldhash::fast::RandomState>,
+    cache: moka::sync::Cache<CacheKey, Cached, foldhash::fast::RandomState>,
+    /// Hashes audiences for [`CacheKey`] (seeded at random per process).
+    audience_hasher: foldhash::fast::RandomState,
 }
 
 impl std::fmt::Debug for AssertionSigner {
@@ -282,6 +296,7 @@ impl AssertionSigner {
                 .max_capacity(CACHE_CAPACITY)
                 .time_to_live(ASSERTION_TTL)
                 .build_with_hasher(foldhash::fast::RandomState::default()),
+            audience_hasher: foldhash::fast::RandomState::default(),
         })
     }
 
@@ -308,16 +323,22 @@ impl AssertionSigner {
             session: subject.session,
             stamp: subject.stamp,
             route: subject.route,
-            audience: subject.audience.into(),
+            audience_hash: self.audience_hasher.hash_one(subject.audience),
         };
         let margin = REMINT_MARGIN.as_secs() as i64;
-        if let Some((token, exp)) = self.cache.get(&key)
-            && exp - now > margin
+        if let Some(cached) = self.cache.get(&key)
+            && cached.expires_at - now > margin
+            && *cached.audience == *subject.audience
         {
-            return Ok(token);
+            return Ok(cached.token);
         }
-        let (token, exp) = self.mint(subject, now)?;
-        self.cache.insert(key, (token.clone(), exp));
+        let (token, expires_at) = self.mint(subject, now)?;
+        let cached = Cached {
+            token: token.clone(),
+            expires_at,
+            audience: subject.audience.into(),
+        };
+        self.cache.insert(key, cached);
         Ok(token)
     }
 
