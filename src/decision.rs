@@ -422,7 +422,8 @@ impl Decider {
             &self.bearer,
             authorization.and_then(crate::bearer::token_of),
         ) {
-            match bearer.verify(token).await {
+            // Boxed: only requests with a token pay for its future.
+            match Box::pin(bearer.verify(token)).await {
                 Ok(verified) => {
                     session_key = verified.key;
                     session = Some(verified.record.clone());

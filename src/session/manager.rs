@@ -257,7 +257,10 @@ impl Sessions {
         }
         let (entry, cached) = match self.cache.get(&ticket.id) {
             Some(entry) => (entry, true),
-            None => match self.load_shared(&ticket).await? {
+            // Boxed, like every store call on this path: the decision's
+            // future stays small when the cache answers (it is moved
+            // whole on every await of its callers).
+            None => match Box::pin(self.load_shared(&ticket)).await? {
                 Some(entry) => (entry, false),
                 None => return Ok(None),
             },
@@ -296,14 +299,14 @@ impl Sessions {
             // Our copy may be old: the session may have been used through
             // another replica since it was cached.
             if cached {
-                match self.reload(&resolved).await? {
+                match Box::pin(self.reload(&resolved)).await? {
                     Some(fresh) => resolved = fresh,
                     None => return Ok(None),
                 }
             }
             if now >= ends_at(&resolved) {
                 tracing::debug!("session idle past cookie_idle_timeout; ending it");
-                self.end(&resolved).await?;
+                Box::pin(self.end(&resolved)).await?;
                 return Ok(None);
             }
         }
@@ -316,10 +319,10 @@ impl Sessions {
         };
         let mut record = (*resolved.record).clone();
         record.last_seen_at = now;
-        match self.update(&resolved, record).await {
+        match Box::pin(self.update(&resolved, record)).await {
             Ok(Some(touched)) => Ok(Some(touched)),
             // A refresh or another replica's touch changed it first.
-            Ok(None) => self.reload(&resolved).await,
+            Ok(None) => Box::pin(self.reload(&resolved)).await,
             Err(error) => {
                 // Bookkeeping only: the session is valid; try again on the
                 // next request.
