@@ -40,6 +40,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
 use http::{HeaderValue, Request, StatusCode, Version, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -144,12 +145,46 @@ impl Role {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` reaches
-/// [`Phase::Stopping`], then waits at most `config.shutdown_timeout` for
-/// the requests in flight; connections still busy then are cut.
+/// Requests a listener answers without its router. The main listener's
+/// lane is `GET /oauth2/auth` ([`crate::http::AuthLane`]): every request a
+/// protected site serves costs one, and the router's matching, its boxed
+/// route service and the `ConnectInfo` extension were a fifth of it.
+pub trait Lane: Clone + Send + Sync + 'static {
+    /// The answer to `request` if this lane takes it, else the request
+    /// back for the router.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the request is handed back by value, once; boxing it would allocate per request"
+    )]
+    fn answer(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<impl Future<Output = Response> + Send + 'static, Request<Incoming>>;
+}
+
+/// No lane: the router answers everything (the metrics listener).
+#[derive(Clone, Copy, Debug)]
+pub struct NoLane;
+
+impl Lane for NoLane {
+    fn answer(
+        &self,
+        request: Request<Incoming>,
+        _peer: SocketAddr,
+    ) -> Result<impl Future<Output = Response> + Send + 'static, Request<Incoming>> {
+        Err::<std::future::Pending<Response>, _>(request)
+    }
+}
+
+/// Serves `lane`, and `router` for the rest, on `listener` until
+/// `shutdown` reaches [`Phase::Stopping`], then waits at most
+/// `config.shutdown_timeout` for the requests in flight; connections still
+/// busy then are cut.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    lane: impl Lane,
     config: ServingConfig,
     shutdown: Shutdown,
     role: Role,
@@ -183,6 +218,7 @@ pub async fn serve(
         let activity = Arc::new(Activity::new());
         let service = ConnService {
             router: router.clone(),
+            lane: lane.clone(),
             peer,
             activity: activity.clone(),
             shutdown: shutdown.clone(),
@@ -538,11 +574,13 @@ impl AsyncRead for Watched {
     }
 }
 
-/// The router as one connection's hyper service: the peer address as
-/// `ConnectInfo`, the request counted in flight, and the drain's answers.
+/// The lane and the router as one connection's hyper service: the peer
+/// address as `ConnectInfo` for the router, the request counted in flight,
+/// and the drain's answers.
 #[derive(Clone)]
-struct ConnService {
+struct ConnService<L> {
     router: Router,
+    lane: L,
     peer: SocketAddr,
     activity: Arc<Activity>,
     shutdown: Shutdown,
@@ -551,12 +589,12 @@ struct ConnService {
 
 type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-impl hyper::service::Service<Request<Incoming>> for ConnService {
+impl<L: Lane> hyper::service::Service<Request<Incoming>> for ConnService<L> {
     type Response = Response;
     type Error = Infallible;
     type Future = ResponseFuture;
 
-    fn call(&self, mut request: Request<Incoming>) -> ResponseFuture {
+    fn call(&self, request: Request<Incoming>) -> ResponseFuture {
         let in_flight = self.activity.begin(request.version());
         let draining = self.shutdown.phase() != Phase::Serving;
         if draining && self.role == Role::Main && request.uri().path() == "/readyz" {
@@ -564,12 +602,21 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
             close_after(&mut response, request.version());
             return Box::pin(std::future::ready(Ok(response)));
         }
-        request.extensions_mut().insert(ConnectInfo(self.peer));
         let version = request.version();
-        let router = self.router.clone();
+        let answer = match self.lane.answer(request, self.peer) {
+            Ok(answer) => Either::Left(answer),
+            Err(mut request) => {
+                request.extensions_mut().insert(ConnectInfo(self.peer));
+                let router = self.router.clone();
+                Either::Right(async move {
+                    let Ok(response) = router.oneshot(request).await;
+                    response
+                })
+            }
+        };
         Box::pin(async move {
             let _in_flight = in_flight;
-            let Ok(mut response) = router.oneshot(request).await;
+            let mut response = answer.await;
             if draining {
                 close_after(&mut response, version);
             }

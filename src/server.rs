@@ -196,8 +196,9 @@ async fn run_scheduled(
     // refreshed.
     let changes = app.sessions.follow_changes();
     let serving = app.config.serving;
+    let lane = crate::http::AuthLane::new(app.clone());
     let router = crate::http::router(app);
-    let served = listener::serve(listener, router, serving, shutdown, Role::Main).await;
+    let served = listener::serve(listener, router, lane, serving, shutdown, Role::Main).await;
     discovery.abort();
     if let Some(changes) = changes {
         changes.abort();
@@ -215,7 +216,15 @@ pub async fn run_metrics(
 ) -> std::io::Result<()> {
     let schedule = Shutdown::schedule(shutdown, serving.shutdown_delay);
     let router = crate::http::metrics_router(metrics);
-    listener::serve(listener, router, serving, schedule, Role::Metrics).await
+    listener::serve(
+        listener,
+        router,
+        listener::NoLane,
+        serving,
+        schedule,
+        Role::Metrics,
+    )
+    .await
 }
 
 /// Serves HTTP on `http` and Envoy's gRPC `Check` on `grpc` until

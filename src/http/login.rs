@@ -335,7 +335,11 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
         .map(|t| loggable(&t.return_url()).to_owned());
     let decision = app
         .decider
-        .decide(super::nginx_request(&app, &request))
+        .decide(super::nginx_request(
+            &app,
+            headers,
+            super::peer_ip(&request),
+        ))
         .await;
     let sign_out = format!("{}/oauth2/sign_out", app.login_base().trim_end_matches('/'));
     let (who, route, why) = match &decision {

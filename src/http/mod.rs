@@ -17,12 +17,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{self, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Router, middleware};
 
+use hyper::body::Incoming;
+
 use crate::decision::{self, Decision};
+use crate::listener::Lane;
 use crate::metrics::{FrontEnd, Metrics, StoreOperation};
 use crate::policy::{Target, TargetError};
 use crate::server::App;
@@ -111,17 +114,49 @@ async fn render_pages(State(app): State<Arc<App>>, mut response: Response) -> Re
     page
 }
 
-/// `GET /oauth2/auth`: 200 + identity headers, 401 + `Location` (nginx's
+/// `GET /oauth2/auth` as the main listener's [`Lane`]: answered without
+/// the router (which still serves it for `HEAD` and in `oneshot` tests).
+#[derive(Clone)]
+pub struct AuthLane {
+    app: Arc<App>,
+}
+
+impl AuthLane {
+    pub fn new(app: Arc<App>) -> AuthLane {
+        AuthLane { app }
+    }
+}
+
+impl Lane for AuthLane {
+    fn answer(
+        &self,
+        request: http::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<impl Future<Output = Response> + Send + 'static, http::Request<Incoming>> {
+        if request.method() != Method::GET || request.uri().path() != "/oauth2/auth" {
+            return Err(request);
+        }
+        let app = self.app.clone();
+        Ok(async move { auth_nginx(&app, request.headers(), Some(peer.ip())).await })
+    }
+}
+
+/// `GET /oauth2/auth` through the router.
+async fn auth_nginx_get(State(app): State<Arc<App>>, request: Request) -> Response {
+    auth_nginx(&app, request.headers(), peer_ip(&request)).await
+}
+
+/// `/oauth2/auth`: 200 + identity headers, 401 + `Location` (nginx's
 /// `error_page 401` sends the browser there), 403. Never a 3xx (nginx would
 /// answer 500), never a body.
-async fn auth_nginx_get(State(app): State<Arc<App>>, request: Request) -> Response {
+async fn auth_nginx(app: &App, headers: &HeaderMap, peer: Option<IpAddr>) -> Response {
     let asker = decision::Asker {
         front_end: FrontEnd::Nginx,
-        request_id: request_id(request.headers()),
+        request_id: request_id(headers),
     };
     let decision = app
         .decider
-        .decide_for(asker, nginx_request(&app, &request))
+        .decide_for(asker, nginx_request(app, headers, peer))
         .await;
     nginx_response(&decision)
 }
@@ -137,13 +172,13 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Option<&str> {
 /// `Authorization`, which the subrequest carries like every client header.
 pub(crate) fn nginx_request<'r>(
     app: &'r App,
-    request: &'r Request,
+    headers: &'r HeaderMap,
+    peer: Option<IpAddr>,
 ) -> decision::Request<'r, impl Iterator<Item = &'r str> + 'r> {
-    let headers = request.headers();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let method = headers.get(X_ORIGINAL_METHOD).and_then(|v| v.to_str().ok());
     decision::Request {
-        target: original_target(headers, app.is_trusted(peer_ip(request))),
+        target: original_target(headers, app.is_trusted(peer)),
         session_cookies: session_cookie_values(headers, &app.config.cookie.name),
         method,
         authorization: headers

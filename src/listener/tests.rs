@@ -131,3 +131,86 @@ fn checks_a_quarter_of_the_shorter_timeout_apart() {
     };
     assert_eq!(check_interval(&tiny), Duration::from_millis(50));
 }
+
+/// Answers `GET /lane` itself, with the peer it was given.
+#[derive(Clone)]
+struct TestLane;
+
+impl Lane for TestLane {
+    fn answer(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<impl Future<Output = Response> + Send + 'static, Request<Incoming>> {
+        if request.method() != http::Method::GET || request.uri().path() != "/lane" {
+            return Err(request);
+        }
+        Ok(async move { format!("lane {}", peer.ip()).into_response() })
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; the whole answer as text.
+async fn ask(address: SocketAddr, method: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
+/// The lane answers what it takes (with the TCP peer), the router all the
+/// rest (`HEAD` of the lane's path included); while draining, the lane's
+/// answers close the connection like the router's.
+#[tokio::test]
+async fn the_lane_answers_its_requests_and_the_router_the_rest() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = Router::new().route(
+        "/lane",
+        axum::routing::get(|| async { "router" }).head(|| async { "router" }),
+    );
+    let (signal, signalled) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = Shutdown::schedule(
+        async {
+            let _ = signalled.await;
+        },
+        Duration::from_secs(60),
+    );
+    let served = tokio::spawn(serve(
+        listener,
+        router.fallback(|| async { (StatusCode::NOT_FOUND, "router 404") }),
+        TestLane,
+        config(),
+        shutdown.clone(),
+        Role::Main,
+    ));
+
+    let lane = ask(address, "GET", "/lane").await;
+    assert!(lane.starts_with("HTTP/1.1 200"), "{lane}");
+    assert!(lane.ends_with("lane 127.0.0.1"), "{lane}");
+    let head = ask(address, "HEAD", "/lane").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The router's "router", not the lane's longer answer.
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("\r\ncontent-length: 6\r\n"),
+        "{head}"
+    );
+    let other = ask(address, "GET", "/other").await;
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    assert!(other.ends_with("router 404"), "{other}");
+
+    signal.send(()).unwrap();
+    shutdown.reached(Phase::Draining).await;
+    let draining = ask(address, "GET", "/lane").await;
+    assert!(draining.ends_with("lane 127.0.0.1"), "{draining}");
+    assert!(
+        draining
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{draining}"
+    );
+    served.abort();
+}
