@@ -164,6 +164,11 @@ impl Refresher {
         record.refresh_token.is_some() && now >= record.refresh_due_at
     }
 
+    /// Is `record`'s refresh due now? (Then [`Refresher::check`] has work.)
+    pub fn is_due_now(&self, record: &SessionRecord) -> bool {
+        Refresher::is_due(record, self.inner.clock.now())
+    }
+
     /// The session to decide with: `resolved` itself unless it is due;
     /// otherwise refreshed (or the current record while another request or
     /// replica refreshes it). `Ok(None)`: the provider refused, the session

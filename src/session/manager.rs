@@ -65,6 +65,26 @@ struct Entry {
 /// One store load that concurrent misses for the same id wait on.
 type SharedLoad = OnceCell<Option<Arc<Entry>>>;
 
+/// A cookie value, as far as it can be known without I/O.
+enum Lookup {
+    /// Garbage, tampered or expired: no session.
+    Invalid,
+    /// Valid, and its session is in the cache.
+    Cached(Resolved),
+    /// Valid, but its session must be loaded from the store.
+    Uncached(Opened),
+}
+
+/// What the idle timeout asks of a session on this request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IdleWork {
+    None,
+    /// Record this use (one request per touch interval writes).
+    Touch,
+    /// Idle past `cookie_idle_timeout`: the session ends.
+    Expired,
+}
+
 /// A valid session, as [`Sessions::resolve`] found it.
 #[derive(Clone)]
 pub struct Resolved {
@@ -78,6 +98,16 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    fn new(ticket: Ticket, entry: Arc<Entry>, reissued: Option<Arc<str>>) -> Resolved {
+        Resolved {
+            id: ticket.id,
+            record: Arc::clone(&entry.record),
+            ticket,
+            entry,
+            reissued,
+        }
+    }
+
     /// Unix seconds at which the session ends (for the cookie's Max-Age).
     pub fn expires_at(&self) -> i64 {
         self.ticket.expires_at
@@ -248,33 +278,67 @@ impl Sessions {
     /// sealed by us: a client keeping the cookie past its Max-Age gains
     /// nothing. With an idle timeout, an idle session ends here too.
     pub async fn resolve(&self, cookie_value: &str) -> Result<Option<Resolved>, SessionError> {
-        let Some(Opened { ticket, reissued }) = self.open_ticket(cookie_value) else {
-            return Ok(None);
-        };
-        if ticket.is_expired(self.clock.now()) {
-            tracing::debug!("session cookie expired");
-            return Ok(None);
-        }
-        let (entry, cached) = match self.cache.get(&ticket.id) {
-            Some(entry) => (entry, true),
+        let (resolved, cached) = match self.look_up(cookie_value) {
+            Lookup::Invalid => return Ok(None),
+            Lookup::Cached(resolved) => (resolved, true),
             // Boxed, like every store call on this path: the decision's
-            // future stays small when the cache answers (it is moved
-            // whole on every await of its callers).
-            None => match Box::pin(self.load_shared(&ticket)).await? {
-                Some(entry) => (entry, false),
-                None => return Ok(None),
-            },
-        };
-        let resolved = Resolved {
-            id: ticket.id,
-            record: Arc::clone(&entry.record),
-            ticket,
-            entry,
-            reissued,
+            // future stays small when the cache answers.
+            Lookup::Uncached(Opened { ticket, reissued }) => {
+                match Box::pin(self.load_shared(&ticket)).await? {
+                    Some(entry) => (Resolved::new(ticket, entry, reissued), false),
+                    None => return Ok(None),
+                }
+            }
         };
         match self.idle_timeout {
             None => Ok(Some(resolved)),
             Some(idle) => self.keep_alive(resolved, idle, cached).await,
+        }
+    }
+
+    /// [`Sessions::resolve`] when its answer needs no I/O (the session is
+    /// cached and its idle clock needs no write), else `None`: the caller
+    /// awaits `resolve`. Most decisions end here, with no future at all.
+    pub fn resolve_cached(&self, cookie_value: &str) -> Option<Option<Resolved>> {
+        match self.look_up(cookie_value) {
+            Lookup::Invalid => Some(None),
+            Lookup::Uncached(_) => None,
+            Lookup::Cached(resolved) => match self.idle_timeout {
+                Some(idle)
+                    if self.idle_work(&resolved, idle, self.clock.now()) != IdleWork::None =>
+                {
+                    None
+                }
+                _ => Some(Some(resolved)),
+            },
+        }
+    }
+
+    /// The cookie opened, checked for expiry and looked up in the cache.
+    fn look_up(&self, cookie_value: &str) -> Lookup {
+        let Some(opened) = self.open_ticket(cookie_value) else {
+            return Lookup::Invalid;
+        };
+        if opened.ticket.is_expired(self.clock.now()) {
+            tracing::debug!("session cookie expired");
+            return Lookup::Invalid;
+        }
+        match self.cache.get(&opened.ticket.id) {
+            Some(entry) => Lookup::Cached(Resolved::new(opened.ticket, entry, opened.reissued)),
+            None => Lookup::Uncached(opened),
+        }
+    }
+
+    /// What the idle timeout asks of `resolved` at `now`.
+    fn idle_work(&self, resolved: &Resolved, idle: Duration, now: i64) -> IdleWork {
+        let step = touch_interval(idle);
+        let last_seen = resolved.record.last_seen();
+        if now >= last_seen.saturating_add(secs(idle)).saturating_add(step) {
+            IdleWork::Expired
+        } else if now.saturating_sub(last_seen) >= step {
+            IdleWork::Touch
+        } else {
+            IdleWork::None
         }
     }
 
@@ -288,14 +352,7 @@ impl Sessions {
         cached: bool,
     ) -> Result<Option<Resolved>, SessionError> {
         let now = self.clock.now();
-        let step = touch_interval(idle);
-        let ends_at = |r: &Resolved| {
-            r.record
-                .last_seen()
-                .saturating_add(secs(idle))
-                .saturating_add(step)
-        };
-        if now >= ends_at(&resolved) {
+        if self.idle_work(&resolved, idle, now) == IdleWork::Expired {
             // Our copy may be old: the session may have been used through
             // another replica since it was cached.
             if cached {
@@ -304,13 +361,13 @@ impl Sessions {
                     None => return Ok(None),
                 }
             }
-            if now >= ends_at(&resolved) {
+            if self.idle_work(&resolved, idle, now) == IdleWork::Expired {
                 tracing::debug!("session idle past cookie_idle_timeout; ending it");
                 Box::pin(self.end(&resolved)).await?;
                 return Ok(None);
             }
         }
-        if now.saturating_sub(resolved.record.last_seen()) < step {
+        if self.idle_work(&resolved, idle, now) == IdleWork::None {
             return Ok(Some(resolved));
         }
         let Some(_touch) = Touch::start(&self.touching, resolved.id) else {
@@ -762,6 +819,32 @@ mod tests {
         assert_eq!(fresh.reissued_cookie(), None);
     }
 
+    /// Without I/O, `resolve_cached` answers what `resolve` would for a
+    /// cached session and for garbage, and defers (`None`) to `resolve`
+    /// for a session only the store has; once that loaded it, the cache
+    /// answers.
+    #[tokio::test]
+    async fn resolve_cached_answers_only_what_needs_no_io() {
+        let f = fixture();
+        let (cookie, record) = f.sessions.create(identity(2), None, 0).await.unwrap();
+        let hot = f.sessions.resolve_cached(&cookie).unwrap().unwrap();
+        assert_eq!(hot.record, record);
+        assert!(matches!(f.sessions.resolve_cached("garbage"), Some(None)));
+        let mut tampered = cookie.clone().into_bytes();
+        tampered[10] ^= 1;
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert!(matches!(f.sessions.resolve_cached(&tampered), Some(None)));
+
+        let cold = cold_peer(&f);
+        assert!(cold.resolve_cached(&cookie).is_none(), "only the store has it");
+        let loaded = cold.resolve(&cookie).await.unwrap().unwrap();
+        assert_eq!(loaded.id, hot.id);
+        assert_eq!(cold.resolve_cached(&cookie).unwrap().unwrap().id, hot.id);
+
+        f.clock.advance(LIFETIME.as_secs() as i64);
+        assert!(matches!(f.sessions.resolve_cached(&cookie), Some(None)), "expired");
+    }
+
     const IDLE: Duration = Duration::from_secs(600);
 
     fn idle_fixture() -> (Fixture, Sessions) {
@@ -800,6 +883,24 @@ mod tests {
             assert!(sessions.resolve(&kept).await.unwrap().is_some(), "in use");
         }
         assert!(cold_peer(&f).resolve(&left).await.unwrap().is_none());
+    }
+
+    /// With an idle timeout, `resolve_cached` answers only while the idle
+    /// clock needs no write: the request that is due to record the use, or
+    /// to end the session, goes to `resolve`.
+    #[tokio::test]
+    async fn resolve_cached_defers_idle_clock_writes() {
+        let (f, sessions) = idle_fixture();
+        let (cookie, _) = sessions.create(identity(1), None, 0).await.unwrap();
+        f.clock.advance(59);
+        assert!(sessions.resolve_cached(&cookie).unwrap().is_some());
+        f.clock.advance(1);
+        assert!(sessions.resolve_cached(&cookie).is_none(), "a touch is due");
+        assert!(sessions.resolve(&cookie).await.unwrap().is_some());
+        assert!(sessions.resolve_cached(&cookie).unwrap().is_some(), "touched");
+        f.clock.advance(IDLE.as_secs() as i64 + 60);
+        assert!(sessions.resolve_cached(&cookie).is_none(), "idle: to be ended");
+        assert!(sessions.resolve(&cookie).await.unwrap().is_none());
     }
 
     /// The last-seen time reaches the store at most once per touch
