@@ -324,8 +324,9 @@ impl Decider {
 
     /// Decides a proxy's question and records it: counted in the metrics
     /// with its latency, and logged (a refusal at info, the rest at debug).
-    /// Every front end calls this; [`Decider::decide`] alone is for pages
-    /// that explain a decision already counted.
+    /// Every front end calls this (or [`Decider::decide_now_for`] first);
+    /// [`Decider::decide`] alone is for pages that explain a decision
+    /// already counted.
     pub async fn decide_for<'a, C>(&self, asker: Asker<'_>, request: Request<'a, C>) -> Decision
     where
         C: IntoIterator<Item = &'a str>,
@@ -334,12 +335,45 @@ impl Decider {
         // One policy for the whole decision, even if a reload swaps it
         // meanwhile (an `Arc`, not a guard: the decision awaits the store).
         let in_force = self.in_force.load_full();
-        let (target, decision) = self.decide_with(&in_force.policy, request).await;
-        if let Some(metrics) = &in_force.metrics {
-            metrics.record(asker.front_end, &decision, started.elapsed());
-        }
-        crate::telemetry::log_decision(&in_force.policy, asker, target.as_ref(), &decision);
+        let decision = self
+            .decide_target(
+                &in_force.policy,
+                &request.target,
+                request.session_cookies,
+                request.method,
+                request.authorization,
+                request.preflight,
+            )
+            .await;
+        record(&in_force, asker, &request.target, &decision, started);
         decision
+    }
+
+    /// [`Decider::decide_for`] when the decision needs no I/O: no session
+    /// cookie or a cached session with nothing due, and no Bearer token to
+    /// verify. That is most decisions, and they need no future at all.
+    /// `None`: ask `decide_for`.
+    pub fn decide_now_for<'a, C>(
+        &self,
+        asker: Asker<'_>,
+        request: Request<'a, C>,
+    ) -> Option<Decision>
+    where
+        C: IntoIterator<Item = &'a str>,
+    {
+        let started = Instant::now();
+        let in_force = self.in_force.load();
+        let decision = match self.check_target(&in_force.policy, &request.target, request.preflight)
+        {
+            Err(decision) => decision,
+            Ok(target) => {
+                let identified =
+                    self.identify_now(request.session_cookies, request.authorization)?;
+                self.conclude(&in_force.policy, target, identified, request.method)
+            }
+        };
+        record(&in_force, asker, &request.target, &decision, started);
+        Some(decision)
     }
 
     /// Decides one request, without recording it.
@@ -348,48 +382,25 @@ impl Decider {
         C: IntoIterator<Item = &'a str>,
     {
         let in_force = self.in_force.load_full();
-        self.decide_with(&in_force.policy, request).await.1
+        self.decide_target(
+            &in_force.policy,
+            &request.target,
+            request.session_cookies,
+            request.method,
+            request.authorization,
+            request.preflight,
+        )
+        .await
     }
 
-    /// The decision, and the target it was about (if the URL was usable).
-    async fn decide_with<'a, 't, C>(
-        &self,
-        policy: &Policy,
-        request: Request<'t, C>,
-    ) -> (Option<Target<'t>>, Decision)
-    where
-        C: IntoIterator<Item = &'a str>,
-    {
-        match request.target {
-            Ok(target) => {
-                let decision = self
-                    .decide_target(
-                        policy,
-                        &target,
-                        request.session_cookies,
-                        request.method,
-                        request.authorization,
-                        request.preflight,
-                    )
-                    .await;
-                (Some(target), decision)
-            }
-            Err(error) => {
-                tracing::debug!(%error, "refused: unusable original URL");
-                let decision = Decision::Deny {
-                    route: None,
-                    session: None,
-                    reason: Refusal::BadTarget,
-                };
-                (None, decision)
-            }
-        }
-    }
-
+    /// The decision about `target`. The one `async` step of a decision: its
+    /// callers call it directly, as every level of `async fn` would hold
+    /// its arguments again beside the future it awaits (kilobytes, copied
+    /// on every move).
     async fn decide_target<'a, C>(
         &self,
         policy: &Policy,
-        target: &Target<'_>,
+        target: &Result<Target<'_>, TargetError>,
         session_cookies: C,
         method: Option<&str>,
         authorization: Option<&str>,
@@ -398,26 +409,66 @@ impl Decider {
     where
         C: IntoIterator<Item = &'a str>,
     {
+        let target = match self.check_target(policy, target, preflight) {
+            Ok(target) => target,
+            Err(decision) => return decision,
+        };
+        match self.identify(session_cookies, authorization).await {
+            Some(identified) => self.conclude(policy, target, identified, method),
+            None => Decision::Unavailable,
+        }
+    }
+
+    /// The target, or the decision that needs nobody's identity: an
+    /// unusable URL, or a preflight on a route that allows them.
+    fn check_target<'t, 'u>(
+        &self,
+        policy: &Policy,
+        target: &'t Result<Target<'u>, TargetError>,
+        preflight: bool,
+    ) -> Result<&'t Target<'u>, Decision> {
+        let target = match target {
+            Ok(target) => target,
+            Err(error) => {
+                tracing::debug!(%error, "refused: unusable original URL");
+                return Err(Decision::Deny {
+                    route: None,
+                    session: None,
+                    reason: Refusal::BadTarget,
+                });
+            }
+        };
         // A preflight carries no credentials: allowed on routes that say so,
         // before any identity is looked at. Only preflights pay for this
-        // lookup; every other request finds its route once, below.
+        // lookup; every other request finds its route once, in `conclude`.
         if preflight
             && let Some(route) = policy.route_for(target)
             && policy.allows_preflight(route)
         {
-            return Decision::Allow {
+            return Err(Decision::Allow {
                 route,
                 session: None,
                 pass_identity_headers: false,
                 claim_headers: Arc::default(),
                 assertion: None,
                 set_cookie: None,
-            };
+            });
         }
-        let mut session = None;
-        // Who the session is, for the assertion's cache and `sid`.
-        let mut session_key = [0u8; 16];
-        let mut invalid_token = false;
+        Ok(target)
+    }
+
+    /// Who asks: a verified Bearer token, else the first session cookie
+    /// that names a valid session (refreshed if due). `None`: the store or
+    /// the provider cannot answer, so nobody can be allowed (fail closed).
+    async fn identify<'a, C>(
+        &self,
+        session_cookies: C,
+        authorization: Option<&str>,
+    ) -> Option<Identified>
+    where
+        C: IntoIterator<Item = &'a str>,
+    {
+        let mut identified = Identified::default();
         if let (Some(bearer), Some(token)) = (
             &self.bearer,
             authorization.and_then(crate::bearer::token_of),
@@ -425,43 +476,93 @@ impl Decider {
             // Boxed: only requests with a token pay for its future.
             match Box::pin(bearer.verify(token)).await {
                 Ok(verified) => {
-                    session_key = verified.key;
-                    session = Some(verified.record.clone());
+                    identified.session_key = verified.key;
+                    identified.session = Some(verified.record.clone());
+                    return Some(identified);
                 }
                 Err(BearerError::Unavailable(reason)) => {
                     tracing::error!(%reason, "cannot verify a Bearer token");
-                    return Decision::Unavailable;
+                    return None;
                 }
                 // Not ours (an app may use its own Bearer scheme): the
                 // cookie may still sign the request in.
                 Err(error) => {
                     tracing::debug!(%error, "Bearer token refused");
-                    invalid_token = true;
+                    identified.invalid_token = true;
                 }
             }
         }
-        let mut set_cookie = None;
-        let cookies = session_cookies.into_iter();
-        for value in cookies.take(if session.is_some() { 0 } else { usize::MAX }) {
+        for value in session_cookies {
             let resolved = match (self.sessions.resolve(value).await, &self.refresher) {
                 // Not due: a comparison, no I/O.
                 (Ok(Some(resolved)), Some(refresher)) => refresher.check(resolved).await,
                 (other, _) => other,
             };
             match resolved {
-                Ok(Some(resolved)) => {
-                    session_key = resolved.id;
-                    set_cookie = self.reissue(&resolved);
-                    session = Some(resolved.record);
-                    break;
-                }
+                Ok(Some(resolved)) => return Some(self.signed_in(resolved, identified)),
                 Ok(None) => {}
                 Err(error) => {
                     tracing::error!(%error, "session store unavailable");
-                    return Decision::Unavailable;
+                    return None;
                 }
             }
         }
+        Some(identified)
+    }
+
+    /// [`Decider::identify`] without I/O; `None` when that needs some (a
+    /// Bearer token, a session not in the cache, a refresh or an idle-clock
+    /// write due).
+    fn identify_now<'a, C>(
+        &self,
+        session_cookies: C,
+        authorization: Option<&str>,
+    ) -> Option<Identified>
+    where
+        C: IntoIterator<Item = &'a str>,
+    {
+        if self.bearer.is_some() && authorization.and_then(crate::bearer::token_of).is_some() {
+            return None;
+        }
+        for value in session_cookies {
+            if let Some(resolved) = self.sessions.resolve_cached(value)? {
+                if self
+                    .refresher
+                    .as_ref()
+                    .is_some_and(|refresher| refresher.is_due_now(&resolved.record))
+                {
+                    return None;
+                }
+                return Some(self.signed_in(resolved, Identified::default()));
+            }
+        }
+        Some(Identified::default())
+    }
+
+    /// `identified` signed in as `resolved`'s session.
+    fn signed_in(&self, resolved: Resolved, identified: Identified) -> Identified {
+        Identified {
+            session_key: resolved.id,
+            set_cookie: self.reissue(&resolved),
+            session: Some(resolved.record),
+            ..identified
+        }
+    }
+
+    /// The decision about `target` for whoever `identified` found.
+    fn conclude(
+        &self,
+        policy: &Policy,
+        target: &Target<'_>,
+        identified: Identified,
+        method: Option<&str>,
+    ) -> Decision {
+        let Identified {
+            session,
+            session_key,
+            set_cookie,
+            invalid_token,
+        } = identified;
         let identity = session.as_deref().map(|s| &s.identity);
         let verdict = policy.evaluate(target, identity);
         // A method the route never serves is refused whoever asks: a 403,
@@ -547,6 +648,32 @@ impl Decider {
         url.extend(url::form_urlencoded::byte_serialize(return_url.as_bytes()));
         url
     }
+}
+
+/// Counts `decision` in the metrics with its latency, and logs it.
+fn record(
+    in_force: &InForce,
+    asker: Asker<'_>,
+    target: &Result<Target<'_>, TargetError>,
+    decision: &Decision,
+    started: Instant,
+) {
+    if let Some(metrics) = &in_force.metrics {
+        metrics.record(asker.front_end, decision, started.elapsed());
+    }
+    crate::telemetry::log_decision(&in_force.policy, asker, target.as_ref().ok(), decision);
+}
+
+/// Who asks, as far as the policy and the answer need.
+#[derive(Default)]
+struct Identified {
+    session: Option<Arc<SessionRecord>>,
+    /// Who the session is, for the assertion's cache and `sid`.
+    session_key: [u8; 16],
+    /// A re-issued session cookie (it was sealed with a previous secret).
+    set_cookie: Option<HeaderValue>,
+    /// The request's Bearer token was refused (`error="invalid_token"`).
+    invalid_token: bool,
 }
 
 /// The `WWW-Authenticate` challenge of a 401 (RFC 6750 §3): with
