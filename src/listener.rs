@@ -40,6 +40,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
+use futures_util::FutureExt as _;
 use futures_util::future::Either;
 use http::{HeaderValue, Request, StatusCode, Version, header};
 use hyper::body::Incoming;
@@ -149,18 +150,23 @@ impl Role {
 /// lane is `GET /oauth2/auth` ([`crate::http::AuthLane`]): every request a
 /// protected site serves costs one, and the router's matching, its boxed
 /// route service and the `ConnectInfo` extension were a fifth of it.
-pub trait Lane: Clone + Send + Sync + 'static {
-    /// The answer to `request` if this lane takes it, else the request
-    /// back for the router.
-    #[allow(
-        clippy::result_large_err,
-        reason = "the request is handed back by value, once; boxing it would allocate per request"
-    )]
+pub trait Lane: Send + Sync + 'static {
+    /// What the lane does with `request`.
     fn answer(
         &self,
         request: Request<Incoming>,
         peer: SocketAddr,
-    ) -> Result<impl Future<Output = Response> + Send + 'static, Request<Incoming>>;
+    ) -> Answer<impl Future<Output = Response> + Send + 'static>;
+}
+
+/// A [`Lane`]'s answer.
+pub enum Answer<F> {
+    /// Answered at once: no future, no allocation.
+    Now(Response),
+    /// Answered once `F` is done (the decision needs I/O).
+    Later(F),
+    /// Not the lane's: the request, back for the router.
+    Pass(Request<Incoming>),
 }
 
 /// No lane: the router answers everything (the metrics listener).
@@ -172,8 +178,8 @@ impl Lane for NoLane {
         &self,
         request: Request<Incoming>,
         _peer: SocketAddr,
-    ) -> Result<impl Future<Output = Response> + Send + 'static, Request<Incoming>> {
-        Err::<std::future::Pending<Response>, _>(request)
+    ) -> Answer<impl Future<Output = Response> + Send + 'static> {
+        Answer::<std::future::Pending<Response>>::Pass(request)
     }
 }
 
@@ -190,6 +196,7 @@ pub async fn serve(
     role: Role,
 ) -> io::Result<()> {
     let builder = builder();
+    let services = Arc::new(Services { router, lane });
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let stopping = shutdown.reached(Phase::Stopping);
@@ -217,8 +224,7 @@ pub async fn serve(
         no_delay(&stream);
         let activity = Arc::new(Activity::new());
         let service = ConnService {
-            router: router.clone(),
-            lane: lane.clone(),
+            services: services.clone(),
             peer,
             activity: activity.clone(),
             shutdown: shutdown.clone(),
@@ -574,20 +580,28 @@ impl AsyncRead for Watched {
     }
 }
 
+/// What a listener answers with: one `Arc` per request to clone.
+struct Services<L> {
+    router: Router,
+    lane: L,
+}
+
 /// The lane and the router as one connection's hyper service: the peer
 /// address as `ConnectInfo` for the router, the request counted in flight,
 /// and the drain's answers.
 #[derive(Clone)]
 struct ConnService<L> {
-    router: Router,
-    lane: L,
+    services: Arc<Services<L>>,
     peer: SocketAddr,
     activity: Arc<Activity>,
     shutdown: Shutdown,
     role: Role,
 }
 
-type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+type ResponseFuture = Either<
+    std::future::Ready<Result<Response, Infallible>>,
+    Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>,
+>;
 
 impl<L: Lane> hyper::service::Service<Request<Incoming>> for ConnService<L> {
     type Response = Response;
@@ -600,28 +614,28 @@ impl<L: Lane> hyper::service::Service<Request<Incoming>> for ConnService<L> {
         if draining && self.role == Role::Main && request.uri().path() == "/readyz" {
             let mut response = (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
             close_after(&mut response, request.version());
-            return Box::pin(std::future::ready(Ok(response)));
+            return Either::Left(std::future::ready(Ok(response)));
         }
         let version = request.version();
-        let answer = match self.lane.answer(request, self.peer) {
-            Ok(answer) => Either::Left(answer),
-            Err(mut request) => {
-                request.extensions_mut().insert(ConnectInfo(self.peer));
-                let router = self.router.clone();
-                Either::Right(async move {
-                    let Ok(response) = router.oneshot(request).await;
-                    response
-                })
-            }
-        };
-        Box::pin(async move {
-            let _in_flight = in_flight;
-            let mut response = answer.await;
+        let finish = move |mut response: Response| {
+            drop(in_flight);
             if draining {
                 close_after(&mut response, version);
             }
             Ok(response)
-        })
+        };
+        match self.services.lane.answer(request, self.peer) {
+            Answer::Now(response) => Either::Left(std::future::ready(finish(response))),
+            Answer::Later(answer) => Either::Right(Box::pin(answer.map(finish))),
+            Answer::Pass(mut request) => {
+                request.extensions_mut().insert(ConnectInfo(self.peer));
+                let router = self.services.router.clone();
+                Either::Right(Box::pin(async move {
+                    let Ok(response) = router.oneshot(request).await;
+                    finish(response)
+                }))
+            }
+        }
     }
 }
 

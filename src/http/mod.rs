@@ -22,10 +22,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Router, middleware};
 
+use futures_util::FutureExt as _;
 use hyper::body::Incoming;
 
 use crate::decision::{self, Decision};
-use crate::listener::Lane;
+use crate::listener::{Answer, Lane};
 use crate::metrics::{FrontEnd, Metrics, StoreOperation};
 use crate::policy::{Target, TargetError};
 use crate::server::App;
@@ -132,12 +133,19 @@ impl Lane for AuthLane {
         &self,
         request: http::Request<Incoming>,
         peer: SocketAddr,
-    ) -> Result<impl Future<Output = Response> + Send + 'static, http::Request<Incoming>> {
+    ) -> Answer<impl Future<Output = Response> + Send + 'static> {
         if request.method() != Method::GET || request.uri().path() != "/oauth2/auth" {
-            return Err(request);
+            return Answer::Pass(request);
+        }
+        let peer = Some(peer.ip());
+        if let Some(decision) = self.app.decider.decide_now_for(
+            nginx_asker(request.headers()),
+            nginx_request(&self.app, request.headers(), peer),
+        ) {
+            return Answer::Now(nginx_response(&decision));
         }
         let app = self.app.clone();
-        Ok(async move { auth_nginx(&app, request.headers(), Some(peer.ip())).await })
+        Answer::Later(async move { auth_nginx(&app, request.headers(), peer).await })
     }
 }
 
@@ -149,16 +157,24 @@ async fn auth_nginx_get(State(app): State<Arc<App>>, request: Request) -> Respon
 /// `/oauth2/auth`: 200 + identity headers, 401 + `Location` (nginx's
 /// `error_page 401` sends the browser there), 403. Never a 3xx (nginx would
 /// answer 500), never a body.
-async fn auth_nginx(app: &App, headers: &HeaderMap, peer: Option<IpAddr>) -> Response {
-    let asker = decision::Asker {
+///
+/// The decision's future mapped, not awaited in an `async fn`: another
+/// level would hold its arguments again beside it.
+fn auth_nginx<'r>(
+    app: &'r App,
+    headers: &'r HeaderMap,
+    peer: Option<IpAddr>,
+) -> impl Future<Output = Response> + Send + 'r {
+    app.decider
+        .decide_for(nginx_asker(headers), nginx_request(app, headers, peer))
+        .map(|decision| nginx_response(&decision))
+}
+
+fn nginx_asker(headers: &HeaderMap) -> decision::Asker<'_> {
+    decision::Asker {
         front_end: FrontEnd::Nginx,
         request_id: request_id(headers),
-    };
-    let decision = app
-        .decider
-        .decide_for(asker, nginx_request(app, headers, peer))
-        .await;
-    nginx_response(&decision)
+    }
 }
 
 /// The proxy's `X-Request-Id`, when it is fit to log.

@@ -141,11 +141,16 @@ impl Lane for TestLane {
         &self,
         request: Request<Incoming>,
         peer: SocketAddr,
-    ) -> Result<impl Future<Output = Response> + Send + 'static, Request<Incoming>> {
-        if request.method() != http::Method::GET || request.uri().path() != "/lane" {
-            return Err(request);
+    ) -> Answer<impl Future<Output = Response> + Send + 'static> {
+        match (request.method(), request.uri().path()) {
+            (&http::Method::GET, "/lane") => {
+                Answer::Later(async move { format!("lane {}", peer.ip()).into_response() })
+            }
+            (&http::Method::GET, "/now") => {
+                Answer::Now(format!("now {}", peer.ip()).into_response())
+            }
+            _ => Answer::Pass(request),
         }
-        Ok(async move { format!("lane {}", peer.ip()).into_response() })
     }
 }
 
@@ -190,6 +195,8 @@ async fn the_lane_answers_its_requests_and_the_router_the_rest() {
     let lane = ask(address, "GET", "/lane").await;
     assert!(lane.starts_with("HTTP/1.1 200"), "{lane}");
     assert!(lane.ends_with("lane 127.0.0.1"), "{lane}");
+    let now = ask(address, "GET", "/now").await;
+    assert!(now.ends_with("now 127.0.0.1"), "{now}");
     let head = ask(address, "HEAD", "/lane").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     // The router's "router", not the lane's longer answer.
@@ -206,6 +213,14 @@ async fn the_lane_answers_its_requests_and_the_router_the_rest() {
     shutdown.reached(Phase::Draining).await;
     let draining = ask(address, "GET", "/lane").await;
     assert!(draining.ends_with("lane 127.0.0.1"), "{draining}");
+    assert!(
+        draining
+            .to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{draining}"
+    );
+    let draining = ask(address, "GET", "/now").await;
+    assert!(draining.ends_with("now 127.0.0.1"), "{draining}");
     assert!(
         draining
             .to_ascii_lowercase()
