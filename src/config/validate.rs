@@ -59,6 +59,10 @@ pub(crate) fn validate(mut root: Node, env: &dyn Fn(&str) -> Option<String>) -> 
     }
     let env_ignored = apply_env(&mut root, env);
     let raw: RawConfig = node::deserialize(&root, &sink, raw::ignored_keys).unwrap_or_default();
+    // The raw structs own copies of what they need: free the tree (the
+    // larger half of a big policy) before the validated config is built,
+    // so the two never share the process's peak memory.
+    drop(root);
     v.errors.append(&mut sink.problems.borrow_mut());
     let config = v.config(&raw);
     let mut ignored = sink.ignored.take();

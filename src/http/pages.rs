@@ -17,6 +17,7 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -277,7 +278,10 @@ impl IntoResponse for View {
 /// The compiled templates: the built-in set, and the operator's when
 /// `templates_dir` is set (a page it lacks comes from the built-in set).
 pub struct Pages {
-    builtin: Environment<'static>,
+    /// Compiled on the first page shown: the built-in set is checked by the
+    /// unit tests, and a service that only answers auth checks never needs
+    /// the template compiler in memory.
+    builtin: OnceLock<Environment<'static>>,
     custom: Option<Environment<'static>>,
 }
 
@@ -293,7 +297,7 @@ impl Pages {
     /// The built-in pages only.
     pub fn builtin() -> Pages {
         Pages {
-            builtin: builtin_environment(),
+            builtin: OnceLock::new(),
             custom: None,
         }
     }
@@ -341,9 +345,13 @@ impl Pages {
                 .map_err(|e| template_error(dir, &file, &e))?;
         }
         Ok(Pages {
-            builtin: builtin_environment(),
+            builtin: OnceLock::new(),
             custom: Some(env),
         })
+    }
+
+    fn builtin_env(&self) -> &Environment<'static> {
+        self.builtin.get_or_init(builtin_environment)
     }
 
     /// The page as a response: HTML, `no-store`, and a CSP allowing only
@@ -363,7 +371,7 @@ impl Pages {
                     None
                 }
             })
-            .or_else(|| render_with(&self.builtin, view, &nonce).ok())
+            .or_else(|| render_with(self.builtin_env(), view, &nonce).ok())
             .unwrap_or_else(|| {
                 format!(
                     "<!doctype html><title>{0}</title><h1>{0}</h1><p>{1}</p>",
@@ -491,6 +499,19 @@ mod tests {
             escape("<script>\"x\"&'y'</script>"),
             "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;&lt;/script&gt;"
         );
+    }
+
+    /// Without `templates_dir` nothing is compiled at startup: the built-in
+    /// set is compiled by the first page shown, then reused.
+    #[tokio::test]
+    async fn builtin_templates_compile_on_first_render() {
+        let pages = Pages::load(None).unwrap();
+        assert!(pages.builtin.get().is_none());
+        let first = body(pages.render(&View::not_found())).await;
+        assert!(first.contains("<main"), "{first}");
+        let compiled: *const Environment<'static> = pages.builtin.get().unwrap();
+        pages.render(&View::signed_out());
+        assert!(std::ptr::eq(compiled, pages.builtin.get().unwrap()));
     }
 
     /// Every built-in page renders: `lang`, a title, a `main` landmark, the
