@@ -660,8 +660,9 @@ round, are affected much less.
   (b) oauth2-proxy \`/oauth2/auth\` with its cookie (it answers 202);
   (c) the ceiling, \`examples/ceiling.rs\`: a bare hyper server (tokio,
   hyper-util's HTTP/1.1 + h2c connection, \`TCP_NODELAY\`; no router, no
-  middleware) answering 200 with the same identity headers without looking
-  at the request; (d) nginx (\`bench/nginx.conf\`: the
+  middleware) answering 200 with the same identity headers, the
+  \`X-Auth-Request-Jwt\` assertion included (signed once at start), without
+  looking at the request; (d) nginx (\`bench/nginx.conf\`: the
   \`auth_request\` wiring of \`examples/nginx/nginx.conf\`, plain HTTP, one
   worker) serving a static file behind each auth target; (e) a tampered
   cookie (one character changed: decryption fails, 401) and a valid cookie
