@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use crate::assertion::{AssertionSigner, Subject};
@@ -141,6 +141,39 @@ impl Decision {
     /// route that passes identity headers. A value that cannot be a header
     /// (control characters) is left out rather than passed mangled.
     pub fn identity_headers(&self) -> Vec<(HeaderName, HeaderValue)> {
+        let Some((rendered, more)) = self.identity_parts() else {
+            return Vec::new();
+        };
+        let mut headers = Vec::with_capacity(rendered.len() + 2);
+        headers.extend(rendered.iter().map(|(n, v)| (n.clone(), v.clone())));
+        headers.extend(more);
+        headers
+    }
+
+    /// [`Decision::identity_headers`] as a `HeaderMap` (for HTTP answers):
+    /// a clone of the session's rendered map, so the names common to every
+    /// answer are not hashed in again; room for `extra` more.
+    pub fn identity_header_map(&self, extra: usize) -> HeaderMap {
+        let Some((rendered, more)) = self.identity_parts() else {
+            return HeaderMap::with_capacity(extra);
+        };
+        let mut headers = rendered.clone();
+        headers.reserve(extra + 2);
+        for (name, value) in more {
+            headers.insert(name, value);
+        }
+        headers
+    }
+
+    /// The session's rendered identity headers and the ones of this
+    /// answer (the assertion, the route's claim headers), when it passes
+    /// any.
+    fn identity_parts(
+        &self,
+    ) -> Option<(
+        &HeaderMap,
+        impl Iterator<Item = (HeaderName, HeaderValue)> + '_,
+    )> {
         let Decision::Allow {
             session: Some(session),
             pass_identity_headers: true,
@@ -149,36 +182,33 @@ impl Decision {
             ..
         } = self
         else {
-            return Vec::new();
+            return None;
         };
         let identity = &session.identity;
-        let rendered = session.headers.get_or_render(identity);
-        let mut headers = Vec::with_capacity(rendered.len() + 1 + claim_headers.claims.len());
-        headers.extend(rendered.iter().cloned());
-        if let Some(assertion) = assertion {
-            headers.push((HEADER_JWT, assertion.clone()));
-        }
-        for (claim, name) in &claim_headers.claims {
-            let text = match identity.claims.get(claim) {
-                Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
-                Some(Value::Array(items)) => Cow::Owned(
-                    items
-                        .iter()
-                        .filter_map(scalar_text)
-                        .collect::<Vec<_>>()
-                        .join(","),
-                ),
-                Some(other) => match scalar_text(other) {
-                    Some(text) => Cow::Owned(text),
-                    None => continue,
-                },
-                None => continue,
-            };
-            if let Ok(value) = HeaderValue::from_str(&text) {
-                headers.push((name.clone(), value));
-            }
-        }
-        headers
+        let assertion = assertion
+            .iter()
+            .map(|assertion| (HEADER_JWT, assertion.clone()));
+        let claims = claim_headers
+            .claims
+            .iter()
+            .filter_map(move |(claim, name)| {
+                let text = match identity.claims.get(claim)? {
+                    Value::String(s) => Cow::Borrowed(s.as_str()),
+                    Value::Array(items) => Cow::Owned(
+                        items
+                            .iter()
+                            .filter_map(scalar_text)
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ),
+                    other => Cow::Owned(scalar_text(other)?),
+                };
+                Some((name.clone(), HeaderValue::from_str(&text).ok()?))
+            });
+        Some((
+            session.headers.get_or_render(identity),
+            assertion.chain(claims),
+        ))
     }
 
     /// The request headers a proxy must strip on allow, given the headers

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -57,18 +57,21 @@ impl Identity {
 /// It is a cache, not part of the value: a clone starts empty (the copy may
 /// be changed before use) and every two compare equal.
 #[derive(Default)]
-pub struct RenderedHeaders(OnceLock<Box<[(HeaderName, HeaderValue)]>>);
+pub struct RenderedHeaders(OnceLock<HeaderMap>);
 
 impl RenderedHeaders {
     /// The headers for `identity`, rendered now if this is the first use.
     /// A value that cannot be a header (control characters) is left out
     /// rather than passed mangled.
-    pub fn get_or_render(&self, identity: &Identity) -> &[(HeaderName, HeaderValue)] {
+    ///
+    /// A `HeaderMap`, so an answer can start from a clone of it instead of
+    /// hashing each name in again.
+    pub fn get_or_render(&self, identity: &Identity) -> &HeaderMap {
         self.0.get_or_init(|| render(identity))
     }
 }
 
-fn render(identity: &Identity) -> Box<[(HeaderName, HeaderValue)]> {
+fn render(identity: &Identity) -> HeaderMap {
     let groups = (!identity.groups.is_empty()).then(|| identity.groups.join(","));
     [
         (HEADER_USER, Some(identity.subject.as_str())),
@@ -118,7 +121,7 @@ mod tests {
         }
     }
 
-    fn text(headers: &[(HeaderName, HeaderValue)]) -> Vec<(String, String)> {
+    fn text(headers: &HeaderMap) -> Vec<(String, String)> {
         headers
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
