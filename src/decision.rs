@@ -365,18 +365,8 @@ impl Decider {
         // One policy for the whole decision, even if a reload swaps it
         // meanwhile (an `Arc`, not a guard: the decision awaits the store).
         let in_force = self.in_force.load_full();
-        let decision = self
-            .decide_target(
-                &in_force.policy,
-                &request.target,
-                request.session_cookies,
-                request.method,
-                request.authorization,
-                request.preflight,
-            )
-            .await;
-        record(&in_force, asker, &request.target, &decision, started);
-        decision
+        self.decide_target(&in_force, request, Some((asker, started)))
+            .await
     }
 
     /// [`Decider::decide_for`] when the decision needs no I/O: no session
@@ -412,41 +402,38 @@ impl Decider {
         C: IntoIterator<Item = &'a str>,
     {
         let in_force = self.in_force.load_full();
-        self.decide_target(
-            &in_force.policy,
-            &request.target,
-            request.session_cookies,
-            request.method,
-            request.authorization,
-            request.preflight,
-        )
-        .await
+        self.decide_target(&in_force, request, None).await
     }
 
     /// The decision about `target`. The one `async` step of a decision: its
     /// callers call it directly, as every level of `async fn` would hold
     /// its arguments again beside the future it awaits (kilobytes, copied
     /// on every move).
+    /// With `recorded`, the decision is counted and logged as `asker`'s.
     async fn decide_target<'a, C>(
         &self,
-        policy: &Policy,
-        target: &Result<Target<'_>, TargetError>,
-        session_cookies: C,
-        method: Option<&str>,
-        authorization: Option<&str>,
-        preflight: bool,
+        in_force: &InForce,
+        request: Request<'_, C>,
+        recorded: Option<(Asker<'_>, Instant)>,
     ) -> Decision
     where
         C: IntoIterator<Item = &'a str>,
     {
-        let target = match self.check_target(policy, target, preflight) {
-            Ok(target) => target,
-            Err(decision) => return decision,
+        let policy = &in_force.policy;
+        let decision = match self.check_target(policy, &request.target, request.preflight) {
+            Err(decision) => decision,
+            Ok(target) => match self
+                .identify(request.session_cookies, request.authorization)
+                .await
+            {
+                Some(identified) => self.conclude(policy, target, identified, request.method),
+                None => Decision::Unavailable,
+            },
         };
-        match self.identify(session_cookies, authorization).await {
-            Some(identified) => self.conclude(policy, target, identified, method),
-            None => Decision::Unavailable,
+        if let Some((asker, started)) = recorded {
+            record(in_force, asker, &request.target, &decision, started);
         }
+        decision
     }
 
     /// The target, or the decision that needs nobody's identity: an
