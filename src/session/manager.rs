@@ -836,13 +836,19 @@ mod tests {
         assert!(matches!(f.sessions.resolve_cached(&tampered), Some(None)));
 
         let cold = cold_peer(&f);
-        assert!(cold.resolve_cached(&cookie).is_none(), "only the store has it");
+        assert!(
+            cold.resolve_cached(&cookie).is_none(),
+            "only the store has it"
+        );
         let loaded = cold.resolve(&cookie).await.unwrap().unwrap();
         assert_eq!(loaded.id, hot.id);
         assert_eq!(cold.resolve_cached(&cookie).unwrap().unwrap().id, hot.id);
 
         f.clock.advance(LIFETIME.as_secs() as i64);
-        assert!(matches!(f.sessions.resolve_cached(&cookie), Some(None)), "expired");
+        assert!(
+            matches!(f.sessions.resolve_cached(&cookie), Some(None)),
+            "expired"
+        );
     }
 
     const IDLE: Duration = Duration::from_secs(600);
@@ -897,9 +903,15 @@ mod tests {
         f.clock.advance(1);
         assert!(sessions.resolve_cached(&cookie).is_none(), "a touch is due");
         assert!(sessions.resolve(&cookie).await.unwrap().is_some());
-        assert!(sessions.resolve_cached(&cookie).unwrap().is_some(), "touched");
+        assert!(
+            sessions.resolve_cached(&cookie).unwrap().is_some(),
+            "touched"
+        );
         f.clock.advance(IDLE.as_secs() as i64 + 60);
-        assert!(sessions.resolve_cached(&cookie).is_none(), "idle: to be ended");
+        assert!(
+            sessions.resolve_cached(&cookie).is_none(),
+            "idle: to be ended"
+        );
         assert!(sessions.resolve(&cookie).await.unwrap().is_none());
     }
 
