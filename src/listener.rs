@@ -580,7 +580,7 @@ impl AsyncRead for Watched {
     }
 }
 
-/// What a listener answers with: one `Arc` per request to clone.
+/// What a listener answers with, shared by its connections (one `Arc`).
 struct Services<L> {
     router: Router,
     lane: L,
