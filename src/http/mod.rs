@@ -170,6 +170,7 @@ fn auth_nginx<'r>(
         .map(|decision| nginx_response(&decision))
 }
 
+/// nginx, and its `X-Request-Id`, as the decision's metrics and log name it.
 fn nginx_asker(headers: &HeaderMap) -> decision::Asker<'_> {
     decision::Asker {
         front_end: FrontEnd::Nginx,
