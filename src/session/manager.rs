@@ -278,7 +278,7 @@ impl Sessions {
     /// sealed by us: a client keeping the cookie past its Max-Age gains
     /// nothing. With an idle timeout, an idle session ends here too.
     pub async fn resolve(&self, cookie_value: &str) -> Result<Option<Resolved>, SessionError> {
-        let (resolved, cached) = match self.look_up(cookie_value) {
+        let (resolved, cached) = match self.look_up(cookie_value, self.clock.now()) {
             Lookup::Invalid => return Ok(None),
             Lookup::Cached(resolved) => (resolved, true),
             // Boxed, like every store call on this path: the decision's
@@ -300,26 +300,25 @@ impl Sessions {
     /// cached and its idle clock needs no write), else `None`: the caller
     /// awaits `resolve`. Most decisions end here, with no future at all.
     pub fn resolve_cached(&self, cookie_value: &str) -> Option<Option<Resolved>> {
-        match self.look_up(cookie_value) {
+        // One clock read for the expiry and the idle clock.
+        let now = self.clock.now();
+        match self.look_up(cookie_value, now) {
             Lookup::Invalid => Some(None),
             Lookup::Uncached(_) => None,
             Lookup::Cached(resolved) => match self.idle_timeout {
-                Some(idle)
-                    if self.idle_work(&resolved, idle, self.clock.now()) != IdleWork::None =>
-                {
-                    None
-                }
+                Some(idle) if self.idle_work(&resolved, idle, now) != IdleWork::None => None,
                 _ => Some(Some(resolved)),
             },
         }
     }
 
-    /// The cookie opened, checked for expiry and looked up in the cache.
-    fn look_up(&self, cookie_value: &str) -> Lookup {
+    /// The cookie opened, checked for expiry at `now` and looked up in the
+    /// cache.
+    fn look_up(&self, cookie_value: &str, now: i64) -> Lookup {
         let Some(opened) = self.open_ticket(cookie_value) else {
             return Lookup::Invalid;
         };
-        if opened.ticket.is_expired(self.clock.now()) {
+        if opened.ticket.is_expired(now) {
             tracing::debug!("session cookie expired");
             return Lookup::Invalid;
         }
