@@ -144,7 +144,7 @@ impl Decision {
         let Some((rendered, more)) = self.identity_parts() else {
             return Vec::new();
         };
-        let mut headers = Vec::with_capacity(rendered.len() + 2);
+        let mut headers = Vec::with_capacity(rendered.len() + more.size_hint().1.unwrap_or(0));
         headers.extend(rendered.iter().map(|(n, v)| (n.clone(), v.clone())));
         headers.extend(more);
         headers
@@ -158,7 +158,7 @@ impl Decision {
             return HeaderMap::with_capacity(extra);
         };
         let mut headers = rendered.clone();
-        headers.reserve(extra + 2);
+        headers.reserve(extra + more.size_hint().1.unwrap_or(0));
         for (name, value) in more {
             headers.insert(name, value);
         }

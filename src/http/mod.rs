@@ -117,7 +117,6 @@ async fn render_pages(State(app): State<Arc<App>>, mut response: Response) -> Re
 
 /// `GET /oauth2/auth` as the main listener's [`Lane`]: answered without
 /// the router (which still serves it for `HEAD` and in `oneshot` tests).
-#[derive(Clone)]
 pub struct AuthLane {
     app: Arc<App>,
 }
