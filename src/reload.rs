@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::Watcher;
+use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use crate::config::{self, Config, ConfigErrors};
@@ -85,9 +86,10 @@ pub struct Reloader {
     app: Arc<App>,
     path: PathBuf,
     env: EnvLookup,
-    /// The bytes last read, so a watcher event that changed nothing (a
-    /// ConfigMap sibling, an editor's swap file) costs no reload.
-    last: std::sync::Mutex<Option<Vec<u8>>>,
+    /// The SHA-256 of the bytes last read, so a watcher event that changed
+    /// nothing (a ConfigMap sibling, an editor's swap file) costs no reload.
+    /// A digest, not the bytes: a 1,000-route file is 100 KB kept forever.
+    last: std::sync::Mutex<Option<[u8; 32]>>,
 }
 
 impl Reloader {
@@ -99,7 +101,9 @@ impl Reloader {
 
     /// Same with a given environment lookup (tests).
     pub fn with_env(app: Arc<App>, path: PathBuf, env: EnvLookup) -> Reloader {
-        let last = std::fs::read(&path).ok();
+        let last = std::fs::read(&path)
+            .ok()
+            .map(|bytes| Sha256::digest(bytes).into());
         Reloader {
             app,
             path,
@@ -119,11 +123,12 @@ impl Reloader {
             source,
         })?;
         {
+            let digest: [u8; 32] = Sha256::digest(&bytes).into();
             let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-            if !force && last.as_deref() == Some(&bytes[..]) {
+            if !force && *last == Some(digest) {
                 return Ok(Outcome::Unchanged);
             }
-            *last = Some(bytes.clone());
+            *last = Some(digest);
         }
         let text = String::from_utf8(bytes).map_err(|e| ReloadError::Read {
             path: path.clone(),

@@ -27,7 +27,7 @@ async fn session_in_embedded_store(dir: &std::path::Path) -> (String, Config, Ma
     let store = SessionStoreConfig::Embedded(dir.join("sessions.redb"));
     let stack = Stack::start_with(default_routes(), |c| c.session_store = store).await;
     let cookie = stack.login(ALICE, APP).await;
-    let config = stack.app.config.clone();
+    let config = stack.config.clone();
     let clock = stack.clock.clone();
     drop(stack);
     (cookie, config, clock)
@@ -183,7 +183,7 @@ async fn redis_down_and_back() {
     })
     .await;
     let shared: SharedClock = Arc::new(stack.clock.clone());
-    let cold = Replica::start(App::new(stack.app.config.clone(), shared).unwrap()).await;
+    let cold = Replica::start(App::new(stack.config.clone(), shared).unwrap()).await;
     let cookie = stack.login(ALICE, APP).await;
     assert_eq!(stack.auth(APP, Some(&cookie)).await.status(), 200);
 

@@ -135,6 +135,10 @@ pub struct Stack {
     pub idp: DevIdp,
     #[allow(dead_code)] // for tests that reach into the service
     pub app: Arc<App>,
+    /// The configuration authgate started with; a replica or a restart is
+    /// built from it (the running `App` keeps no route list).
+    #[allow(dead_code)] // for tests that start replicas
+    pub config: Config,
     /// `http://127.0.0.1:<port>` of authgate.
     pub base: String,
     pub clock: ManualClock,
@@ -193,7 +197,7 @@ impl Stack {
         }));
         stops.push(stop_idp);
 
-        let app = App::new(config, shared).expect("app");
+        let app = App::new(config.clone(), shared).expect("app");
         app.oidc.discover().await.expect("discovery");
         let (stop, stopped) = oneshot::channel();
         tokio::spawn(server::run(app.clone(), listener, async {
@@ -204,6 +208,7 @@ impl Stack {
         Stack {
             idp,
             app,
+            config,
             base,
             clock,
             http: client(),

@@ -282,7 +282,7 @@ async fn restart_and_secret_rotation_keep_sessions() {
     let stack = Stack::start_with(default_routes(), |c| c.session_store = store).await;
     let cookie = stack.login(ALICE, APP).await;
     assert_eq!(status(&stack, APP, &cookie).await, 200);
-    let mut config = stack.app.config.clone();
+    let mut config = stack.config.clone();
     let clock = stack.clock.clone();
     // Stops authgate (and the provider, not needed: no refresh is due).
     drop(stack);
@@ -357,7 +357,7 @@ async fn sign_out_reaches_every_replica() {
     })
     .await;
     let shared: SharedClock = Arc::new(stack.clock.clone());
-    let b = Replica::start(App::new(stack.app.config.clone(), shared).expect("replica")).await;
+    let b = Replica::start(App::new(stack.config.clone(), shared).expect("replica")).await;
 
     let cookie = stack.login(ALICE, APP).await;
     assert_eq!(b.auth(APP, &cookie).await, 200, "B reads A's session");
@@ -425,7 +425,7 @@ async fn replicas_behind_nginx() {
     let stack = &site.stack;
     let shared: SharedClock = Arc::new(stack.clock.clone());
     let replica = |listener| {
-        let app = App::new(stack.app.config.clone(), shared.clone()).expect("replica");
+        let app = App::new(stack.config.clone(), shared.clone()).expect("replica");
         Replica::start_on(app, listener)
     };
     let (b, mut c) = (replica(lb), Some(replica(lc)));
