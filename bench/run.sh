@@ -50,8 +50,8 @@ ROUTES="${BENCH_ROUTES:-1000}"
 PORT_BASE="${BENCH_PORT_BASE:-18400}"
 OUT="${BENCH_OUT:-$REPO_ROOT/BENCHMARKS.md}"
 
-APT_PACKAGES=(wrk nginx curl jq util-linux procps)
-REQUIRED_PROGRAMS=(wrk nginx curl jq taskset go cargo)
+APT_PACKAGES=(wrk nginx curl jq util-linux procps binutils)
+REQUIRED_PROGRAMS=(wrk nginx curl jq taskset nm go cargo)
 
 # The protected site every case asks about (authgate's policy routes it).
 APP_HOST="app.bench.test"
@@ -152,16 +152,51 @@ build_go_tool() {
     printf '%s\n' "$bin"
 }
 
+# build_rust EXAMPLE...: authgate and the named examples, in release.
 build_rust() {
-    log "cargo build --release (authgate, examples devidp, ceiling and bare_authz)"
-    (cd "$REPO_ROOT" && cargo build --release --quiet --bin authgate --example devidp --example ceiling \
-        --example bare_authz) \
-        || die "cargo build failed"
+    local examples=() e
+    for e in "$@"; do examples+=(--example "$e"); done
+    # authgate alone first: built with the examples, Cargo would unify their
+    # dev-dependencies' features into it, and it would not be the binary the
+    # README builds (nor match bench/symbol-order.txt, whose names carry
+    # hashes of exactly that build).
+    log "cargo build --release --bin authgate, then the examples: $*"
+    (cd "$REPO_ROOT" && cargo build --release --quiet --bin authgate \
+        && cargo build --release --quiet "${examples[@]}") || die "cargo build failed"
     TARGET_DIR="$(cd "$REPO_ROOT" && cargo metadata --format-version 1 --no-deps | jq -r .target_directory)"
-    AUTHGATE_BIN="$TARGET_DIR/release/authgate"
-    DEVIDP_BIN="$TARGET_DIR/release/examples/devidp"
-    CEILING_BIN="$TARGET_DIR/release/examples/ceiling"
-    BARE_AUTHZ_BIN="$TARGET_DIR/release/examples/bare_authz"
+    # Copies in $WORK: a later build (cargo bench builds authgate again, with
+    # the benches' features) or another checkout sharing the target
+    # directory must not swap a binary under the run or its report.
+    mkdir -p "$WORK/bin"
+    cp "$TARGET_DIR/release/authgate" "$WORK/bin/"
+    AUTHGATE_BIN="$WORK/bin/authgate"
+    for e in "$@"; do
+        cp "$TARGET_DIR/release/examples/$e" "$WORK/bin/"
+    done
+    DEVIDP_BIN="$WORK/bin/devidp"
+    CEILING_BIN="$WORK/bin/ceiling"
+    BARE_AUTHZ_BIN="$WORK/bin/bare_authz"
+}
+
+# code_layout: a sentence on how the measured binary's code is laid out:
+# whether build.rs applied bench/symbol-order.txt (its first function opens
+# .text) and how many of the file's functions the binary still has.
+code_layout() {
+    local order="$REPO_ROOT/bench/symbol-order.txt" first lowest total have
+    if [[ ! -f "$order" ]]; then
+        printf "authgate's code is in the linker's default order (there is no bench/symbol-order.txt)."
+        return
+    fi
+    first="$(grep -v '^#' "$order" | head -n1)"
+    lowest="$(nm -n --defined-only "$AUTHGATE_BIN" | awk '$2 ~ /^[tT]$/ { print $3; exit }')"
+    total="$(grep -vc '^#' "$order")"
+    have="$(nm --defined-only "$AUTHGATE_BIN" | awk 'NR == FNR { if (!/^#/) want[$0] = 1; next }
+        ($3 in want) && !seen[$3]++ { n++ } END { print n + 0 }' "$order" -)"
+    if [[ "$first" == "$lowest" ]]; then
+        printf "authgate's code is laid out in the order of bench/symbol-order.txt (%s of its %s functions are in this binary)." "$have" "$total"
+    else
+        printf "authgate's code is in the linker's default order: build.rs did not apply bench/symbol-order.txt (%s of its %s functions are in this binary; build.rs says when it applies)." "$have" "$total"
+    fi
 }
 
 # --- setup -----------------------------------------------------------------------
@@ -199,6 +234,28 @@ log_level: warn
 EOF
 }
 
+# write_authgate_config CLIENT_SECRET: $WORK/authgate.yaml and its secrets.
+# A policy of $ROUTES routes; the benchmarked host is the last one (group
+# devops: alice), the one before it admits nobody (the 403 case).
+write_authgate_config() {
+    head -c 32 /dev/urandom | base64 >"$WORK/cookie_secret"
+    printf '%s' "$1" >"$WORK/idp_client_secret"
+    {
+        config_head
+        cat <<EOF
+grpc_address: 127.0.0.1:$P_GRPC
+policy:
+EOF
+        local i
+        for ((i = 0; i < ROUTES - 2; i++)); do
+            printf '  - from: http://app%d.bench.test\n    prefix: /api\n    allowed_groups: [team%d, devops]\n' "$i" "$i"
+        done
+        printf '  - from: http://%s\n    allowed_groups: [nobody]\n    pass_identity_headers: true\n' "$DENY_HOST"
+        printf '  - from: http://%s\n    allowed_groups: [devops]\n    pass_identity_headers: true\n' "$APP_HOST"
+    } >"$WORK/authgate.yaml"
+    "$AUTHGATE_BIN" check-config --config "$WORK/authgate.yaml" >&2 || die "authgate rejects the bench config"
+}
+
 start_servers() {
     local p
     for p in $(seq "$PORT_BASE" $((PORT_BASE + 7))); do
@@ -214,25 +271,7 @@ start_servers() {
         --client "oauth2-proxy:$o2p_secret:http://127.0.0.1:$P_OAUTH2_PROXY/oauth2/callback"
     wait_for_port devidp "$P_IDP" "$PID_devidp"
 
-    # authgate: a policy of $ROUTES routes; the benchmarked host is the
-    # last one (group devops: alice), the one before it admits nobody (the
-    # 403 case).
-    head -c 32 /dev/urandom | base64 >"$WORK/cookie_secret"
-    printf '%s' "$ag_secret" >"$WORK/idp_client_secret"
-    {
-        config_head
-        cat <<EOF
-grpc_address: 127.0.0.1:$P_GRPC
-policy:
-EOF
-        local i
-        for ((i = 0; i < ROUTES - 2; i++)); do
-            printf '  - from: http://app%d.bench.test\n    prefix: /api\n    allowed_groups: [team%d, devops]\n' "$i" "$i"
-        done
-        printf '  - from: http://%s\n    allowed_groups: [nobody]\n    pass_identity_headers: true\n' "$DENY_HOST"
-        printf '  - from: http://%s\n    allowed_groups: [devops]\n    pass_identity_headers: true\n' "$APP_HOST"
-    } >"$WORK/authgate.yaml"
-    "$AUTHGATE_BIN" check-config --config "$WORK/authgate.yaml" >&2 || die "authgate rejects the bench config"
+    write_authgate_config "$ag_secret"
 
     log "starting authgate on :$P_AUTHGATE (core 1)"
     start authgate 1 "$AUTHGATE_BIN" serve --config "$WORK/authgate.yaml"
@@ -600,6 +639,7 @@ Peak RSS is VmHWM at the end of the run (so it includes start-up: reading
 and compiling the policy). RSS at the end splits into anonymous memory
 (heap, stacks: what the process allocated) and file-backed pages (the
 executable's code and data that were touched: shared, reclaimable).
+$(code_layout)
 
 | server | peak RSS MiB | anonymous MiB | file-backed MiB |
 | --- | ---: | ---: | ---: |
@@ -723,7 +763,7 @@ main() {
     OAUTH2_PROXY_BIN="$(build_go_tool oauth2-proxy github.com/oauth2-proxy/oauth2-proxy/v7 \
         github.com/oauth2-proxy/oauth2-proxy/v7/pkg/version.VERSION)"
     VEGETA_BIN="$(build_go_tool vegeta github.com/tsenart/vegeta/v12 main.Version)"
-    build_rust
+    build_rust devidp ceiling bare_authz
     LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
     if (($(nproc) >= 2)); then
         PINNING="servers and nginx on core 1, load generators (wrk, vegeta) on core 0 (taskset)"

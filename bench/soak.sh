@@ -235,15 +235,7 @@ MD
 main_soak() {
     install_system_packages
     VEGETA_BIN="$(build_go_tool vegeta github.com/tsenart/vegeta/v12 main.Version)"
-    log "cargo build --release (authgate, example devidp)"
-    (cd "$REPO_ROOT" && cargo build --release --quiet --bin authgate --example devidp) || die "cargo build failed"
-    local target_dir
-    target_dir="$(cd "$REPO_ROOT" && cargo metadata --format-version 1 --no-deps | jq -r .target_directory)"
-    # Copies: the target directory may be shared, and another build must not
-    # swap the binary under the soak.
-    cp "$target_dir/release/authgate" "$target_dir/release/examples/devidp" "$WORK/"
-    AUTHGATE_BIN="$WORK/authgate"
-    DEVIDP_BIN="$WORK/devidp"
+    build_rust devidp
     local p
     for p in "$P_IDP" "$P_AUTHGATE"; do port_busy "$p" && die "port $p is in use (set SOAK_PORT_BASE)"; done
 
