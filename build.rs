@@ -42,7 +42,7 @@ fn main() {
     };
     let order = Path::new(&package).join(SYMBOL_ORDER);
     if env::var("PROFILE").as_deref() == Ok("release")
-        && links_with_rust_lld()
+        && links_with_default_linker()
         && written_for_this_toolchain(&order)
     {
         println!(
@@ -55,41 +55,33 @@ fn main() {
     }
 }
 
-/// Whether the final link is rust-lld's: the default for x86_64 Linux since
-/// Rust 1.90, unless a linker or linker flavour is configured.
-fn links_with_rust_lld() -> bool {
+/// Whether the final link is the target's default: rust-lld on x86_64 Linux
+/// for the toolchain that wrote the order file (`bench/symbol-order.sh`
+/// writes none for a toolchain that links otherwise), as long as no linker
+/// or linker flavour is configured.
+fn links_with_default_linker() -> bool {
     let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
     env::var("TARGET").as_deref() == Ok("x86_64-unknown-linux-gnu")
         && env::var_os("RUSTC_LINKER").is_none()
         && !["linker", "link-self-contained", "fuse-ld"]
             .iter()
             .any(|flag| flags.contains(flag))
-        && rustc_version()
-            .is_some_and(|version| version.starts_with("rustc 1.") && minor(&version) >= 90)
 }
 
-/// Whether the order file's `# toolchain:` line is this compiler's version.
+/// Whether the order file's `# toolchain:` line is this compiler's version
+/// (`rustc -V` of the compiler Cargo runs).
 fn written_for_this_toolchain(order: &Path) -> bool {
-    let (Ok(text), Some(version)) = (std::fs::read_to_string(order), rustc_version()) else {
+    let Ok(text) = std::fs::read_to_string(order) else {
         return false;
     };
+    let Some(rustc) = env::var_os("RUSTC") else {
+        return false;
+    };
+    let Ok(output) = Command::new(rustc).arg("-V").output() else {
+        return false;
+    };
+    let version = String::from_utf8_lossy(&output.stdout);
     text.lines()
         .take(5)
-        .any(|line| line.strip_prefix("# toolchain: ") == Some(version.as_str()))
-}
-
-/// `rustc -V` of the compiler Cargo runs, e.g. `rustc 1.95.0 (59807616e 2026-04-14)`.
-fn rustc_version() -> Option<String> {
-    let rustc = env::var_os("RUSTC")?;
-    let output = Command::new(rustc).arg("-V").output().ok()?;
-    Some(String::from_utf8(output.stdout).ok()?.trim().to_owned())
-}
-
-/// The minor version of `rustc 1.MINOR.PATCH ...`, 0 if unreadable.
-fn minor(version: &str) -> u32 {
-    version
-        .split(['.', ' '])
-        .nth(2)
-        .and_then(|minor| minor.parse().ok())
-        .unwrap_or(0)
+        .any(|line| line.strip_prefix("# toolchain: ") == Some(version.trim()))
 }

@@ -91,6 +91,10 @@ main_order() {
     install_system_packages
     build_grpc_tools
     build_rust devidp
+    # build.rs trusts the file's toolchain to link with rust-lld (GNU ld has
+    # no --symbol-ordering-file): write none for any other.
+    readelf -p .comment "$AUTHGATE_BIN" | grep -q 'Linker: LLD' \
+        || die "this toolchain does not link authgate with rust-lld (Rust 1.90+ on x86_64 Linux): no order file"
     local secret
     secret="$(random_token)"
     start devidp 0 "$DEVIDP_BIN" --port "$P_IDP" \
