@@ -62,12 +62,19 @@ check_grpc_answer() {
 
 # run_ghz NAME PORT ROUND: warm-up, then the measured run; appends
 # name round rps p50 p99 ok errors cpu_s cpu_us_per_call to $WORK/grpc.tsv.
+# ghz_load: the ghz command line of the Check load ($CONNECTIONS concurrent
+# calls over $GRPC_H2_CONNECTIONS connections), one word a line; the
+# duration, output and address are the caller's.
+ghz_load() {
+    printf '%s\n' "$GHZ_BIN" --insecure --protoset "$REPO_ROOT/src/grpc/envoy_authz.protoset" \
+        --call envoy.service.auth.v3.Authorization/Check \
+        -c "$CONNECTIONS" --connections "$GRPC_H2_CONNECTIONS" -d "$(grpc_request)"
+}
+
 run_ghz() {
-    local name="$1" port="$2" round="$3" pid="$4"
-    local ghz=(taskset -c 0 timeout $((DURATION + WARMUP + 60)) "$GHZ_BIN" --insecure
-        --protoset "$REPO_ROOT/src/grpc/envoy_authz.protoset"
-        --call envoy.service.auth.v3.Authorization/Check
-        -c "$CONNECTIONS" --connections "$GRPC_H2_CONNECTIONS" -d "$(grpc_request)")
+    local name="$1" port="$2" round="$3" pid="$4" load
+    mapfile -t load < <(ghz_load)
+    local ghz=(taskset -c 0 timeout $((DURATION + WARMUP + 60)) "${load[@]}")
     "${ghz[@]}" -z "${WARMUP}s" -O json "127.0.0.1:$port" >/dev/null || die "ghz warm-up on $name failed"
     local before after out
     before="$(cpu_ticks "$pid")"

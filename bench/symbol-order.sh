@@ -55,9 +55,9 @@ exercise() {
     # The benchmark's loads: 32 HTTP/1.1 connections, 32 concurrent Checks
     # over a few HTTP/2 connections.
     timeout 60 wrk -t1 -c"$CONNECTIONS" -d5s -H "$allow" -H "Cookie: $AG_COOKIE" "$ag/oauth2/auth" >/dev/null
-    timeout 60 "$GHZ_BIN" --insecure --protoset "$REPO_ROOT/src/grpc/envoy_authz.protoset" \
-        --call envoy.service.auth.v3.Authorization/Check -c "$CONNECTIONS" --connections "$GRPC_H2_CONNECTIONS" \
-        -d "$(grpc_request)" -z 5s "127.0.0.1:$P_GRPC" >/dev/null || die "ghz failed"
+    local ghz
+    mapfile -t ghz < <(ghz_load)
+    timeout 60 "${ghz[@]}" -z 5s "127.0.0.1:$P_GRPC" >/dev/null || die "ghz failed"
 }
 
 # functions PART: the binary's functions that ran in callgrind dump PART,
