@@ -194,13 +194,12 @@ impl Decision {
             .filter_map(move |(claim, name)| {
                 let text = match identity.claims.get(claim)? {
                     Value::String(s) => Cow::Borrowed(s.as_str()),
-                    Value::Array(items) => Cow::Owned(
-                        items
-                            .iter()
-                            .filter_map(scalar_text)
-                            .collect::<Vec<_>>()
-                            .join(","),
-                    ),
+                    Value::Array(items) => {
+                        let texts: Vec<String> = items.iter().filter_map(scalar_text).collect();
+                        Cow::Owned(crate::identity::header_list(
+                            texts.iter().map(String::as_str),
+                        ))
+                    }
                     other => Cow::Owned(scalar_text(other)?),
                 };
                 Some((name.clone(), HeaderValue::from_str(&text).ok()?))
@@ -387,8 +386,11 @@ impl Decider {
         {
             Err(decision) => decision,
             Ok(target) => {
-                let identified =
-                    self.identify_now(request.session_cookies, request.authorization)?;
+                let identified = self.identify_now(
+                    &target.host,
+                    request.session_cookies,
+                    request.authorization,
+                )?;
                 self.conclude(&in_force.policy, target, identified, request.method)
             }
         };
@@ -423,7 +425,7 @@ impl Decider {
         let decision = match self.check_target(policy, &request.target, request.preflight) {
             Err(decision) => decision,
             Ok(target) => match self
-                .identify(request.session_cookies, request.authorization)
+                .identify(&target.host, request.session_cookies, request.authorization)
                 .await
             {
                 Some(identified) => self.conclude(policy, target, identified, request.method),
@@ -458,10 +460,7 @@ impl Decider {
         // A preflight carries no credentials: allowed on routes that say so,
         // before any identity is looked at. Only preflights pay for this
         // lookup; every other request finds its route once, in `conclude`.
-        if preflight
-            && let Some(route) = policy.route_for(target)
-            && policy.allows_preflight(route)
-        {
+        if preflight && let Some(route) = policy.preflight_route(target) {
             return Err(Decision::Allow {
                 route,
                 session: None,
@@ -475,10 +474,12 @@ impl Decider {
     }
 
     /// Who asks: a verified Bearer token, else the first session cookie
-    /// that names a valid session (refreshed if due). `None`: the store or
-    /// the provider cannot answer, so nobody can be allowed (fail closed).
+    /// that names a valid session on `host` (refreshed if due). `None`: the
+    /// store or the provider cannot answer, so nobody can be allowed (fail
+    /// closed).
     async fn identify<'a, C>(
         &self,
+        host: &str,
         session_cookies: C,
         authorization: Option<&str>,
     ) -> Option<Identified>
@@ -516,8 +517,10 @@ impl Decider {
                 (other, _) => other,
             };
             match resolved {
-                Ok(Some(resolved)) => return Some(self.signed_in(resolved, identified)),
-                Ok(None) => {}
+                Ok(Some(resolved)) if resolved.valid_on(host) => {
+                    return Some(self.signed_in(resolved, identified));
+                }
+                Ok(_) => {}
                 Err(error) => {
                     tracing::error!(%error, "session store unavailable");
                     return None;
@@ -532,6 +535,7 @@ impl Decider {
     /// write due).
     fn identify_now<'a, C>(
         &self,
+        host: &str,
         session_cookies: C,
         authorization: Option<&str>,
     ) -> Option<Identified>
@@ -542,7 +546,9 @@ impl Decider {
             return None;
         }
         for value in session_cookies {
-            if let Some(resolved) = self.sessions.resolve_cached(value)? {
+            if let Some(resolved) = self.sessions.resolve_cached(value)?
+                && resolved.valid_on(host)
+            {
                 if self
                     .refresher
                     .as_ref()
@@ -584,8 +590,8 @@ impl Decider {
         let verdict = policy.evaluate(target, identity);
         // A method the route never serves is refused whoever asks: a 403,
         // not a sign-in.
-        if let Some(route) = verdict.route()
-            && !policy.allows_method(route, method)
+        if verdict.route().is_some()
+            && let Some(route) = policy.refuses_method(target, method)
         {
             return Decision::Deny {
                 route: Some(route),

@@ -33,6 +33,10 @@ pub struct DemoArgs {
     /// Port of the protected site in the printed nginx example.
     #[arg(long, default_value_t = 8080)]
     pub app_port: u16,
+    /// Port of the stand-in app behind it in the printed nginx example
+    /// (point `proxy_pass` at your own app instead).
+    #[arg(long, default_value_t = 3000)]
+    pub upstream_port: u16,
 }
 
 const CLIENT_ID: &str = "authgate-demo";
@@ -208,31 +212,73 @@ fn print_banner(args: &DemoArgs, config: &Config) {
 2. Sign in with a browser (returns to your identity as JSON):
    {login}/oauth2/start?rd={login}/oauth2/userinfo
 
-3. Copy the _authgate cookie from the browser and ask again — 200 + headers:
-   curl -i -H 'X-Original-URL: {app}/' -b '_authgate=<value>' {login}/oauth2/auth
+3. Put nginx in front of a site on port {app_port}: save the lines between the
+   markers as /etc/nginx/conf.d/authgate-demo.conf (they go inside nginx's
+   http {{}} block), run `nginx -s reload` (or start nginx), then open
+   {app}/ — alice sees the stand-in app greet her, bob gets
+   authgate's 403 page, and `curl -i {app}/` gets a 401.
 
-4. Or put nginx in front of a site on port {app_port}:
-   server {{
-     listen 127.0.0.1:{app_port};
-     location = /oauth2/auth {{
-       internal;
-       proxy_pass {login};
-       proxy_pass_request_body off;
-       proxy_set_header Content-Length "";
-       proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
-     }}
-     location / {{
-       auth_request /oauth2/auth;
-       auth_request_set $signin $upstream_http_location;
-       auth_request_set $user  $upstream_http_x_auth_request_email;
-       error_page 401 = @signin;
-       add_header X-User $user;
-       return 200 "hello $user\n";
-     }}
-     location @signin {{ return 302 $signin; }}
-   }}
+# --- authgate-demo.conf ---
+# No session: browsers go to sign in, programs get the 401.
+map $http_accept $authgate_demo_401 {{
+    default        @api401;
+    "~*text/html"  @signin;
+}}
+server {{
+    listen 127.0.0.1:{app_port};
+    server_name 127.0.0.1;
+    location / {{
+        auth_request /oauth2/auth;
+        auth_request_set $signin $upstream_http_location;
+        auth_request_set $email  $upstream_http_x_auth_request_email;
+        auth_request_set $groups $upstream_http_x_auth_request_groups;
+        error_page 401 = $authgate_demo_401;
+        error_page 403 = @forbidden;
+        proxy_set_header X-Auth-Request-Email  $email;
+        proxy_set_header X-Auth-Request-Groups $groups;
+        proxy_set_header Host $host;
+        proxy_pass http://127.0.0.1:{upstream_port};
+    }}
+    location = /oauth2/auth {{
+        internal;
+        proxy_pass {login};
+        proxy_pass_request_body off;
+        proxy_set_header Content-Length "";
+        # What nginx routes on ($host, its own port), never the client's Host.
+        proxy_set_header X-Original-URL $scheme://$host:$server_port$request_uri;
+        proxy_set_header X-Original-Method $request_method;
+        # Keep authgate's sign-in URL as it is (nginx would rewrite it).
+        proxy_redirect off;
+    }}
+    location @signin {{ return 302 $signin; }}
+    location @api401 {{
+        default_type application/json;
+        return 401 '{{"error":"unauthorized"}}';
+    }}
+    location @forbidden {{
+        rewrite ^ /oauth2/forbidden break;
+        proxy_pass {login};
+        proxy_method GET;
+        proxy_pass_request_body off;
+        proxy_set_header Content-Length "";
+        proxy_set_header X-Original-URL $scheme://$host:$server_port$request_uri;
+    }}
+}}
+# Any other name on that port: refused.
+server {{
+    listen 127.0.0.1:{app_port} default_server;
+    return 444;
+}}
+# A stand-in for your app (loopback only): point proxy_pass above at yours.
+server {{
+    listen 127.0.0.1:{upstream_port};
+    default_type text/plain;
+    return 200 "hello $http_x_auth_request_email (groups: $http_x_auth_request_groups)\n";
+}}
+# --- end ---
 "#,
         issuer = config.idp.issuer_url,
         app_port = args.app_port,
+        upstream_port = args.upstream_port,
     );
 }

@@ -4,20 +4,27 @@
 //! to a protected host elsewhere (`app.other.test` when the cookie domain is
 //! `example.test`). For such a host the login host, once the user has a
 //! session, mints a handoff token and sends the browser to
-//! `https://<that host>/.authgate/callback?token=…`; authgate answers there
-//! (the proxy routes `/.authgate/` on every protected host to it), sets a
-//! host-only copy of the session cookie and redirects to the original URL.
+//! that host's `/.authgate/callback` with a page that posts the token there
+//! at once (so it never travels in a URL, which access logs and browser
+//! history keep); authgate answers there (the proxy routes `/.authgate/` on
+//! every protected host to it), sets a session cookie valid on that host
+//! only ([`crate::session::Sessions::host_cookie`]) and redirects to the
+//! original URL.
 //!
 //! The token is sealed with its own [`Purpose::Handoff`] key (encrypted and
 //! authenticated: nobody can read the session in it or forge one) and
 //! carries the session cookie value, the host it is for, the return URL on
-//! that host, an expiry [`TOKEN_TTL`] ahead and a random id. It is refused
-//! on any other host, after its expiry, and on its second use: the id is
-//! claimed in the session store (atomically, with a TTL until the token's
-//! expiry), so the one-time rule holds across replicas sharing Redis.
+//! that host, an expiry [`TOKEN_TTL`] ahead and a random id. It is used up
+//! at its first presentation, whatever the outcome: the id is claimed in
+//! the session store (atomically, with a TTL until the token's expiry, so
+//! the one-time rule holds across replicas sharing Redis) before the host
+//! and the browser are checked. It is then refused on any other host and
+//! in any other browser, and never accepted again.
 //!
 //! Both hosts' cookies name the same session record, so signing out (which
-//! deletes the record) ends the session on every host at once.
+//! deletes the record) ends the session on every host at once; the
+//! handoff host's cookie is its own credential, refused on every other
+//! host, so that host's upstream cannot replay it elsewhere.
 //!
 //! # Binding to the browser
 //!
@@ -132,6 +139,23 @@ struct Payload {
     expires_at: i64,
 }
 
+/// Where the login host sends a token: the browser posts `token` to
+/// `action` (a form, never a URL with the token in it).
+pub struct Delivery {
+    /// `scheme://host[:port]/.authgate/callback` on the handoff host.
+    pub action: String,
+    /// The sealed token.
+    pub token: String,
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("action", &self.action)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A token that passed every check and is now used up.
 pub struct Redeemed {
     /// The session cookie value to set on the handoff host.
@@ -234,16 +258,16 @@ impl Handoffs {
     }
 
     /// A one-time token handing `session_cookie` to the host of
-    /// `return_to`, redeemable only in the browser of `binding`; returns the
-    /// URL of that host's callback carrying it. `return_to` must already
-    /// have passed the `rd` allow-list.
+    /// `return_to`, redeemable only in the browser of `binding`, and the
+    /// callback on that host to post it to. `return_to` must already have
+    /// passed the `rd` allow-list.
     pub fn mint(
         &self,
         sealer: &Sealer,
         session_cookie: &str,
         return_to: &str,
         binding: &str,
-    ) -> Result<String, HandoffError> {
+    ) -> Result<Delivery, HandoffError> {
         let target = Target::parse(return_to).map_err(|_| HandoffError::BadTarget)?;
         if target.raw_path.starts_with(PATH_PREFIX) {
             return Err(HandoffError::BadTarget);
@@ -264,17 +288,18 @@ impl Handoffs {
         let json = serde_json::to_vec(&payload).map_err(|_| HandoffError::BadTarget)?;
         let token = sealer.seal(Purpose::Handoff, &json);
         let port = target.port.map_or_else(String::new, |p| format!(":{p}"));
-        Ok(format!(
-            "{}://{}{port}{CALLBACK_PATH}?token={token}",
-            target.scheme, target.host
-        ))
+        Ok(Delivery {
+            action: format!("{}://{}{port}{CALLBACK_PATH}", target.scheme, target.host),
+            token,
+        })
     }
 
-    /// Checks a token presented at `request_host` (the `Host` of the
+    /// Claims a token presented at `request_host` (the `Host` of the
     /// callback request, port allowed) by the browser whose nonce cookie is
-    /// `nonce`, and claims it, so it can never be used again. Checks that
-    /// do not need the store come first, so garbage costs no I/O; a token
-    /// shown at the wrong host or in the wrong browser is not used up.
+    /// `nonce`, then checks it. A token that is ours and not expired is
+    /// used up here whatever follows: one shown at the wrong host or in the
+    /// wrong browser (someone else's link) can never be redeemed after.
+    /// Garbage and expired tokens cost no I/O.
     pub async fn redeem(
         &self,
         sealer: &Sealer,
@@ -282,7 +307,17 @@ impl Handoffs {
         request_host: &str,
         nonce: Option<&str>,
     ) -> Result<Redeemed, HandoffError> {
-        let payload = self.open(sealer, token, request_host, nonce)?;
+        let payload = self.open(sealer, token)?;
+        self.claim(&payload).await?;
+        self.check(&payload, request_host, nonce)?;
+        Ok(Redeemed {
+            session_cookie: payload.session,
+            return_to: payload.return_to,
+        })
+    }
+
+    /// Marks the token's id as used; [`HandoffError::Replayed`] if it was.
+    async fn claim(&self, payload: &Payload) -> Result<(), HandoffError> {
         let remaining = payload.expires_at.saturating_sub(self.clock.now());
         let ttl = Duration::from_secs(u64::try_from(remaining).unwrap_or(0));
         let key = format!("{USED_KEY_PREFIX}{}", payload.id);
@@ -293,20 +328,11 @@ impl Handoffs {
         {
             return Err(HandoffError::Replayed);
         }
-        Ok(Redeemed {
-            session_cookie: payload.session,
-            return_to: payload.return_to,
-        })
+        Ok(())
     }
 
-    /// Every check but the one-time claim.
-    fn open(
-        &self,
-        sealer: &Sealer,
-        token: &str,
-        request_host: &str,
-        nonce: Option<&str>,
-    ) -> Result<Payload, HandoffError> {
+    /// The token's payload, if it is ours and not expired.
+    fn open(&self, sealer: &Sealer, token: &str) -> Result<Payload, HandoffError> {
         let payload: Payload = sealer
             .open(Purpose::Handoff, token)
             .ok()
@@ -315,6 +341,17 @@ impl Handoffs {
         if self.clock.now() >= payload.expires_at {
             return Err(HandoffError::Expired);
         }
+        Ok(payload)
+    }
+
+    /// The checks after the claim: the host it was presented at, its
+    /// return URL, and the browser.
+    fn check(
+        &self,
+        payload: &Payload,
+        request_host: &str,
+        nonce: Option<&str>,
+    ) -> Result<(), HandoffError> {
         let target = Target::parse(&payload.return_to).map_err(|_| HandoffError::BadTarget)?;
         let (host, _port) = target::normalize_authority(request_host, target.scheme)
             .map_err(|_| HandoffError::WrongHost)?;
@@ -327,7 +364,7 @@ impl Handoffs {
         let expected = nonce.and_then(|nonce| self.binding(&payload.host, nonce));
         match expected {
             Some(expected) if bool::from(expected.as_bytes().ct_eq(payload.binding.as_bytes())) => {
-                Ok(payload)
+                Ok(())
             }
             _ => Err(HandoffError::OtherBrowser),
         }
@@ -412,17 +449,17 @@ mod tests {
             self.handoffs.binding(&host, &self.nonce).unwrap()
         }
 
-        /// The callback URL of a token for `return_to`, sealed by `sealer`.
-        fn mint_with(&self, sealer: &Sealer, return_to: &str) -> String {
+        /// A token for `return_to`, sealed by `sealer`, and its callback.
+        fn mint_with(&self, sealer: &Sealer, return_to: &str) -> Delivery {
             let binding = self.binding_for(return_to);
             self.handoffs
                 .mint(sealer, SESSION, return_to, &binding)
                 .unwrap()
         }
 
-        /// The token part of [`Fixture::mint_with`], with our sealer.
+        /// The token of [`Fixture::mint_with`], with our sealer.
         fn mint(&self, return_to: &str) -> String {
-            token(&self.mint_with(&self.sealer, return_to)).to_owned()
+            self.mint_with(&self.sealer, return_to).token
         }
 
         /// Redeems in this fixture's browser.
@@ -431,11 +468,6 @@ mod tests {
                 .redeem(&self.sealer, token, host, Some(&self.nonce))
                 .await
         }
-    }
-
-    /// The token part of a callback URL.
-    fn token(url: &str) -> &str {
-        url.split_once("?token=").unwrap().1
     }
 
     /// Hosts under the cookie domain (dot-anchored) need no handoff; hosts
@@ -462,22 +494,30 @@ mod tests {
         assert!(!none.needed_for("https://app.other.test/x"));
     }
 
-    /// A minted token points at the target host's callback (its port kept)
-    /// and redeems there once, giving back the session and the return URL.
+    /// A minted token is for the target host's callback (its port kept),
+    /// which is a URL without the token, and redeems there once, giving
+    /// back the session and the return URL.
     #[tokio::test]
     async fn mint_then_redeem_once() {
         let f = fixture();
-        let url = f.mint_with(&f.sealer, "https://App.Other.test:8443/x?q=1");
-        assert!(
-            url.starts_with("https://app.other.test:8443/.authgate/callback?token="),
-            "{url}"
+        let delivery = f.mint_with(&f.sealer, "https://App.Other.test:8443/x?q=1");
+        assert_eq!(
+            delivery.action,
+            "https://app.other.test:8443/.authgate/callback"
         );
-        assert!(!url.contains(SESSION), "the session travels encrypted");
-        let redeemed = f.redeem(token(&url), "app.other.test:8443").await.unwrap();
+        assert!(
+            !delivery.token.contains(SESSION),
+            "the session travels encrypted"
+        );
+        assert!(!format!("{delivery:?}").contains(&delivery.token));
+        let redeemed = f
+            .redeem(&delivery.token, "app.other.test:8443")
+            .await
+            .unwrap();
         assert_eq!(redeemed.session_cookie, SESSION);
         assert_eq!(redeemed.return_to, "https://App.Other.test:8443/x?q=1");
         assert!(!format!("{redeemed:?}").contains(SESSION));
-        let again = f.redeem(token(&url), "app.other.test:8443").await;
+        let again = f.redeem(&delivery.token, "app.other.test:8443").await;
         assert!(matches!(again, Err(HandoffError::Replayed)), "{again:?}");
     }
 
@@ -487,11 +527,7 @@ mod tests {
     async fn used_mark_expires_with_the_token() {
         let f = fixture();
         let token = f.mint("https://app.other.test/");
-        let id = f
-            .handoffs
-            .open(&f.sealer, &token, "app.other.test", Some(&f.nonce))
-            .unwrap()
-            .id;
+        let id = f.handoffs.open(&f.sealer, &token).unwrap().id;
         f.redeem(&token, "app.other.test").await.unwrap();
         let key = format!("{USED_KEY_PREFIX}{id}");
         assert!(f.store.load(&key).await.unwrap().is_some());
@@ -513,21 +549,24 @@ mod tests {
         assert!(matches!(result, Err(HandoffError::Expired)), "{result:?}");
     }
 
-    /// A token for host A is refused at host B, and is not used up by that
-    /// attempt: it still works at A.
+    /// A token for host A is refused at host B, and that attempt uses it
+    /// up; a fresh one works at A, whatever the spelling of its host.
     #[tokio::test]
     async fn token_is_bound_to_its_host() {
         let f = fixture();
-        let token = f.mint("https://a.other.test/");
         for wrong in [
             "b.other.test",
             "a.other.test.evil.test",
             "",
             "a.other.test:x",
         ] {
+            let token = f.mint("https://a.other.test/");
             let result = f.redeem(&token, wrong).await;
             assert!(matches!(result, Err(HandoffError::WrongHost)), "{wrong}");
+            let again = f.redeem(&token, "a.other.test").await;
+            assert!(matches!(again, Err(HandoffError::Replayed)), "{wrong}");
         }
+        let token = f.mint("https://a.other.test/");
         f.redeem(&token, "A.Other.test.").await.unwrap();
     }
 
@@ -544,7 +583,7 @@ mod tests {
             String::from_utf8(bytes).unwrap()
         };
         let other = Sealer::new(&Secret::new(vec![4; SECRET_LEN]), &[]).unwrap();
-        let foreign = token(&f.mint_with(&other, "https://app.other.test/")).to_owned();
+        let foreign = f.mint_with(&other, "https://app.other.test/").token;
         let cookie = f.sealer.seal(Purpose::SessionCookie, b"{}");
         for bad in [flipped.as_str(), &foreign, &cookie, "", "not-a-token"] {
             let result = f.redeem(bad, "app.other.test").await;
@@ -597,16 +636,17 @@ mod tests {
         }
     }
 
-    /// The attacker's own token pasted into another browser is refused:
-    /// without a nonce cookie, with another browser's nonce, or with a
-    /// malformed one; and the refusal does not use the token up, so it
-    /// still works in the browser that started the sign-in.
+    /// A token presented in another browser is refused — without a nonce
+    /// cookie, with another browser's nonce, or with a malformed one — and
+    /// used up by that presentation: a token minted for an attacker's
+    /// binding and delivered to a victim's browser (which refuses it) can
+    /// then no longer be redeemed with the attacker's nonce.
     #[tokio::test]
-    async fn token_is_bound_to_the_browser() {
+    async fn token_is_bound_to_the_browser_and_used_up_by_a_refusal() {
         let f = fixture();
-        let token = f.mint("https://app.other.test/");
         let victim = Handoffs::new_nonce();
         for nonce in [None, Some(victim.as_str()), Some("not-a-nonce")] {
+            let token = f.mint("https://app.other.test/");
             let result = f
                 .handoffs
                 .redeem(&f.sealer, &token, "app.other.test", nonce)
@@ -615,7 +655,10 @@ mod tests {
                 matches!(result, Err(HandoffError::OtherBrowser)),
                 "{nonce:?}"
             );
+            let again = f.redeem(&token, "app.other.test").await;
+            assert!(matches!(again, Err(HandoffError::Replayed)), "{nonce:?}");
         }
+        let token = f.mint("https://app.other.test/");
         f.redeem(&token, "app.other.test").await.unwrap();
     }
 

@@ -71,8 +71,31 @@ impl RenderedHeaders {
     }
 }
 
+/// `items` as one comma-separated header value (`X-Auth-Request-Groups`,
+/// a list claim's header). A comma inside an item would make the upstream
+/// read two (`developers,admins` → `admins`), so each item's `%` and `,`
+/// are percent-encoded (`%25`, `%2C`); nothing else changes, and an
+/// upstream that splits on `,` and percent-decodes gets the names back.
+pub fn header_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for c in item.chars() {
+            match c {
+                '%' => out.push_str("%25"),
+                ',' => out.push_str("%2C"),
+                c => out.push(c),
+            }
+        }
+    }
+    out
+}
+
 fn render(identity: &Identity) -> HeaderMap {
-    let groups = (!identity.groups.is_empty()).then(|| identity.groups.join(","));
+    let groups = (!identity.groups.is_empty())
+        .then(|| header_list(identity.groups.iter().map(String::as_str)));
     [
         (HEADER_USER, Some(identity.subject.as_str())),
         (HEADER_EMAIL, identity.email.as_deref()),
@@ -110,6 +133,18 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    /// A group named with a comma stays one group for the upstream; plain
+    /// names are untouched.
+    #[test]
+    fn header_lists_encode_commas_in_items() {
+        assert_eq!(header_list(["devops", "admins"]), "devops,admins");
+        assert_eq!(
+            header_list(["developers,admins", "100%"]),
+            "developers%2Cadmins,100%25"
+        );
+        assert_eq!(header_list([]), "");
+    }
 
     fn alice() -> Identity {
         Identity {

@@ -159,6 +159,13 @@ pub fn nginx(config: &Config, args: &PrintArgs) -> String {
          # subrequest into a 502, which nginx answers with 500.\n\
          proxy_buffer_size 16k;\n\
          proxy_buffers 8 16k;\n\
+         # Room for the identity headers set below (nginx -t warns otherwise).\n\
+         proxy_headers_hash_max_size 1024;\n\
+         proxy_headers_hash_bucket_size 128;\n\
+         \n\
+         # The port in the URL authgate decides about: the one nginx received\n\
+         # the request on, unless it is the scheme's default.\n\
+         map \"$scheme:$server_port\" $authgate_port {{\n    default     \":$server_port\";\n    \"http:80\"   \"\";\n    \"https:443\" \"\";\n}}\n\
          \n\
          # No session: browsers are sent to sign in, programs get the 401.\n\
          {NGINX_CLIENT_MAPS}\
@@ -183,13 +190,21 @@ pub fn nginx(config: &Config, args: &PrintArgs) -> String {
     if let Some(login) = &login {
         nginx_login(&mut out, login);
     }
+    let served: Vec<&Site> = routes.iter().map(|(site, _)| site).chain(&login).collect();
+    nginx_catch_all(&mut out, &served);
     out
 }
 
 fn nginx_listen(site: &Site) -> String {
     let ssl = if site.https { " ssl" } else { "" };
+    // A `*` route serves every name: its server block is the catch-all.
+    let default = if site.host == "*" {
+        " default_server"
+    } else {
+        ""
+    };
     format!(
-        "    listen {}{ssl};\n    listen [::]:{}{ssl};\n",
+        "    listen {}{ssl}{default};\n    listen [::]:{}{ssl}{default};\n",
         site.port, site.port
     )
 }
@@ -198,10 +213,12 @@ fn nginx_server_name(site: &Site) -> &str {
     if site.host == "*" { "_" } else { &site.host }
 }
 
-/// The headers that describe the original request to authgate; the
-/// `X-Forwarded-*` ones are cleared so a client cannot choose them.
+/// The headers that describe the original request to authgate, from what
+/// nginx routes on (`$host`: the absolute request line's host before the
+/// `Host` header, lower case); the `X-Forwarded-*` ones are cleared so a
+/// client cannot choose them.
 const NGINX_ORIGINAL: &str = "\
-        proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+        proxy_set_header X-Original-URL $scheme://$host$authgate_port$request_uri;
         proxy_set_header X-Original-Method $request_method;
         proxy_set_header X-Forwarded-Proto \"\";
         proxy_set_header X-Forwarded-Host \"\";
@@ -212,10 +229,83 @@ const NGINX_ORIGINAL: &str = "\
         proxy_set_header Connection \"\";
 ";
 
+/// A protected server block; `{HEAD}`, `{IDENTITY}` and `{ORIGINAL}` are
+/// filled in by [`nginx_protected`].
+const NGINX_PROTECTED: &str = r#"
+{HEAD}
+    location / {
+        auth_request /oauth2/auth;
+        # No session: 401 with `Location: <sign-in URL>` (browsers go
+        # there, programs get the 401 with authgate's WWW-Authenticate,
+        # which auth_request copies); signed in but refused: 403, shown by
+        # authgate's page.
+        auth_request_set $signin $upstream_http_location;
+        error_page 401 = $authgate_401_to;
+        error_page 403 = @forbidden;
+
+        # The identity authgate vouches for; replaces what the client sent
+        # (an empty value drops the header).
+{IDENTITY}        proxy_set_header X-Forwarded-User "";
+        proxy_set_header X-Forwarded-Email "";
+        proxy_set_header X-Forwarded-Preferred-Username "";
+        proxy_set_header X-Forwarded-Groups "";
+
+        # authgate may renew the session cookie while answering.
+        auth_request_set $auth_cookie $upstream_http_set_cookie;
+        add_header Set-Cookie $auth_cookie;
+
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $remote_addr;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_pass http://authgate_app;
+    }
+
+    location = /oauth2/auth {
+        internal;
+        proxy_pass http://authgate;
+        proxy_pass_request_body off;
+        proxy_set_header Content-Length "";
+{ORIGINAL}        proxy_connect_timeout 2s;
+        proxy_read_timeout 5s;
+    }
+
+    # Sign-in start and session handoff of hosts outside cookie_domain
+    # (harmless inside it): to authgate, unguarded, with this host.
+    location /.authgate/ {
+        proxy_pass http://authgate;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-Host "";
+        proxy_set_header X-Forwarded-For $remote_addr;
+    }
+
+    location @signin {
+        return 302 $signin;
+    }
+
+    location @api401 {
+        add_header Cache-Control no-store always;
+        default_type application/json;
+        return 401 '{"error":"unauthorized"}';
+    }
+
+    location @forbidden {
+        rewrite ^ /oauth2/forbidden break;
+        proxy_pass http://authgate;
+        proxy_method GET;
+        proxy_pass_request_body off;
+        proxy_set_header Content-Length "";
+{ORIGINAL}    }
+}
+"#;
+
 fn nginx_protected(out: &mut String, site: &Site, names: &[String]) {
-    let _ = write!(
-        out,
-        "\n# {scheme}://{host}:{port} — routes: {routes}\nserver {{\n{listen}    server_name {name};\n\n    location / {{\n        auth_request /oauth2/auth;\n        # No session: 401 with `Location: <sign-in URL>` (browsers go\n        # there, programs get the 401); signed in but refused: 403, shown\n        # by authgate's page.\n        auth_request_set $signin $upstream_http_location;\n        auth_request_set $auth_challenge $upstream_http_www_authenticate;\n        error_page 401 = $authgate_401_to;\n        error_page 403 = @forbidden;\n\n        # The identity authgate vouches for; replaces what the client sent\n        # (an empty value drops the header).\n",
+    let head = format!(
+        "# {scheme}://{host}:{port} — routes: {routes}\nserver {{\n{listen}    server_name {name};",
         scheme = if site.https { "https" } else { "http" },
         host = site.host,
         port = site.port,
@@ -223,34 +313,80 @@ fn nginx_protected(out: &mut String, site: &Site, names: &[String]) {
         listen = nginx_listen(site),
         name = nginx_server_name(site),
     );
-    for header in IDENTITY_HEADERS
-        .iter()
-        .map(http::HeaderName::as_str)
-        .chain(["x-auth-request-jwt"])
-    {
-        let var = header.replace('-', "_");
-        let var = var.trim_start_matches("x_auth_request_");
+    let mut identity = String::new();
+    for header in IDENTITY_HEADERS.iter().map(http::HeaderName::as_str) {
+        let under = header.replace('-', "_");
+        let var = under.trim_start_matches("x_auth_request_");
         let _ = writeln!(
-            out,
+            identity,
             "        auth_request_set $auth_{var} $upstream_http_{under};\n        proxy_set_header {name} $auth_{var};",
-            under = header.replace('-', "_"),
             name = canonical_case(header),
         );
     }
-    let _ = write!(
-        out,
-        "        proxy_set_header X-Forwarded-User \"\";\n        proxy_set_header X-Forwarded-Email \"\";\n        proxy_set_header X-Forwarded-Preferred-Username \"\";\n        proxy_set_header X-Forwarded-Groups \"\";\n\n        # authgate may renew the session cookie while answering.\n        auth_request_set $auth_cookie $upstream_http_set_cookie;\n        add_header Set-Cookie $auth_cookie;\n\n        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_set_header Host $http_host;\n        proxy_set_header X-Forwarded-For $remote_addr;\n        proxy_set_header X-Forwarded-Proto $scheme;\n        proxy_pass http://authgate_app;\n    }}\n\n    location = /oauth2/auth {{\n        internal;\n        proxy_pass http://authgate;\n        proxy_pass_request_body off;\n        proxy_set_header Content-Length \"\";\n{NGINX_ORIGINAL}        proxy_connect_timeout 2s;\n        proxy_read_timeout 5s;\n    }}\n\n    # Sign-in start and session handoff of hosts outside cookie_domain\n    # (harmless inside it): to authgate, unguarded, with this Host.\n    location /.authgate/ {{\n        proxy_pass http://authgate;\n        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_set_header Host $http_host;\n        proxy_set_header X-Forwarded-Proto $scheme;\n        proxy_set_header X-Forwarded-Host \"\";\n        proxy_set_header X-Forwarded-For $remote_addr;\n    }}\n\n    location @signin {{\n        return 302 $signin;\n    }}\n\n    location @api401 {{\n        add_header WWW-Authenticate $auth_challenge always;\n        add_header Cache-Control no-store always;\n        default_type application/json;\n        return 401 '{{\"error\":\"unauthorized\"}}';\n    }}\n\n    location @forbidden {{\n        rewrite ^ /oauth2/forbidden break;\n        proxy_pass http://authgate;\n        proxy_method GET;\n        proxy_pass_request_body off;\n        proxy_set_header Content-Length \"\";\n{NGINX_ORIGINAL}    }}\n}}\n"
+    out.push_str(
+        &NGINX_PROTECTED
+            .replace("{HEAD}", &head)
+            .replace("{IDENTITY}", &identity)
+            .replace("{ORIGINAL}", NGINX_ORIGINAL),
     );
 }
 
+/// The login host: only what a browser signing in needs. Never
+/// `/oauth2/auth` (anyone could ask about any URL and read identity
+/// headers back) nor `/metrics`.
+const NGINX_LOGIN: &str = r#"
+# The login host (authenticate_service_url): sign-in, the provider's
+# callback, sign-out, userinfo, the status page and the assertion's keys.
+# Never behind auth_request, and nothing else of authgate's is exposed here.
+# authgate believes X-Forwarded-* only from `trusted_proxies`: list nginx there.
+server {
+{LISTEN}    server_name {NAME};
+
+    location ~ ^/oauth2/(start|callback|sign_out|userinfo)$ {
+{TO_AUTHGATE}    }
+
+    location ~ ^/(|\.well-known/authgate/jwks\.json)$ {
+{TO_AUTHGATE}    }
+
+    location / {
+        return 404;
+    }
+}
+"#;
+
 fn nginx_login(out: &mut String, site: &Site) {
-    let to_authgate = "        proxy_pass http://authgate;\n        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_set_header Host $http_host;\n        proxy_set_header X-Forwarded-Proto $scheme;\n        proxy_set_header X-Forwarded-Host $http_host;\n        proxy_set_header X-Forwarded-For $remote_addr;\n";
-    let _ = write!(
-        out,
-        "\n# The login host (authenticate_service_url): sign-in, the provider's\n# callback, sign-out, userinfo and the status page. Never behind auth_request.\n# authgate believes X-Forwarded-* only from `trusted_proxies`: list nginx there.\nserver {{\n{listen}    server_name {name};\n\n    location /oauth2/ {{\n{to_authgate}    }}\n\n    location = / {{\n{to_authgate}    }}\n\n    location / {{\n        return 404;\n    }}\n}}\n",
-        listen = nginx_listen(site),
-        name = nginx_server_name(site),
+    let to_authgate = "        proxy_pass http://authgate;\n        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        proxy_set_header Host $host;\n        proxy_set_header X-Forwarded-Proto $scheme;\n        proxy_set_header X-Forwarded-Host $host;\n        proxy_set_header X-Forwarded-For $remote_addr;\n";
+    out.push_str(
+        &NGINX_LOGIN
+            .replace("{LISTEN}", &nginx_listen(site))
+            .replace("{NAME}", nginx_server_name(site))
+            .replace("{TO_AUTHGATE}", to_authgate),
     );
+}
+
+/// One catch-all per port the sites listen on: a request for a name no
+/// server block serves (an unknown `Host`, or one carrying a port, `#`,
+/// `?` or userinfo) is closed without an answer, never routed to the first
+/// server block and decided about as another host.
+fn nginx_catch_all(out: &mut String, sites: &[&Site]) {
+    let mut ports: Vec<(u16, bool)> = sites
+        .iter()
+        .filter(|site| !sites.iter().any(|s| s.host == "*" && s.port == site.port))
+        .map(|s| (s.port, s.https))
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    for (port, https) in ports {
+        let (ssl, reject) = if https {
+            (" ssl", "    ssl_reject_handshake on;\n")
+        } else {
+            ("", "")
+        };
+        let _ = write!(
+            out,
+            "\n# Any other name on port {port}: refused.\nserver {{\n    listen {port}{ssl} default_server;\n    listen [::]:{port}{ssl} default_server;\n{reject}    return 444;\n}}\n"
+        );
+    }
 }
 
 /// `x-auth-request-user` → `X-Auth-Request-User`.
@@ -290,6 +426,19 @@ fn split_host_port(address: &str) -> (String, String) {
     }
 }
 
+/// The login host's routes in Envoy: only what a browser signing in
+/// needs; never `/oauth2/auth` nor `/metrics`.
+const ENVOY_LOGIN_ROUTES: &str = r#"              routes:
+              # Only what a browser signing in needs (sign-in, callback,
+              # sign-out, userinfo, the status page, the assertion's keys):
+              # never /oauth2/auth, which would answer anyone's question
+              # about any URL with identity headers, nor /metrics.
+              - match: { safe_regex: { regex: "/oauth2/(start|callback|sign_out|userinfo)|/|/\\.well-known/authgate/jwks\\.json" } }
+                route: { cluster: authgate_http }
+              - match: { prefix: "/" }
+                direct_response: { status: 404 }
+"#;
+
 /// The Envoy bootstrap (YAML), shaped like `examples/envoy/envoy.yaml`.
 pub fn envoy(config: &Config, args: &PrintArgs) -> String {
     let (routes, login) = sites(config);
@@ -302,7 +451,7 @@ pub fn envoy(config: &Config, args: &PrintArgs) -> String {
     if let Some(login) = &login {
         let _ = write!(
             hosts,
-            "            # The login host (authenticate_service_url): never behind ext_authz.\n            - name: login\n              domains: [{domains}]\n              routes:\n              - match: {{ prefix: \"/\" }}\n                route: {{ cluster: authgate_http }}\n              typed_per_filter_config:\n                envoy.filters.http.ext_authz:\n                  \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute\n                  disabled: true\n",
+            "            # The login host (authenticate_service_url): never behind ext_authz.\n            - name: login\n              domains: [{domains}]\n{ENVOY_LOGIN_ROUTES}              typed_per_filter_config:\n                envoy.filters.http.ext_authz:\n                  \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute\n                  disabled: true\n",
             domains = envoy_domains(login),
         );
     }
@@ -403,7 +552,8 @@ mod tests {
     }
 
     /// Two routes on one host make one server block; every host gets its
-    /// own; the login host gets the `/oauth2/` location and no auth_request.
+    /// own; the login host gets its login locations only and no
+    /// auth_request; each port gets a catch-all.
     #[test]
     fn nginx_has_one_server_per_route_host() {
         let config = config(
@@ -425,8 +575,13 @@ mod tests {
         assert_eq!(out.matches("error_page 401 = $authgate_401_to;").count(), 2);
         assert_eq!(out.matches("location @api401 {").count(), 2);
         let login = out.split("server_name auth.example.com;").nth(1).unwrap();
-        assert!(login.contains("location /oauth2/ {"));
+        assert!(login.contains("location ~ ^/oauth2/(start|callback|sign_out|userinfo)$ {"));
+        assert!(!login.contains("location /oauth2/ {"));
         assert!(!login.contains("auth_request "));
+        // One catch-all per port the sites listen on.
+        assert!(out.contains("listen 443 ssl default_server;"), "{out}");
+        assert!(out.contains("listen 8443 ssl default_server;"), "{out}");
+        assert_eq!(out.matches("return 444;").count(), 2);
     }
 
     /// Envoy: a virtual host per route host with `host:port` for a

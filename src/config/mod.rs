@@ -202,7 +202,8 @@ pub struct Config {
     /// directory during an outage keeps access for at most
     /// `refresh_interval` + 1h.
     pub refresh_grace: Duration,
-    /// `trusted_proxies`: peers whose `X-Forwarded-*` headers are believed.
+    /// `trusted_proxies`: peers whose `X-Forwarded-*` headers are believed
+    /// and, when not empty, the only peers `/oauth2/auth` answers.
     /// Default: none.
     pub trusted_proxies: Vec<IpNet>,
     /// `policy` / `routes`, in file order: the first match wins.

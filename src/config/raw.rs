@@ -105,7 +105,9 @@ pub(crate) struct RawConfig {
     /// its refresh, counted from when the refresh fell due (authgate's own
     /// key). Default `1h`; `0s` ends it at the first failed retry.
     pub refresh_grace: Option<Val<String>>,
-    /// CIDRs or IPs whose `X-Forwarded-*` headers are believed. Default none.
+    /// CIDRs or IPs whose `X-Forwarded-*` headers are believed; when set,
+    /// `/oauth2/auth` answers these peers only (403 to anyone else).
+    /// Default none: every peer is answered, X-Forwarded-* from nobody.
     pub trusted_proxies: Option<List<String>>,
     /// `pretty` (default) or `json`.
     pub log_format: Option<Val<String>>,

@@ -1,8 +1,9 @@
 //! The handoff endpoints on a protected host outside the cookie domain (see
 //! [`crate::handoff`]): `GET /.authgate/start?rd=…` sets this browser's
 //! nonce cookie and goes on to the login host with its binding;
-//! `GET /.authgate/callback?token=…` redeems the token the login host
-//! minted, in that browser only, sets a host-only session cookie and goes
+//! `POST /.authgate/callback` (the token in the form body, posted by the
+//! login host's page) redeems the token the login host minted, in that
+//! browser only, sets a session cookie valid on this host only and goes
 //! back to the original URL. Plus the two places the login host mints
 //! tokens: at `/oauth2/start` when the user already has a session, and
 //! after the provider's callback.
@@ -10,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use cookie::{Cookie, SameSite};
@@ -18,9 +19,9 @@ use serde::Deserialize;
 
 use super::error::AppError;
 use super::login::redirect_with_cookies;
-use super::pages::View;
+use super::pages::{self, View};
 use super::session_cookie_values;
-use crate::handoff::{self, HandoffError, Handoffs};
+use crate::handoff::{self, Delivery, HandoffError, Handoffs};
 use crate::policy::target::{self, Target};
 use crate::server::App;
 
@@ -102,32 +103,43 @@ fn nonce_cookie_name(app: &App) -> String {
 }
 
 /// The nonce cookie: host-only (no `Domain`, which the `__Host-` prefix
-/// also demands), `Path=/`, HttpOnly, and `SameSite=Lax`, which still sends
-/// it on the top-level redirect from the login host to the callback.
+/// also demands), `Path=/`, HttpOnly. The login host's page posts the token
+/// to this host's callback, a cross-site POST, which carries the cookie
+/// only with `SameSite=None` (and that needs `Secure`: without it, browsers
+/// that treat a cookie without `SameSite` as `Lax` keep it back, so a
+/// handoff host needs HTTPS).
 fn nonce_cookie(app: &App, value: String, max_age: Duration) -> Cookie<'static> {
-    Cookie::build((nonce_cookie_name(app), value))
+    let mut cookie = Cookie::build((nonce_cookie_name(app), value))
         .path("/")
         .secure(app.config.cookie.secure)
         .http_only(true)
-        .same_site(SameSite::Lax)
-        .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64))
-        .build()
+        .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64));
+    if app.config.cookie.secure {
+        cookie = cookie.same_site(SameSite::None);
+    }
+    cookie.build()
 }
 
 #[derive(Deserialize)]
-pub(super) struct TokenQuery {
+pub(super) struct TokenForm {
     token: Option<String>,
 }
 
-/// `GET /.authgate/callback`: every refusal is a page with a 400 or 403 and
+/// `GET /.authgate/callback`: tokens are posted, never put in a URL (access
+/// logs and browser history keep URLs); a link here is not ours.
+pub(super) async fn handoff_callback_get() -> Response {
+    refusal(&HandoffError::Forged)
+}
+
+/// `POST /.authgate/callback`: every refusal is a page with a 400 or 403 and
 /// never sets a cookie.
-pub(super) async fn handoff_callback_get(
+pub(super) async fn handoff_callback_post(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     uri: Uri,
-    Query(query): Query<TokenQuery>,
+    Form(form): Form<TokenForm>,
 ) -> Result<Response, AppError> {
-    let Some(token) = query.token.filter(|t| !t.is_empty()) else {
+    let Some(token) = form.token.filter(|t| !t.is_empty()) else {
         return Err(AppError::BadRequest(
             "The sign-in link has no token.".into(),
         ));
@@ -167,8 +179,13 @@ pub(super) async fn handoff_callback_get(
         ));
     };
     let remaining = session.expires_at().saturating_sub(app.clock.now()).max(0);
+    // The token's return URL is on the host it was redeemed at (checked).
+    let own_host = Target::parse(&redeemed.return_to)
+        .map_err(|_| not_this_host())?
+        .host
+        .into_owned();
     let mut cookie = app.session_cookie(
-        redeemed.session_cookie,
+        app.sessions.host_cookie(&session, &own_host),
         std::time::Duration::from_secs(remaining as u64),
     );
     // Host-only: this host is outside the cookie domain, and the cookie
@@ -176,10 +193,10 @@ pub(super) async fn handoff_callback_get(
     cookie.unset_domain();
     tracing::debug!(%host, return_to = %redeemed.return_to, "handoff completed");
     let clear_nonce = nonce_cookie(&app, String::new(), Duration::ZERO);
-    Ok(with_no_referrer(redirect_with_cookies(
-        &redeemed.return_to,
-        &[cookie, clear_nonce],
-    )))
+    let mut response = redirect_with_cookies(&redeemed.return_to, &[cookie, clear_nonce]);
+    // After a POST: the browser follows with a GET.
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    Ok(with_no_referrer(response))
 }
 
 /// The page for a refused token: 400 if it is not ours, 403 if it is ours
@@ -219,7 +236,7 @@ fn refusal(error: &HandoffError) -> Response {
     )
 }
 
-/// The token is in this page's URL: never let it leak to the next site in a
+/// Never let the handoff's pages name where the browser came from in a
 /// `Referer`.
 fn with_no_referrer(mut response: Response) -> Response {
     response.headers_mut().insert(
@@ -241,12 +258,37 @@ pub(super) async fn start_with_existing_session(
 ) -> Result<Option<Response>, AppError> {
     for value in session_cookie_values(headers, &app.config.cookie.name) {
         if app.sessions.resolve(value).await?.is_some() {
-            let url = mint(app, value, return_to, binding)?;
+            let delivery = mint(app, value, return_to, binding)?;
             tracing::debug!(%return_to, "handing off an existing session");
-            return Ok(Some(with_no_referrer(redirect_with_cookies(&url, &[]))));
+            return Ok(Some(deliver(&delivery, &[])));
         }
     }
     Ok(None)
+}
+
+/// The page that posts `delivery`'s token to its host's callback as soon
+/// as it loads, setting `cookies` on the login host on the way.
+fn deliver(delivery: &Delivery, cookies: &[Cookie<'static>]) -> Response {
+    let form = pages::Form {
+        action: delivery.action.clone(),
+        fields: vec![("token".to_owned(), delivery.token.clone())],
+        label: "Continue".to_owned(),
+        auto_submit: true,
+    };
+    let mut response = with_no_referrer(
+        View::continue_with(
+            "Signing you in",
+            "Taking you back to the site you opened.",
+            form,
+        )
+        .into_response(),
+    );
+    for cookie in cookies {
+        if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
 }
 
 /// At `/oauth2/start` for a `return_to` outside the cookie domain that came
@@ -261,25 +303,32 @@ pub(super) fn start_at_host(return_to: &str) -> Result<Response, AppError> {
     ))
 }
 
-/// After a login: where the callback sends the browser — `return_to`
-/// itself, or the handoff callback on its host when the session cookie
-/// would not reach it. Without a `binding` (a login state sealed before
-/// bindings existed) the browser goes through the host's start, which
-/// finds the new session and hands it off.
-pub(super) fn after_login_location(
+/// After a login: the callback's answer, setting `cookies` — a redirect to
+/// `return_to` itself, or the page posting a handoff token to its host
+/// when the session cookie would not reach it. Without a `binding` (a login
+/// state sealed before bindings existed) the browser goes through the
+/// host's start, which finds the new session and hands it off.
+pub(super) fn after_login(
     app: &App,
     session_cookie: &str,
     return_to: &str,
     binding: Option<&str>,
-) -> Result<String, AppError> {
+    cookies: &[Cookie<'static>],
+) -> Result<Response, AppError> {
     if !app.handoffs.needed_for(return_to) {
-        return Ok(return_to.to_owned());
+        return Ok(redirect_with_cookies(return_to, cookies));
     }
     match binding {
-        Some(binding) => mint(app, session_cookie, return_to, binding),
+        Some(binding) => Ok(deliver(
+            &mint(app, session_cookie, return_to, binding)?,
+            cookies,
+        )),
         None => {
             let target = Target::parse(return_to).map_err(|_| not_this_host())?;
-            Ok(handoff::start_url(&target, return_to))
+            Ok(redirect_with_cookies(
+                &handoff::start_url(&target, return_to),
+                cookies,
+            ))
         }
     }
 }
@@ -289,7 +338,7 @@ fn mint(
     session_cookie: &str,
     return_to: &str,
     binding: &str,
-) -> Result<String, AppError> {
+) -> Result<Delivery, AppError> {
     app.handoffs
         .mint(app.sessions.sealer(), session_cookie, return_to, binding)
         .map_err(|e| AppError::BadRequest(format!("The return address is not allowed: {e}")))

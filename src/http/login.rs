@@ -221,29 +221,100 @@ async fn login_callback(
         .create(outcome.identity, outcome.refresh_token, refresh_due_at)
         .await?;
     tracing::info!(%user, return_to = loggable(&login.return_to), "login completed");
-    let location = super::handoff::after_login_location(
+    let session_cookie = app.session_cookie(value.clone(), app.config.cookie.expire);
+    let clear_login = app.login_cookie(&state, String::new(), Duration::ZERO);
+    super::handoff::after_login(
         app,
         &value,
         &login.return_to,
         login.handoff_binding.as_deref(),
-    )?;
-    let session_cookie = app.session_cookie(value, app.config.cookie.expire);
-    let clear_login = app.login_cookie(&state, String::new(), Duration::ZERO);
-    Ok(redirect_with_cookies(
-        &location,
         &[session_cookie, clear_login],
-    ))
+    )
 }
 
-/// `GET|POST /oauth2/sign_out?rd=URL`: revoke the session in the store (so a
-/// replayed copy of the cookie is refused), clear the cookie, then go to
-/// `rd` if it is allowed or show the signed-out page.
+/// `GET /oauth2/sign_out?rd=URL`: signs out (see [`sign_out_post`]) when
+/// the request comes from this site; from another site (a link or an image
+/// on a page anyone can write) it only asks, with a button that posts.
 pub(super) async fn sign_out_get(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
+    query: Query<ReturnTo>,
+) -> Result<Response, AppError> {
+    if !from_this_site(&app, &headers, false) {
+        tracing::debug!("sign-out from another site: asking first");
+        let action = match uri.query() {
+            Some(q) => format!("/oauth2/sign_out?{q}"),
+            None => "/oauth2/sign_out".to_owned(),
+        };
+        let form = super::pages::Form {
+            action,
+            fields: Vec::new(),
+            label: "Sign out".to_owned(),
+            auto_submit: false,
+        };
+        return Ok(
+            View::continue_with("Sign out?", "Do you want to sign out?", form).into_response(),
+        );
+    }
+    sign_out(&app, &headers, query).await
+}
+
+/// `POST /oauth2/sign_out?rd=URL`: from this site only (a cross-site form
+/// is refused with 403), revoke the session in the store (so a replayed
+/// copy of the cookie is refused), clear the cookie, then go to `rd` if it
+/// is allowed or show the signed-out page.
+pub(super) async fn sign_out_post(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    query: Query<ReturnTo>,
+) -> Result<Response, AppError> {
+    if !from_this_site(&app, &headers, true) {
+        tracing::info!("cross-site sign-out refused");
+        return Ok(View::error(
+            StatusCode::FORBIDDEN,
+            "Sign-out refused",
+            "Another site asked to sign you out. Use the sign-out button of a site you use.",
+        )
+        .into_response());
+    }
+    sign_out(&app, &headers, query).await
+}
+
+/// Whether a browser sent this request from a page of this site (the login
+/// host, or a host of the cookie domain): its `Sec-Fetch-Site`, else its
+/// `Origin`. A request with neither comes from a program, or from an old
+/// browser's link: believed for a POST (browsers send `Origin` with a
+/// cross-site form) and not for a GET.
+fn from_this_site(app: &App, headers: &HeaderMap, post: bool) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = header("sec-fetch-site") {
+        return matches!(site, "same-origin" | "same-site" | "none");
+    }
+    match header("origin") {
+        Some(origin) => url::Url::parse(origin)
+            .ok()
+            .and_then(|origin| origin.host_str().map(str::to_ascii_lowercase))
+            .is_some_and(|host| {
+                app.config.authenticate_service_url.host_str() == Some(host.as_str())
+                    || app
+                        .config
+                        .cookie
+                        .domain
+                        .as_deref()
+                        .and_then(crate::redirect::normalize_domain)
+                        .is_some_and(|domain| crate::redirect::in_domain(&host, &domain))
+            }),
+        None => post,
+    }
+}
+
+async fn sign_out(
+    app: &App,
+    headers: &HeaderMap,
     Query(query): Query<ReturnTo>,
 ) -> Result<Response, AppError> {
-    for value in session_cookie_values(&headers, &app.config.cookie.name) {
+    for value in session_cookie_values(headers, &app.config.cookie.name) {
         if let Err(error) = app.sessions.revoke(value).await {
             app.metrics.store_error(StoreOperation::SignOut);
             return Err(error.into());
@@ -328,19 +399,18 @@ pub(super) async fn status_get(
 /// anything (and it is not counted again: the auth request was).
 pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request) -> View {
     let headers = request.headers();
-    let target = super::original_target(headers, app.is_trusted(super::peer_ip(&request)));
-    let shown_url = target
+    let asked = super::nginx_request(
+        &app,
+        request.uri().query(),
+        headers,
+        super::peer_ip(&request),
+    );
+    let shown_url = asked
+        .target
         .as_ref()
         .ok()
         .map(|t| loggable(&t.return_url()).to_owned());
-    let decision = app
-        .decider
-        .decide(super::nginx_request(
-            &app,
-            headers,
-            super::peer_ip(&request),
-        ))
-        .await;
+    let decision = app.decider.decide(asked).await;
     let sign_out = format!("{}/oauth2/sign_out", app.login_base().trim_end_matches('/'));
     let (who, route, why) = match &decision {
         Decision::Deny {

@@ -45,13 +45,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/oauth2/callback", get(login::login_callback_get))
         .route(
             "/oauth2/sign_out",
-            get(login::sign_out_get).post(login::sign_out_get),
+            get(login::sign_out_get).post(login::sign_out_post),
         )
         .route("/oauth2/userinfo", get(login::userinfo_get))
         .route("/oauth2/forbidden", get(login::forbidden_get))
         .route(
             crate::handoff::CALLBACK_PATH,
-            get(handoff::handoff_callback_get),
+            get(handoff::handoff_callback_get).post(handoff::handoff_callback_post),
         )
         .route(crate::handoff::START_PATH, get(handoff::handoff_start_get))
         .route("/", get(login::status_get))
@@ -139,18 +139,26 @@ impl Lane for AuthLane {
         let peer = Some(peer.ip());
         if let Some(decision) = self.app.decider.decide_now_for(
             nginx_asker(request.headers()),
-            nginx_request(&self.app, request.headers(), peer),
+            nginx_request(&self.app, request.uri().query(), request.headers(), peer),
         ) {
             return Answer::Now(nginx_response(&decision));
         }
         let app = self.app.clone();
-        Answer::Later(async move { auth_nginx(&app, request.headers(), peer).await })
+        Answer::Later(async move {
+            auth_nginx(&app, request.uri().query(), request.headers(), peer).await
+        })
     }
 }
 
 /// `GET /oauth2/auth` through the router.
 async fn auth_nginx_get(State(app): State<Arc<App>>, request: Request) -> Response {
-    auth_nginx(&app, request.headers(), peer_ip(&request)).await
+    auth_nginx(
+        &app,
+        request.uri().query(),
+        request.headers(),
+        peer_ip(&request),
+    )
+    .await
 }
 
 /// `/oauth2/auth`: 200 + identity headers, 401 + `Location` (nginx's
@@ -161,11 +169,15 @@ async fn auth_nginx_get(State(app): State<Arc<App>>, request: Request) -> Respon
 /// level would hold its arguments again beside it.
 fn auth_nginx<'r>(
     app: &'r App,
+    query: Option<&'r str>,
     headers: &'r HeaderMap,
     peer: Option<IpAddr>,
 ) -> impl Future<Output = Response> + Send + 'r {
     app.decider
-        .decide_for(nginx_asker(headers), nginx_request(app, headers, peer))
+        .decide_for(
+            nginx_asker(headers),
+            nginx_request(app, query, headers, peer),
+        )
         .map(|decision| nginx_response(&decision))
 }
 
@@ -186,15 +198,26 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Option<&str> {
 /// [`original_target`]), the session cookies, `X-Original-Method` (nginx:
 /// `proxy_set_header X-Original-Method $request_method;`) and the client's
 /// `Authorization`, which the subrequest carries like every client header.
+///
+/// `query` is the subrequest's own (`/oauth2/auth?host=…`): written in the
+/// proxy's configuration, so a client cannot choose it. With
+/// `trusted_proxies` set, only those peers are answered at all.
 pub(crate) fn nginx_request<'r>(
     app: &'r App,
+    query: Option<&'r str>,
     headers: &'r HeaderMap,
     peer: Option<IpAddr>,
 ) -> decision::Request<'r, impl Iterator<Item = &'r str> + 'r> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let method = headers.get(X_ORIGINAL_METHOD).and_then(|v| v.to_str().ok());
+    let trusted = app.is_trusted(peer);
+    let target = if !trusted && !app.config.trusted_proxies.is_empty() {
+        Err(TargetError::UntrustedPeer)
+    } else {
+        original_target(headers, trusted).and_then(|target| bound_to_host(target, query))
+    };
     decision::Request {
-        target: original_target(headers, app.is_trusted(peer)),
+        target,
         session_cookies: session_cookie_values(headers, &app.config.cookie.name),
         method,
         authorization: headers
@@ -289,6 +312,36 @@ pub fn original_target(headers: &HeaderMap, trusted_peer: bool) -> Result<Target
         (Some(proto), Some(host), Some(uri)) => Target::from_parts(proto, host, uri),
         _ => Err(TargetError::Missing),
     }
+}
+
+/// `target`, when it is on the host `?host=` names (if the proxy named
+/// one). ingress-nginx builds `X-Original-URL` from the client's `Host`
+/// while it routes by the Ingress's host, so the chart writes that host
+/// into each Ingress's `auth-url`. The port counts too: `host=a.example.com`
+/// is port 443 (or 80) of the URL's scheme.
+fn bound_to_host<'t>(target: Target<'t>, query: Option<&str>) -> Result<Target<'t>, TargetError> {
+    let Some(query) = query else {
+        return Ok(target);
+    };
+    let mut bound = None;
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        if key == "host" {
+            if bound.is_some() {
+                // Two answers to "which host?": neither is believed.
+                return Err(TargetError::HostMismatch);
+            }
+            bound = Some(value);
+        }
+    }
+    let Some(bound) = bound else {
+        return Ok(target);
+    };
+    let (host, port) = crate::policy::target::normalize_authority(&bound, target.scheme)
+        .map_err(|_| TargetError::HostMismatch)?;
+    if host != target.host || port != target.port {
+        return Err(TargetError::HostMismatch);
+    }
+    Ok(target)
 }
 
 /// Every value of a cookie named `name` across all `Cookie` headers, without

@@ -16,6 +16,7 @@
 //! startup, so a broken one is a configuration error naming its file.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -70,10 +71,13 @@ pub enum Page {
     Status,
     /// Anything else (bad request, internal error).
     Error,
+    /// A step that needs a POST from the browser: the handoff of a session
+    /// to another host (sent at once), or a sign-out to confirm.
+    Continue,
 }
 
 impl Page {
-    pub const ALL: [Page; 7] = [
+    pub const ALL: [Page; 8] = [
         Page::SignInError,
         Page::Forbidden,
         Page::Unavailable,
@@ -81,6 +85,7 @@ impl Page {
         Page::NotFound,
         Page::Status,
         Page::Error,
+        Page::Continue,
     ];
 
     pub fn name(self) -> &'static str {
@@ -92,6 +97,7 @@ impl Page {
             Page::NotFound => "not_found",
             Page::Status => "status",
             Page::Error => "error",
+            Page::Continue => "continue",
         }
     }
 
@@ -104,6 +110,7 @@ impl Page {
             Page::NotFound => "not_found.html",
             Page::Status => "status.html",
             Page::Error => "error.html",
+            Page::Continue => "continue.html",
         }
     }
 
@@ -116,6 +123,7 @@ impl Page {
             Page::NotFound => include_str!("templates/not_found.html"),
             Page::Status => include_str!("templates/status.html"),
             Page::Error => include_str!("templates/error.html"),
+            Page::Continue => include_str!("templates/continue.html"),
         }
     }
 
@@ -131,9 +139,37 @@ pub struct Link {
     pub label: String,
 }
 
+/// A form the page posts: hidden fields and one button.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Form {
+    /// Where it posts: a path on this host, or an absolute URL (the
+    /// page's CSP then allows that origin as a form target).
+    pub action: String,
+    pub fields: Vec<(String, String)>,
+    pub label: String,
+    /// Submitted by a script as soon as the page loads (the button is there
+    /// for browsers without scripts).
+    pub auto_submit: bool,
+}
+
+/// The values can be credentials (a handoff token): never shown.
+impl fmt::Debug for Form {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Form")
+            .field("action", &self.action)
+            .field(
+                "fields",
+                &self.fields.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+            )
+            .field("auto_submit", &self.auto_submit)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a page shows. Templates see these fields by name (`user`,
-/// `route`, …; `link_href`/`link_label` for the button) plus `page`,
-/// `status`, `nonce` and `style`.
+/// `route`, …; `link_href`/`link_label` for the button; `form_action`,
+/// `form_fields` (name, value pairs), `form_label` and `form_auto_submit`
+/// for a form) plus `page`, `status`, `nonce` and `style`.
 #[derive(Clone, Debug)]
 pub struct View {
     pub page: Page,
@@ -148,6 +184,7 @@ pub struct View {
     /// The address that was refused (no query).
     pub url: Option<String>,
     pub link: Option<Link>,
+    pub form: Option<Form>,
 }
 
 impl View {
@@ -167,6 +204,7 @@ impl View {
             route: None,
             url: None,
             link: None,
+            form: None,
         }
     }
 
@@ -177,6 +215,14 @@ impl View {
             label: label.into(),
         });
         self
+    }
+
+    /// A page whose button posts `form` (200).
+    pub fn continue_with(title: &'static str, message: impl Into<String>, form: Form) -> View {
+        View {
+            form: Some(form),
+            ..View::new(Page::Continue, StatusCode::OK, title, message)
+        }
     }
 
     /// A login that did not complete; `status` 403 (refused) or 400.
@@ -259,6 +305,12 @@ impl View {
             groups: vec!["group".into()],
             route: Some("route-0".into()),
             url: Some("https://app.example.com/".into()),
+            form: Some(Form {
+                action: "https://app.example.com/.authgate/callback".into(),
+                fields: vec![("token".into(), "value".into())],
+                label: "Continue".into(),
+                auto_submit: true,
+            }),
             ..View::new(page, StatusCode::OK, "Title", "Message.")
         }
         .with_link("/", "Link")
@@ -380,9 +432,7 @@ impl Pages {
                 )
             });
         let mut response = (view.status, Html(html)).into_response();
-        let csp = format!(
-            "default-src 'none'; style-src 'nonce-{nonce}'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-        );
+        let csp = content_security_policy(view.form.as_ref(), &nonce);
         let headers = response.headers_mut();
         if let Ok(csp) = HeaderValue::from_str(&csp) {
             headers.insert(header::CONTENT_SECURITY_POLICY, csp);
@@ -392,6 +442,24 @@ impl Pages {
         }
         response
     }
+}
+
+/// The page's CSP: only this response's stylesheet; forms post to this
+/// host, or to the origin of the page's own form; a script only when the
+/// form submits itself, and only this response's.
+fn content_security_policy(form: Option<&Form>, nonce: &str) -> String {
+    let form_origin = form
+        .and_then(|form| url::Url::parse(&form.action).ok())
+        .map(|url| url.origin().ascii_serialization())
+        .filter(|origin| origin != "null");
+    let script = match form {
+        Some(form) if form.auto_submit => format!(" script-src 'nonce-{nonce}';"),
+        _ => String::new(),
+    };
+    format!(
+        "default-src 'none'; style-src 'nonce-{nonce}';{script} base-uri 'none'; form-action 'self'{}; frame-ancestors 'none'",
+        form_origin.map(|o| format!(" {o}")).unwrap_or_default()
+    )
 }
 
 /// Sent with every page besides the CSP.
@@ -427,6 +495,7 @@ fn render_with(
         Some(link) => (Some(link.href.as_str()), Some(link.label.as_str())),
         None => (None, None),
     };
+    let form = view.form.as_ref();
     env.get_template(view.page.file())?.render(context! {
         page => view.page.name(),
         status => view.status.as_u16(),
@@ -438,6 +507,10 @@ fn render_with(
         url => view.url.as_deref(),
         link_href => link_href,
         link_label => link_label,
+        form_action => form.map(|f| f.action.as_str()),
+        form_fields => form.map(|f| f.fields.clone()),
+        form_label => form.map(|f| f.label.as_str()),
+        form_auto_submit => form.is_some_and(|f| f.auto_submit),
         nonce => nonce,
         style => STYLE,
     })

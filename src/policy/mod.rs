@@ -261,12 +261,8 @@ impl Policy {
     /// segments also with its dots kept (see [`target`]); the strictest
     /// verdict stands.
     pub fn evaluate(&self, target: &Target<'_>, identity: Option<&Identity>) -> Verdict {
-        let others = [
-            target.path_without_params.as_deref(),
-            target.path_with_dots.as_deref(),
-        ];
         let mut verdict = self.evaluate_path(target, &target.path, identity);
-        for path in others.into_iter().flatten() {
+        for path in readings(target).skip(1) {
             let other = self.evaluate_path(target, path, identity);
             if strictness(&other) > strictness(&verdict) {
                 verdict = other;
@@ -359,27 +355,35 @@ impl Policy {
             .is_some_and(|r| r.pass_identity_headers)
     }
 
-    /// The route serving `target`, whoever asks (for a CORS preflight,
-    /// answered before any session is looked at).
-    pub fn route_for(&self, target: &Target<'_>) -> Option<RouteId> {
-        self.find(target, &target.path).map(RouteId)
+    /// The route that lets a CORS preflight for `target` through
+    /// unauthenticated (answered before any session is looked at): only
+    /// when every reading of the path (see [`Policy::evaluate`]) is served
+    /// by a route that allows preflights, so `OPTIONS /admin/../api/x`
+    /// does not pass on the strength of `/api` alone.
+    pub fn preflight_route(&self, target: &Target<'_>) -> Option<RouteId> {
+        let mut first = None;
+        for path in readings(target) {
+            let index = self.find(target, path)?;
+            if !self.routes[index as usize].cors_allow_preflight {
+                return None;
+            }
+            first.get_or_insert(RouteId(index));
+        }
+        first
     }
 
-    /// Does the route admit `method`? Any method when it has no
-    /// `allowed_methods`; none when the method is unknown.
-    pub fn allows_method(&self, id: RouteId, method: Option<&str>) -> bool {
-        let Some(route) = self.routes.get(id.0 as usize) else {
-            return false;
-        };
-        route.methods.is_empty()
-            || method.is_some_and(|m| route.methods.iter().any(|allowed| **allowed == *m))
-    }
-
-    /// Does the route let CORS preflights through unauthenticated?
-    pub fn allows_preflight(&self, id: RouteId) -> bool {
-        self.routes
-            .get(id.0 as usize)
-            .is_some_and(|r| r.cors_allow_preflight)
+    /// A route serving some reading of `target`'s path that does not admit
+    /// `method` (`allowed_methods`; any method when it has none, none when
+    /// the method is unknown); `None` when every reading's route admits it.
+    /// `POST /ro/../rw/x` is refused by a GET-only `/ro`.
+    pub fn refuses_method(&self, target: &Target<'_>, method: Option<&str>) -> Option<RouteId> {
+        readings(target).find_map(|path| {
+            let index = self.find(target, path)?;
+            let route = &self.routes[index as usize];
+            let admitted = route.methods.is_empty()
+                || method.is_some_and(|m| route.methods.iter().any(|allowed| **allowed == *m));
+            (!admitted).then_some(RouteId(index))
+        })
     }
 
     /// The route's `jwt_claims_headers`.
@@ -411,6 +415,19 @@ impl Policy {
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }
+}
+
+/// Every reading of `target`'s path the policy must allow, the canonical
+/// one first: with `;` parameters removed, and with dot segments kept (see
+/// [`target`]).
+fn readings<'t>(target: &'t Target<'_>) -> impl Iterator<Item = &'t str> {
+    [
+        Some(target.path.as_ref()),
+        target.path_without_params.as_deref(),
+        target.path_with_dots.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// `route "api" (routes[3])` in error messages.

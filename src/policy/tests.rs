@@ -408,3 +408,58 @@ fn thousands_of_hosts() {
     );
     assert_eq!(verdict(&policy, "https://h4999.example.com/apix"), NO_ROUTE);
 }
+
+/// A CORS preflight passes unauthenticated, and a method passes a route's
+/// `allowed_methods`, only when every reading of the path allows it: the
+/// dots-kept reading of `/admin/../api/x` is under `/admin`, which takes no
+/// preflights; that of `/ro/../rw/x` is under the GET-only `/ro`.
+#[test]
+fn preflight_and_methods_hold_for_every_reading() {
+    let policy = compile(vec![
+        route(0, "https://app.example.com", |r| {
+            r.prefix = Some("/api".into());
+            r.cors_allow_preflight = true;
+        }),
+        route(1, "https://app.example.com", |r| {
+            r.prefix = Some("/admin".into());
+        }),
+        route(2, "https://app.example.com", |r| {
+            r.prefix = Some("/ro".into());
+            r.allowed_methods = vec!["GET".into()];
+        }),
+        route(3, "https://app.example.com", |r| {
+            r.prefix = Some("/rw".into());
+        }),
+    ]);
+    let target = |url| Target::parse(url).unwrap();
+    assert_eq!(
+        policy.preflight_route(&target("https://app.example.com/api/x")),
+        Some(RouteId(0))
+    );
+    for url in [
+        "https://app.example.com/admin/../api/x",
+        "https://app.example.com/admin/%2e%2e/api/x",
+        "https://app.example.com/admin/x",
+    ] {
+        assert_eq!(policy.preflight_route(&target(url)), None, "{url}");
+    }
+    assert_eq!(
+        policy.refuses_method(&target("https://app.example.com/rw/x"), Some("POST")),
+        None
+    );
+    for url in [
+        "https://app.example.com/ro/../rw/x",
+        "https://app.example.com/ro/%2e%2e/rw/x",
+        "https://app.example.com/ro/x",
+    ] {
+        assert_eq!(
+            policy.refuses_method(&target(url), Some("POST")),
+            Some(RouteId(2)),
+            "{url}"
+        );
+    }
+    assert_eq!(
+        policy.refuses_method(&target("https://app.example.com/ro/x"), Some("GET")),
+        None
+    );
+}

@@ -20,8 +20,10 @@ use super::seal::{Purpose, Sealer, sealed_len};
 use super::store::{SessionStore, StoreChange, StoreError, expiry, parse_store_key, store_key};
 use super::ticket::{TICKET_LEN, Ticket};
 
-/// Length of every session cookie value.
+/// Length of every session cookie value on the cookie domain.
 pub const COOKIE_VALUE_LEN: usize = sealed_len(TICKET_LEN);
+/// Longest host name a host session cookie names (the DNS limit).
+const MAX_HOST_LEN: usize = 253;
 /// Default bound of the local cache, in sessions.
 pub const DEFAULT_CACHE_ENTRIES: u64 = 10_000;
 /// Default freshness of a cached record. It bounds how long this replica
@@ -53,6 +55,8 @@ pub enum SessionError {
 struct Opened {
     ticket: Ticket,
     reissued: Option<Arc<str>>,
+    /// A host session cookie's host (see [`Sessions::host_cookie`]).
+    host: Option<Arc<str>>,
 }
 
 /// A record as loaded, with the sealed bytes it came from: `update`
@@ -95,17 +99,26 @@ pub struct Resolved {
     ticket: Ticket,
     entry: Arc<Entry>,
     reissued: Option<Arc<str>>,
+    host: Option<Arc<str>>,
 }
 
 impl Resolved {
-    fn new(ticket: Ticket, entry: Arc<Entry>, reissued: Option<Arc<str>>) -> Resolved {
+    fn new(opened: Opened, entry: Arc<Entry>) -> Resolved {
         Resolved {
-            id: ticket.id,
+            id: opened.ticket.id,
             record: Arc::clone(&entry.record),
-            ticket,
+            ticket: opened.ticket,
             entry,
-            reissued,
+            reissued: opened.reissued,
+            host: opened.host,
         }
+    }
+
+    /// Whether the cookie that named this session may be used for a request
+    /// to `host` (normalised): a cookie-domain cookie anywhere, a host
+    /// session cookie on its own host only.
+    pub fn valid_on(&self, host: &str) -> bool {
+        self.host.as_deref().is_none_or(|own| own == host)
     }
 
     /// Unix seconds at which the session ends (for the cookie's Max-Age).
@@ -128,6 +141,7 @@ impl Resolved {
             ticket: self.ticket.clone(),
             entry,
             reissued: self.reissued.clone(),
+            host: self.host.clone(),
         }
     }
 }
@@ -261,9 +275,26 @@ impl Sessions {
             Opened {
                 ticket,
                 reissued: None,
+                host: None,
             },
         );
         Ok((cookie, record))
+    }
+
+    /// A cookie value for `resolved`'s session that is valid on `host`
+    /// (normalised) only: what a host outside the cookie domain gets from a
+    /// handoff. That host's upstream sees its cookies; with this one it
+    /// holds no credential for any other host. It names the same record,
+    /// so it ends with the session.
+    pub fn host_cookie(&self, resolved: &Resolved, host: &str) -> String {
+        self.seal_for_host(&resolved.ticket, host)
+    }
+
+    fn seal_for_host(&self, ticket: &Ticket, host: &str) -> String {
+        let mut plain = Zeroizing::new(Vec::with_capacity(TICKET_LEN + host.len()));
+        plain.extend_from_slice(&ticket.encode());
+        plain.extend_from_slice(host.as_bytes());
+        self.sealer.seal(Purpose::HostSessionCookie, &plain)
     }
 
     /// The hot path: the session a cookie value names, if valid.
@@ -283,12 +314,10 @@ impl Sessions {
             Lookup::Cached(resolved) => (resolved, true),
             // Boxed, like every store call on this path: the decision's
             // future stays small when the cache answers.
-            Lookup::Uncached(Opened { ticket, reissued }) => {
-                match Box::pin(self.load_shared(&ticket)).await? {
-                    Some(entry) => (Resolved::new(ticket, entry, reissued), false),
-                    None => return Ok(None),
-                }
-            }
+            Lookup::Uncached(opened) => match Box::pin(self.load_shared(&opened.ticket)).await? {
+                Some(entry) => (Resolved::new(opened, entry), false),
+                None => return Ok(None),
+            },
         };
         match self.idle_timeout {
             None => Ok(Some(resolved)),
@@ -323,7 +352,7 @@ impl Sessions {
             return Lookup::Invalid;
         }
         match self.cache.get(&opened.ticket.id) {
-            Some(entry) => Lookup::Cached(Resolved::new(opened.ticket, entry, opened.reissued)),
+            Some(entry) => Lookup::Cached(Resolved::new(opened, entry)),
             None => Lookup::Uncached(opened),
         }
     }
@@ -547,47 +576,66 @@ impl Sessions {
     /// The ticket in a cookie value, if it is one of ours: from the memo,
     /// else opened without allocating (decoded into a stack buffer). A
     /// value sealed with a previous secret is re-sealed with the current
-    /// one, once, and both values are memoised.
+    /// one, once, and both values are memoised. The length tells a
+    /// cookie-domain cookie from a host session cookie, so each value is
+    /// opened under one key only.
     fn open_ticket(&self, cookie_value: &str) -> Option<Opened> {
-        if cookie_value.len() != COOKIE_VALUE_LEN {
-            tracing::debug!(
-                len = cookie_value.len(),
-                "session cookie has the wrong length"
-            );
-            return None;
-        }
+        let purpose = match cookie_value.len() {
+            COOKIE_VALUE_LEN => Purpose::SessionCookie,
+            len if len > COOKIE_VALUE_LEN && len <= sealed_len(TICKET_LEN + MAX_HOST_LEN) => {
+                Purpose::HostSessionCookie
+            }
+            len => {
+                tracing::debug!(len, "session cookie has the wrong length");
+                return None;
+            }
+        };
         if let Some(ticket) = self.tickets.get(cookie_value) {
             return Some(ticket);
         }
         // Holds the opened ticket, per-session key included: wiped on return.
-        let mut buf = Zeroizing::new([0u8; 128]);
-        let (ticket, stale) = match self.sealer.open_in_place(
-            Purpose::SessionCookie,
-            cookie_value,
-            buf.as_mut_slice(),
-        ) {
-            Ok((plain, stale)) => (Ticket::decode(plain)?, stale),
-            Err(err) => {
-                tracing::debug!(error = %err, "session cookie refused");
-                return None;
+        let mut buf = Zeroizing::new([0u8; 512]);
+        let (plain, stale) =
+            match self
+                .sealer
+                .open_in_place(purpose, cookie_value, buf.as_mut_slice())
+            {
+                Ok(opened) => opened,
+                Err(err) => {
+                    tracing::debug!(error = %err, "session cookie refused");
+                    return None;
+                }
+            };
+        let (ticket, host) = match purpose {
+            Purpose::HostSessionCookie => {
+                let (ticket, host) = plain.split_first_chunk::<TICKET_LEN>()?;
+                let host = std::str::from_utf8(host).ok()?;
+                (Ticket::decode(ticket)?, Some(Arc::<str>::from(host)))
             }
+            _ => (Ticket::decode(plain)?, None),
         };
         let reissued = stale.then(|| {
             tracing::debug!("session cookie sealed with a previous secret; re-issuing it");
-            let value: Arc<str> = self
-                .sealer
-                .seal(Purpose::SessionCookie, &ticket.encode())
-                .into();
+            let value: Arc<str> = match &host {
+                Some(host) => self.seal_for_host(&ticket, host),
+                None => self.sealer.seal(Purpose::SessionCookie, &ticket.encode()),
+            }
+            .into();
             self.tickets.insert(
                 (*value).into(),
                 Opened {
                     ticket: ticket.clone(),
                     reissued: None,
+                    host: host.clone(),
                 },
             );
             value
         });
-        let opened = Opened { ticket, reissued };
+        let opened = Opened {
+            ticket,
+            reissued,
+            host,
+        };
         self.tickets.insert(cookie_value.into(), opened.clone());
         Some(opened)
     }

@@ -51,13 +51,17 @@ pub enum Purpose {
     /// The one-time token that carries a session from the login host to a
     /// host outside the cookie domain (`/.authgate/callback`).
     Handoff,
+    /// The session cookie of one host outside the cookie domain: the
+    /// session's ticket and that host's name, valid there only.
+    HostSessionCookie,
 }
 
 impl Purpose {
-    const ALL: [Purpose; 3] = [
+    const ALL: [Purpose; 4] = [
         Purpose::SessionCookie,
         Purpose::LoginState,
         Purpose::Handoff,
+        Purpose::HostSessionCookie,
     ];
 
     /// The HKDF `info` string. Changing one invalidates every value sealed
@@ -67,6 +71,7 @@ impl Purpose {
             Purpose::SessionCookie => b"authgate v1 session cookie",
             Purpose::LoginState => b"authgate v1 login state",
             Purpose::Handoff => b"authgate v1 handoff token",
+            Purpose::HostSessionCookie => b"authgate v1 host session cookie",
         }
     }
 
@@ -75,6 +80,7 @@ impl Purpose {
             Purpose::SessionCookie => 0,
             Purpose::LoginState => 1,
             Purpose::Handoff => 2,
+            Purpose::HostSessionCookie => 3,
         }
     }
 }

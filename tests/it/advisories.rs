@@ -75,7 +75,8 @@ async fn assert_rd_refused(stack: &Stack, rd: &str) {
     assert_eq!(header(&start, "location"), "", "start rd={rd:?}");
     let sign_out = stack
         .http
-        .get(format!("{}/oauth2/sign_out?{query}", stack.base))
+        .post(format!("{}/oauth2/sign_out?{query}", stack.base))
+        .header("Sec-Fetch-Site", "same-origin")
         .send()
         .await
         .unwrap();
@@ -210,7 +211,8 @@ async fn open_redirect_corpus_through_sign_out() {
             .finish();
         let response = authgate::http::router(app.clone())
             .oneshot(
-                Request::get(format!("/oauth2/sign_out?{query}"))
+                Request::post(format!("/oauth2/sign_out?{query}"))
+                    .header("sec-fetch-site", "same-origin")
                     .body(Body::empty())
                     .unwrap(),
             )

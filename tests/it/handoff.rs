@@ -1,9 +1,10 @@
 //! One login for two domains, through real nginx (`examples/nginx/nginx.conf`):
 //! `hello.example.test` is under the cookie domain, `app.other.test` is not
 //! and gets its session by handoff: its sign-in begins at its own
-//! `/.authgate/start` (nonce cookie), and `/.authgate/callback` redeems the
-//! token only in that browser. The in-process provider and a manual clock
-//! stand in for Dex.
+//! `/.authgate/start` (nonce cookie), the login host answers with a page
+//! that posts a one-time token to `/.authgate/callback`, which redeems it
+//! only in that browser and uses it up at its first presentation. The
+//! in-process provider and a manual clock stand in for Dex.
 
 use authgate::handoff::nonce_cookie_name;
 
@@ -23,8 +24,15 @@ struct Login {
     /// `__Host-_authgate_handoff=…`: the nonce cookie of the browser that
     /// signed in (cleared by the callback, kept here to present again).
     nonce_cookie: String,
-    /// The handoff URL that was redeemed (for replay).
-    handoff_url: String,
+    /// The handoff that was redeemed (for replay).
+    handoff: Delivery,
+}
+
+/// A token the login host delivers, and the callback it posts it to.
+#[derive(Clone, Debug)]
+struct Delivery {
+    action: String,
+    token: String,
 }
 
 /// What `/.authgate/start` answered: where it sends the browser and the
@@ -109,7 +117,8 @@ impl TwoDomains {
             .find(|l| l.starts_with(&format!("{}=", nonce_name())))
             .expect("nonce cookie")
             .to_owned();
-        for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/", "Max-Age="] {
+        // SameSite=None: it must ride on the login host's cross-site POST.
+        for attribute in ["Secure", "HttpOnly", "SameSite=None", "Path=/", "Max-Age="] {
             assert!(line.contains(attribute), "{attribute} missing: {line}");
         }
         assert!(!line.contains("Domain="), "host-only: {line}");
@@ -140,30 +149,71 @@ impl TwoDomains {
             "alice@example.com",
         )
         .await;
-        let handoff_url = header(&response, "location");
-        assert!(
-            handoff_url.starts_with(&self.0.nginx.other_url("app", "/.authgate/callback?token=")),
-            "{handoff_url}"
-        );
         let line = session_cookie_line(&response).expect("session cookie on the login host");
         assert!(line.contains(&format!("Domain={DOMAIN}")), "{line}");
         let domain_cookie = format!("{COOKIE}={}", session_cookie(&response).expect("cookie"));
+        let handoff = self.delivery(response).await;
 
-        let other_cookie = self.redeem(&handoff_url, url, &started.nonce_cookie).await;
+        let other_cookie = self.redeem(&handoff, url, &started.nonce_cookie).await;
         Login {
             domain_cookie,
             other_cookie,
             nonce_cookie: started.nonce_cookie,
-            handoff_url,
+            handoff,
         }
     }
 
-    /// Follows a handoff URL in the browser holding `nonce_cookie`; asserts
-    /// it lands on `url` with a host-only session cookie and the nonce
+    /// The login host's page that hands a session to the other host: a
+    /// 200 (no redirect: the token is in no URL) whose form posts the token
+    /// to that host's callback and submits itself, with a CSP that lets
+    /// exactly that origin be posted to and this page's script run.
+    async fn delivery(&self, response: openidconnect::reqwest::Response) -> Delivery {
+        assert_eq!(response.status(), 200, "{}", self.0.nginx.error_log());
+        assert_eq!(header(&response, "location"), "");
+        assert_eq!(header(&response, "referrer-policy"), "no-referrer");
+        let origin = self.0.nginx.other_url("app", "");
+        let csp = header(&response, "content-security-policy");
+        assert!(
+            csp.contains(&format!("form-action 'self' {origin}")),
+            "{csp}"
+        );
+        assert!(csp.contains("script-src 'nonce-"), "{csp}");
+        let page = response.text().await.expect("page");
+        let action = between(&page, "action=\"", "\"").expect("form action");
+        let token = between(&page, "name=\"token\" value=\"", "\"").expect("token field");
+        assert_eq!(action, self.0.nginx.other_url("app", "/.authgate/callback"));
+        assert!(page.contains("document.forms[0].submit()"), "{page}");
+        Delivery { action, token }
+    }
+
+    /// Posts `token` to `action` with `cookies`, as the login host's page
+    /// makes the browser do.
+    async fn post(
+        &self,
+        action: &str,
+        token: &str,
+        cookies: &[&str],
+    ) -> openidconnect::reqwest::Response {
+        let mut request = self
+            .0
+            .client
+            .post(action)
+            .form(&[("token", token)])
+            .header("Accept", BROWSER_JSON_ACCEPT);
+        if !cookies.is_empty() {
+            request = request.header("Cookie", cookies.join("; "));
+        }
+        request.send().await.expect("post through nginx")
+    }
+
+    /// Posts a handoff in the browser holding `nonce_cookie`; asserts it
+    /// lands on `url` (303) with a host-only session cookie and the nonce
     /// cookie cleared, and returns the session cookie.
-    async fn redeem(&self, handoff_url: &str, url: &str, nonce_cookie: &str) -> String {
-        let response = self.get(handoff_url, &[nonce_cookie]).await;
-        assert_eq!(response.status(), 302, "{}", self.0.nginx.error_log());
+    async fn redeem(&self, handoff: &Delivery, url: &str, nonce_cookie: &str) -> String {
+        let response = self
+            .post(&handoff.action, &handoff.token, &[nonce_cookie])
+            .await;
+        assert_eq!(response.status(), 303, "{}", self.0.nginx.error_log());
         assert_eq!(
             header(&response, "location"),
             url,
@@ -187,9 +237,7 @@ impl TwoDomains {
     /// Presents `token` at `host_url`'s callback with `cookies`; asserts a
     /// refusal page with `status` and no cookie; returns the page.
     async fn refused(&self, host_url: &str, token: &str, cookies: &[&str], status: u16) -> String {
-        let response = self
-            .get(&format!("{host_url}?token={token}"), cookies)
-            .await;
+        let response = self.post(host_url, token, cookies).await;
         assert_eq!(response.status(), status, "{token}");
         assert!(set_cookies(&response).is_empty(), "no cookie on refusal");
         let body = response.text().await.expect("body");
@@ -200,6 +248,11 @@ impl TwoDomains {
     /// A token handing `login`'s session to `return_to`, minted directly
     /// (as the login host would), bound to `login`'s browser.
     fn mint(&self, login: &Login, return_to: &str) -> String {
+        self.mint_for(login, return_to).token
+    }
+
+    /// [`TwoDomains::mint`], with the callback it is for.
+    fn mint_for(&self, login: &Login, return_to: &str) -> Delivery {
         let app = &self.0.stack.app;
         let session = login.domain_cookie.split_once('=').expect("pair").1;
         let nonce = login.nonce_cookie.split_once('=').expect("pair").1;
@@ -208,14 +261,26 @@ impl TwoDomains {
             .handoffs
             .binding(host.host_str().expect("host"), nonce)
             .expect("binding");
-        app.handoffs
+        let minted = app
+            .handoffs
             .mint(app.sessions.sealer(), session, return_to, &binding)
-            .expect("mint")
+            .expect("mint");
+        Delivery {
+            action: minted.action,
+            token: minted.token,
+        }
     }
 }
 
-fn token(handoff_url: &str) -> &str {
-    handoff_url.split_once("?token=").expect("token").1
+/// The text between `start` and the next `end` in `text`, its HTML
+/// entities decoded (the page escapes `/` and `&` in attributes).
+fn between(text: &str, start: &str, end: &str) -> Option<String> {
+    let rest = &text[text.find(start)? + start.len()..];
+    Some(
+        rest[..rest.find(end)?]
+            .replace("&#x2f;", "/")
+            .replace("&amp;", "&"),
+    )
 }
 
 /// One login reaches both domains: the upstream sees alice on
@@ -242,62 +307,126 @@ async fn one_login_covers_both_domains() {
     let page = site.0.nginx.other_url("app", "/again");
     let started = site.start_at_other(&page, &[]).await;
     let response = site.get(&started.sign_in, &[&login.domain_cookie]).await;
-    assert_eq!(response.status(), 302);
-    let handoff_url = header(&response, "location");
-    assert!(
-        handoff_url.starts_with(&site.0.nginx.other_url("app", "/.authgate/callback?token=")),
-        "no provider round trip: {handoff_url}"
-    );
-    assert!(set_cookies(&response).is_empty(), "{handoff_url}");
-    let cookie = site
-        .redeem(&handoff_url, &page, &started.nonce_cookie)
-        .await;
+    assert!(set_cookies(&response).is_empty());
+    // No provider round trip: the page that posts the token, at once.
+    let handoff = site.delivery(response).await;
+    let cookie = site.redeem(&handoff, &page, &started.nonce_cookie).await;
     assert_eq!(
         site.upstream_email(&page, &cookie).await,
         Ok("alice@example.com".to_owned())
     );
 }
 
-/// Login CSRF: alice, signed in, takes a fresh handoff link for her own
-/// browser and sends it to a victim. In the victim's browser — with no
+/// Login CSRF: alice, signed in, takes a fresh handoff token for her own
+/// browser and gets it to a victim. In the victim's browser — with no
 /// nonce cookie, or with the victim's own from an earlier start — it is
 /// refused with a 403 page and no cookie, so the victim is never signed in
-/// as alice. The refusal does not use the link up: in alice's browser it
-/// still works (it was hers all along).
+/// as alice; and that refusal uses it up.
 #[tokio::test]
-async fn a_handoff_link_works_only_in_the_browser_that_started_it() {
+async fn a_handoff_token_works_only_in_the_browser_that_started_it() {
     let site = two_domains().await;
     let other = site.0.nginx.other_url("app", "/");
     let alice = site.login_at_other(&other).await;
 
     let page = site.0.nginx.other_url("app", "/inbox");
-    let attacker = site.start_at_other(&page, &[]).await;
-    let response = site.get(&attacker.sign_in, &[&alice.domain_cookie]).await;
-    let link = header(&response, "location");
-    assert!(link.contains("/.authgate/callback?token="), "{link}");
-
     let victim = site.start_at_other(&page, &[]).await;
-    assert_ne!(victim.nonce_cookie, attacker.nonce_cookie);
     let callback = site.0.nginx.other_url("app", "/.authgate/callback");
-    for cookies in [vec![], vec![victim.nonce_cookie.as_str()]] {
-        let body = site.refused(&callback, token(&link), &cookies, 403).await;
+    for cookies in [
+        vec![],
+        vec![victim.nonce_cookie.as_str()],
+        // The victim's own nonce cookie with alice's session cookie for
+        // the other host does not help either: it is the token that is
+        // bound.
+        vec![victim.nonce_cookie.as_str(), alice.other_cookie.as_str()],
+    ] {
+        let attacker = site.start_at_other(&page, &[]).await;
+        assert_ne!(victim.nonce_cookie, attacker.nonce_cookie);
+        let response = site.get(&attacker.sign_in, &[&alice.domain_cookie]).await;
+        let token = site.delivery(response).await.token;
+        let body = site.refused(&callback, &token, &cookies, 403).await;
         assert!(body.contains("another browser"), "{body}");
+        let body = site
+            .refused(&callback, &token, &[&attacker.nonce_cookie], 403)
+            .await;
+        assert!(body.contains("already used"), "{body}");
     }
-    // The victim's own nonce cookie with alice's session cookie for the
-    // other host does not help either: it is the token that is bound.
-    site.refused(
-        &callback,
-        token(&link),
-        &[&victim.nonce_cookie, &alice.other_cookie],
-        403,
-    )
-    .await;
+}
 
-    let cookie = site.redeem(&link, &page, &attacker.nonce_cookie).await;
+/// The attack of the outside test: the attacker begins a sign-in for the
+/// other host (their own nonce, binding B) and sends a signed-in victim the
+/// link `/oauth2/start?rd=…&handoff=B`. The login host mints a token with
+/// the victim's session bound to B, but delivers it only inside a page in
+/// the victim's browser, which posts it: the token is in no URL, so not in
+/// nginx's access log, and that post — refused, another browser — uses it
+/// up. The attacker, holding the nonce for B, never gets a session.
+#[tokio::test]
+async fn an_attackers_binding_never_yields_the_victims_session() {
+    let site = two_domains().await;
+    let other = site.0.nginx.other_url("app", "/");
+    let victim = site.login_at_other(&other).await;
+
+    let page = site.0.nginx.other_url("app", "/mail");
+    let attacker = site.start_at_other(&page, &[]).await;
+    // The victim opens the attacker's link, signed in on the login host.
+    let response = site.get(&attacker.sign_in, &[&victim.domain_cookie]).await;
+    let handoff = site.delivery(response).await;
+    // The victim's browser posts it (with the victim's cookies there).
+    let body = site
+        .refused(
+            &handoff.action,
+            &handoff.token,
+            &[&victim.other_cookie],
+            403,
+        )
+        .await;
+    assert!(body.contains("another browser"), "{body}");
+    assert!(
+        !site.0.nginx.access_log().contains(&handoff.token),
+        "the token is in no logged URL"
+    );
+    // The attacker redeems it with the nonce of binding B: used up.
+    let body = site
+        .refused(
+            &handoff.action,
+            &handoff.token,
+            &[&attacker.nonce_cookie],
+            403,
+        )
+        .await;
+    assert!(body.contains("already used"), "{body}");
+    // A token in a URL is not accepted at all.
+    let response = site
+        .get(
+            &format!("{}?token={}", handoff.action, handoff.token),
+            &[&attacker.nonce_cookie],
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    assert!(set_cookies(&response).is_empty());
+}
+
+/// The cookie a handoff sets on the other host is that host's own
+/// credential: presented on a host of the cookie domain (as that host's
+/// upstream, which sees it, could), it signs nobody in; on its own host it
+/// does.
+#[tokio::test]
+async fn the_handed_off_cookie_is_valid_on_its_host_only() {
+    let site = two_domains().await;
+    let other = site.0.nginx.other_url("app", "/");
+    let login = site.login_at_other(&other).await;
+    assert_ne!(login.other_cookie, login.domain_cookie);
     assert_eq!(
-        site.upstream_email(&page, &cookie).await,
+        site.upstream_email(&other, &login.other_cookie).await,
         Ok("alice@example.com".to_owned())
     );
+    let hello = site.0.nginx.url("hello", "/");
+    assert_eq!(
+        site.upstream_email(&hello, &login.other_cookie).await,
+        Err(302)
+    );
+    let value = login.other_cookie.split_once('=').expect("pair").1;
+    let direct = site.0.stack.auth(&hello, Some(value)).await;
+    assert_eq!(direct.status(), 401);
 }
 
 /// Forged, tampered, replayed, expired and cross-host tokens are refused
@@ -312,13 +441,12 @@ async fn bad_handoff_tokens_are_refused() {
     let nonce = [login.nonce_cookie.as_str()];
 
     // Replayed: the token the login used.
-    site.refused(&callback, token(&login.handoff_url), &nonce, 403)
+    site.refused(&callback, &login.handoff.token, &nonce, 403)
         .await;
 
     // Forged: not ours at all, or one character changed.
     site.refused(&callback, "forged-token", &nonce, 400).await;
-    let fresh = site.mint(&login, &other);
-    let good = token(&fresh);
+    let good = &site.mint(&login, &other);
     let mid = good.len() / 2;
     let flipped = if &good[mid..=mid] == "A" { "B" } else { "A" };
     let tampered = format!("{}{flipped}{}", &good[..mid], &good[mid + 1..]);
@@ -329,10 +457,10 @@ async fn bad_handoff_tokens_are_refused() {
     let hello_callback = site.0.nginx.url("hello", "/.authgate/callback");
     site.refused(&hello_callback, good, &nonce, 403).await;
     let for_hello = site.mint(&login, &site.0.nginx.url("hello", "/"));
-    site.refused(&callback, token(&for_hello), &nonce, 403)
-        .await;
+    site.refused(&callback, &for_hello, &nonce, 403).await;
 
-    // Expired: a minute later the unused token is refused.
+    // Expired: a minute later an unused token is refused.
+    let good = &site.mint(&login, &other);
     site.0
         .stack
         .clock
@@ -461,14 +589,17 @@ async fn sign_out_ends_access_on_both_domains() {
             .await
             .is_ok()
     );
-    let pending = site.mint(&login, &other);
+    let pending = site.mint_for(&login, &other);
 
     let response = site
-        .get(
-            &site.0.nginx.url("auth", "/oauth2/sign_out"),
-            &[&login.domain_cookie],
-        )
-        .await;
+        .0
+        .client
+        .post(site.0.nginx.url("auth", "/oauth2/sign_out"))
+        .header("Cookie", &login.domain_cookie)
+        .header("Sec-Fetch-Site", "same-origin")
+        .send()
+        .await
+        .expect("sign out");
     assert_eq!(response.status(), 200);
 
     assert_eq!(
@@ -479,7 +610,9 @@ async fn sign_out_ends_access_on_both_domains() {
         site.upstream_email(&hello, &login.domain_cookie).await,
         Err(302)
     );
-    let response = site.get(&pending, &[&login.nonce_cookie]).await;
+    let response = site
+        .post(&pending.action, &pending.token, &[&login.nonce_cookie])
+        .await;
     assert_eq!(response.status(), 403);
     assert!(set_cookies(&response).is_empty());
 }

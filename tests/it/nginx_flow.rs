@@ -141,7 +141,7 @@ pub(crate) async fn login_through_nginx(
 }
 
 /// From a sign-in URL on the login host: → provider (as `user`, password =
-/// name before the @) → callback, whose 302 is returned. Shared with the
+/// name before the @) → callback, whose answer is returned. Shared with the
 /// handoff tests, whose sign-in begins on another host.
 pub(crate) async fn login_from_sign_in(
     stack: &Stack,
@@ -169,7 +169,13 @@ pub(crate) async fn login_from_sign_in(
     let callback = stack.provider_login(&provider, user, password).await;
     assert!(callback.starts_with(&nginx.url("auth", "/oauth2/callback?")));
     let response = get(callback, Some(login_cookie)).await;
-    assert_eq!(response.status(), 302);
+    // 302 back to the page; 200 with the page that posts a handoff token
+    // for a host outside the cookie domain.
+    assert!(
+        matches!(response.status().as_u16(), 200 | 302),
+        "{}",
+        response.status()
+    );
     response
 }
 
