@@ -204,12 +204,13 @@ async fn caddy_sign_out_and_replay() {
     let cookie = site.login(&url, "alice@example.com").await;
     site.echoed(&url, &cookie).await;
     let response = site
-        .get(
-            &site.caddy.url("auth", "/oauth2/sign_out"),
-            BROWSER_ACCEPT,
-            std::slice::from_ref(&cookie),
-        )
-        .await;
+        .client
+        .post(site.caddy.url("auth", "/oauth2/sign_out"))
+        .header("Cookie", &cookie)
+        .header("Sec-Fetch-Site", "same-origin")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200, "{}", site.caddy.log());
     let response = site
         .get(&url, BROWSER_ACCEPT, std::slice::from_ref(&cookie))
@@ -248,4 +249,40 @@ async fn caddy_routes_authgate_paths_unguarded() {
         "authgate's page"
     );
     assert!(site.upstream.received().is_empty(), "the app saw a request");
+}
+
+/// The login host through the Caddyfile serves only the login: authgate's
+/// decision endpoints and metrics are not reachable there, so nobody can
+/// ask about a URL of their choice and read identity headers back.
+#[tokio::test]
+async fn caddy_login_host_exposes_only_the_login() {
+    let site = site().await;
+    let app = site.caddy.url("app", "/");
+    let cookie = site.login(&app, "alice@example.com").await;
+    for path in [
+        "/oauth2/auth",
+        "/forward-auth",
+        "/forward-auth/x",
+        "/metrics",
+    ] {
+        let response = site
+            .client
+            .get(site.caddy.url("auth", path))
+            .header("X-Original-URL", &app)
+            .header("X-Forwarded-Host", app.trim_start_matches("https://"))
+            .header("Cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        assert_eq!(header(&response, "x-auth-request-email"), "", "{path}");
+    }
+    let response = site
+        .client
+        .get(site.caddy.url("auth", "/oauth2/userinfo"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
 }

@@ -85,39 +85,76 @@ fn example_config_checks() {
     );
 }
 
+/// A running `authgate demo` on free ports, ready (discovery done).
+struct Demo {
+    process: ChildGuard,
+    /// authgate: `http://127.0.0.1:<port>`.
+    base: String,
+    app_port: u16,
+    upstream_port: u16,
+    /// What it printed.
+    banner: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Demo {
+    async fn start() -> Demo {
+        let (port, idp_port, app_port, upstream_port) =
+            (free_port(), free_port(), free_port(), free_port());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("demo.log");
+        let mut command = Command::new(BIN);
+        command.args([
+            "demo",
+            "--port",
+            &port.to_string(),
+            "--idp-port",
+            &idp_port.to_string(),
+            "--app-port",
+            &app_port.to_string(),
+            "--upstream-port",
+            &upstream_port.to_string(),
+        ]);
+        let mut process = ChildGuard::spawn("authgate demo", command, &log);
+        process
+            .wait_for_port(format!("127.0.0.1:{port}").parse().expect("addr"))
+            .await;
+        let base = format!("http://127.0.0.1:{port}");
+        let http = client();
+        // Discovery runs in the background: wait until ready.
+        for _ in 0..100 {
+            let ready = http.get(format!("{base}/readyz")).send().await;
+            if ready.map(|r| r.status() == 200).unwrap_or(false) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let banner = std::fs::read_to_string(&log).unwrap_or_default();
+        Demo {
+            process,
+            base,
+            app_port,
+            upstream_port,
+            banner,
+            _dir: dir,
+        }
+    }
+}
+
 /// `authgate demo` works as its banner says: 401 with a sign-in URL, a
 /// login through the development provider as alice, then 200 with her
 /// identity headers; bob is refused with 403.
 #[tokio::test]
 async fn demo_walkthrough() {
-    let (port, idp_port, app_port) = (free_port(), free_port(), free_port());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("demo.log");
-    let mut command = Command::new(BIN);
-    command.args([
-        "demo",
-        "--port",
-        &port.to_string(),
-        "--idp-port",
-        &idp_port.to_string(),
-        "--app-port",
-        &app_port.to_string(),
-    ]);
-    let mut demo = ChildGuard::spawn("authgate demo", command, &log);
-    demo.wait_for_port(format!("127.0.0.1:{port}").parse().expect("addr"))
-        .await;
-    let base = format!("http://127.0.0.1:{port}");
+    let Demo {
+        process: mut demo,
+        base,
+        app_port,
+        banner,
+        ..
+    } = Demo::start().await;
     let app = format!("http://127.0.0.1:{app_port}/");
     let http = client();
-    // Discovery runs in the background: wait until ready.
-    for _ in 0..100 {
-        let ready = http.get(format!("{base}/readyz")).send().await;
-        if ready.map(|r| r.status() == 200).unwrap_or(false) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let banner = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(banner.contains("NOT FOR PRODUCTION"), "{banner}");
 
     let auth = |cookie: Option<String>| {
@@ -145,6 +182,103 @@ async fn demo_walkthrough() {
         }
     }
     demo.kill();
+}
+
+/// The nginx configuration the demo prints, run by real nginx exactly as
+/// printed (inside an `http {}` block, as `conf.d/` files are): an
+/// anonymous browser is sent to sign in, a program gets 401, alice reaches
+/// the stand-in app with her identity, bob gets authgate's 403 page, and a
+/// `Host` naming another site is refused.
+#[tokio::test]
+async fn demo_nginx_snippet_protects() {
+    let demo = Demo::start().await;
+    let snippet = demo
+        .banner
+        .split("# --- authgate-demo.conf ---")
+        .nth(1)
+        .and_then(|rest| rest.split("# --- end ---").next())
+        .unwrap_or_else(|| panic!("no nginx snippet in the banner:\n{}", demo.banner))
+        .to_owned();
+    let nginx = crate::support::process::require_program("nginx", None);
+    let dir = crate::support::temp_dir("demo-nginx");
+    let d = dir.path().display();
+    std::fs::write(dir.path().join("authgate-demo.conf"), &snippet).unwrap();
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n\
+             \x20   access_log {d}/access.log;\n\
+             \x20   client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n\
+             \x20   include {d}/authgate-demo.conf;\n}}\n"
+        ),
+    )
+    .unwrap();
+    let output = Command::new(&nginx)
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf)
+        .arg("-t")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}\n{snippet}");
+    assert!(!log.contains("[warn]"), "{log}");
+    let mut command = Command::new(&nginx);
+    command
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf)
+        .args(["-g", "daemon off; master_process off;"]);
+    let mut server = ChildGuard::spawn("nginx", command, &dir.path().join("stderr.log"));
+    let site: std::net::SocketAddr = ([127, 0, 0, 1], demo.app_port).into();
+    server.wait_for_port(site).await;
+    server
+        .wait_for_port(([127, 0, 0, 1], demo.upstream_port).into())
+        .await;
+    let app = format!("http://127.0.0.1:{}/", demo.app_port);
+    let http = client();
+    let get = |accept: &'static str, cookie: Option<String>| {
+        let mut request = http.get(&app).header("Accept", accept);
+        if let Some(cookie) = cookie {
+            request = request.header("Cookie", format!("_authgate={cookie}"));
+        }
+        async move { request.send().await.expect("through nginx") }
+    };
+
+    let browser = "text/html,application/xhtml+xml,*/*;q=0.8";
+    let response = get(browser, None).await;
+    assert_eq!(response.status(), 302);
+    let mut sign_in = url::Url::parse(&format!("{}/oauth2/start", demo.base)).unwrap();
+    sign_in.query_pairs_mut().append_pair("rd", &app);
+    assert_eq!(header(&response, "location"), sign_in.as_str());
+
+    let response = get("application/json", None).await;
+    assert_eq!(response.status(), 401);
+
+    let alice = demo_login(&http, &demo.base, "alice").await;
+    let response = get(browser, Some(alice)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.unwrap(),
+        "hello alice@example.com (groups: devops,admins)\n"
+    );
+
+    let bob = demo_login(&http, &demo.base, "bob").await;
+    let response = get(browser, Some(bob)).await;
+    assert_eq!(response.status(), 403);
+    assert!(response.text().await.unwrap().contains("Access denied"));
+
+    let (status, _) = crate::support::raw_get(
+        tokio::net::TcpStream::connect(site).await.unwrap(),
+        "/",
+        "evil.example",
+        &[],
+    )
+    .await;
+    assert_eq!(status, 0, "the catch-all closes the connection");
 }
 
 /// Logs in through the demo's provider form; returns the session cookie.

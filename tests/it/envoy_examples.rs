@@ -158,6 +158,61 @@ pub(crate) fn check_common(
         "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
     );
     assert_eq!(per_route.r#override, Some(Override::Disabled(true)));
+    // The login host routes only the login to authgate: Envoy's first
+    // matching route for each path, worked out as Envoy does.
+    let first_match = |path: &str| {
+        login
+            .routes
+            .iter()
+            .find(|route| {
+                match route
+                    .r#match
+                    .as_ref()
+                    .and_then(|m| m.path_specifier.as_ref())
+                {
+                    Some(PathSpecifier::Prefix(prefix)) => path.starts_with(prefix.as_str()),
+                    Some(PathSpecifier::Path(exact)) => path == exact,
+                    Some(PathSpecifier::SafeRegex(m)) => {
+                        regex::Regex::new(&format!("^(?:{})$", m.regex))
+                            .unwrap()
+                            .is_match(path)
+                    }
+                    other => panic!("login route matches {other:?}"),
+                }
+            })
+            .and_then(|route| route.action.as_ref())
+    };
+    for path in [
+        "/",
+        "/oauth2/start",
+        "/oauth2/callback",
+        "/oauth2/sign_out",
+        "/oauth2/userinfo",
+        "/.well-known/authgate/jwks.json",
+    ] {
+        match first_match(path) {
+            Some(Action::Route(action)) => assert_eq!(
+                action.cluster_specifier,
+                Some(ClusterSpecifier::Cluster("authgate_http".into())),
+                "{path}"
+            ),
+            other => panic!("{path} on the login host: {other:?}"),
+        }
+    }
+    for path in [
+        "/oauth2/auth",
+        "/metrics",
+        "/forward-auth",
+        "/forward-auth/x",
+        "/healthz",
+        "/oauth2/startx",
+        "/x/oauth2/start",
+    ] {
+        match first_match(path) {
+            Some(Action::DirectResponse(answer)) => assert_eq!(answer.status, 404, "{path}"),
+            other => panic!("{path} on the login host reaches {other:?}"),
+        }
+    }
     let app = routes
         .virtual_hosts
         .iter()

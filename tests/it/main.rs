@@ -7,6 +7,7 @@ mod assertion;
 mod attacks;
 mod bad_input;
 mod bearer;
+mod bypass;
 mod caddy_flow;
 mod canonical;
 mod cli;

@@ -9,7 +9,9 @@ use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::ext_authz:
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
 
 use crate::envoy_examples::{check_common, hcm_and_ext_authz, parse_bootstrap};
-use crate::support::process::{require_program, run_ok};
+use crate::fixture::{COOKIE, Stack, route};
+use crate::support::nginx::{DOMAIN, EchoUpstream, Nginx};
+use crate::support::process::{free_port, require_program, run_ok};
 use crate::support::temp_dir;
 use crate::support::tls::TestCa;
 
@@ -98,6 +100,19 @@ fn printed_nginx_config_passes_nginx_t() {
         "nginx -t refused the printed config:\n{log}\n---\n{out}"
     );
     assert!(log.contains("test is successful"), "{log}");
+    assert!(!log.contains("[warn]"), "nginx -t warns:\n{log}");
+    // What nginx routes is what authgate decides; the login host never
+    // exposes /oauth2/auth; a catch-all refuses other names.
+    assert!(!out.contains("$http_host"), "{out}");
+    assert_eq!(
+        out.matches("X-Original-URL $scheme://$host$authgate_port$request_uri;")
+            .count(),
+        4,
+        "{out}"
+    );
+    assert!(!out.contains("location /oauth2/ {"), "{out}");
+    assert!(out.contains("listen 443 ssl default_server;"), "{out}");
+    assert!(out.contains("listen 8443 ssl default_server;"), "{out}");
 
     let broken = out.replacen("auth_request_set", "auth_request_sett", 1);
     let (ok, log) = nginx_test(dir.path(), &broken);
@@ -134,5 +149,157 @@ fn printed_envoy_config_is_a_valid_bootstrap() {
                 "*.tools.example.com:8443".to_owned()
             ],
         ]
+    );
+}
+
+/// The printed nginx include, run: real nginx in front of an echo upstream
+/// and a running authgate, attacked like the shipped example (`bypass`).
+/// Absolute-form request lines and odd `Host` headers are decided about the
+/// host nginx routes to, or refused; `/oauth2/auth` is not reachable on the
+/// login host; alice reaches the app with each identity header once
+/// (`X-Auth-Request-Jwt` included), and an anonymous program gets one
+/// `WWW-Authenticate`.
+#[tokio::test]
+async fn printed_nginx_config_routes_what_authgate_decides() {
+    let dir = temp_dir("print-nginx-run");
+    let port = free_port();
+    let https: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let upstream = EchoUpstream::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let authgate = listener.local_addr().unwrap();
+    let hello = format!("https://hello.{DOMAIN}:{port}");
+    let app2 = format!("https://app2.{DOMAIN}:{port}");
+    let login = format!("https://auth.{DOMAIN}:{port}");
+    let mut root = route(0, &hello, None, &[]);
+    root.path = Some("/".into());
+    root.allow_any_authenticated_user = false;
+    root.allow_public_unauthenticated_access = true;
+    let routes = vec![
+        root,
+        route(1, &hello, None, &["admins"]),
+        route(2, &app2, None, &["admins"]),
+    ];
+    let stack = Stack::start_on(listener, routes, |config| {
+        config.authenticate_service_url = url::Url::parse(&login).unwrap();
+        config.cookie.domain = Some(DOMAIN.to_owned());
+        config.cookie.secure = true;
+    })
+    .await;
+    let yaml = dir.path().join("authgate.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "authenticate_service_url: {login}\n\
+             idp_provider_url: https://dex.example.com/dex\n\
+             idp_client_id: authgate\n\
+             idp_client_secret: client-secret\n\
+             cookie_secret: lOPkHX6t3yWTBJXzh8uuLw4Lx0zmrmgGWDn3wSIW5Mw=\n\
+             cookie_domain: {DOMAIN}\n\
+             session_store: memory\n\
+             address: {authgate}\n\
+             policy:\n\
+             \x20 - from: {hello}\n    path: /\n    allow_public_unauthenticated_access: true\n\
+             \x20 - from: {hello}\n    allowed_groups: [admins]\n\
+             \x20 - from: {app2}\n    allowed_groups: [admins]\n"
+        ),
+    )
+    .unwrap();
+    let include = run_ok(
+        "authgate print nginx",
+        Command::new(BIN)
+            .args(["print", "nginx", "--upstream"])
+            .arg(upstream.addr().to_string())
+            .arg("--config")
+            .arg(&yaml),
+    );
+    let ca = TestCa::new("printed nginx CA");
+    let nginx = Nginx::start_conf(&ca, DOMAIN, https, |d| {
+        let (cert, key) = ca.issue(&[&format!("*.{DOMAIN}")], &[]).write(d, "server");
+        std::fs::write(d.join("authgate.conf"), &include).unwrap();
+        let d = d.display();
+        format!(
+            "pid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\nevents {{}}\nhttp {{\n\
+             \x20   access_log {d}/logs/access.log;\n\
+             \x20   client_body_temp_path {d}/state/body;\n    proxy_temp_path {d}/state/proxy;\n\
+             \x20   ssl_certificate {cert};\n    ssl_certificate_key {key};\n\
+             \x20   include {d}/authgate.conf;\n}}\n",
+            cert = cert.display(),
+            key = key.display(),
+        )
+    })
+    .await;
+
+    let json = ["Accept: application/json".to_owned()];
+    let host = |h: &str| format!("{h}.{DOMAIN}:{port}");
+    for (target, host) in [
+        (format!("{app2}/"), host("hello")),
+        (format!("https://APP2.Example.Test.:{port}/"), host("hello")),
+        ("/admin".to_owned(), format!("hello.{DOMAIN}#")),
+        ("/admin".to_owned(), format!("hello.{DOMAIN}?")),
+        ("/admin".to_owned(), format!("x@hello.{DOMAIN}")),
+        ("/admin".to_owned(), format!("nowhere.{DOMAIN}")),
+    ] {
+        let before = upstream.received().len();
+        let (status, _) = nginx.raw_get("hello", &target, &host, &json).await;
+        assert!(
+            upstream.received().len() == before && matches!(status, 0 | 400 | 401 | 403),
+            "GET {target} with Host {host}: {status}\n{}",
+            nginx.error_log()
+        );
+    }
+    let (status, body) = nginx
+        .raw_get("hello", &format!("{hello}/"), &host("app2"), &json)
+        .await;
+    assert_eq!(status, 200, "{}", nginx.error_log());
+    let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen["host"], format!("hello.{DOMAIN}"));
+
+    let client = nginx.http_client(&["app2"]);
+    let alice = crate::bypass::login(&stack, &nginx, &client, &format!("{app2}/")).await;
+    let response = client
+        .get(format!("{login}/oauth2/auth"))
+        .header("X-Original-URL", format!("{app2}/"))
+        .header("Cookie", format!("{COOKIE}={alice}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+
+    let response = client
+        .get(format!("{app2}/x"))
+        .header("Accept", "application/json")
+        .header("Cookie", format!("{COOKIE}={alice}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", nginx.error_log());
+    let seen: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    for name in [
+        "x-auth-request-user",
+        "x-auth-request-email",
+        "x-auth-request-groups",
+        "x-auth-request-jwt",
+    ] {
+        assert_eq!(
+            seen["headers"][name].as_array().map(Vec::len),
+            Some(1),
+            "{name}: {seen}"
+        );
+    }
+
+    let response = client
+        .get(format!("{app2}/x"))
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .count(),
+        1
     );
 }

@@ -116,7 +116,7 @@ pub fn temp_dir(what: &str) -> tempfile::TempDir {
 /// Sends `GET <target> HTTP/1.0` over `stream` exactly as given (no
 /// normalisation, unlike reqwest, which resolves `%2e%2e`), with `host` as
 /// the Host header and `headers` (`"Name: value"` lines); returns the status
-/// and the body.
+/// and the body, or status 0 when the server closed without answering.
 pub async fn raw_get<S>(
     mut stream: S,
     target: &str,
@@ -142,6 +142,10 @@ where
     // close_notify is fine here.
     let _ = stream.read_to_end(&mut response).await;
     let text = String::from_utf8_lossy(&response).into_owned();
+    // Closed without an answer (nginx's `return 444`): status 0.
+    if text.is_empty() {
+        return (0, String::new());
+    }
     let status = text
         .split(' ')
         .nth(1)

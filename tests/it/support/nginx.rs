@@ -113,15 +113,7 @@ impl Nginx {
                 ],
             );
             std::fs::write(&conf, rendered).expect("write nginx.conf");
-            let mut cmd = Command::new(&nginx);
-            cmd.arg("-p")
-                .arg(d)
-                .arg("-c")
-                .arg(&conf)
-                .arg("-e")
-                .arg(d.join("logs/startup.log"))
-                .args(["-g", "daemon off; master_process off;"]);
-            let mut child = ChildGuard::spawn("nginx", cmd, &d.join("logs/stderr.log"));
+            let mut child = spawn(&nginx, d, &conf);
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             if attempt < 3 && child.check_running().is_err() {
                 continue;
@@ -134,6 +126,35 @@ impl Nginx {
                 ca_pem: options.ca.cert_pem(),
                 dir,
             };
+        }
+    }
+
+    /// nginx from a configuration written elsewhere (`authgate print
+    /// nginx` inside a wrapper): `conf(dir)` renders the whole file for the
+    /// prefix `dir` (which has `logs/` and `state/`), whose servers listen
+    /// on `https` with certificates from `ca` for `*.<domain>`.
+    pub async fn start_conf(
+        ca: &TestCa,
+        domain: &str,
+        https: SocketAddr,
+        conf: impl FnOnce(&Path) -> String,
+    ) -> Nginx {
+        let nginx = require_program("nginx", None);
+        let dir = temp_dir("nginx");
+        let d = dir.path();
+        for sub in ["logs", "state"] {
+            std::fs::create_dir(d.join(sub)).expect("create nginx dirs");
+        }
+        let path = d.join("nginx.conf");
+        std::fs::write(&path, conf(d)).expect("write nginx.conf");
+        let mut child = spawn(&nginx, d, &path);
+        child.wait_for_port(https).await;
+        Nginx {
+            child,
+            https,
+            domain: domain.to_owned(),
+            ca_pem: ca.cert_pem(),
+            dir,
         }
     }
 
@@ -237,6 +258,20 @@ impl Nginx {
         let tls = connector.connect(name, tcp).await.expect("TLS handshake");
         super::raw_get(tls, target, host, headers).await
     }
+}
+
+/// `nginx -p <dir> -c <conf>` in the foreground, one process (so killing it
+/// leaves no workers behind).
+fn spawn(nginx: &Path, dir: &Path, conf: &Path) -> ChildGuard {
+    let mut cmd = Command::new(nginx);
+    cmd.arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(conf)
+        .arg("-e")
+        .arg(dir.join("logs/startup.log"))
+        .args(["-g", "daemon off; master_process off;"]);
+    ChildGuard::spawn("nginx", cmd, &dir.join("logs/stderr.log"))
 }
 
 /// The checked-in example the tests render.
