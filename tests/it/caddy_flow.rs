@@ -286,3 +286,38 @@ async fn caddy_login_host_exposes_only_the_login() {
         .unwrap();
     assert_eq!(response.status(), 200);
 }
+
+/// What Caddy routes is what authgate decides: an absolute-form request
+/// line for the protected app with the login host's name in `Host`, or the
+/// other way round, is decided about (and served as) the host in the
+/// request line; a name Caddy does not serve is not routed anywhere. None
+/// reaches the app anonymously.
+#[tokio::test]
+async fn caddy_decides_on_the_host_it_routes() {
+    let site = site().await;
+    let app = site.caddy.url("app", "/");
+    let port = app.rsplit(':').next().unwrap().trim_end_matches('/');
+    let json = ["Accept: application/json".to_owned()];
+    for (target, host) in [
+        (app.clone(), format!("auth.{DOMAIN}:{port}")),
+        (app.clone(), format!("app.{DOMAIN}:1")),
+        ("/".to_owned(), format!("app.{DOMAIN}#")),
+        ("/".to_owned(), format!("nowhere.{DOMAIN}:{port}")),
+    ] {
+        let before = site.upstream.received().len();
+        let (status, _) = site.caddy.raw_get("app", &target, &host, &json).await;
+        assert!(
+            site.upstream.received().len() == before && status != 200,
+            "GET {target} with Host {host}: {status}\n{}",
+            site.caddy.log()
+        );
+    }
+    let (status, _) = site
+        .caddy
+        .raw_get("app", &app, &format!("auth.{DOMAIN}:{port}"), &json)
+        .await;
+    assert_eq!(
+        status, 401,
+        "decided about app, as a program without a session"
+    );
+}

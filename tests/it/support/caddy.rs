@@ -109,6 +109,19 @@ impl Caddy {
         https_client(&self.ca_pem, hosts, self.https)
     }
 
+    /// `GET <target>` exactly as given, with `Host: <host>`, over TLS to
+    /// `<sub>.<domain>` (see [`super::tls::raw_get_tls`]).
+    pub async fn raw_get(
+        &self,
+        sub: &str,
+        target: &str,
+        host: &str,
+        headers: &[String],
+    ) -> (u16, String) {
+        let sni = format!("{sub}.{}", self.domain);
+        super::tls::raw_get_tls(&self.ca_pem, self.https, &sni, target, host, headers).await
+    }
+
     /// Caddy's log (JSON lines: startup, errors, the auth subrequests).
     pub fn log(&self) -> String {
         self.child.log()

@@ -5,7 +5,6 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use super::process::{ChildGuard, free_port, require_program};
 use super::tls::{TestCa, https_client_builder};
@@ -235,28 +234,8 @@ impl Nginx {
         host: &str,
         headers: &[String],
     ) -> (u16, String) {
-        use tokio_rustls::rustls;
-        use tokio_rustls::rustls::pki_types::pem::PemObject as _;
-        use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).expect("CA PEM"))
-            .expect("trust the test CA");
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let tcp = tokio::net::TcpStream::connect(self.https)
-            .await
-            .expect("connect to nginx");
-        let name = ServerName::try_from(format!("{sub}.{}", self.domain)).expect("SNI name");
-        let tls = connector.connect(name, tcp).await.expect("TLS handshake");
-        super::raw_get(tls, target, host, headers).await
+        let sni = format!("{sub}.{}", self.domain);
+        super::tls::raw_get_tls(&self.ca_pem, self.https, &sni, target, host, headers).await
     }
 }
 

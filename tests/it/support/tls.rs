@@ -118,3 +118,38 @@ pub fn https_client_builder(
     }
     builder
 }
+
+/// Sends `GET <target> HTTP/1.0` exactly as given (see
+/// [`super::raw_get`]) over TLS to `addr`, with SNI `sni`, trusting
+/// `ca_pem`; returns the status (0: closed without an answer) and the body.
+pub async fn raw_get_tls(
+    ca_pem: &str,
+    addr: std::net::SocketAddr,
+    sni: &str,
+    target: &str,
+    host: &str,
+    headers: &[String],
+) -> (u16, String) {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA PEM"))
+        .expect("trust the test CA");
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect over TLS");
+    let name = ServerName::try_from(sni.to_owned()).expect("SNI name");
+    let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    super::raw_get(tls, target, host, headers).await
+}
