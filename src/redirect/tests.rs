@@ -252,10 +252,10 @@ fn query_unescape(line: &str) -> Result<String, String> {
 fn openredirects_corpus_is_refused() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/openredirects.txt"
+        "/tests/data/openredirects.txt"
     );
     let corpus = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!("the open-redirect corpus is required at {path} (see shared/data/README.md): {e}")
+        panic!("the open-redirect corpus is required at {path} (see tests/data/README.md): {e}")
     });
     let lines: Vec<&str> = corpus.lines().collect();
     assert_eq!(lines.len(), 559, "the corpus should have 559 lines");

@@ -150,7 +150,7 @@ async fn oversized_headers_over_the_wire() {
 pub(crate) fn corpus() -> Vec<String> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/data/openredirects.txt"
+        "/tests/data/openredirects.txt"
     );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
         panic!("the open-redirect corpus {path} is required: {e}");
