@@ -95,6 +95,17 @@ impl RefreshPolicy {
             grace: None,
         }
     }
+
+    /// When a session refreshed (or logged in) at `now` is next due: after
+    /// `refresh_interval`, or when the ID token expires if sooner; never
+    /// sooner than the retry delay or the interval, whichever is shorter (a
+    /// provider issuing very short tokens must not cause a refresh per
+    /// request, but an operator's short interval is honoured).
+    pub fn next_due(&self, now: i64, id_token_expires_at: i64) -> i64 {
+        let by_interval = now.saturating_add(secs(self.interval));
+        let floor = now.saturating_add(secs(self.retry_after.min(self.interval)));
+        by_interval.min(id_token_expires_at).max(floor)
+    }
 }
 
 /// Refreshes due sessions; one per service, shared by every front end.
@@ -267,7 +278,7 @@ impl Inner {
                         .or_else(|| current.refresh_token.clone()),
                     created_at: current.created_at,
                     expires_at: current.expires_at,
-                    refresh_due_at: self.next_due(now, outcome.id_token_expires_at),
+                    refresh_due_at: self.policy.next_due(now, outcome.id_token_expires_at),
                     refreshed_at: now,
                     last_seen_at: current.last_seen_at,
                     headers: Default::default(),
@@ -305,16 +316,6 @@ impl Inner {
                 Ok(None)
             }
         }
-    }
-
-    /// After `refresh_interval`, or when the ID token expires if sooner;
-    /// never sooner than the retry delay or the interval, whichever is
-    /// shorter (a provider issuing very short tokens must not cause a
-    /// refresh per request, but an operator's short interval is honoured).
-    fn next_due(&self, now: i64, id_token_expires_at: i64) -> i64 {
-        let by_interval = now.saturating_add(secs(self.policy.interval));
-        let floor = now.saturating_add(secs(self.policy.retry_after.min(self.policy.interval)));
-        by_interval.min(id_token_expires_at).max(floor)
     }
 }
 
@@ -695,11 +696,9 @@ mod tests {
     /// whichever is first, but never sooner than the retry delay.
     #[test]
     fn next_due_takes_the_earlier() {
-        let w = World::new(false);
-        let r = w.replica(RefreshPolicy::new(INTERVAL));
-        let inner = &r.refresher.inner;
-        assert_eq!(inner.next_due(T0, T0 + 86_400), T0 + 300);
-        assert_eq!(inner.next_due(T0, T0 + 100), T0 + 100);
-        assert_eq!(inner.next_due(T0, T0 + 5), T0 + 30);
+        let policy = RefreshPolicy::new(INTERVAL);
+        assert_eq!(policy.next_due(T0, T0 + 86_400), T0 + 300);
+        assert_eq!(policy.next_due(T0, T0 + 100), T0 + 100);
+        assert_eq!(policy.next_due(T0, T0 + 5), T0 + 30);
     }
 }

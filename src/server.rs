@@ -61,6 +61,15 @@ pub struct App {
     login_base: String,
 }
 
+/// The refresh schedule `config` asks for: the refresher's, and the first
+/// due time a login sets.
+pub fn refresh_policy(config: &Config) -> RefreshPolicy {
+    RefreshPolicy {
+        grace: Some(config.refresh_grace),
+        ..RefreshPolicy::new(config.refresh_interval)
+    }
+}
+
 impl App {
     /// Assembles the service, opening the configured session store.
     pub fn new(config: Config, clock: SharedClock) -> Result<Arc<App>, ServerError> {
@@ -121,10 +130,7 @@ impl App {
             sessions.clone(),
             oidc.clone(),
             clock.clone(),
-            RefreshPolicy {
-                grace: Some(config.refresh_grace),
-                ..RefreshPolicy::new(config.refresh_interval)
-            },
+            refresh_policy(&config),
         )
         .with_metrics(metrics.clone());
         let signer = Arc::new(AssertionSigner::from_config(&config, clock.clone())?);

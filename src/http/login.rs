@@ -214,7 +214,10 @@ async fn login_callback(
         ));
     }
     let outcome = app.oidc.complete_login(&code, &login).await?;
-    let refresh_due_at = app.clock.now() + app.config.refresh_interval.as_secs() as i64;
+    // Like every refresh after it: after `refresh_interval` or when the ID
+    // token expires, whichever is first (with the same floor).
+    let refresh_due_at = crate::server::refresh_policy(&app.config)
+        .next_due(app.clock.now(), outcome.id_token_expires_at);
     let user = outcome.identity.display_name().to_owned();
     let (value, _record) = app
         .sessions

@@ -108,6 +108,16 @@ pub fn test_config(login_base: &str, idp_issuer: &str, routes: Vec<RouteConfig>)
 /// The development provider for `config` at `issuer`: the demo users, our
 /// client with `config`'s callback URL, the shared key.
 pub fn provider(issuer: &str, config: &Config, clock: SharedClock) -> DevIdp {
+    provider_with_ttl(issuer, config, clock, Duration::from_secs(600))
+}
+
+/// [`provider`], issuing ID tokens valid for `id_token_ttl`.
+pub fn provider_with_ttl(
+    issuer: &str,
+    config: &Config,
+    clock: SharedClock,
+    id_token_ttl: Duration,
+) -> DevIdp {
     DevIdp::with_signing_key(
         DevIdpConfig {
             issuer: issuer.to_owned(),
@@ -123,7 +133,7 @@ pub fn provider(issuer: &str, config: &Config, clock: SharedClock) -> DevIdp {
                 )],
             }],
             users: DevUser::demo_users("example.com"),
-            id_token_ttl: Duration::from_secs(600),
+            id_token_ttl,
             banner: None,
         },
         clock,
@@ -176,6 +186,24 @@ impl Stack {
         routes: Vec<RouteConfig>,
         tweak: impl FnOnce(&mut Config),
     ) -> Stack {
+        Stack::start_full(listener, routes, tweak, Duration::from_secs(600)).await
+    }
+
+    /// The default routes, with a provider whose ID tokens last
+    /// `id_token_ttl`.
+    pub async fn start_with_id_token_ttl(id_token_ttl: Duration) -> Stack {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind authgate");
+        Stack::start_full(listener, default_routes(), |_| {}, id_token_ttl).await
+    }
+
+    async fn start_full(
+        listener: TcpListener,
+        routes: Vec<RouteConfig>,
+        tweak: impl FnOnce(&mut Config),
+        id_token_ttl: Duration,
+    ) -> Stack {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("time")
@@ -191,7 +219,7 @@ impl Stack {
 
         let mut config = test_config(&base, &issuer, routes);
         tweak(&mut config);
-        let idp = provider(&issuer, &config, shared.clone());
+        let idp = provider_with_ttl(&issuer, &config, shared.clone(), id_token_ttl);
         let mut stops = Vec::new();
         let (stop_idp, idp_stopped) = oneshot::channel();
         tokio::spawn(idp.clone().serve(idp_listener, async {

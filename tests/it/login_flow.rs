@@ -112,6 +112,8 @@ async fn sign_out_revokes_the_session() {
     let response = stack
         .http
         .get(format!("{}/oauth2/sign_out", stack.base))
+        // From this site: a sign-out link on one of its pages.
+        .header("Sec-Fetch-Site", "same-origin")
         .header("Cookie", format!("{COOKIE}={cookie}"))
         .send()
         .await

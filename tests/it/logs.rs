@@ -149,6 +149,8 @@ async fn logs_say_what_happened_and_no_secret() {
     let signed_out = stack
         .http
         .get(format!("{}/oauth2/sign_out", stack.base))
+        // From this site: a sign-out link on one of its pages.
+        .header("Sec-Fetch-Site", "same-origin")
         .header("Cookie", format!("{COOKIE}={session}"))
         .send()
         .await

@@ -230,11 +230,13 @@ async fn nginx_sign_out_and_replay() {
         200
     );
     let response = site
-        .get(
-            &site.nginx.url("auth", "/oauth2/sign_out"),
-            std::slice::from_ref(&cookie),
-        )
-        .await;
+        .client
+        .post(site.nginx.url("auth", "/oauth2/sign_out"))
+        .header("Cookie", &cookie)
+        .header("Sec-Fetch-Site", "same-origin")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let response = site.get(&url, &[cookie]).await;
     assert_eq!(response.status(), 302);

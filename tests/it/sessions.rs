@@ -103,6 +103,27 @@ async fn groups_change_at_the_next_refresh() {
     );
 }
 
+/// The first refresh after a login comes when the ID token expires if that
+/// is before `refresh_interval` (here 60 s tokens, a 300 s interval), as
+/// every later one does: groups changed at the provider show after 60 s.
+#[tokio::test]
+async fn first_refresh_honours_a_short_id_token() {
+    let stack = Stack::start_with_id_token_ttl(Duration::from_secs(60)).await;
+    let cookie = stack.login(ALICE, APP).await;
+    let logins = stack.idp.token_requests();
+    stack.idp.set_user_groups(ALICE, vec!["devops".into()]);
+    stack.clock.advance(59);
+    assert_eq!(status(&stack, ADMIN, &cookie).await, 200, "not due yet");
+    assert_eq!(stack.idp.token_requests(), logins);
+    stack.clock.advance(1);
+    assert_eq!(
+        status(&stack, ADMIN, &cookie).await,
+        403,
+        "refreshed at 60 s"
+    );
+    assert_eq!(stack.idp.token_requests(), logins + 1);
+}
+
 /// A user removed from the directory (Dex: 500 on refresh) is signed out
 /// at the next refresh: a sign-in, and the session is gone for good.
 #[tokio::test]
@@ -366,6 +387,8 @@ async fn sign_out_reaches_every_replica() {
     let signed_out = stack
         .http
         .get(format!("{}/oauth2/sign_out", stack.base))
+        // From this site: a sign-out link on one of its pages.
+        .header("Sec-Fetch-Site", "same-origin")
         .header("Cookie", format!("{COOKIE}={cookie}"))
         .send()
         .await
@@ -473,11 +496,13 @@ async fn replicas_behind_nginx() {
     // Sign-out through nginx (whichever replica answers it): the old
     // cookie is refused by every replica within a second.
     let signed_out = site
-        .get(
-            &site.nginx.url("auth", "/oauth2/sign_out"),
-            std::slice::from_ref(&cookie),
-        )
-        .await;
+        .client
+        .post(site.nginx.url("auth", "/oauth2/sign_out"))
+        .header("Cookie", &cookie)
+        .header("Sec-Fetch-Site", "same-origin")
+        .send()
+        .await
+        .unwrap();
     assert!(signed_out.status().is_success(), "{}", signed_out.status());
     let start = Instant::now();
     loop {
