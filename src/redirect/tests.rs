@@ -250,10 +250,7 @@ fn query_unescape(line: &str) -> Result<String, String> {
 /// login host, every line is refused — with `http` allowed or not.
 #[test]
 fn openredirects_corpus_is_refused() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/openredirects.txt"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/openredirects.txt");
     let corpus = std::fs::read_to_string(path).unwrap_or_else(|e| {
         panic!("the open-redirect corpus is required at {path} (see tests/data/README.md): {e}")
     });

@@ -148,10 +148,7 @@ async fn oversized_headers_over_the_wire() {
 
 /// The 559 payloads of oauth2-proxy's open-redirect corpus, URL-decoded.
 pub(crate) fn corpus() -> Vec<String> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/openredirects.txt"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/openredirects.txt");
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
         panic!("the open-redirect corpus {path} is required: {e}");
     });
