@@ -5,9 +5,12 @@
 //! publishes, so both are accepted once verified here against the keys
 //! `oidc` already holds: RS256 or ES256 only (`none` and HMAC are refused
 //! before any key is looked at, so an HS256 token "signed" with the public
-//! key gets nowhere), `iss` exactly the configured issuer, `aud` the client
-//! id or one of `idp_allowed_audiences`, `exp`/`nbf` within the configured
-//! clock skew. The claims then go through the same policy as a session's.
+//! key gets nowhere); then the claim checks a login's ID token passes
+//! ([`crate::claims`]): `iss` exactly the configured issuer, `aud` the
+//! client id or one of `idp_allowed_audiences`, `azp` (when present) one of
+//! those too, `exp`/`nbf`/`iat` within the configured clock skew, claims of
+//! the wrong JSON type refused. The claims then go through the same policy
+//! as a session's.
 //!
 //! No network I/O on this path, except fetching the provider's keys again
 //! for an unknown `kid` — which `oidc` allows once per
@@ -28,6 +31,7 @@ use openidconnect::core::CoreJsonWebKeySet;
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
+use crate::claims::{self, ClaimError, Expected};
 use crate::clock::SharedClock;
 use crate::oidc::{Oidc, OidcError, identity_from_claims};
 use crate::session::SessionRecord;
@@ -53,14 +57,10 @@ pub enum BearerError {
     UnknownKey,
     #[error("the signature does not verify")]
     Signature,
-    #[error("issued by another issuer")]
-    Issuer,
-    #[error("not issued for this service (aud)")]
-    Audience,
-    #[error("expired")]
-    Expired,
-    #[error("not valid yet (nbf)")]
-    NotYetValid,
+    #[error("no subject (sub)")]
+    NoSubject,
+    #[error(transparent)]
+    Claims(#[from] ClaimError),
 }
 
 /// The Bearer token's value, if `authorization` is `Bearer <token>` (the
@@ -183,7 +183,7 @@ impl BearerVerifier {
                 return Ok(hit);
             }
             self.cache.invalidate(&digest);
-            return Err(BearerError::Expired);
+            return Err(ClaimError::Expired.into());
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| BearerError::Malformed)?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
@@ -245,39 +245,24 @@ impl BearerVerifier {
         now: i64,
         skew: i64,
     ) -> Result<Verified, BearerError> {
-        if claims.get("iss").and_then(Value::as_str) != Some(self.oidc.issuer()) {
-            return Err(BearerError::Issuer);
-        }
-        let accepted = |aud: &Value| {
-            aud.as_str()
-                .is_some_and(|a| self.audiences.iter().any(|ok| ok == a))
-        };
-        let audience_ok = match claims.get("aud") {
-            Some(Value::Array(list)) => list.iter().any(accepted),
-            Some(one) => accepted(one),
-            None => false,
-        };
-        if !audience_ok {
-            return Err(BearerError::Audience);
-        }
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_i64)
-            .ok_or(BearerError::Expired)?;
-        if exp + skew <= now {
-            return Err(BearerError::Expired);
-        }
-        if claims
-            .get("nbf")
-            .and_then(Value::as_i64)
-            .is_some_and(|nbf| nbf > now + skew)
-        {
-            return Err(BearerError::NotYetValid);
-        }
-        let issued_at = claims.get("iat").and_then(Value::as_i64).unwrap_or(now);
+        let times = claims::check(
+            &claims,
+            &Expected {
+                issuer: self.oidc.issuer(),
+                audiences: &self.audiences,
+                // `idp_allowed_audiences` names the other clients whose
+                // tokens are accepted; Dex's cross-client tokens have the
+                // requesting client as `azp`.
+                parties: &self.audiences,
+                now,
+                skew,
+            },
+        )?;
+        let exp = times.expires_at;
+        let issued_at = times.issued_at.unwrap_or(now);
         let identity = identity_from_claims(claims);
         if identity.subject.is_empty() {
-            return Err(BearerError::Malformed);
+            return Err(BearerError::NoSubject);
         }
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest[..16]);

@@ -15,6 +15,7 @@
 //! - [`oidc`]: discovery, login, callback, ID-token verification.
 //! - [`refresh`]: re-validating due sessions with the provider, once each.
 //! - [`bearer`]: `Authorization: Bearer` tokens from the provider, for API clients.
+//! - [`claims`]: the claim checks ID tokens and Bearer tokens share.
 //! - [`decision`]: the one function every front end calls.
 //! - [`assertion`]: the signed `X-Auth-Request-Jwt` header and its JWKS.
 //! - [`http`]: axum routes (nginx, forward-auth, login host).
@@ -31,6 +32,7 @@
 
 pub mod assertion;
 pub mod bearer;
+pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod decision;

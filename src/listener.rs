@@ -1,11 +1,19 @@
-//! The HTTP accept loop of the main listener and `metrics_address`: a
-//! connection cap, `TCP_NODELAY`, a header-read and an idle timeout, and
-//! the shutdown schedule load balancers expect.
+//! The accept loop of every listener (`address`, `metrics_address`,
+//! `grpc_address`): a connection cap, a cap per peer address, `TCP_NODELAY`,
+//! a header-read and an idle timeout, HTTP/2 keep-alive pings, and the
+//! shutdown schedule load balancers expect.
 //!
-//! axum's own `serve` has no connection cap and no header timeout (a client
-//! sending one header byte a second holds a connection and a task forever),
-//! so connections are driven here with hyper-util's `auto` builder
-//! (HTTP/1.1, and HTTP/2 cleartext by prior knowledge, as before).
+//! Neither axum's `serve` nor tonic's `Server` has a header or idle timeout
+//! (a client sending one header byte a second, or nothing at all, holds a
+//! connection and a task forever), so connections are driven here with
+//! hyper-util's `auto` builder: HTTP/1.1 and HTTP/2 cleartext by prior
+//! knowledge on the HTTP listeners, HTTP/2 only on the gRPC one.
+//!
+//! # Caps
+//! At `max_connections` open connections a listener stops accepting (the
+//! kernel queues the next ones). A connection from a peer address that
+//! already holds `max_connections_per_peer` is closed at once, so one
+//! client cannot take every place; peers in `trusted_proxies` are exempt.
 //!
 //! # Timeouts
 //! Go's semantics, which operators know from `ReadHeaderTimeout` and
@@ -18,6 +26,12 @@
 //! shorter timeout apart (so a late connection is cut within 1.25× its
 //! timeout, and a busy one costs nothing per request).
 //!
+//! On the gRPC listener the "head" a new connection owes is the HTTP/2
+//! client preface; after it, and between calls, only `timeout_idle`
+//! applies. A call is in flight until its response body (a stream, for
+//! health `Watch`) ends. HTTP/2 peers that stop answering PINGs are cut
+//! (see [`H2_KEEPALIVE_INTERVAL`]).
+//!
 //! # Shutdown
 //! [`Shutdown`] is one schedule for every listener of the process: the
 //! signal → [`Phase::Draining`] (still accepting and answering; `/readyz`
@@ -27,26 +41,29 @@
 //! listener closes, in-flight requests finish (at most `shutdown_timeout`),
 //! idle connections close, and [`serve`] returns.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
 use futures_util::FutureExt as _;
 use futures_util::future::Either;
 use http::{HeaderValue, Request, StatusCode, Version, header};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use ipnet::IpNet;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -54,14 +71,28 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
-use crate::config::ServingConfig;
+use crate::config::{ServingConfig, is_trusted_proxy};
 
 /// The largest request head accepted, HTTP/1 (request line and headers) and
 /// HTTP/2 (header list): Envoy's default is 60 KiB. A larger one gets 431.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
-/// At most one "connection cap reached" line per this interval.
+/// At most one "connection cap reached" line (of each cap) per this
+/// interval.
 const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// HTTP/2 connections, idle or not, are PINGed this often and closed when
+/// the PING is not acknowledged within [`H2_KEEPALIVE_TIMEOUT`]: a peer
+/// that vanished (power loss, a NAT mapping dropped) is cut instead of
+/// holding its place until `timeout_idle`, or for ever with a call in
+/// flight. Envoy and every gRPC client acknowledge PINGs.
+pub const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// See [`H2_KEEPALIVE_INTERVAL`].
+pub const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The HTTP/2 client connection preface (`PRI * HTTP/2.0…`), RFC 9113 §3.4.
+const H2_PREFACE_LEN: u64 = 24;
 
 /// Where the process is in its shutdown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -132,7 +163,7 @@ pub enum Role {
     Main,
     /// `metrics_address`.
     Metrics,
-    /// `grpc_address` (tonic serves it; see [`capped_incoming`]).
+    /// `grpc_address`: HTTP/2 only (tonic's routes as the router).
     Grpc,
 }
 
@@ -186,22 +217,25 @@ impl Lane for NoLane {
 /// Serves `lane`, and `router` for the rest, on `listener` until
 /// `shutdown` reaches [`Phase::Stopping`], then waits at most
 /// `config.shutdown_timeout` for the requests in flight; connections still
-/// busy then are cut.
+/// busy then are cut. Peers in `trusted_proxies` are exempt from
+/// `max_connections_per_peer`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     lane: impl Lane,
     config: ServingConfig,
+    trusted_proxies: &[IpNet],
     shutdown: Shutdown,
     role: Role,
 ) -> io::Result<()> {
-    let builder = builder();
+    let builder = builder(role);
     let services = Arc::new(Services { router, lane });
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let stopping = shutdown.reached(Phase::Stopping);
     tokio::pin!(stopping);
     let mut cap = Cap::new(config.max_connections, role);
+    let mut peers = PeerCap::new(config.max_connections_per_peer, trusted_proxies, role);
     loop {
         // Reap finished connection tasks so the set stays small.
         while connections.try_join_next().is_some() {}
@@ -221,8 +255,12 @@ pub async fn serve(
                 }
             },
         };
+        // Over its peer's cap: closed at once, its place freed for others.
+        let Some(peer_place) = peers.admit(peer.ip()) else {
+            continue;
+        };
         no_delay(&stream);
-        let activity = Arc::new(Activity::new());
+        let activity = Arc::new(Activity::new(role));
         let service = ConnService {
             services: services.clone(),
             peer,
@@ -237,7 +275,7 @@ pub async fn serve(
         let connection = graceful.watch(builder.serve_connection(io, service).into_owned());
         connections.spawn(async move {
             watchdog(connection, &activity, &config, peer).await;
-            drop(permit);
+            drop((permit, peer_place));
         });
     }
     drop(listener);
@@ -265,12 +303,32 @@ pub async fn serve(
     Ok(())
 }
 
+/// A warning logged at most once per [`CAP_WARNING_INTERVAL`]: once per
+/// episode, not per connection of a flood.
+#[derive(Default)]
+struct Warning {
+    last: Option<Instant>,
+}
+
+impl Warning {
+    /// Whether to log now.
+    fn due(&mut self) -> bool {
+        let due = self
+            .last
+            .is_none_or(|at| at.elapsed() >= CAP_WARNING_INTERVAL);
+        if due {
+            self.last = Some(Instant::now());
+        }
+        due
+    }
+}
+
 /// The connection cap of one listener.
 struct Cap {
     permits: Arc<Semaphore>,
     max: usize,
     role: Role,
-    warned: Option<Instant>,
+    warning: Warning,
 }
 
 impl Cap {
@@ -279,7 +337,7 @@ impl Cap {
             permits: Arc::new(Semaphore::new(max)),
             max,
             role,
-            warned: None,
+            warning: Warning::default(),
         }
     }
 
@@ -289,17 +347,12 @@ impl Cap {
         if let Ok(permit) = self.permits.clone().try_acquire_owned() {
             return permit;
         }
-        // Once per episode, not per connection of a flood.
-        if self
-            .warned
-            .is_none_or(|at| at.elapsed() >= CAP_WARNING_INTERVAL)
-        {
+        if self.warning.due() {
             tracing::warn!(
                 listener = self.role.name(),
                 max_connections = self.max,
                 "connection cap reached: new connections wait until one closes"
             );
-            self.warned = Some(Instant::now());
         }
         match self.permits.clone().acquire_owned().await {
             Ok(permit) => permit,
@@ -314,6 +367,76 @@ impl Cap {
     }
 }
 
+/// Open connections per peer address, for `max_connections_per_peer`.
+/// Entries exist only while their peer has a connection open, so the map
+/// holds at most `max_connections` of them.
+type PeerCounts = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// The cap per peer address of one listener.
+struct PeerCap {
+    open: PeerCounts,
+    max: usize,
+    exempt: Vec<IpNet>,
+    role: Role,
+    warning: Warning,
+}
+
+impl PeerCap {
+    fn new(max: usize, exempt: &[IpNet], role: Role) -> PeerCap {
+        PeerCap {
+            open: PeerCounts::default(),
+            max,
+            exempt: exempt.to_vec(),
+            role,
+            warning: Warning::default(),
+        }
+    }
+
+    /// A place for one more connection from `peer`, held until dropped;
+    /// `None` when `peer` already holds its `max`.
+    fn admit(&mut self, peer: IpAddr) -> Option<PeerPlace> {
+        if is_trusted_proxy(&self.exempt, peer) {
+            return Some(PeerPlace(None));
+        }
+        // A dual-stack socket's IPv4-mapped address is the same peer.
+        let peer = peer.to_canonical();
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(peer).or_insert(0);
+        if *count >= self.max {
+            drop(open);
+            if self.warning.due() {
+                tracing::warn!(
+                    listener = self.role.name(),
+                    %peer,
+                    max_connections_per_peer = self.max,
+                    "per-peer connection cap reached: closing this peer's new connections"
+                );
+            }
+            return None;
+        }
+        *count += 1;
+        Some(PeerPlace(Some((self.open.clone(), peer))))
+    }
+}
+
+/// A connection's place under its peer's cap (`None`: exempt).
+struct PeerPlace(Option<(PeerCounts, IpAddr)>);
+
+impl Drop for PeerPlace {
+    fn drop(&mut self) {
+        let Some((open, peer)) = self.0.take() else {
+            return;
+        };
+        let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&peer);
+            }
+        }
+    }
+}
+
 /// Small answers must not wait for the peer's delayed ACK (Nagle): ~40 ms
 /// per request otherwise.
 fn no_delay(stream: &TcpStream) {
@@ -322,100 +445,13 @@ fn no_delay(stream: &TcpStream) {
     }
 }
 
-/// The gRPC listener's connections for tonic: at most `max_connections`
-/// open at once, each with `TCP_NODELAY`. Accept errors are handled here
-/// (tonic would end the server on one).
-pub fn capped_incoming(
-    listener: TcpListener,
-    max_connections: usize,
-) -> impl futures_util::Stream<Item = Result<CappedStream, Infallible>> {
-    let cap = Cap::new(max_connections, Role::Grpc);
-    futures_util::stream::unfold((listener, cap), |(listener, mut cap)| async move {
-        loop {
-            let permit = cap.permit().await;
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    no_delay(&stream);
-                    let stream = CappedStream {
-                        stream,
-                        _permit: permit,
-                    };
-                    return Some((Ok(stream), (listener, cap)));
-                }
-                Err(error) => accept_failed(Role::Grpc, &error).await,
-            }
-        }
-    })
-}
-
-/// An accepted socket holding its place under the cap until dropped.
-pub struct CappedStream {
-    stream: TcpStream,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl tonic::transport::server::Connected for CappedStream {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
-    }
-}
-
-impl AsyncRead for CappedStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-/// `AsyncWrite` by the inner `stream` field.
-macro_rules! delegate_write {
-    ($type:ty) => {
-        impl AsyncWrite for $type {
-            fn poll_write(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                Pin::new(&mut self.stream).poll_write(cx, buf)
-            }
-
-            fn poll_write_vectored(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                bufs: &[io::IoSlice<'_>],
-            ) -> Poll<io::Result<usize>> {
-                Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-            }
-
-            fn is_write_vectored(&self) -> bool {
-                self.stream.is_write_vectored()
-            }
-
-            fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.stream).poll_flush(cx)
-            }
-
-            fn poll_shutdown(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-            ) -> Poll<io::Result<()>> {
-                Pin::new(&mut self.stream).poll_shutdown(cx)
-            }
-        }
-    };
-}
-
-delegate_write!(CappedStream);
-delegate_write!(Watched);
-
-/// One builder for every connection: HTTP/1.1 and h2c, bounded heads.
-fn builder() -> auto::Builder<TokioExecutor> {
+/// One builder for every connection of a listener: HTTP/1.1 and h2c
+/// (gRPC: HTTP/2 only), bounded heads, keep-alive PINGs on HTTP/2.
+fn builder(role: Role) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    if role == Role::Grpc {
+        builder = builder.http2_only();
+    }
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -425,6 +461,8 @@ fn builder() -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
         .max_header_list_size(MAX_HEAD_BYTES as u32);
     builder
 }
@@ -494,17 +532,24 @@ struct Activity {
     /// HTTP/2: bytes between requests are frames (PING, SETTINGS), not a
     /// head, so only `timeout_idle` applies once the first request came.
     http2: AtomicBool,
+    /// HTTP/2 only (gRPC): bytes of the client preface not read yet. The
+    /// preface is the head a new connection owes; after it, the connection
+    /// idles until its first call.
+    preface_owed: AtomicU64,
 }
 
 impl Activity {
-    fn new() -> Activity {
+    fn new(role: Role) -> Activity {
+        let http2_only = role == Role::Grpc;
         Activity {
             accepted: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
-            // A new connection owes its first head from the accept.
+            // A new connection owes its first head (or preface) from the
+            // accept.
             head_since: AtomicU64::new(1),
-            http2: AtomicBool::new(false),
+            http2: AtomicBool::new(http2_only),
+            preface_owed: AtomicU64::new(if http2_only { H2_PREFACE_LEN } else { 0 }),
         }
     }
 
@@ -528,8 +573,19 @@ impl Activity {
         }
     }
 
-    /// Bytes arrived: with no request in flight they begin a head.
-    fn read(&self) {
+    /// `bytes` arrived: with no request in flight they begin a head; on
+    /// an HTTP/2-only connection, the whole preface ends the first head.
+    fn read(&self, bytes: usize) {
+        let owed = self.preface_owed.load(Ordering::Acquire);
+        if owed > 0 {
+            let left = owed.saturating_sub(u64::try_from(bytes).unwrap_or(u64::MAX));
+            self.preface_owed.store(left, Ordering::Release);
+            if left == 0 {
+                self.idle_since.store(self.now(), Ordering::Release);
+                self.head_since.store(0, Ordering::Release);
+            }
+            return;
+        }
         if self.in_flight.load(Ordering::Acquire) == 0
             && self.head_since.load(Ordering::Acquire) == 0
             && !self.http2.load(Ordering::Relaxed)
@@ -573,10 +629,42 @@ impl AsyncRead for Watched {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.read();
+        let read = buf.filled().len() - before;
+        if matches!(polled, Poll::Ready(Ok(()))) && read > 0 {
+            self.activity.read(read);
         }
         polled
+    }
+}
+
+/// `AsyncWrite` by the inner `stream`.
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -617,10 +705,22 @@ impl<L: Lane> hyper::service::Service<Request<Incoming>> for ConnService<L> {
             return Either::Left(std::future::ready(Ok(response)));
         }
         let version = request.version();
+        let streams = self.role == Role::Grpc;
         let finish = move |mut response: Response| {
-            drop(in_flight);
             if draining {
                 close_after(&mut response, version);
+            }
+            if streams {
+                // A gRPC response may stream (health `Watch`): in flight
+                // until its body ends.
+                response = response.map(|body| {
+                    Body::new(Holding {
+                        body,
+                        _in_flight: in_flight,
+                    })
+                });
+            } else {
+                drop(in_flight);
             }
             Ok(response)
         };
@@ -636,6 +736,32 @@ impl<L: Lane> hyper::service::Service<Request<Incoming>> for ConnService<L> {
                 }))
             }
         }
+    }
+}
+
+/// A response body keeping its request [`InFlight`] until it is done.
+struct Holding {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Holding {
+    type Data = <Body as hyper::body::Body>::Data;
+    type Error = <Body as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -131,6 +131,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
             tokio::spawn(server::run_metrics(
                 app.metrics.clone(),
                 app.config.serving,
+                app.config.trusted_proxies.clone(),
                 metrics,
                 std::future::pending(),
             ));

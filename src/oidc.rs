@@ -9,7 +9,10 @@
 //!
 //! The `openidconnect` crate checks the signature, `iss` (exact string),
 //! `aud`, `exp` and `nonce`; `at_hash` is checked here by hand because the
-//! crate does not.
+//! crate does not, and the claims then pass the checks Bearer tokens pass
+//! too ([`crate::claims`]: `azp`, `nbf`, `iat`, claim types). An ID token
+//! with a claim of a type the crate refuses to parse ends the login as an
+//! invalid token (403), not as an unavailable provider.
 //!
 //! Before a login sends the browser to the provider, [`Oidc::check_reachable`]
 //! asks the provider whether it is up (one bounded request, shared by
@@ -557,30 +560,21 @@ impl Oidc {
         // claims the typed view does not keep (groups, anything for
         // `allowed_idp_claims`).
         let raw = raw_claims(&id_token.to_string()).map_err(VerifyFailure::Invalid)?;
-        // The crate checks neither `iat` nor `nbf`: a token issued, or valid
-        // from, further in the future than the allowed skew is refused.
-        let latest = self.clock.now() + self.clock_skew;
-        for claim in ["iat", "nbf"] {
-            if raw
-                .get(claim)
-                .and_then(Value::as_i64)
-                .is_some_and(|at| at > latest)
-            {
-                return Err(VerifyFailure::Invalid(format!(
-                    "the token's `{claim}` is in the future"
-                )));
-            }
-        }
-        // Nor `azp` (OIDC Core 3.1.3.7): a token whose authorized party is
-        // another client was issued to that client, even when our client id
-        // is its only audience.
-        if let Some(azp) = raw.get("azp")
-            && azp.as_str() != Some(self.client_id.as_str())
-        {
-            return Err(VerifyFailure::Invalid(
-                "the token's `azp` names another client".into(),
-            ));
-        }
+        // The checks a Bearer token passes too. The crate has checked
+        // `iss`, `aud` and `exp` already, but neither `iat`, `nbf` nor `azp`,
+        // nor the types of claims it does not model.
+        let ours = [self.client_id.as_str().to_owned()];
+        crate::claims::check(
+            &raw,
+            &crate::claims::Expected {
+                issuer: self.issuer.as_str(),
+                audiences: &ours,
+                parties: &ours,
+                now: self.clock.now(),
+                skew: self.clock_skew,
+            },
+        )
+        .map_err(|e| VerifyFailure::Invalid(format!("the token's claims: {e}")))?;
         Ok((identity_from_claims(raw), exp))
     }
 
@@ -637,15 +631,28 @@ where
         RequestTokenError::ServerResponse(r) => OidcError::Rejected(r.to_string()),
         RequestTokenError::Request(inner) => OidcError::Unavailable(error_chain(&inner)),
         RequestTokenError::Parse(err, body) => {
+            let body = serde_json::from_slice::<Value>(&body).ok();
+            let field = |name| body.as_ref()?.get(name)?.as_str();
             // Dex answers some failures (expired code, removed LDAP user) with
             // a 500 and a JSON error that does not parse as a token.
-            let hint = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned));
-            match hint {
-                Some(code) => OidcError::Rejected(code),
-                None => OidcError::Unavailable(format!("unreadable token response: {err}")),
+            if let Some(code) = field("error") {
+                return OidcError::Rejected(code.to_owned());
             }
+            // A token response whose ID token the crate cannot read (a claim
+            // of the wrong type, `email_verified: "false"`): the provider
+            // issued a token we refuse, not an outage. Refused like any
+            // invalid token; never a retry-later 503.
+            if let Some(id_token) = field("id_token") {
+                let why = raw_claims(id_token)
+                    .ok()
+                    .and_then(|claims| crate::claims::malformed(&claims))
+                    .map_or_else(
+                        || "the ID token cannot be read".to_owned(),
+                        |e| format!("the token's claims: {e}"),
+                    );
+                return OidcError::InvalidToken(why);
+            }
+            OidcError::Unavailable(format!("unreadable token response: {err}"))
         }
         RequestTokenError::Other(m) => OidcError::Unavailable(m),
     }

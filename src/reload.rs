@@ -364,6 +364,10 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         serving.max_connections == was.max_connections,
     );
     check(
+        "max_connections_per_peer",
+        serving.max_connections_per_peer == was.max_connections_per_peer,
+    );
+    check(
         "header_read_timeout",
         serving.header_read_timeout == was.header_read_timeout,
     );

@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use ipnet::IpNet;
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -206,9 +207,19 @@ async fn run_scheduled(
     // refreshed.
     let changes = app.sessions.follow_changes();
     let serving = app.config.serving;
+    let trusted_proxies = app.config.trusted_proxies.clone();
     let lane = crate::http::AuthLane::new(app.clone());
     let router = crate::http::router(app);
-    let served = listener::serve(listener, router, lane, serving, shutdown, Role::Main).await;
+    let served = listener::serve(
+        listener,
+        router,
+        lane,
+        serving,
+        &trusted_proxies,
+        shutdown,
+        Role::Main,
+    )
+    .await;
     discovery.abort();
     if let Some(changes) = changes {
         changes.abort();
@@ -217,10 +228,12 @@ async fn run_scheduled(
 }
 
 /// Serves only `/metrics` on `listener` (`metrics_address`) until
-/// `shutdown` resolves, with the main listener's connection limits.
+/// `shutdown` resolves, with the main listener's connection limits
+/// (`trusted_proxies` exempt from the cap per peer).
 pub async fn run_metrics(
     metrics: Arc<Metrics>,
     serving: ServingConfig,
+    trusted_proxies: Vec<IpNet>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -231,6 +244,7 @@ pub async fn run_metrics(
         router,
         listener::NoLane,
         serving,
+        &trusted_proxies,
         schedule,
         Role::Metrics,
     )

@@ -6,7 +6,7 @@
 //! Secrets are held in [`Secret`], whose `Debug` never shows the value.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -224,13 +224,31 @@ pub struct Config {
     pub serving: ServingConfig,
 }
 
-/// How the HTTP listeners accept, time out and drain connections.
+/// Whether `peer` is in `trusted_proxies` (`nets`). An IPv4-mapped IPv6
+/// address (a dual-stack socket's view of an IPv4 peer) is its IPv4 address.
+pub fn is_trusted_proxy(nets: &[IpNet], peer: IpAddr) -> bool {
+    let peer = peer.to_canonical();
+    nets.iter().any(|net| net.contains(&peer))
+}
+
+/// How the listeners (HTTP and gRPC) accept, time out and drain
+/// connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServingConfig {
     /// `max_connections`: open client connections per listener. At the cap
     /// authgate stops accepting; further connections wait in the kernel's
     /// backlog until one closes, so a flood cannot exhaust file descriptors.
     pub max_connections: usize,
+    /// `max_connections_per_peer`: open connections one peer IP address may
+    /// hold on a listener; a connection over it is closed at once, so one
+    /// client cannot take the whole `max_connections`. Peers in
+    /// `trusted_proxies` are exempt: a proxy funnels many users and holds
+    /// many keep-alive connections. Default 1024: far above what an nginx
+    /// (one connection per auth subrequest in flight, plus its `keepalive`
+    /// pool per worker) or an Envoy (a few multiplexed HTTP/2 connections)
+    /// holds, yet a tenth of the default `max_connections`. A value at or
+    /// above `max_connections` turns it off.
+    pub max_connections_per_peer: usize,
     /// `header_read_timeout`: a request's head must arrive within this,
     /// counted from its first byte (slowloris clients are cut off).
     pub header_read_timeout: Duration,
@@ -252,6 +270,7 @@ impl Default for ServingConfig {
     fn default() -> ServingConfig {
         ServingConfig {
             max_connections: 10_000,
+            max_connections_per_peer: 1024,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             shutdown_delay: Duration::from_secs(5),

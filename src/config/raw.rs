@@ -84,6 +84,10 @@ pub(crate) struct RawConfig {
     /// Open client connections per listener; more wait in the kernel's
     /// backlog until one closes (authgate's own key). Default `10000`.
     pub max_connections: Option<Val<String>>,
+    /// Open client connections per peer IP address and listener; more are
+    /// closed at once; `trusted_proxies` peers are exempt (authgate's own
+    /// key). Default `1024`.
+    pub max_connections_per_peer: Option<Val<String>>,
     /// How long a client may take to send a request's head, from its first
     /// byte (authgate's own key; Go's `ReadHeaderTimeout`). Default `10s`.
     pub header_read_timeout: Option<Val<String>>,

@@ -806,13 +806,14 @@ fn serving_keys() {
     let c = parse(&minimal()).unwrap().config;
     assert_eq!(c.serving, ServingConfig::default());
     assert_eq!(c.serving.max_connections, 10_000);
+    assert_eq!(c.serving.max_connections_per_peer, 1024);
     assert_eq!(c.serving.header_read_timeout, Duration::from_secs(10));
     assert_eq!(c.serving.idle_timeout, Duration::from_secs(300));
     assert_eq!(c.serving.shutdown_delay, Duration::from_secs(5));
     assert_eq!(c.serving.shutdown_timeout, Duration::from_secs(10));
 
     let text = format!(
-        "{}max_connections: 64\nheader_read_timeout: 3s\ntimeout_idle: 90s\nshutdown_delay: 0s\nshutdown_timeout: 1m\n",
+        "{}max_connections: 64\nmax_connections_per_peer: 8\nheader_read_timeout: 3s\ntimeout_idle: 90s\nshutdown_delay: 0s\nshutdown_timeout: 1m\n",
         minimal()
     );
     let loaded = parse(&text).unwrap();
@@ -825,6 +826,7 @@ fn serving_keys() {
         loaded.config.serving,
         ServingConfig {
             max_connections: 64,
+            max_connections_per_peer: 8,
             header_read_timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(90),
             shutdown_delay: Duration::ZERO,
@@ -833,11 +835,16 @@ fn serving_keys() {
     );
     let c = parse_env(
         &minimal(),
-        &[("MAX_CONNECTIONS", "5"), ("SHUTDOWN_DELAY", "2s")],
+        &[
+            ("MAX_CONNECTIONS", "5"),
+            ("MAX_CONNECTIONS_PER_PEER", "3"),
+            ("SHUTDOWN_DELAY", "2s"),
+        ],
     )
     .unwrap()
     .config;
     assert_eq!(c.serving.max_connections, 5);
+    assert_eq!(c.serving.max_connections_per_peer, 3);
     assert_eq!(c.serving.shutdown_delay, Duration::from_secs(2));
 }
 
@@ -848,6 +855,10 @@ fn serving_key_errors() {
         ("max_connections: 0", "max_connections: must be at least 1"),
         ("max_connections: many", "expected a number of connections"),
         ("max_connections: -3", "expected a number of connections"),
+        (
+            "max_connections_per_peer: 0",
+            "max_connections_per_peer: must be at least 1",
+        ),
         (
             "header_read_timeout: 0s",
             "header_read_timeout: must be greater than zero",

@@ -313,14 +313,18 @@ impl Validator {
 
     fn serving(&mut self, raw: &RawConfig) -> Option<ServingConfig> {
         let default = ServingConfig::default();
+        let connections = |s: &str| match s.trim().parse::<usize>() {
+            Ok(0) => Err("must be at least 1".to_owned()),
+            Ok(n) => Ok(n),
+            Err(_) => Err(format!("expected a number of connections, found `{s}`")),
+        };
         let max_connections =
-            self.parsed(&raw.max_connections, default.max_connections, |s| {
-                match s.trim().parse::<usize>() {
-                    Ok(0) => Err("must be at least 1".to_owned()),
-                    Ok(n) => Ok(n),
-                    Err(_) => Err(format!("expected a number of connections, found `{s}`")),
-                }
-            });
+            self.parsed(&raw.max_connections, default.max_connections, connections);
+        let max_connections_per_peer = self.parsed(
+            &raw.max_connections_per_peer,
+            default.max_connections_per_peer,
+            connections,
+        );
         let header_read_timeout = self.duration(
             &raw.header_read_timeout,
             default.header_read_timeout,
@@ -332,6 +336,7 @@ impl Validator {
             self.duration(&raw.shutdown_timeout, default.shutdown_timeout, positive);
         Some(ServingConfig {
             max_connections: max_connections?,
+            max_connections_per_peer: max_connections_per_peer?,
             header_read_timeout: header_read_timeout?,
             idle_timeout: idle_timeout?,
             shutdown_delay: shutdown_delay?,

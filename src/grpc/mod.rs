@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 
 use crate::decision::{self, Client};
 use crate::http::forward_auth::DirectAnswer;
-use crate::listener::{Phase, Shutdown, capped_incoming};
+use crate::listener::{self, Phase, Role, Shutdown};
 use crate::metrics::FrontEnd;
 use crate::policy::{Target, TargetError};
 use crate::server::App;
@@ -43,7 +43,7 @@ pub enum GrpcError {
     #[error("reflection descriptors: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server: {0}")]
-    Transport(#[from] tonic::transport::Error),
+    Io(#[from] std::io::Error),
 }
 
 /// The `Authorization` service.
@@ -286,6 +286,11 @@ pub async fn serve(
 /// `NOT_SERVING` (Envoy's active health check takes the endpoint out) and
 /// calls are still answered; when stopping, no new connections, GOAWAY on
 /// open ones, and calls in flight get `shutdown_timeout` to finish.
+///
+/// The connections are driven by [`listener::serve`], as the HTTP
+/// listener's: tonic's `Server` has no preface (header) or idle timeout
+/// and no cap per peer, so idle sockets could hold every place and starve
+/// Envoy's `Check`s.
 pub async fn serve_scheduled(
     app: Arc<App>,
     listener: TcpListener,
@@ -316,32 +321,25 @@ pub async fn serve_scheduled(
         .register_encoded_file_descriptor_set(ENVOY_AUTHZ_DESCRIPTORS)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let timeout = app.config.serving.shutdown_timeout;
-    let max_connections = app.config.serving.max_connections;
-    let served = tonic::transport::Server::builder()
-        .add_service(AuthorizationServer::new(AuthzService::new(app)))
+    let serving = app.config.serving;
+    let trusted_proxies = app.config.trusted_proxies.clone();
+    let router = tonic::service::Routes::new(AuthorizationServer::new(AuthzService::new(app)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        // `capped_incoming` caps connections at `max_connections` and sets
-        // TCP_NODELAY (tonic's default applies only to listeners it binds
-        // itself): without it, Nagle holds each small answer for the peer's
-        // delayed ACK, ~40 ms per Check under load (ghz, BENCHMARKS.md).
-        .serve_with_incoming_shutdown(
-            capped_incoming(listener, max_connections),
-            shutdown.reached(Phase::Stopping),
-        );
-    let cut = async {
-        shutdown.reached(Phase::Stopping).await;
-        tokio::time::sleep(timeout).await;
-    };
-    let result = tokio::select! {
-        result = served => result.map_err(GrpcError::from),
-        () = cut => {
-            tracing::warn!(?timeout, "gRPC: shutdown_timeout elapsed, cutting the calls still running");
-            Ok(())
-        }
-    };
+        .prepare()
+        .into_axum_router();
+    let result = listener::serve(
+        listener,
+        router,
+        listener::NoLane,
+        serving,
+        &trusted_proxies,
+        shutdown,
+        Role::Grpc,
+    )
+    .await
+    .map_err(GrpcError::from);
     draining.abort();
     result
 }

@@ -410,15 +410,7 @@ impl App {
     /// Is this peer allowed to describe the original request with
     /// `X-Forwarded-*`?
     pub fn is_trusted(&self, peer: Option<IpAddr>) -> bool {
-        let Some(peer) = peer else { return false };
-        let peer = match peer {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(peer),
-            v4 => v4,
-        };
-        self.config
-            .trusted_proxies
-            .iter()
-            .any(|net| net.contains(&peer))
+        peer.is_some_and(|peer| crate::config::is_trusted_proxy(&self.config.trusted_proxies, peer))
     }
 }
 

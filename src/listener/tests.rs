@@ -17,7 +17,7 @@ fn config() -> ServingConfig {
 #[tokio::test(start_paused = true)]
 async fn deadlines_follow_the_connection() {
     let config = config();
-    let activity = Arc::new(Activity::new());
+    let activity = Arc::new(Activity::new(Role::Main));
     let accepted = activity.accepted;
     assert_eq!(
         activity.deadline(&config),
@@ -27,7 +27,7 @@ async fn deadlines_follow_the_connection() {
     let in_flight = activity.begin(Version::HTTP_11);
     assert_eq!(activity.deadline(&config), None);
     // Bytes during a request (a body, a pipelined head) change nothing.
-    activity.read();
+    activity.read(1);
     assert_eq!(activity.deadline(&config), None);
     tokio::time::advance(Duration::from_secs(3)).await;
     drop(in_flight);
@@ -37,14 +37,14 @@ async fn deadlines_follow_the_connection() {
     );
 
     tokio::time::advance(Duration::from_secs(60)).await;
-    activity.read();
+    activity.read(1);
     assert_eq!(
         activity.deadline(&config),
         Some(accepted + Duration::from_secs(63 + 10))
     );
     // Later bytes of the same head do not extend it (slowloris).
     tokio::time::advance(Duration::from_secs(5)).await;
-    activity.read();
+    activity.read(1);
     assert_eq!(
         activity.deadline(&config),
         Some(accepted + Duration::from_secs(63 + 10))
@@ -109,14 +109,81 @@ fn close_after_only_on_http1() {
 #[tokio::test(start_paused = true)]
 async fn http2_frames_between_requests_are_idle_time() {
     let config = config();
-    let activity = Arc::new(Activity::new());
+    let activity = Arc::new(Activity::new(Role::Main));
     let accepted = activity.accepted;
     drop(activity.begin(Version::HTTP_2));
     tokio::time::advance(Duration::from_secs(20)).await;
-    activity.read();
+    activity.read(1);
     assert_eq!(
         activity.deadline(&config),
         Some(accepted + Duration::from_secs(300))
+    );
+}
+
+/// On the gRPC listener (HTTP/2 only) the head a new connection owes is
+/// the client preface: bytes short of it do not end the first deadline;
+/// the whole preface, in pieces, does, and from then on only
+/// `timeout_idle` applies, also between calls.
+#[tokio::test(start_paused = true)]
+async fn grpc_connection_owes_the_preface_then_idles() {
+    let config = config();
+    let activity = Arc::new(Activity::new(Role::Grpc));
+    let accepted = activity.accepted;
+    let preface_due = Some(accepted + Duration::from_secs(10));
+    assert_eq!(activity.deadline(&config), preface_due);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    activity.read(20);
+    assert_eq!(activity.deadline(&config), preface_due, "4 bytes short");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    // The rest of the preface and the client's SETTINGS in one read.
+    activity.read(4 + 9);
+    assert_eq!(
+        activity.deadline(&config),
+        Some(accepted + Duration::from_secs(3 + 300))
+    );
+    tokio::time::advance(Duration::from_secs(60)).await;
+    activity.read(17);
+    assert_eq!(
+        activity.deadline(&config),
+        Some(accepted + Duration::from_secs(3 + 300)),
+        "frames before the first call are idle time"
+    );
+    let call = activity.begin(Version::HTTP_2);
+    assert_eq!(activity.deadline(&config), None);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    drop(call);
+    assert_eq!(
+        activity.deadline(&config),
+        Some(accepted + Duration::from_secs(64 + 300))
+    );
+}
+
+/// A peer holds at most `max` places; a place is given back when its
+/// connection drops; other peers, and peers in `trusted_proxies`, are
+/// not limited by it; an IPv4-mapped IPv6 address is its IPv4 peer.
+#[test]
+fn peer_cap_limits_each_address() {
+    let one: IpAddr = "192.0.2.1".parse().unwrap();
+    let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+    let other: IpAddr = "192.0.2.2".parse().unwrap();
+    let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+    let mut cap = PeerCap::new(2, &["10.0.0.0/8".parse().unwrap()], Role::Grpc);
+
+    let first = cap.admit(one).expect("first");
+    let second = cap.admit(mapped).expect("second, same peer");
+    assert!(cap.admit(one).is_none(), "third of one peer");
+    assert!(cap.admit(mapped).is_none(), "third, mapped");
+    let others: Vec<_> = (0..2).map(|_| cap.admit(other).expect("other")).collect();
+    assert!(cap.admit(other).is_none());
+    let proxied: Vec<_> = (0..10).map(|_| cap.admit(proxy).expect("exempt")).collect();
+
+    drop(first);
+    let third = cap.admit(one).expect("a place was given back");
+    assert!(cap.admit(one).is_none());
+    drop((second, third, others, proxied));
+    assert!(
+        cap.open.lock().unwrap().is_empty(),
+        "no entry outlives its peer's connections"
     );
 }
 
@@ -213,6 +280,7 @@ async fn the_lane_answers_its_requests_and_the_router_the_rest() {
         router.fallback(|| async { (StatusCode::NOT_FOUND, "router 404") }),
         TestLane,
         config(),
+        &[],
         shutdown.clone(),
         Role::Main,
     ));

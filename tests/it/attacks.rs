@@ -62,6 +62,45 @@ async fn not_yet_valid_tokens_are_refused() {
     }
 }
 
+/// An ID token with a claim of the wrong JSON type ends the login as a
+/// refused sign-in (403 and its page, no session), never as "identity
+/// provider unavailable" (503): `email_verified` as the string `"false"`
+/// or `"true"` and `iat` as a string (which the OIDC crate cannot parse),
+/// `nbf` as a string (which it does not look at). The same claims
+/// well-formed sign in.
+#[tokio::test]
+async fn malformed_claims_end_the_login_as_refused() {
+    let stack = Stack::start().await;
+    let now = authgate::clock::Clock::now(&stack.clock);
+    let set = |claim: &'static str, value: serde_json::Value| -> ClaimsHook {
+        Arc::new(move |c| {
+            c.insert(claim.into(), value.clone());
+        })
+    };
+    for (what, hook) in [
+        (
+            "email_verified \"false\"",
+            set("email_verified", json!("false")),
+        ),
+        (
+            "email_verified \"true\"",
+            set("email_verified", json!("true")),
+        ),
+        ("iat as a string", set("iat", json!(now.to_string()))),
+        ("nbf as a string", set("nbf", json!((now - 60).to_string()))),
+    ] {
+        stack.idp.set_claims_hook(Some(hook));
+        assert_login_refused(&stack, what).await;
+    }
+    for hook in [
+        set("email_verified", json!(false)),
+        set("nbf", json!(now - 60)),
+    ] {
+        stack.idp.set_claims_hook(Some(hook));
+        stack.login("alice@example.com", APP).await;
+    }
+}
+
 /// `azp` (authorized party) naming another client is refused, with one
 /// audience or several: the token was issued to someone else.
 #[tokio::test]

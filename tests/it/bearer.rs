@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use authgate::devidp::SigningMode;
 use openidconnect::reqwest;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use crate::fixture::{CLIENT_ID, Stack, header};
 use crate::grpc_authz::{GrpcStack, envoy_request, seen};
@@ -93,7 +93,90 @@ async fn bad_tokens_are_refused() {
     refused(with_bearer(&stack, APP, &id).await);
 }
 
-/// `idp_allowed_audiences` admits tokens issued to another client.
+/// Asserts the 401 with `error="invalid_token"` of a refused token.
+fn assert_invalid_token(response: &reqwest::Response, what: &str) {
+    assert_eq!(response.status(), 401, "{what}");
+    assert_eq!(
+        header(response, "www-authenticate"),
+        "Bearer realm=\"authgate\", error=\"invalid_token\"",
+        "{what}"
+    );
+}
+
+/// alice's ID token, with `change` applied to its claims before signing.
+fn id_token_with(
+    stack: &Stack,
+    change: impl Fn(&mut Map<String, Value>) + Send + Sync + 'static,
+) -> String {
+    stack.idp.set_claims_hook(Some(Arc::new(change)));
+    let (_, id) = tokens(stack, "alice@example.com", CLIENT_ID);
+    stack.idp.set_claims_hook(None);
+    id
+}
+
+/// Bearer tokens get the claim checks of a login's ID token: `azp` naming
+/// a client that is not accepted, `iat` or a fractional `nbf` further in
+/// the future than the skew (30 s), `nbf` as a string, and
+/// `email_verified` as the string `"false"` (or `"true"`) are each refused
+/// with 401 `invalid_token`; the same token with the claim well-formed and
+/// current is accepted, so each refusal is that claim's.
+#[tokio::test]
+async fn bearer_claims_are_checked_like_a_logins() {
+    let stack = Stack::start().await;
+    let now = authgate::clock::Clock::now(&stack.clock);
+    type Change = Box<dyn Fn(&mut Map<String, Value>) + Send + Sync>;
+    let set = |claim: &'static str, value: Value| -> Change {
+        Box::new(move |claims| {
+            claims.insert(claim.into(), value.clone());
+        })
+    };
+    let refused: Vec<(&str, Change)> = vec![
+        ("azp of another client", set("azp", json!("another-client"))),
+        (
+            "azp of another client, several audiences",
+            Box::new(|claims| {
+                claims.insert("aud".into(), json!([CLIENT_ID, "another-client"]));
+                claims.insert("azp".into(), json!("another-client"));
+            }),
+        ),
+        ("iat in an hour", set("iat", json!(now + 3600))),
+        ("nbf as a string", set("nbf", json!((now - 60).to_string()))),
+        (
+            "nbf fractional, in an hour",
+            set("nbf", json!(now as f64 + 3600.5)),
+        ),
+        (
+            "email_verified \"false\"",
+            set("email_verified", json!("false")),
+        ),
+        (
+            "email_verified \"true\"",
+            set("email_verified", json!("true")),
+        ),
+    ];
+    for (what, change) in refused {
+        let token = id_token_with(&stack, change);
+        assert_invalid_token(&with_bearer(&stack, APP, &token).await, what);
+    }
+    let accepted: Vec<(&str, Change)> = vec![
+        ("azp us", set("azp", json!(CLIENT_ID))),
+        ("iat within the skew", set("iat", json!(now + 10))),
+        ("nbf fractional, past", set("nbf", json!(now as f64 - 60.5))),
+        ("email_verified false", set("email_verified", json!(false))),
+    ];
+    for (what, change) in accepted {
+        let token = id_token_with(&stack, change);
+        assert_eq!(
+            with_bearer(&stack, APP, &token).await.status(),
+            200,
+            "{what}"
+        );
+    }
+}
+
+/// `idp_allowed_audiences` admits tokens issued to another client, also
+/// as their authorized party (`azp`, as in Dex's cross-client tokens); a
+/// client in neither is refused as `azp`.
 #[tokio::test]
 async fn allowed_audiences_extend_the_client_id() {
     let stack = Stack::start_with(crate::fixture::default_routes(), |c| {
@@ -102,6 +185,16 @@ async fn allowed_audiences_extend_the_client_id() {
     .await;
     let (_, other) = tokens(&stack, "alice@example.com", "another-client");
     assert_eq!(with_bearer(&stack, APP, &other).await.status(), 200);
+    let cross_client = |azp: &'static str| {
+        id_token_with(&stack, move |claims| {
+            claims.insert("aud".into(), json!([CLIENT_ID, "another-client"]));
+            claims.insert("azp".into(), json!(azp));
+        })
+    };
+    let token = cross_client("another-client");
+    assert_eq!(with_bearer(&stack, APP, &token).await.status(), 200);
+    let token = cross_client("third-client");
+    assert_invalid_token(&with_bearer(&stack, APP, &token).await, "azp third");
 }
 
 /// A program without session or token: 401 from the nginx endpoint,

@@ -162,6 +162,7 @@ async fn metrics_address_takes_metrics_off_the_main_listener() {
     let served = tokio::spawn(server::run_metrics(
         stack.app.metrics.clone(),
         stack.app.config.serving,
+        stack.app.config.trusted_proxies.clone(),
         listener,
         async {
             let _ = stopped.await;

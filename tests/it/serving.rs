@@ -1,32 +1,48 @@
 //! The listener of the real binary: slowloris clients cut off after
 //! `header_read_timeout`, idle keep-alive connections after `timeout_idle`,
-//! the `max_connections` cap (HTTP and gRPC), and SIGTERM under load with
-//! nothing dropped.
+//! the `max_connections` cap and the cap per peer (HTTP and gRPC), the
+//! same timeouts on gRPC, and SIGTERM under load with nothing dropped.
+//!
+//! Two peers on loopback: connections from 127.0.0.2 and 127.0.0.1.
 
-use std::sync::Arc;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use authgate::clock::SystemClock;
 use envoy_types::ext_authz::v3::pb::CheckRequest;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use hyper_util::rt::TokioIo;
 use openidconnect::reqwest;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, ReadBuf};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio::time::timeout;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::fixture::client;
+use crate::grpc_authz::{envoy_request, seen};
 use crate::reload::{Served, serve_with};
 use crate::support::process::free_port;
 
 const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: authgate\r\n\r\n";
 /// Far above any bound the server is configured with here.
 const GENEROUS: Duration = Duration::from_secs(30);
+/// The peer that holds sockets, and the one that must still be served.
+/// The hog is not 127.0.0.1: the start-up probes' connections come from
+/// there and may still count when a test begins.
+const HOG: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+/// The HTTP/2 client preface and an empty SETTINGS frame (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
 
 fn addr(served: &Served) -> String {
     served.base.trim_start_matches("http://").to_owned()
@@ -73,6 +89,83 @@ async fn healthz_on(stream: &mut TcpStream) {
 async fn closed(stream: &mut TcpStream) -> bool {
     let mut byte = [0u8; 1];
     matches!(stream.read(&mut byte).await, Ok(0) | Err(_))
+}
+
+/// A TCP connection to `to` from the loopback address `from`.
+async fn connect_from(from: IpAddr, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::new(from, 0)).expect("bind");
+    socket.connect(to).await.expect("connect")
+}
+
+/// Reads (and drops what the server sends, e.g. its HTTP/2 SETTINGS)
+/// until the server closes `stream`.
+async fn until_closed(stream: &mut TcpStream) {
+    let mut chunk = [0u8; 4096];
+    while let Ok(1..) = stream.read(&mut chunk).await {}
+}
+
+/// True if the server has not closed `stream` (yet): reading what has
+/// arrived ends neither at end of file nor with an error.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.try_read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(error) => return error.kind() == io::ErrorKind::WouldBlock,
+        }
+    }
+}
+
+/// A socket's read half that tells `closed` when the server closes it.
+struct ReportsClose {
+    stream: OwnedReadHalf,
+    closed: Option<oneshot::Sender<()>>,
+}
+
+impl AsyncRead for ReportsClose {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        let ended = match &polled {
+            Poll::Ready(Ok(())) => buf.filled().len() == before,
+            Poll::Ready(Err(_)) => true,
+            Poll::Pending => false,
+        };
+        if ended && let Some(closed) = self.closed.take() {
+            let _ = closed.send(());
+        }
+        polled
+    }
+}
+
+/// A gRPC channel to `to` over one connection, and word of when the
+/// server closes that connection.
+async fn channel_reporting_close(to: SocketAddr) -> (Channel, oneshot::Receiver<()>) {
+    let (closed, report) = oneshot::channel();
+    let closed = Arc::new(Mutex::new(Some(closed)));
+    let connector = tower::service_fn(move |_| {
+        let closed = closed.lock().expect("lock").take();
+        async move {
+            let (read, write) = TcpStream::connect(to).await?.into_split();
+            let read = ReportsClose {
+                stream: read,
+                closed,
+            };
+            Ok::<_, io::Error>(TokioIo::new(tokio::io::join(read, write)))
+        }
+    });
+    let channel = Endpoint::from_shared(format!("http://{to}"))
+        .expect("uri")
+        .connect_with_connector(connector)
+        .await
+        .expect("gRPC connects");
+    (channel, report)
 }
 
 /// A client sending its request head one byte a second is disconnected
@@ -217,6 +310,159 @@ async fn connection_cap_holds_for_grpc() {
         .expect("served once a connection closed")
         .expect("task")
         .expect("third answered");
+}
+
+/// Two places per peer, three in all; silent sockets are cut after 4s.
+const PEER_CAP: &str =
+    "max_connections: 3\nmax_connections_per_peer: 2\nheader_read_timeout: 4s\ntimeout_idle: 60s\n";
+
+/// 127.0.0.2 takes its two places on `to` with sockets that send nothing;
+/// its third connection is closed at once (the two are still open). The
+/// two, held.
+async fn hold_the_peer_cap(to: SocketAddr) -> Vec<TcpStream> {
+    let held = vec![connect_from(HOG, to).await, connect_from(HOG, to).await];
+    let mut beyond = connect_from(HOG, to).await;
+    timeout(GENEROUS, until_closed(&mut beyond))
+        .await
+        .expect("the connection over the peer's cap is closed");
+    assert!(
+        held.iter().all(still_open),
+        "closed at once, not at a timeout"
+    );
+    held
+}
+
+/// After another peer was served: the held sockets are still open (it was
+/// not served because a timeout freed their places), then
+/// `header_read_timeout` closes each.
+async fn assert_held_then_closed(mut held: Vec<TcpStream>) {
+    assert!(
+        held.iter().all(still_open),
+        "the other peer was served while the sockets were held"
+    );
+    for socket in &mut held {
+        timeout(GENEROUS, until_closed(socket))
+            .await
+            .expect("nothing sent within header_read_timeout: closed");
+    }
+}
+
+/// One peer's idle sockets cannot starve Envoy on the gRPC listener: with
+/// `max_connections: 3` and `max_connections_per_peer: 2`, 127.0.0.2
+/// holds two sockets that never send the HTTP/2 preface; its third is
+/// closed at once; a `Check` from 127.0.0.1 is answered while the two are
+/// still open; then `header_read_timeout` closes them.
+#[tokio::test]
+async fn idle_grpc_sockets_of_one_peer_do_not_starve_another() {
+    let served = serve_with(PEER_CAP, free_port()).await;
+    let grpc = SocketAddr::from(([127, 0, 0, 1], served.grpc_port));
+    let held = hold_the_peer_cap(grpc).await;
+
+    let channel = Endpoint::from_shared(format!("http://{grpc}"))
+        .expect("uri")
+        .local_address(Some(OTHER))
+        .connect()
+        .await
+        .expect("the other peer connects");
+    let answer = timeout(
+        GENEROUS,
+        AuthorizationClient::new(channel).check(envoy_request(
+            "GET",
+            "https://app.example.com/dashboard",
+            &[("accept", "application/json")],
+        )),
+    )
+    .await
+    .expect("answered in time")
+    .expect("a CheckResponse")
+    .into_inner();
+    assert_eq!(seen(&answer).http_status, 401, "no session: 401");
+    assert_held_then_closed(held).await;
+    let log = served.child.log();
+    assert!(log.contains("per-peer connection cap reached"), "{log}");
+}
+
+/// On the gRPC listener, a connection with no call in flight is closed
+/// after `timeout_idle`: one that sent the HTTP/2 preface and nothing
+/// else (its header-read deadline, 60s, is far off: the preface is its
+/// head), and one that made a `Check` and idles. One with a call in flight
+/// (a health `Watch` stream, open all along) stays.
+#[tokio::test]
+async fn idle_grpc_connections_are_closed_busy_ones_stay() {
+    let served = serve_with("header_read_timeout: 60s\ntimeout_idle: 2s\n", free_port()).await;
+    let grpc = SocketAddr::from(([127, 0, 0, 1], served.grpc_port));
+    let (watching, mut watch_closed) = channel_reporting_close(grpc).await;
+    let mut watch = HealthClient::new(watching)
+        .watch(HealthCheckRequest::default())
+        .await
+        .expect("Watch")
+        .into_inner();
+    let status = watch.message().await.expect("a status").expect("one");
+    assert_eq!(status.status, ServingStatus::Serving as i32);
+
+    let mut preface_only = TcpStream::connect(grpc).await.expect("connect");
+    preface_only.write_all(H2_PREFACE).await.expect("preface");
+    timeout(GENEROUS, until_closed(&mut preface_only))
+        .await
+        .expect("idle after its preface: closed after timeout_idle");
+
+    let (checking, check_closed) = channel_reporting_close(grpc).await;
+    AuthorizationClient::new(checking.clone())
+        .check(CheckRequest::default())
+        .await
+        .expect("Check answered");
+    timeout(GENEROUS, check_closed)
+        .await
+        .expect("idle after its Check: closed after timeout_idle")
+        .expect("reported");
+
+    assert_eq!(
+        watch_closed.try_recv(),
+        Err(oneshot::error::TryRecvError::Empty),
+        "the connection with a Watch in flight was closed"
+    );
+}
+
+/// The HTTP listener has the same cap per peer: 127.0.0.2 holds two
+/// silent sockets (its cap), its third is closed at once, 127.0.0.1 is
+/// answered while they are held; `header_read_timeout` then closes them.
+#[tokio::test]
+async fn idle_http_sockets_of_one_peer_do_not_starve_another() {
+    let served = serve_with(PEER_CAP, free_port()).await;
+    let http: SocketAddr = addr(&served).parse().expect("address");
+    let held = hold_the_peer_cap(http).await;
+    let mut other = connect_from(OTHER, http).await;
+    healthz_on(&mut other).await;
+    assert_held_then_closed(held).await;
+}
+
+/// Peers in `trusted_proxies` (nginx, Envoy) are exempt from the cap per
+/// peer: with `max_connections_per_peer: 1`, 127.0.0.1 (trusted) keeps two
+/// connections served; 127.0.0.2 gets its second closed (by the cap: the
+/// timeouts are far off).
+#[tokio::test]
+async fn trusted_proxies_are_exempt_from_the_peer_cap() {
+    let served = serve_with(
+        "max_connections_per_peer: 1\ntrusted_proxies: [127.0.0.1]\nheader_read_timeout: 60s\ntimeout_idle: 60s\n",
+        free_port(),
+    )
+    .await;
+    let http: SocketAddr = addr(&served).parse().expect("address");
+    let (proxy, client) = (OTHER, HOG);
+    let mut proxied = vec![
+        connect_from(proxy, http).await,
+        connect_from(proxy, http).await,
+    ];
+    for stream in &mut proxied {
+        healthz_on(stream).await;
+    }
+    let mut first = connect_from(client, http).await;
+    healthz_on(&mut first).await;
+    let mut second = connect_from(client, http).await;
+    timeout(GENEROUS, until_closed(&mut second))
+        .await
+        .expect("the untrusted peer's second connection is closed");
+    healthz_on(&mut first).await;
 }
 
 /// One answer of the load, as a client saw it.
