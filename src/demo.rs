@@ -212,6 +212,14 @@ fn print_banner(args: &DemoArgs, config: &Config) {
 2. Sign in with a browser (returns to your identity as JSON):
    {login}/oauth2/start?rd={login}/oauth2/userinfo
 
+   No browser? The same as alice with curl and a cookie jar, then ask again
+   — 200 and her identity headers:
+# --- sign in with curl ---
+req=$(curl -s -c jar -L '{login}/oauth2/start?rd={login}/oauth2/userinfo' | sed -n 's/.*name="req" value="\([^"]*\)".*/\1/p')
+curl -s -b jar -c jar -L -d "req=$req" -d login=alice@example.com -d password=alice {issuer}/auth; echo
+curl -i -b jar -H 'X-Original-URL: {app}/' {login}/oauth2/auth
+# --- end ---
+
 3. Put nginx in front of a site on port {app_port}: save the lines between the
    markers as /etc/nginx/conf.d/authgate-demo.conf (they go inside nginx's
    http {{}} block), run `nginx -s reload` (or start nginx), then open

@@ -136,7 +136,14 @@ fn serve(path: &std::path::Path) -> ExitCode {
                 std::future::pending(),
             ));
         }
+        let login = app.login_base().to_owned();
         tracing::info!(%address, %grpc_address, "authgate listening");
+        tracing::info!(
+            sign_in = %format!("{login}/oauth2/start"),
+            redirect_uri = %format!("{login}/oauth2/callback"),
+            "login host {login}: register the redirect_uri with the provider \
+             (Dex: staticClients[].redirectURIs); users sign in at sign_in"
+        );
         let served = server::run_with_grpc(app, listener, grpc, server::shutdown_signal()).await;
         reloading.abort();
         served.map_err(|e| format!("server: {e}"))?;

@@ -12,6 +12,7 @@
 //!   failed` (`reason`, one of the `authgate_logins_total` reasons, and a
 //!   `detail` for the operator).
 
+use std::io::IsTerminal as _;
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -29,21 +30,28 @@ pub fn init(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing::subscriber::set_global_default(subscriber(format, filter, std::io::stderr));
+    // Colours only for a person at a terminal: not in a file, a pipe or a
+    // journal, and not with NO_COLOR set (no-color.org).
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ =
+        tracing::subscriber::set_global_default(subscriber(format, filter, std::io::stderr, ansi));
 }
 
 /// The subscriber [`init`] installs, writing to `writer`: JSON lines with
-/// the event's fields at the top level (for log pipelines), or pretty text.
+/// the event's fields at the top level (for log pipelines), or pretty text,
+/// with ANSI colours when `ansi`.
 pub fn subscriber<W>(
     format: LogFormat,
     filter: EnvFilter,
     writer: W,
+    ansi: bool,
 ) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(writer);
     match format {
         LogFormat::Json => Box::new(

@@ -181,6 +181,37 @@ async fn demo_walkthrough() {
             );
         }
     }
+
+    // The no-browser path, run as printed: curl signs alice in through the
+    // provider's form with a cookie jar, then asks as nginx would.
+    let lines = banner
+        .split("# --- sign in with curl ---")
+        .nth(1)
+        .and_then(|rest| rest.split("# --- end ---").next())
+        .unwrap_or_else(|| panic!("no curl lines in the banner:\n{banner}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(lines)
+        .current_dir(dir.path())
+        .output()
+        .expect("run sh");
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        out.contains("\"email\":\"alice@example.com\""),
+        "userinfo: {out}"
+    );
+    assert!(out.contains("HTTP/1.1 200"), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("x-auth-request-email: alice@example.com"),
+        "{out}"
+    );
     demo.kill();
 }
 

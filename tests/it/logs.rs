@@ -60,6 +60,7 @@ impl Captured {
                 LogFormat::Json,
                 EnvFilter::new("authgate=trace,info"),
                 || ThreadWriter,
+                false,
             );
             tracing::subscriber::set_global_default(subscriber)
                 .expect("no other global subscriber in the test binary");
