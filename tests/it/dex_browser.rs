@@ -140,7 +140,12 @@ impl DexSite {
 
     /// How many requests for `path` (a prefix) reached nginx so far.
     pub fn requests_for(&self, path: &str) -> usize {
-        let needle = format!("\"GET {path}");
+        self.requests("GET", path)
+    }
+
+    /// How many `method` requests for `path` nginx logged.
+    pub fn requests(&self, method: &str, path: &str) -> usize {
+        let needle = format!("\"{method} {path}");
         self.nginx
             .access_log()
             .lines()
@@ -524,7 +529,10 @@ async fn one_login_covers_a_second_subdomain() {
 /// A host outside the cookie domain in a real browser: alice opens a deep
 /// link on `app.other.test`, the sign-in begins there (`/.authgate/start`
 /// sets the `__Host-` nonce cookie, which Chromium accepts), she signs in on
-/// Dex's form, and the handoff lands her on exactly that URL with a
+/// Dex's form, the login host's page posts the handoff token (Chromium runs
+/// its script under the page's CSP and sends the `SameSite=None` nonce
+/// cookie with the cross-site POST), and the handoff lands her on exactly
+/// that URL with a
 /// host-only session cookie and the nonce cookie gone; `hello` on the
 /// cookie domain then needs no second login.
 #[tokio::test(flavor = "multi_thread")]
@@ -543,7 +551,9 @@ async fn one_login_covers_a_host_outside_the_cookie_domain() {
         "nonce cookie left behind: {names:?}"
     );
     assert_eq!(e2e.requests_for("/.authgate/start"), 1);
-    assert_eq!(e2e.requests_for("/.authgate/callback"), 1);
+    // The token is posted by the login host's page, never in a URL.
+    assert_eq!(e2e.requests("POST", "/.authgate/callback"), 1);
+    assert_eq!(e2e.requests_for("/.authgate/callback"), 0);
 
     let hello = e2e.url("hello", "/");
     e2e.browser.goto(&hello).await;

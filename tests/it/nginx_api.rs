@@ -141,7 +141,7 @@ fn readme_shows_the_example_map() {
     for (first, last) in [
         (
             "map $http_accept $authgate_wants_html {",
-            "upstream authgate {",
+            "map \"$scheme:$server_port\" $authgate_port {",
         ),
         ("location @api401 {", "}"),
     ] {

@@ -112,8 +112,11 @@ async fn pages_in_a_browser() {
     assert!(text.contains("Please try again"), "{text}");
     assert!(text.contains("Sign in again"), "{text}");
 
-    // A page that does not exist on the login host (nginx proxies /oauth2/).
-    browser.goto(&format!("{login_base}/oauth2/nope")).await;
+    // A page of authgate's that does not exist (nginx routes /.authgate/
+    // on the protected host to it; the login host exposes only the login).
+    browser
+        .goto(&site.nginx.url("hello", "/.authgate/nope"))
+        .await;
     let text = browser.expect_text("not_found", "Page not found").await;
     shoot(&browser, "not_found").await;
     assert!(text.contains("There is nothing at this address"), "{text}");
