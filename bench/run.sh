@@ -160,8 +160,8 @@ build_rust() {
     # dev-dependencies' features into it, and it would not be the binary the
     # README builds (nor match bench/symbol-order.txt, whose names carry
     # hashes of exactly that build).
-    log "cargo build --release --bin authgate, then the examples: $*"
-    (cd "$REPO_ROOT" && cargo build --release --quiet --bin authgate \
+    log "cargo build --release --bin authgate (code layout opted in), then the examples: $*"
+    (cd "$REPO_ROOT" && AUTHGATE_CODE_LAYOUT=1 cargo build --release --quiet --bin authgate \
         && cargo build --release --quiet "${examples[@]}") || die "cargo build failed"
     TARGET_DIR="$(cd "$REPO_ROOT" && cargo metadata --format-version 1 --no-deps | jq -r .target_directory)"
     # Copies in $WORK: a later build (cargo bench builds authgate again, with

@@ -134,7 +134,7 @@ main_order() {
     } >"$ORDER_FILE.tmp"
     mv "$ORDER_FILE.tmp" "$ORDER_FILE"
     log "$(grep -vc '^#' "$ORDER_FILE") functions ($(wc -l <"$WORK/load") on the load path) in $ORDER_FILE"
-    log "rebuild (cargo build --release) to lay the binary out in this order"
+    log "rebuild (AUTHGATE_CODE_LAYOUT=1 cargo build --release) to lay the binary out in this order"
 }
 
 main_order "$@"
