@@ -8,7 +8,7 @@
 //!
 //! Run: `cargo bench --bench decision` (target: median ≤ 2 µs).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
 use std::sync::Arc;

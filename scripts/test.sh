@@ -2,8 +2,8 @@
 # The one command that runs every test on a fresh machine (Debian 12, root,
 # Rust, Go and Python 3 present): installs what the end-to-end suite needs,
 # builds the pinned Dex, grpcurl, Caddy, helm and cargo-deny once (cached),
-# checks the dependency tree (cargo deny), then runs the whole cargo test
-# suite.
+# checks the dependency tree (cargo deny), formatting and lints (cargo fmt,
+# cargo clippy), then runs the whole cargo test suite.
 #
 #   scripts/test.sh
 #
@@ -160,6 +160,13 @@ run_cargo_deny() {
 
 run_cargo_tests() {
     command -v cargo >/dev/null || die "cargo not found"
+    # Style and lints first (Cargo.toml's [lints]: no unwrap, expect or
+    # panic outside tests, no lock held across an await).
+    log "cargo fmt --check; cargo clippy --all-targets -- -D warnings"
+    (cd "$REPO_ROOT" && cargo fmt --all -- --check) \
+        || die "cargo fmt found unformatted code (run cargo fmt --all)"
+    (cd "$REPO_ROOT" && cargo clippy --all-targets --quiet -- -D warnings) \
+        || die "cargo clippy found a problem (see above)"
     log "cargo test --all-targets"
     (cd "$REPO_ROOT" && cargo test --all-targets)
     # The fuzz targets call the crate's API: they must keep compiling even

@@ -1,6 +1,6 @@
 //! Integration tests: one test binary (each `tests/*.rs` would be linked
 //! separately), one module per area.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod advisories;
 mod assertion;
