@@ -5,8 +5,9 @@
 //! the file is first read into [`Node`]s (only a YAML *syntax* error stops
 //! here), environment overrides are grafted onto that tree, and the raw
 //! structs are deserialized from it by [`NodeDe`], which:
-//! - reports an unknown key (with a "did you mean") and skips it, and sets
-//!   proxy-only keys aside for one warning, instead of failing the struct;
+//! - reports an unknown key (with a "did you mean", or what to write instead
+//!   of a Pomerium name) and skips it, and sets proxy-only keys aside for one
+//!   warning, instead of failing the struct;
 //! - lets every [`Val`] field catch its own type error, record it with the
 //!   node's location, and carry on with the next field.
 
@@ -394,6 +395,8 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Entries<T> {
 #[derive(Default)]
 pub(crate) struct Sink {
     pub problems: RefCell<Vec<Problem>>,
+    /// Keys accepted with a hint (Pomerium names that mean nothing here).
+    pub warnings: RefCell<Vec<Problem>>,
     /// Proxy-only keys seen, as generalized paths (`policy[].to`), in order.
     pub ignored: RefCell<Vec<String>>,
 }
@@ -401,6 +404,10 @@ pub(crate) struct Sink {
 impl Sink {
     fn report(&self, at: At, message: String) {
         self.problems.borrow_mut().push(Problem { at, message });
+    }
+
+    fn warn(&self, at: At, message: String) {
+        self.warnings.borrow_mut().push(Problem { at, message });
     }
 
     fn ignore(&self, path: &str) {
@@ -433,21 +440,31 @@ fn generalize(path: &str) -> String {
     out
 }
 
-/// Which keys a struct accepts and ignores; the raw module supplies it.
-pub(crate) type IgnoredKeys = fn(struct_name: &str) -> &'static [&'static str];
+/// What a struct does with a key it has no field for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Extra {
+    /// Only concerns proxying: set aside for the one "ignoring" warning.
+    Ignored,
+    /// A Pomerium name (of its config file or its Helm values) with no field
+    /// here: `message` says what to write instead. Refused when `error`,
+    /// else accepted, ignored and warned about at its line and column.
+    Hint { message: &'static str, error: bool },
+    /// Refused, with a "did you mean" when it looks like a typo.
+    Unknown,
+}
+
+/// How a struct (by serde's name for it) treats a key it has no field for;
+/// the raw module supplies it.
+pub(crate) type KeyRules = fn(struct_name: &str, key: &str) -> Extra;
 
 /// Deserialize `T` from `node`, recording problems in `sink`. `None` only
 /// when the node as a whole has the wrong shape (also recorded).
 pub(crate) fn deserialize<'a, T: Deserialize<'a>>(
     node: &'a Node,
     sink: &'a Sink,
-    ignored: IgnoredKeys,
+    rules: KeyRules,
 ) -> Option<T> {
-    match T::deserialize(NodeDe {
-        node,
-        sink,
-        ignored,
-    }) {
+    match T::deserialize(NodeDe { node, sink, rules }) {
         Ok(value) => Some(value),
         Err(e) => {
             if !e.reported {
@@ -490,7 +507,7 @@ impl de::Error for DeError {
 pub(crate) struct NodeDe<'a> {
     node: &'a Node,
     sink: &'a Sink,
-    ignored: IgnoredKeys,
+    rules: KeyRules,
 }
 
 impl<'a> NodeDe<'a> {
@@ -594,8 +611,9 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
         }
     }
 
-    /// Unknown keys are reported (and proxy-only ones set aside) here, so
-    /// the derived visitor, for all its `deny_unknown_fields`, never fails.
+    /// Unknown keys are reported (proxy-only ones set aside, Pomerium names
+    /// answered with their hint) here, so the derived visitor, for all its
+    /// `deny_unknown_fields`, never fails.
     fn deserialize_struct<V: Visitor<'a>>(
         self,
         name: &'static str,
@@ -605,17 +623,26 @@ impl<'a> Deserializer<'a> for NodeDe<'a> {
         let Kind::Map(entries) = &self.node.kind else {
             return Err(self.expected("a mapping"));
         };
-        let ignored = (self.ignored)(name);
         let mut kept = Vec::with_capacity(entries.len());
         for entry in entries {
             let key = &entry.0;
             if fields.contains(&key.name.as_str()) {
                 kept.push(entry);
-            } else if ignored.contains(&key.name.as_str()) {
-                self.sink.ignore(&key.at.path);
-            } else {
-                self.sink
-                    .report(key.at.clone(), unknown_key(&key.name, fields));
+                continue;
+            }
+            match (self.rules)(name, &key.name) {
+                Extra::Ignored => self.sink.ignore(&key.at.path),
+                Extra::Hint {
+                    message,
+                    error: true,
+                } => self.sink.report(key.at.clone(), message.to_owned()),
+                Extra::Hint {
+                    message,
+                    error: false,
+                } => self.sink.warn(key.at.clone(), message.to_owned()),
+                Extra::Unknown => self
+                    .sink
+                    .report(key.at.clone(), unknown_key(&key.name, fields)),
             }
         }
         v.visit_map(MapDe {
@@ -828,8 +855,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
-    fn no_ignored(_: &str) -> &'static [&'static str] {
-        &[]
+    fn no_ignored(_: &str, _: &str) -> Extra {
+        Extra::Unknown
     }
 
     /// Plain scalars that YAML types as numbers keep their source text when a

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::node::{Entries, Val};
+use super::node::{Entries, Extra, Val};
 
 /// A list whose elements each keep their own location.
 pub(crate) type List<T> = Val<Vec<Val<T>>>;
@@ -27,7 +27,9 @@ pub(crate) struct RawConfig {
     pub idp_client_secret: Option<Val<String>>,
     /// A file holding the client secret (surrounding whitespace trimmed).
     pub idp_client_secret_file: Option<Val<String>>,
-    /// Scopes to request. Default `openid email profile groups offline_access`.
+    /// Scopes to request: a list, or one string of them separated by spaces
+    /// or commas (as OAuth and Pomerium write them). Default `openid email
+    /// profile groups offline_access`.
     pub idp_scopes: Option<List<String>>,
     /// A PEM bundle trusted for the provider's TLS, besides the system roots.
     pub idp_ca_file: Option<Val<String>>,
@@ -184,7 +186,6 @@ pub(crate) const PROXY_ONLY_KEYS: &[&str] = &[
     "default_upstream_timeout",
     "grpc_insecure",
     "http_redirect_addr",
-    "insecure_server",
     "services",
     "shared_secret",
     "shared_secret_file",
@@ -222,12 +223,83 @@ pub(crate) const PROXY_ONLY_ROUTE_KEYS: &[&str] = &[
     "to",
 ];
 
-/// The ignore list for a raw struct, by serde's name for it.
-pub(crate) fn ignored_keys(struct_name: &str) -> &'static [&'static str] {
-    match struct_name {
-        "RawConfig" => PROXY_ONLY_KEYS,
-        "RawRoute" => PROXY_ONLY_ROUTE_KEYS,
-        _ => &[],
+/// A Pomerium name with no key of its own here, and what to do instead.
+pub(crate) struct PomeriumKey {
+    pub key: &'static str,
+    pub message: &'static str,
+    /// Refused (it has another name here, so ignoring it would change what
+    /// the file does); otherwise accepted, ignored and warned about.
+    pub error: bool,
+    /// Pomerium also reads it from the environment (`INSECURE_SERVER`).
+    pub from_env: bool,
+}
+
+const TLS_AT_PROXY: &str = "authgate never terminates TLS: it serves plain HTTP and the proxy in front      (nginx, ingress-nginx, Envoy) terminates TLS for browsers; ignored, remove it";
+
+/// Top-level names a Pomerium user brings along (from its config file, or
+/// its Helm chart's `config:` block) that are not keys of authgate.yaml.
+pub(crate) const POMERIUM_KEYS: &[PomeriumKey] = &[
+    PomeriumKey {
+        key: "rootDomain",
+        message: "Pomerium's Helm value; in authgate.yaml the domain is two keys: `cookie_domain: <domain>`                   (one login for every host under it) and `authenticate_service_url: https://authenticate.<domain>`                   (the login host)",
+        error: true,
+        from_env: false,
+    },
+    PomeriumKey {
+        key: "root_domain",
+        message: "no such key; write `cookie_domain: <domain>` (one login for every host under it) and                   `authenticate_service_url: https://authenticate.<domain>` (the login host)",
+        error: true,
+        from_env: false,
+    },
+    PomeriumKey {
+        key: "insecure",
+        message: TLS_AT_PROXY,
+        error: false,
+        from_env: false,
+    },
+    PomeriumKey {
+        key: "insecure_server",
+        message: TLS_AT_PROXY,
+        error: false,
+        from_env: true,
+    },
+    PomeriumKey {
+        key: "idp_service_account",
+        message: "not needed: authgate reads groups from the ID token's `groups` claim (scope `groups`),                   not from a directory API; ignored, remove it (it may hold a credential)",
+        error: false,
+        from_env: true,
+    },
+    PomeriumKey {
+        key: "authenticate_callback_path",
+        message: "the callback is always `/oauth2/callback` under `authenticate_service_url`: register that                   URL at the provider and remove this key",
+        error: true,
+        from_env: true,
+    },
+    PomeriumKey {
+        key: "debug",
+        message: "Pomerium's human-readable logs: write `log_format: pretty`, and `log_level: debug` for details",
+        error: true,
+        from_env: false,
+    },
+];
+
+/// What a raw struct (by serde's name for it) does with a key it has no
+/// field for.
+pub(crate) fn extra_key(struct_name: &str, key: &str) -> Extra {
+    let (ignored, pomerium): (&[&str], &[PomeriumKey]) = match struct_name {
+        "RawConfig" => (PROXY_ONLY_KEYS, POMERIUM_KEYS),
+        "RawRoute" => (PROXY_ONLY_ROUTE_KEYS, &[]),
+        _ => (&[], &[]),
+    };
+    if ignored.contains(&key) {
+        return Extra::Ignored;
+    }
+    match pomerium.iter().find(|p| p.key == key) {
+        Some(p) => Extra::Hint {
+            message: p.message,
+            error: p.error,
+        },
+        None => Extra::Unknown,
     }
 }
 

@@ -603,7 +603,7 @@ fn routes_alias() {
 #[test]
 fn proxy_only_keys_make_one_warning() {
     let text = format!(
-        "{}insecure_server: true\ncertificate_file: /tls/cert.pem\nautocert: false\n\
+        "{}certificate_file: /tls/cert.pem\nautocert: false\n\
          policy:\n  - from: https://a.example.com\n    to: http://a:80\n    preserve_host_header: true\n    allow_any_authenticated_user: true\n\
          \x20 - from: https://b.example.com\n    to: [http://b:80]\n    tls_skip_verify: true\n    allow_any_authenticated_user: true\n",
         minimal()
@@ -613,7 +613,7 @@ fn proxy_only_keys_make_one_warning() {
         loaded.warnings,
         [
             "authgate.yaml: ignoring keys that only concern proxying (nginx or Envoy proxies, authgate only decides): \
-          insecure_server, certificate_file, autocert, policy[].to, policy[].preserve_host_header, \
+          certificate_file, autocert, policy[].to, policy[].preserve_host_header, \
           policy[].tls_skip_verify, env SHARED_SECRET"
         ]
     );
@@ -878,5 +878,181 @@ fn serving_key_errors() {
         assert_eq!(errs.len(), 1, "{line}: {errs:?}");
         assert!(errs[0].starts_with("authgate.yaml:6:"), "{}", errs[0]);
         assert!(errs[0].contains(want), "{line}: {}", errs[0]);
+    }
+}
+
+/// Scopes as OAuth and Pomerium write them: one string separated by spaces
+/// or commas, in the file or the environment, as well as a list.
+#[test]
+fn idp_scopes_as_text() {
+    let all = ["openid", "profile", "email", "groups", "offline_access"];
+    for value in [
+        "\"openid profile email groups offline_access\"",
+        "\"openid,profile,email,groups,offline_access\"",
+        "[openid, \"profile email\", groups, offline_access]",
+    ] {
+        let loaded = parse(&format!("{}idp_scopes: {value}\n", minimal())).unwrap();
+        assert_eq!(loaded.config.idp.scopes, all, "{value}");
+        assert!(
+            loaded.warnings.iter().all(|w| !w.contains("idp_scopes")),
+            "{value}: {:?}",
+            loaded.warnings
+        );
+    }
+    let c = parse_env(
+        &minimal(),
+        &[("IDP_SCOPES", "openid profile email, groups")],
+    )
+    .unwrap()
+    .config;
+    assert_eq!(c.idp.scopes, ["openid", "profile", "email", "groups"]);
+    // One error, where it is, and no second one about `openid`.
+    assert_eq!(
+        errors(&format!("{}idp_scopes: [openid, \" \"]\n", minimal())),
+        ["authgate.yaml:6:22: idp_scopes[1]: an empty scope"]
+    );
+    assert_eq!(
+        errors(&format!("{}idp_scopes: \"email profile\"\n", minimal())),
+        ["authgate.yaml:6:13: idp_scopes: must contain `openid`"]
+    );
+}
+
+/// Pomerium's names that are not keys here say what to do, at their line
+/// and column: refused when they have another name here, accepted with a
+/// warning when they mean nothing here. Values are never quoted.
+#[test]
+fn pomerium_names_get_hints() {
+    let text = format!(
+        "{}rootDomain: example.com\ninsecure: true\ninsecure_server: true\nidp_service_account: c2VjcmV0LWpzb24=\n",
+        minimal()
+    );
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("authgate.yaml:6:1: rootDomain: Pomerium's Helm value; in authgate.yaml the domain is two keys: `cookie_domain: <domain>`"),
+        "{}",
+        errs[0]
+    );
+    let loaded = parse(&text.replace("rootDomain: example.com\n", "")).unwrap();
+    let w = &loaded.warnings;
+    assert!(
+        w[0].starts_with("authgate.yaml:6:1: insecure: authgate never terminates TLS"),
+        "{w:?}"
+    );
+    assert!(
+        w[1].starts_with("authgate.yaml:7:1: insecure_server: authgate never terminates TLS"),
+        "{w:?}"
+    );
+    assert!(w[2].starts_with("authgate.yaml:8:1: idp_service_account: not needed: authgate reads groups from the ID token"), "{w:?}");
+    assert!(!w.join("\n").contains("c2VjcmV0"), "{w:?}");
+    let errs = errors(&format!(
+        "{}root_domain: example.com\ndebug: true\n",
+        minimal()
+    ));
+    assert!(
+        errs[0].starts_with(
+            "authgate.yaml:6:1: root_domain: no such key; write `cookie_domain: <domain>`"
+        ),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with(
+            "authgate.yaml:7:1: debug: Pomerium's human-readable logs: write `log_format: pretty`"
+        ),
+        "{errs:?}"
+    );
+    // From the environment, as Pomerium reads them.
+    let loaded = parse_env(&minimal(), &[("INSECURE_SERVER", "true")]).unwrap();
+    assert!(
+        loaded.warnings[0]
+            .starts_with("env INSECURE_SERVER: insecure_server: authgate never terminates TLS"),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+/// `log_level` takes levels (and directives of levels); Pomerium's names
+/// that differ are mapped; any other word is refused where it is written,
+/// since tracing would read it as a target and log nothing.
+#[test]
+fn log_level_values() {
+    for (value, want) in [
+        ("error", "error"),
+        ("WARN", "warn"),
+        ("warning", "warn"),
+        ("info", "info"),
+        ("debug", "debug"),
+        ("trace", "trace"),
+        ("fatal", "error"),
+        ("panic", "error"),
+        ("disabled", "off"),
+        ("authgate::http=debug, warn", "authgate::http=debug,warn"),
+    ] {
+        let c = parse(&format!("{}log_level: \"{value}\"\n", minimal()))
+            .unwrap_or_else(|e| panic!("{value}: {e}"))
+            .config;
+        assert_eq!(c.log_level, want, "{value}");
+    }
+    let c = parse_env(&minimal(), &[("LOG_LEVEL", "Error")])
+        .unwrap()
+        .config;
+    assert_eq!(c.log_level, "error");
+    for (value, want) in [
+        (
+            "verbose",
+            "authgate.yaml:6:12: log_level: `verbose` is not a log level: write error, warn, info, debug or trace",
+        ),
+        (
+            "authgate=loud",
+            "authgate.yaml:6:12: log_level: `loud` is not a log level",
+        ),
+        (
+            "a b=info",
+            "authgate.yaml:6:12: log_level: `a b` is not a module path",
+        ),
+    ] {
+        let errs = errors(&format!("{}log_level: {value}\n", minimal()));
+        assert_eq!(errs.len(), 1, "{value}: {errs:?}");
+        assert!(errs[0].starts_with(want), "{value}: {}", errs[0]);
+    }
+}
+
+/// A route admitting by group while `groups` is not requested: a warning at
+/// `idp_scopes` naming the routes; none when the scope is there or no route
+/// needs it.
+#[test]
+fn routes_needing_groups_warn_without_the_scope() {
+    let routes = "policy:\n  - from: https://a.example.com\n    allowed_groups: [devops]\n\
+                  \x20 - from: https://b.example.com\n    allowed_users: [alice@example.com]\n\
+                  \x20 - from: https://c.example.com\n    allowed_idp_claims:\n      groups: [devops]\n";
+    let text = format!("{}idp_scopes: openid email\n{routes}", minimal());
+    let loaded = parse(&text).unwrap();
+    assert_eq!(
+        loaded.warnings,
+        [
+            "authgate.yaml:6:13: idp_scopes: `groups` is not among the scopes, so Dex sends no `groups` claim, \
+          yet policy[0], policy[2] admit by group (`allowed_groups`, `allowed_idp_claims: {groups: …}`): \
+          nobody gets in that way; add `groups`"
+        ]
+    );
+    let loaded = parse_env(
+        &format!("{}{routes}", minimal()),
+        &[("IDP_SCOPES", "openid,email")],
+    )
+    .unwrap();
+    assert!(
+        loaded.warnings[0].starts_with("env IDP_SCOPES: idp_scopes: `groups` is not among"),
+        "{:?}",
+        loaded.warnings
+    );
+    for ok in [
+        format!("{}idp_scopes: openid email groups\n{routes}", minimal()),
+        format!("{}{routes}", minimal()),
+        format!(
+            "{}idp_scopes: openid\npolicy:\n  - from: https://b.example.com\n    allow_any_authenticated_user: true\n",
+            minimal()
+        ),
+    ] {
+        assert!(parse(&ok).unwrap().warnings.is_empty(), "{ok}");
     }
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::duration::parse_duration;
-use super::node::{self, At, Key, Kind, Node, Problem, Sink, Val};
+use super::node::{self, At, Key, Kind, Node, Origin, Problem, Sink, Val};
 use super::raw::{self, List, RawConfig, RawRoute};
 use super::{
     ClaimHeader, Config, CookieConfig, DEFAULT_REFRESH_GRACE, IdpConfig, LogFormat, RouteConfig,
@@ -58,12 +58,14 @@ pub(crate) fn validate(mut root: Node, env: &dyn Fn(&str) -> Option<String>) -> 
         return v.finish(None);
     }
     let env_ignored = apply_env(&mut root, env);
-    let raw: RawConfig = node::deserialize(&root, &sink, raw::ignored_keys).unwrap_or_default();
+    v.pomerium_env(env);
+    let raw: RawConfig = node::deserialize(&root, &sink, raw::extra_key).unwrap_or_default();
     // The raw structs own copies of what they need: free the tree (the
     // larger half of a big policy) before the validated config is built,
     // so the two never share the process's peak memory.
     drop(root);
     v.errors.append(&mut sink.problems.borrow_mut());
+    v.warnings.append(&mut sink.warnings.borrow_mut());
     let config = v.config(&raw);
     let mut ignored = sink.ignored.take();
     ignored.extend(env_ignored);
@@ -155,6 +157,25 @@ impl Validator {
             at: at.clone(),
             message,
         });
+    }
+
+    /// Pomerium's environment variables for names that are not keys here
+    /// (`INSECURE_SERVER`): the same hint as in the file.
+    fn pomerium_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        for p in raw::POMERIUM_KEYS.iter().filter(|p| p.from_env) {
+            let var = p.key.to_ascii_uppercase();
+            if env(&var).is_some_and(|v| !v.trim().is_empty()) {
+                let at = At {
+                    path: p.key.to_owned(),
+                    origin: Origin::Env(var),
+                };
+                if p.error {
+                    self.error(&at, p.message.to_owned());
+                } else {
+                    self.warn(&at, p.message.to_owned());
+                }
+            }
+        }
     }
 
     fn finish(self, config: Option<Config>) -> Outcome {
@@ -260,11 +281,7 @@ impl Validator {
             "json" => Ok(LogFormat::Json),
             other => Err(format!("expected `pretty` or `json`, found `{other}`")),
         });
-        let log_level = self.parsed(&raw.log_level, "info".to_owned(), |s| {
-            tracing_subscriber::EnvFilter::try_new(s)
-                .map(|_| s.to_owned())
-                .map_err(|e| format!("not a log filter (`info`, `authgate=debug,warn`…): {e}"))
-        });
+        let log_level = self.parsed(&raw.log_level, "info".to_owned(), log_filter);
 
         if let Some(url) = &auth_url
             && cookie.as_ref().is_some_and(|c| c.secure)
@@ -280,6 +297,10 @@ impl Validator {
                 "plain-http login host with cookie_secure: true: browsers drop Secure cookies on http, so logins will loop"
                     .to_owned(),
             );
+        }
+
+        if let (Some(idp), Some(routes)) = (&idp, &routes) {
+            self.groups_scope(raw, &idp.scopes, routes);
         }
 
         // Routes without their own `jwt_claims_headers` take the top-level ones.
@@ -309,6 +330,42 @@ impl Validator {
             templates_dir: templates_dir?,
             serving: serving?,
         })
+    }
+
+    /// Routes that admit by group read the `groups` claim, which Dex sends
+    /// only for the `groups` scope: without it they admit nobody that way.
+    fn groups_scope(&mut self, raw: &RawConfig, scopes: &[String], routes: &[RouteConfig]) {
+        if scopes.iter().any(|s| s == "groups") {
+            return;
+        }
+        let key = if raw.routes.is_some() {
+            "routes"
+        } else {
+            "policy"
+        };
+        let by_group: Vec<String> = routes
+            .iter()
+            .filter(|r| {
+                !r.allowed_groups.is_empty()
+                    || r.allowed_idp_claims.iter().any(|(c, _)| c == "groups")
+            })
+            .map(|r| format!("{key}[{}]", r.index))
+            .collect();
+        if by_group.is_empty() {
+            return;
+        }
+        let at = raw
+            .idp_scopes
+            .as_ref()
+            .map_or_else(|| At::key("idp_scopes"), |f| f.at.clone());
+        self.warn(
+            &at,
+            format!(
+                "`groups` is not among the scopes, so Dex sends no `groups` claim, yet {} admit by group \
+                 (`allowed_groups`, `allowed_idp_claims: {{groups: …}}`): nobody gets in that way; add `groups`",
+                by_group.join(", ")
+            ),
+        );
     }
 
     fn serving(&mut self, raw: &RawConfig) -> Option<ServingConfig> {
@@ -426,28 +483,39 @@ impl Validator {
         })
     }
 
+    /// `idp_scopes`: a list, or text holding several separated by spaces or
+    /// commas, as OAuth writes them (`"openid profile email"`) and Pomerium
+    /// takes them (`IDP_SCOPES=openid,email`).
     fn scopes(&mut self, raw: &RawConfig) -> Option<Vec<String>> {
         let Some(field) = &raw.idp_scopes else {
             return Some(DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect());
         };
         field.value.as_ref()?;
-        let scopes = items(&raw.idp_scopes);
-        let mut out: Vec<String> = Vec::with_capacity(scopes.len());
-        for (scope, at) in scopes {
-            let scope = scope.trim();
-            if scope.is_empty() || scope.contains(char::is_whitespace) {
-                self.error(at, "a scope is one word; give a list of them".to_owned());
-                continue;
+        let mut out: Vec<String> = Vec::new();
+        let mut ok = true;
+        for (text, at) in items(&raw.idp_scopes) {
+            let mut words = text
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|w| !w.is_empty())
+                .peekable();
+            if words.peek().is_none() {
+                self.error(at, "an empty scope".to_owned());
+                ok = false;
             }
-            if !DEX_SCOPES.contains(&scope) && !scope.starts_with(DEX_CROSS_CLIENT_PREFIX) {
-                self.warn(
-                    at,
-                    format!("scope `{scope}` is not one Dex knows; Dex answers `invalid_scope` to the whole login"),
-                );
+            for scope in words {
+                if !DEX_SCOPES.contains(&scope) && !scope.starts_with(DEX_CROSS_CLIENT_PREFIX) {
+                    self.warn(
+                        at,
+                        format!("scope `{scope}` is not one Dex knows; Dex answers `invalid_scope` to the whole login"),
+                    );
+                }
+                if !out.iter().any(|s| s == scope) {
+                    out.push(scope.to_owned());
+                }
             }
-            if !out.iter().any(|s| s == scope) {
-                out.push(scope.to_owned());
-            }
+        }
+        if !ok {
+            return None;
         }
         if !out.iter().any(|s| s == "openid") {
             self.error(&field.at, "must contain `openid`".to_owned());
@@ -1025,6 +1093,55 @@ impl Validator {
         }
         out
     }
+}
+
+/// `log_level`: a level, or tracing directives (`authgate=debug,warn`)
+/// whose levels are levels. Pomerium's names that differ are mapped
+/// (`warning` → `warn`, `fatal` and `panic` → `error`, `disabled` → `off`).
+/// Any other word is refused: tracing would take it for a target name and
+/// silence every log.
+fn log_filter(s: &str) -> Result<String, String> {
+    let mut directives = Vec::new();
+    for directive in s.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let (target, level) = match directive.rsplit_once('=') {
+            Some((target, level)) => (Some(target.trim()), level.trim()),
+            None => (None, directive),
+        };
+        let level = match level.to_ascii_lowercase().as_str() {
+            l @ ("off" | "error" | "warn" | "info" | "debug" | "trace") => l.to_owned(),
+            "warning" => "warn".to_owned(),
+            "fatal" | "panic" => "error".to_owned(),
+            "disabled" => "off".to_owned(),
+            _ => {
+                return Err(format!(
+                    "`{level}` is not a log level: write error, warn, info, debug or trace \
+                     (or off), or directives such as `authgate=debug,warn`"
+                ));
+            }
+        };
+        match target {
+            None => directives.push(level),
+            Some(t)
+                if !t.is_empty()
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') =>
+            {
+                directives.push(format!("{t}={level}"));
+            }
+            Some(t) => {
+                return Err(format!(
+                    "`{t}` is not a module path (as in `authgate::http=debug`)"
+                ));
+            }
+        }
+    }
+    if directives.is_empty() {
+        return Err("must not be empty: write error, warn, info, debug or trace".to_owned());
+    }
+    let filter = directives.join(",");
+    tracing_subscriber::EnvFilter::try_new(&filter)
+        .map_err(|e| format!("not a log filter (`info`, `authgate=debug,warn`…): {e}"))?;
+    Ok(filter)
 }
 
 fn positive(d: Duration) -> Result<(), String> {
