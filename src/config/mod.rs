@@ -19,6 +19,7 @@ use zeroize::Zeroizing;
 mod duration;
 mod node;
 mod raw;
+pub mod schema;
 #[cfg(test)]
 mod tests;
 mod validate;

@@ -344,6 +344,25 @@ pub(crate) struct Val<T> {
     pub value: Option<T>,
 }
 
+/// In the schema a located value is just the value.
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Val<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        T::schema_id()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+}
+
 /// The newtype name by which [`Val`] asks [`NodeDe`] for its location.
 const VAL_MARKER: &str = "__authgate_config_val";
 
@@ -370,6 +389,24 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Val<T> {
 
 /// A mapping kept in file order (for `allowed_idp_claims`).
 pub(crate) struct Entries<T>(pub Vec<(String, T)>);
+
+/// In the schema: an object whose every value is a `T`.
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Entries<T> {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        format!("Entries_{}", T::schema_name()).into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "additionalProperties": generator.subschema_for::<T>(),
+        })
+    }
+}
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Entries<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

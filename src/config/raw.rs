@@ -2,6 +2,7 @@
 //! before defaults and validation. Every field is optional here; `validate`
 //! says which are required. Durations, URLs and secrets are still strings.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -11,7 +12,8 @@ use super::node::{Entries, Extra, Val};
 pub(crate) type List<T> = Val<Vec<Val<T>>>;
 
 /// The top level of `authgate.yaml`.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
+#[schemars(title = "authgate.yaml")]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     /// The login host's public base URL, e.g. `https://auth.example.com`.
@@ -129,7 +131,7 @@ pub(crate) struct RawConfig {
 }
 
 /// One `policy`/`routes` entry as written.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRoute {
     /// A stable name for logs and metrics; unique. Default: the position.

@@ -30,6 +30,7 @@ mod packaging;
 mod pages;
 mod print;
 mod reload;
+mod schema;
 mod serving;
 mod sessions;
 mod stack_selftest;
