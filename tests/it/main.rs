@@ -14,6 +14,7 @@ mod cli;
 mod dex_bearer;
 mod dex_browser;
 mod dex_refresh;
+mod docs_links;
 mod envoy_examples;
 mod faults;
 mod fixture;

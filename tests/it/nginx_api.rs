@@ -2,7 +2,7 @@
 //! picks between the sign-in redirect and the 401): programs without a
 //! session get authgate's 401 and `WWW-Authenticate`, browsers the sign-in
 //! redirect, and a valid Bearer token from the provider reaches the app.
-//! Plus: the README shows the very `map` the example runs.
+//! Plus: the documentation shows the very `map` the example runs.
 
 use crate::fixture::{CLIENT_ID, header};
 use crate::nginx_flow::{Site, site};
@@ -130,14 +130,15 @@ async fn bearer_tokens_through_nginx() {
     assert_eq!(response.status(), 403);
 }
 
-/// The README's API-client section shows the example's `map`s and its
-/// `@api401` location line for line (indentation aside), so the documented
-/// config is the one these tests run.
+/// The front ends page's API-client section (docs/frontends.md) shows the
+/// example's `map`s and its `@api401` location line for line (indentation
+/// aside), so the documented config is the one these tests run.
 #[test]
-fn readme_shows_the_example_map() {
+fn docs_show_the_example_map() {
     let example = std::fs::read_to_string(example_conf()).expect("read the example");
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("read README");
-    let readme_lines: Vec<&str> = readme.lines().map(str::trim).collect();
+    let page = std::fs::read_to_string(repo_root().join("docs/frontends.md"))
+        .expect("read docs/frontends.md");
+    let page_lines: Vec<&str> = page.lines().map(str::trim).collect();
     for (first, last) in [
         (
             "map $http_accept $authgate_wants_html {",
@@ -147,12 +148,12 @@ fn readme_shows_the_example_map() {
     ] {
         let block = block(&example, first, last);
         assert!(block.len() > 3, "{first}: {block:?}");
-        let found = readme_lines
+        let found = page_lines
             .windows(block.len())
             .any(|window| window == block.as_slice());
         assert!(
             found,
-            "README lacks the example's block:\n{}",
+            "docs/frontends.md lacks the example's block:\n{}",
             block.join("\n")
         );
     }
