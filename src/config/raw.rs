@@ -236,20 +236,20 @@ pub(crate) struct PomeriumKey {
     pub from_env: bool,
 }
 
-const TLS_AT_PROXY: &str = "authgate never terminates TLS: it serves plain HTTP and the proxy in front      (nginx, ingress-nginx, Envoy) terminates TLS for browsers; ignored, remove it";
+const TLS_AT_PROXY: &str = "authgate never terminates TLS: it serves plain HTTP and the proxy in front (nginx, ingress-nginx, Envoy) terminates TLS for browsers; ignored, remove it";
 
 /// Top-level names a Pomerium user brings along (from its config file, or
 /// its Helm chart's `config:` block) that are not keys of authgate.yaml.
 pub(crate) const POMERIUM_KEYS: &[PomeriumKey] = &[
     PomeriumKey {
         key: "rootDomain",
-        message: "Pomerium's Helm value; in authgate.yaml the domain is two keys: `cookie_domain: <domain>`                   (one login for every host under it) and `authenticate_service_url: https://authenticate.<domain>`                   (the login host)",
+        message: "Pomerium's Helm value; in authgate.yaml the domain is two keys: `cookie_domain: <domain>` (one login for every host under it) and `authenticate_service_url: https://authenticate.<domain>` (the login host)",
         error: true,
         from_env: false,
     },
     PomeriumKey {
         key: "root_domain",
-        message: "no such key; write `cookie_domain: <domain>` (one login for every host under it) and                   `authenticate_service_url: https://authenticate.<domain>` (the login host)",
+        message: "no such key; write `cookie_domain: <domain>` (one login for every host under it) and `authenticate_service_url: https://authenticate.<domain>` (the login host)",
         error: true,
         from_env: false,
     },
@@ -267,13 +267,13 @@ pub(crate) const POMERIUM_KEYS: &[PomeriumKey] = &[
     },
     PomeriumKey {
         key: "idp_service_account",
-        message: "not needed: authgate reads groups from the ID token's `groups` claim (scope `groups`),                   not from a directory API; ignored, remove it (it may hold a credential)",
+        message: "not needed: authgate reads groups from the ID token's `groups` claim (scope `groups`), not from a directory API; ignored, remove it (it may hold a credential)",
         error: false,
         from_env: true,
     },
     PomeriumKey {
         key: "authenticate_callback_path",
-        message: "the callback is always `/oauth2/callback` under `authenticate_service_url`: register that                   URL at the provider and remove this key",
+        message: "the callback is always `/oauth2/callback` under `authenticate_service_url`: register that URL at the provider and remove this key",
         error: true,
         from_env: true,
     },
