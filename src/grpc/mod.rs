@@ -173,16 +173,10 @@ impl<'a> ClientHeaders<'a> {
         }
     }
 
-    /// Values of every cookie named `name`. Envoy joins repeated `cookie`
-    /// headers (and HTTP/2 cookie crumbs) into one; `,` is split on too, as
-    /// a cookie value cannot contain it (RFC 6265).
+    /// Values of every cookie named `name`
+    /// ([`crate::session::cookie_values`], as every front end).
     fn cookie_values(&self, name: &'a str) -> impl Iterator<Item = &'a str> + use<'a> {
-        self.cookies()
-            .flat_map(|line| line.split([';', ',']))
-            .filter_map(move |pair| {
-                let (key, value) = pair.trim().split_once('=')?;
-                (key == name).then(|| value.trim_matches('"'))
-            })
+        crate::session::cookie_values(self.cookies(), name)
     }
 }
 

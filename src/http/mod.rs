@@ -345,20 +345,18 @@ fn bound_to_host<'t>(target: Target<'t>, query: Option<&str>) -> Result<Target<'
 }
 
 /// Every value of a cookie named `name` across all `Cookie` headers, without
-/// allocating.
+/// allocating ([`crate::session::cookie_values`], as every front end).
 pub(crate) fn session_cookie_values<'h>(
     headers: &'h HeaderMap,
     name: &'h str,
 ) -> impl Iterator<Item = &'h str> + 'h {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| std::str::from_utf8(value.as_bytes()).ok())
-        .flat_map(|line| line.split(';'))
-        .filter_map(move |pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            (key == name).then(|| value.trim_matches('"'))
-        })
+    crate::session::cookie_values(
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| std::str::from_utf8(value.as_bytes()).ok()),
+        name,
+    )
 }
 
 /// The public keys of `X-Auth-Request-Jwt`. Cacheable for a few minutes:

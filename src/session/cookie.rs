@@ -1,7 +1,8 @@
 //! The session cookie's attributes, in one place: the login sets the
 //! cookie, a decision re-issues it after a secret rotation, sign-out clears
 //! it, and all three must agree on name, domain and flags or the browser
-//! would keep two cookies.
+//! would keep two cookies. And the one parser of `Cookie` headers every
+//! front end reads it with.
 
 use std::time::Duration;
 
@@ -98,5 +99,41 @@ mod tests {
             .unwrap();
         assert!(!host_only.to_str().unwrap().contains("Domain"));
         assert!(host_only.to_str().unwrap().contains("Max-Age=0"));
+    }
+}
+
+/// Every value of the cookie `name` in `lines` (the text of each `Cookie`
+/// header), in order, without allocating. Pairs are split on `;` and on
+/// `,` too: Envoy joins repeated `cookie` headers (and HTTP/2 cookie
+/// crumbs) with `,`, and a cookie value cannot contain one (RFC 6265). A
+/// quoted value is unquoted.
+pub fn cookie_values<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> {
+    lines
+        .into_iter()
+        .flat_map(|line| line.split([';', ',']))
+        .filter_map(move |pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then(|| value.trim_matches('"'))
+        })
+}
+
+#[cfg(test)]
+mod parser_tests {
+    use super::cookie_values;
+
+    /// Every value of the name, across lines and both separators; a name
+    /// that only starts with it is not taken.
+    #[test]
+    fn finds_every_value_of_a_name() {
+        let lines = [
+            "a=1; _authgate=first; _authgate_login_x=no",
+            "_authgate=\"second\", b=2,_authgate=third",
+        ];
+        let values: Vec<_> = cookie_values(lines, "_authgate").collect();
+        assert_eq!(values, ["first", "second", "third"]);
+        assert_eq!(cookie_values(["x"], "_authgate").count(), 0);
     }
 }

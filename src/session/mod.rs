@@ -30,7 +30,7 @@ pub(crate) mod conformance;
 pub(crate) mod test_redis;
 
 pub use self::redis::{CHANGES_CHANNEL, Credentials, RedisStore, RedisTarget};
-pub use cookie::SessionCookie;
+pub use cookie::{SessionCookie, cookie_values};
 pub use embedded::EmbeddedStore;
 pub use manager::{
     COOKIE_VALUE_LEN, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL, Resolved, SessionError, Sessions,
