@@ -813,10 +813,13 @@ impl Validator {
             );
         }
         for (field, name) in [(&raw.prefix, "prefix"), (&raw.path, "path")] {
-            if let Some((s, at)) = get(field)
-                && !s.starts_with('/')
-            {
+            let Some((s, at)) = get(field) else { continue };
+            if !s.starts_with('/') {
                 self.error(at, format!("`{name}` must start with `/`, found `{s}`"));
+            } else if let Err(reason) = crate::policy::target::canonical_path(s) {
+                // The policy matches it as it canonicalises request paths:
+                // what it could not canonicalise, `serve` would refuse.
+                self.error(at, format!("`{name}` `{s}`: {reason}"));
             }
         }
         if let Some((re, at)) = get(&raw.regex)
@@ -1319,6 +1322,13 @@ fn parse_from(s: &str) -> Result<Url, String> {
     }
     if name.is_empty() {
         return Err(format!("`{s}` has no host"));
+    }
+    // The host as requests' hosts are normalised (letters, digits, `-` and
+    // dots; an IP literal), so that what passes here the policy can match.
+    if name != "*" && crate::policy::target::normalize_host(name).is_err() {
+        return Err(format!(
+            "`{s}`: the host must be a DNS name (letters, digits, `-`), an IP literal or a `*.` wildcard"
+        ));
     }
     if bare != host {
         url.set_host(Some(bare))

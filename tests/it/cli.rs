@@ -371,3 +371,62 @@ async fn demo_login(http: &openidconnect::reqwest::Client, base: &str, user: &st
     assert_eq!(response.status(), 302);
     session_cookie(&response).expect("session cookie")
 }
+
+/// `check-config` and `serve` agree: every invalid route below is refused
+/// by both, with exit status 64 and the same message naming the file, line
+/// and column, and `serve` binds nothing. (What `serve` would refuse,
+/// `check-config` reports.)
+#[test]
+fn check_config_and_serve_agree_on_invalid_routes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = "authenticate_service_url: https://auth.example.com\n\
+                idp_provider_url: https://dex.example.com/dex\n\
+                idp_client_id: authgate\n\
+                idp_client_secret: client-secret\n\
+                cookie_secret: lOPkHX6t3yWTBJXzh8uuLw4Lx0zmrmgGWDn3wSIW5Mw=\n\
+                session_store: memory\n\
+                address: 127.0.0.1:1\n\
+                grpc_address: 127.0.0.1:1\n\
+                policy:\n";
+    for route in [
+        "  - from: ftp://hello.example.com\n",
+        "  - from: https://\n",
+        "  - from: https://hel_lo.example.com\n",
+        "  - from: https://user@hello.example.com\n",
+        "  - from: https://hello.example.com/path\n",
+        "  - from: https://hello.example.com\n    prefix: /a\n    path: /b\n",
+        "  - from: https://hello.example.com\n    prefix: a\n",
+        "  - from: https://hello.example.com\n    prefix: /a%zz\n",
+        "  - from: https://hello.example.com\n    path: /a/../../b\n",
+        "  - from: https://hello.example.com\n    regex: \"(\"\n",
+        "  - from: https://hello.example.com\n    allowed_domains: [\"@example.com\"]\n",
+        "  - from: https://hello.example.com\n    allowed_idp_claims:\n      groups: [[a]]\n",
+        "  - id: a\n    from: https://hello.example.com\n  - id: a\n    from: https://other.example.com\n",
+    ] {
+        let path = dir.path().join("authgate.yaml");
+        std::fs::write(&path, format!("{base}{route}")).expect("write");
+        let run = |command: &str| {
+            let output = Command::new(BIN)
+                .args([command, "--config"])
+                .arg(&path)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run authgate");
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        };
+        let (check, check_err) = run("check-config");
+        let (serve, serve_err) = run("serve");
+        assert_eq!(check, Some(64), "check-config on {route:?}: {check_err}");
+        assert_eq!(serve, Some(64), "serve on {route:?}: {serve_err}");
+        let location = format!("{}:", path.display());
+        assert!(check_err.contains(&location), "{route:?}: {check_err}");
+        let first = check_err.lines().next().unwrap_or_default();
+        assert!(
+            serve_err.contains(first),
+            "{route:?}:\n{check_err}\n---\n{serve_err}"
+        );
+    }
+}
