@@ -299,36 +299,7 @@ impl Stack {
 
     /// Fills the provider's form; returns the callback URL it redirects to.
     pub async fn provider_login(&self, provider_url: &str, user: &str, password: &str) -> String {
-        let form = self
-            .http
-            .get(provider_url)
-            .send()
-            .await
-            .expect("form")
-            .text()
-            .await
-            .expect("form body");
-        let action = attribute(&form, "action=\"").expect("form action");
-        let req = attribute(&form, "name=\"req\" value=\"").expect("req field");
-        let action = if action.starts_with("http") {
-            action
-        } else {
-            let u = Url::parse(provider_url).expect("provider url");
-            u.join(&action).expect("join").to_string()
-        };
-        let response = self
-            .http
-            .post(action)
-            .form(&[
-                ("req", req.as_str()),
-                ("login", user),
-                ("password", password),
-            ])
-            .send()
-            .await
-            .expect("post form");
-        assert_eq!(response.status(), 303, "the provider should accept {user}");
-        header(&response, "location")
+        provider_login(&self.http, provider_url, user, password).await
     }
 
     /// Calls our callback with the login-state cookie.
@@ -352,6 +323,45 @@ impl Stack {
         assert_eq!(header(&response, "location"), rd);
         session_cookie(&response).expect("session cookie")
     }
+}
+
+/// Fills the development provider's login form at `provider_url` with
+/// `http` (which must not follow redirects); returns the callback URL the
+/// provider redirects to.
+pub async fn provider_login(
+    http: &reqwest::Client,
+    provider_url: &str,
+    user: &str,
+    password: &str,
+) -> String {
+    let form = http
+        .get(provider_url)
+        .send()
+        .await
+        .expect("form")
+        .text()
+        .await
+        .expect("form body");
+    let action = attribute(&form, "action=\"").expect("form action");
+    let req = attribute(&form, "name=\"req\" value=\"").expect("req field");
+    let action = if action.starts_with("http") {
+        action
+    } else {
+        let u = Url::parse(provider_url).expect("provider url");
+        u.join(&action).expect("join").to_string()
+    };
+    let response = http
+        .post(action)
+        .form(&[
+            ("req", req.as_str()),
+            ("login", user),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .expect("post form");
+    assert_eq!(response.status(), 303, "the provider should accept {user}");
+    header(&response, "location")
 }
 
 /// A client that never follows redirects (we assert them).

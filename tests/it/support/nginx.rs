@@ -162,6 +162,16 @@ impl Nginx {
         self.https.port()
     }
 
+    /// The TLS listener every virtual host is on.
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https
+    }
+
+    /// The CA of nginx's certificate, PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
     /// `https://<sub>.<domain>:<port><path>`, e.g. `url("hello", "/x?q=1")`.
     pub fn url(&self, sub: &str, path: &str) -> String {
         format!("https://{sub}.{}:{}{path}", self.domain, self.https.port())
