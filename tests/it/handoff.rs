@@ -142,11 +142,11 @@ impl TwoDomains {
     async fn login_at_other(&self, url: &str) -> Login {
         let started = self.start_at_other(url, &[]).await;
         let response = login_from_sign_in(
-            &self.0.stack,
-            &self.0.nginx,
             &self.0.client,
+            &self.0.stack.http,
             &started.sign_in,
             "alice@example.com",
+            &self.0.nginx.url("auth", "/oauth2/callback?"),
         )
         .await;
         let line = session_cookie_line(&response).expect("session cookie on the login host");

@@ -10,6 +10,7 @@ mod bearer;
 mod bypass;
 mod caddy_flow;
 mod canonical;
+mod chart_flow;
 mod cli;
 mod dex_bearer;
 mod dex_browser;

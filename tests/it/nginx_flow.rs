@@ -9,7 +9,7 @@ use authgate::config::{Config, RouteConfig};
 use tokio::net::TcpListener;
 use url::Url;
 
-use crate::fixture::{COOKIE, Stack, header, route, session_cookie, set_cookies};
+use crate::fixture::{COOKIE, Stack, header, provider_login, route, session_cookie, set_cookies};
 use crate::support::nginx::{BROWSER_JSON_ACCEPT, DOMAIN, EchoUpstream, Nginx, NginxOptions};
 use crate::support::tls::TestCa;
 use crate::support::upstream::assert_alice_reached_the_app;
@@ -137,18 +137,27 @@ pub(crate) async fn login_through_nginx(
         sign_in.starts_with(&nginx.url("auth", "/oauth2/start?rd=")),
         "{sign_in}"
     );
-    login_from_sign_in(stack, nginx, client, &sign_in, user).await
+    login_from_sign_in(
+        client,
+        &stack.http,
+        &sign_in,
+        user,
+        &nginx.url("auth", "/oauth2/callback?"),
+    )
+    .await
 }
 
-/// From a sign-in URL on the login host: → provider (as `user`, password =
-/// name before the @) → callback, whose answer is returned. Shared with the
-/// handoff tests, whose sign-in begins on another host.
+/// From a sign-in URL on the login host (`client`: the browser, through
+/// nginx): → provider (with `provider`, as `user`, password = name before
+/// the @) → callback (checked to start with `callback`), whose
+/// answer is returned. Shared with the handoff tests, whose sign-in begins
+/// on another host, and the chart's, whose login host is the values'.
 pub(crate) async fn login_from_sign_in(
-    stack: &Stack,
-    nginx: &Nginx,
     client: &openidconnect::reqwest::Client,
+    provider: &openidconnect::reqwest::Client,
     sign_in: &str,
     user: &str,
+    callback: &str,
 ) -> openidconnect::reqwest::Response {
     let get = |url: String, cookie: Option<String>| {
         let mut request = client.get(url);
@@ -159,16 +168,16 @@ pub(crate) async fn login_from_sign_in(
     };
     let response = get(sign_in.to_owned(), None).await;
     assert_eq!(response.status(), 302);
-    let provider = header(&response, "location");
+    let provider_url = header(&response, "location");
     let login_cookie = set_cookies(&response)
         .into_iter()
         .find(|(name, _)| name.starts_with("_authgate_login_"))
         .map(|(n, v)| format!("{n}={v}"))
         .expect("login cookie");
     let password = user.split('@').next().unwrap_or(user);
-    let callback = stack.provider_login(&provider, user, password).await;
-    assert!(callback.starts_with(&nginx.url("auth", "/oauth2/callback?")));
-    let response = get(callback, Some(login_cookie)).await;
+    let to_callback = provider_login(provider, &provider_url, user, password).await;
+    assert!(to_callback.starts_with(callback), "{to_callback}");
+    let response = get(to_callback, Some(login_cookie)).await;
     // 302 back to the page; 200 with the page that posts a handoff token
     // for a host outside the cookie domain.
     assert!(

@@ -8,7 +8,9 @@
 //! - [`tls`]: a throw-away CA and the certificates it issues.
 //! - [`slapd`]: OpenLDAP laid out like FreeIPA, with LDAPS.
 //! - [`dex`]: Dex (built by `scripts/test.sh`) with its LDAP connector.
-//! - [`nginx`]: nginx from `examples/nginx/nginx.conf`.
+//! - [`nginx`]: nginx from `examples/nginx/nginx.conf` (or a whole conf).
+//! - [`ingress_nginx`]: an nginx.conf from Ingress objects, as ingress-nginx
+//!   renders their auth annotations.
 //! - [`caddy`]: Caddy (built by `scripts/test.sh`) from `examples/caddy/Caddyfile`.
 //! - [`upstream`]: the echo app behind nginx or Caddy.
 //! - [`browser`]: headless Chromium through chromedriver (WebDriver).
@@ -22,6 +24,7 @@
 pub mod browser;
 pub mod caddy;
 pub mod dex;
+pub mod ingress_nginx;
 pub mod nginx;
 pub mod process;
 pub mod redis;
