@@ -445,3 +445,122 @@ async fn cross_site_requests_cannot_sign_anyone_out() {
     assert_eq!(header(&response, "location"), url);
     assert_eq!(signed_in().await, 401);
 }
+
+/// `examples/nginx/ingress-nginx.yaml`, run: its Ingresses rendered into
+/// nginx as ingress-nginx renders them (which builds `X-Original-URL` from
+/// the client's `Host`), in front of authgate with `hello.example.com` for
+/// admins and `app.example.org` public. An absolute-form request for hello
+/// with `Host: app.example.org` reaches hello's server block; with the
+/// example's `auth-url …?host=hello.example.com` authgate refuses it, and
+/// with the `?host=` taken out the same request reaches hello's app
+/// anonymously (the bypass the binding closes).
+#[tokio::test]
+async fn ingress_nginx_example_binds_the_decision_to_its_host() {
+    use std::collections::HashMap;
+
+    use crate::support::ingress_nginx::{self, ClusterDns, Layout};
+
+    let mut public = route(1, "https://app.example.org", None, &[]);
+    public.allow_any_authenticated_user = false;
+    public.allow_public_unauthenticated_access = true;
+    let stack = Stack::start_with(
+        vec![
+            route(0, "https://hello.example.com", None, &["admins"]),
+            public,
+        ],
+        |config| {
+            config.authenticate_service_url = url::Url::parse("https://auth.example.com").unwrap();
+            config.cookie.domain = Some("example.com".to_owned());
+        },
+    )
+    .await;
+    let authgate: std::net::SocketAddr = stack.base.trim_start_matches("http://").parse().unwrap();
+    let upstream = EchoUpstream::start().await;
+    let example = std::fs::read_to_string(
+        crate::support::repo_root().join("examples/nginx/ingress-nginx.yaml"),
+    )
+    .unwrap();
+    // The Services the example's Ingresses name, standing in for the
+    // cluster's: the app and authgate.
+    let service = |name: &str, target: &str, port: u16| {
+        serde_json::json!({
+            "kind": "Service",
+            "metadata": { "name": name },
+            "spec": {
+                "type": "ExternalName",
+                "externalName": target,
+                "ports": [{ "port": port, "targetPort": port }],
+            },
+        })
+    };
+    let dns = ClusterDns {
+        namespace: "authgate".to_owned(),
+        names: HashMap::from([
+            ("app.test:80".to_owned(), upstream.addr()),
+            ("authgate.test:4180".to_owned(), authgate),
+            (
+                "authgate.authgate.svc.cluster.local:4180".to_owned(),
+                authgate,
+            ),
+        ]),
+    };
+    let ca = TestCa::new("ingress-nginx example CA");
+    let start = |text: String| {
+        let mut docs = crate::packaging::documents(&text);
+        docs.push(service("hello", "app.test", 80));
+        docs.push(service("authgate", "authgate.test", 4180));
+        let https: std::net::SocketAddr =
+            ([127, 0, 0, 1], crate::support::process::free_port()).into();
+        let (ca, dns) = (&ca, &dns);
+        async move {
+            Nginx::start_conf(ca, "example.com", https, |dir| {
+                let (cert, key) = ca
+                    .issue(&["*.example.com", "*.example.org"], &[])
+                    .write(dir, "nginx");
+                ingress_nginx::conf(
+                    &docs,
+                    dns,
+                    &Layout {
+                        https,
+                        cert,
+                        key,
+                        dir: dir.to_owned(),
+                    },
+                )
+            })
+            .await
+        }
+    };
+    let json = ["Accept: application/json".to_owned()];
+    // hello's page, asked with app.example.org's name: status, app reached.
+    let attack = async |nginx: &Nginx| {
+        let before = upstream.received().len();
+        let (status, _) = nginx
+            .raw_get(
+                "hello",
+                "https://hello.example.com/",
+                "app.example.org",
+                &json,
+            )
+            .await;
+        (status, upstream.received().len() > before)
+    };
+
+    let nginx = start(example.clone()).await;
+    assert_eq!(attack(&nginx).await, (403, false), "{}", nginx.error_log());
+    // What the app's own host is asked is answered as usual.
+    let (status, _) = nginx.raw_get("app", "/", "app.example.org", &json).await;
+    assert_eq!(status, 200);
+    drop(nginx);
+
+    let unbound = example
+        .replace("/oauth2/auth?host=hello.example.com", "/oauth2/auth")
+        .replace("/oauth2/auth?host=app.example.org", "/oauth2/auth");
+    assert_ne!(unbound, example);
+    let nginx = start(unbound).await;
+    assert_eq!(
+        attack(&nginx).await,
+        (200, true),
+        "without the binding the request should get through (else this test proves nothing)"
+    );
+}
