@@ -41,7 +41,7 @@ pub(crate) fn chart() -> PathBuf {
 }
 
 /// Every values file in the chart's `ci/`, each rendered by the tests.
-const CI_VALUES: [&str; 4] = [
+pub(crate) const CI_VALUES: [&str; 4] = [
     "default-values.yaml",
     "multi-replica-values.yaml",
     "pomerium-seed-values.yaml",

@@ -90,3 +90,19 @@ fn examples_validate_against_the_schema() {
         );
     }
 }
+
+/// The authgate.yaml the Helm chart renders from each of its `ci/` values
+/// files (the seed's Pomerium values among them) validates too.
+#[test]
+fn chart_rendered_configs_validate_against_the_schema() {
+    let validator = validator();
+    for values in crate::packaging::CI_VALUES {
+        let docs = crate::packaging::documents(&crate::packaging::template(values));
+        let config = yaml(crate::packaging::authgate_yaml(&docs));
+        assert_eq!(
+            errors(&validator, &config),
+            Vec::<String>::new(),
+            "{values}"
+        );
+    }
+}
