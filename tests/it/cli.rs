@@ -430,3 +430,57 @@ fn check_config_and_serve_agree_on_invalid_routes() {
         );
     }
 }
+
+/// At start `serve` says where users sign in and which redirect URI to
+/// register at the provider, in plain text when its output is not a
+/// terminal (no ANSI colour codes in a file or a journal).
+#[tokio::test]
+async fn serve_logs_the_login_urls_without_colours() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, grpc) = (free_port(), free_port());
+    let path = dir.path().join("authgate.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "authenticate_service_url: https://auth.example.com\n\
+             idp_provider_url: https://dex.example.com/dex\n\
+             idp_client_id: authgate\n\
+             idp_client_secret: client-secret\n\
+             cookie_secret: lOPkHX6t3yWTBJXzh8uuLw4Lx0zmrmgGWDn3wSIW5Mw=\n\
+             session_store: memory\n\
+             address: 127.0.0.1:{port}\n\
+             grpc_address: 127.0.0.1:{grpc}\n\
+             policy:\n  - from: https://hello.example.com\n    allowed_groups: [devops]\n"
+        ),
+    )
+    .expect("write");
+    let log = dir.path().join("serve.log");
+    let mut command = Command::new(BIN);
+    command.args(["serve", "--config"]).arg(&path);
+    let mut serve = ChildGuard::spawn("authgate serve", command, &log);
+    serve
+        .wait_for_port(format!("127.0.0.1:{port}").parse().expect("addr"))
+        .await;
+    // The line follows the bind by microseconds: wait for it, boundedly.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("redirect_uri=") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    serve.kill();
+    assert!(
+        text.contains("redirect_uri=https://auth.example.com/oauth2/callback"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sign_in=https://auth.example.com/oauth2/start"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI escape codes in a file: {text}"
+    );
+}
