@@ -10,11 +10,10 @@
 //! 400, or the catch-all closing the connection (status 0).
 
 use authgate::identity::Identity;
-use tokio::net::TcpListener;
 
 use crate::fixture::{COOKIE, Stack, header, route, session_cookie};
 use crate::nginx_flow::login_through_nginx;
-use crate::support::nginx::{DOMAIN, EchoUpstream, Nginx, NginxOptions, OTHER_DOMAIN};
+use crate::support::nginx::{DOMAIN, EchoUpstream, Nginx, OTHER_DOMAIN};
 use crate::support::tls::TestCa;
 
 struct Site {
@@ -29,14 +28,7 @@ struct Site {
 async fn site() -> Site {
     let ca = TestCa::new("authgate bypass test CA");
     let upstream = EchoUpstream::start().await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let nginx = Nginx::start(NginxOptions {
-        authgate: listener.local_addr().unwrap(),
-        upstream: upstream.addr(),
-        ca: &ca,
-        domain: DOMAIN,
-    })
-    .await;
+    let (nginx, listener) = Nginx::start_example(&ca, &upstream).await;
     let public = |index, from: &str| {
         let mut r = route(index, from, None, &[]);
         r.allow_any_authenticated_user = false;

@@ -203,14 +203,12 @@ async fn caddy_sign_out_and_replay() {
     let url = site.caddy.url("app", "/");
     let cookie = site.login(&url, "alice@example.com").await;
     site.echoed(&url, &cookie).await;
-    let response = site
-        .client
-        .post(site.caddy.url("auth", "/oauth2/sign_out"))
-        .header("Cookie", &cookie)
-        .header("Sec-Fetch-Site", "same-origin")
-        .send()
-        .await
-        .unwrap();
+    let response = crate::fixture::sign_out(
+        &site.client,
+        &site.caddy.url("auth", "/oauth2/sign_out"),
+        &cookie,
+    )
+    .await;
     assert_eq!(response.status(), 200, "{}", site.caddy.log());
     let response = site
         .get(&url, BROWSER_ACCEPT, std::slice::from_ref(&cookie))

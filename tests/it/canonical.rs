@@ -16,10 +16,9 @@
 //!   (or nginx itself answered 400 first).
 
 use authgate::policy::Target;
-use tokio::net::TcpListener;
 
 use crate::fixture::{COOKIE, Stack, route};
-use crate::support::nginx::{DOMAIN, EchoUpstream, Nginx, NginxOptions};
+use crate::support::nginx::{DOMAIN, EchoUpstream, Nginx};
 use crate::support::tls::TestCa;
 
 struct Site {
@@ -33,14 +32,7 @@ struct Site {
 async fn site() -> Site {
     let ca = TestCa::new("authgate canonicalisation test CA");
     let upstream = EchoUpstream::start().await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let nginx = Nginx::start(NginxOptions {
-        authgate: listener.local_addr().unwrap(),
-        upstream: upstream.addr(),
-        ca: &ca,
-        domain: DOMAIN,
-    })
-    .await;
+    let (nginx, listener) = Nginx::start_example(&ca, &upstream).await;
     let hello = nginx.url("hello", "");
     let mut public = route(0, &hello, Some("/public"), &[]);
     public.allow_any_authenticated_user = false;

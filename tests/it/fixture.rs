@@ -409,3 +409,20 @@ fn attribute(html: &str, prefix: &str) -> Option<String> {
     let end = html[start..].find('"')? + start;
     Some(html[start..end].replace("&amp;", "&"))
 }
+
+/// Signs out at `sign_out_url` (a login host's `/oauth2/sign_out`) with
+/// `cookie` (`name=value`), as the sign-out button of one of its own pages
+/// does: a POST from this site.
+pub async fn sign_out(
+    client: &reqwest::Client,
+    sign_out_url: &str,
+    cookie: &str,
+) -> reqwest::Response {
+    client
+        .post(sign_out_url)
+        .header("Cookie", cookie)
+        .header("Sec-Fetch-Site", "same-origin")
+        .send()
+        .await
+        .expect("sign out")
+}

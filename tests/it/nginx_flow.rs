@@ -9,7 +9,9 @@ use authgate::config::{Config, RouteConfig};
 use tokio::net::TcpListener;
 use url::Url;
 
-use crate::fixture::{COOKIE, Stack, header, provider_login, route, session_cookie, set_cookies};
+use crate::fixture::{
+    COOKIE, Stack, header, provider_login, route, session_cookie, set_cookies, sign_out,
+};
 use crate::support::nginx::{BROWSER_JSON_ACCEPT, DOMAIN, EchoUpstream, Nginx, NginxOptions};
 use crate::support::tls::TestCa;
 use crate::support::upstream::assert_alice_reached_the_app;
@@ -238,14 +240,12 @@ async fn nginx_sign_out_and_replay() {
         site.get(&url, std::slice::from_ref(&cookie)).await.status(),
         200
     );
-    let response = site
-        .client
-        .post(site.nginx.url("auth", "/oauth2/sign_out"))
-        .header("Cookie", &cookie)
-        .header("Sec-Fetch-Site", "same-origin")
-        .send()
-        .await
-        .unwrap();
+    let response = sign_out(
+        &site.client,
+        &site.nginx.url("auth", "/oauth2/sign_out"),
+        &cookie,
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let response = site.get(&url, &[cookie]).await;
     assert_eq!(response.status(), 302);

@@ -495,14 +495,12 @@ async fn replicas_behind_nginx() {
 
     // Sign-out through nginx (whichever replica answers it): the old
     // cookie is refused by every replica within a second.
-    let signed_out = site
-        .client
-        .post(site.nginx.url("auth", "/oauth2/sign_out"))
-        .header("Cookie", &cookie)
-        .header("Sec-Fetch-Site", "same-origin")
-        .send()
-        .await
-        .unwrap();
+    let signed_out = crate::fixture::sign_out(
+        &site.client,
+        &site.nginx.url("auth", "/oauth2/sign_out"),
+        &cookie,
+    )
+    .await;
     assert!(signed_out.status().is_success(), "{}", signed_out.status());
     let start = Instant::now();
     loop {

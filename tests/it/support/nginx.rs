@@ -128,6 +128,26 @@ impl Nginx {
         }
     }
 
+    /// nginx from the example in front of `upstream`, for the test domain,
+    /// with authgate to be started on the listener returned (bound now, so
+    /// nginx can point at it before authgate's routes are known).
+    pub async fn start_example(
+        ca: &TestCa,
+        upstream: &EchoUpstream,
+    ) -> (Nginx, tokio::net::TcpListener) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind authgate");
+        let nginx = Nginx::start(NginxOptions {
+            authgate: listener.local_addr().expect("addr"),
+            upstream: upstream.addr(),
+            ca,
+            domain: DOMAIN,
+        })
+        .await;
+        (nginx, listener)
+    }
+
     /// nginx from a configuration written elsewhere (`authgate print
     /// nginx` inside a wrapper): `conf(dir)` renders the whole file for the
     /// prefix `dir` (which has `logs/` and `state/`), whose servers listen
