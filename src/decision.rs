@@ -590,8 +590,8 @@ impl Decider {
         let verdict = policy.evaluate(target, identity);
         // A method the route never serves is refused whoever asks: a 403,
         // not a sign-in.
-        if verdict.route().is_some()
-            && let Some(route) = policy.refuses_method(target, method)
+        if let Some(route) = verdict.route()
+            && let Some(route) = policy.refuses_method(target, route, method)
         {
             return Decision::Deny {
                 route: Some(route),

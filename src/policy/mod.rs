@@ -375,14 +375,26 @@ impl Policy {
     /// A route serving some reading of `target`'s path that does not admit
     /// `method` (`allowed_methods`; any method when it has none, none when
     /// the method is unknown); `None` when every reading's route admits it.
-    /// `POST /ro/../rw/x` is refused by a GET-only `/ro`.
-    pub fn refuses_method(&self, target: &Target<'_>, method: Option<&str>) -> Option<RouteId> {
+    /// `POST /ro/../rw/x` is refused by a GET-only `/ro`. `route` is the
+    /// one [`Policy::evaluate`] found: with a single reading (the common
+    /// case) it is that reading's, and nothing is looked up again.
+    pub fn refuses_method(
+        &self,
+        target: &Target<'_>,
+        route: RouteId,
+        method: Option<&str>,
+    ) -> Option<RouteId> {
+        let admits = |index: u32| {
+            let route = &self.routes[index as usize];
+            route.methods.is_empty()
+                || method.is_some_and(|m| route.methods.iter().any(|allowed| **allowed == *m))
+        };
+        if target.path_without_params.is_none() && target.path_with_dots.is_none() {
+            return (!admits(route.0)).then_some(route);
+        }
         readings(target).find_map(|path| {
             let index = self.find(target, path)?;
-            let route = &self.routes[index as usize];
-            let admitted = route.methods.is_empty()
-                || method.is_some_and(|m| route.methods.iter().any(|allowed| **allowed == *m));
-            (!admitted).then_some(RouteId(index))
+            (!admits(index)).then_some(RouteId(index))
         })
     }
 
