@@ -18,6 +18,7 @@ mod cookie;
 mod embedded;
 mod manager;
 mod memory;
+mod open;
 mod record;
 mod redis;
 mod seal;
@@ -37,9 +38,10 @@ pub use manager::{
     touch_interval,
 };
 pub use memory::MemoryStore;
+pub use open::open_store;
 pub use record::{EncodeError, SessionRecord};
 pub use seal::{MAX_SEALED_LEN, Purpose, SECRET_LEN, SealError, Sealer};
 pub use store::{
-    ChangeFeed, KEY_PREFIX, SessionStore, StoreChange, StoreError, StoreFuture, open_store,
-    parse_store_key, store_key,
+    ChangeFeed, KEY_PREFIX, SessionStore, StoreChange, StoreError, StoreFuture, parse_store_key,
+    store_key,
 };
