@@ -31,9 +31,9 @@ pub enum ServerError {
     #[error("policy: {0}")]
     Policy(String),
     #[error("cookie secrets: {0}")]
-    Secrets(String),
+    Secrets(#[from] crate::session::SealError),
     #[error("session store: {0}")]
-    Store(String),
+    Store(#[from] crate::session::StoreError),
     #[error(transparent)]
     Oidc(#[from] OidcError),
     #[error("assertion signing key: {0}")]
@@ -74,8 +74,7 @@ pub fn refresh_policy(config: &Config) -> RefreshPolicy {
 impl App {
     /// Assembles the service, opening the configured session store.
     pub fn new(config: Config, clock: SharedClock) -> Result<Arc<App>, ServerError> {
-        let store = open_store(&config.session_store, clock.clone())
-            .map_err(|e| ServerError::Store(e.to_string()))?;
+        let store = open_store(&config.session_store, clock.clone())?;
         App::with_store(config, store, clock)
     }
 
@@ -102,8 +101,7 @@ impl App {
         // The routes live on compiled in the decider's policy; the list is
         // dropped (for 1,000 routes, some 350 KB nobody reads again).
         let policy = Arc::new(compile_policy(&std::mem::take(&mut config.routes))?);
-        let sealer = Sealer::new(&config.cookie.secret, &config.cookie.previous_secrets)
-            .map_err(|e| ServerError::Secrets(e.to_string()))?;
+        let sealer = Sealer::new(&config.cookie.secret, &config.cookie.previous_secrets)?;
         let handoffs = Handoffs::new(
             store.clone(),
             clock.clone(),
