@@ -12,6 +12,7 @@ mod caddy_flow;
 mod canonical;
 mod chart_flow;
 mod cli;
+mod decider;
 mod dex_bearer;
 mod dex_browser;
 mod dex_refresh;
