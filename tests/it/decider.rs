@@ -89,6 +89,18 @@ fn outcome(decision: &Decision) -> Outcome {
     }
 }
 
+/// One row: name, URL, cookie, method, preflight, the outcome both paths
+/// must answer, and whether the synchronous path can answer it at all.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    &'a str,
+    bool,
+    Outcome,
+    bool,
+);
+
 const ASKER: Asker<'static> = Asker {
     front_end: FrontEnd::Nginx,
     request_id: None,
@@ -140,7 +152,7 @@ async fn both_decide_paths_agree() {
     let app = "https://app.example.com/x";
     let api = "https://app.example.com/api/items";
     let other = "https://other.example.com/";
-    let cases: [(&str, &str, Option<&str>, &str, bool, Outcome, bool); 11] = [
+    let cases: [Case; 11] = [
         (
             "no session",
             app,
