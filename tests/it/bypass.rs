@@ -171,13 +171,7 @@ async fn the_login_host_exposes_only_the_login() {
         &site.nginx.url("hello", "/x"),
     )
     .await;
-    for path in [
-        "/oauth2/auth",
-        "/metrics",
-        "/forward-auth",
-        "/forward-auth/x",
-        "/healthz",
-    ] {
+    for path in crate::support::HIDDEN_ON_THE_LOGIN_HOST {
         let response = client
             .get(site.nginx.url("auth", path))
             .header("X-Original-URL", site.nginx.url("app2", "/"))

@@ -257,12 +257,7 @@ async fn caddy_login_host_exposes_only_the_login() {
     let site = site().await;
     let app = site.caddy.url("app", "/");
     let cookie = site.login(&app, "alice@example.com").await;
-    for path in [
-        "/oauth2/auth",
-        "/forward-auth",
-        "/forward-auth/x",
-        "/metrics",
-    ] {
+    for path in crate::support::HIDDEN_ON_THE_LOGIN_HOST {
         let response = site
             .client
             .get(site.caddy.url("auth", path))

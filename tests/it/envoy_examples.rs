@@ -199,15 +199,11 @@ pub(crate) fn check_common(
             other => panic!("{path} on the login host: {other:?}"),
         }
     }
-    for path in [
-        "/oauth2/auth",
-        "/metrics",
-        "/forward-auth",
-        "/forward-auth/x",
-        "/healthz",
-        "/oauth2/startx",
-        "/x/oauth2/start",
-    ] {
+    let lookalikes = ["/oauth2/startx", "/x/oauth2/start"];
+    for path in crate::support::HIDDEN_ON_THE_LOGIN_HOST
+        .into_iter()
+        .chain(lookalikes)
+    {
         match first_match(path) {
             Some(Action::DirectResponse(answer)) => assert_eq!(answer.status, 404, "{path}"),
             other => panic!("{path} on the login host reaches {other:?}"),

@@ -108,6 +108,17 @@ pub fn cached_go_tool(name: &str, version_key: &str, env_var: &str) -> PathBuf {
     cached_tool(name, env_var, version_key, |v| format!("{name}-{v}/{name}"))
 }
 
+/// What a login host must never expose: the decision endpoints (anyone
+/// could ask about any URL and read identity headers back), metrics and
+/// health. Every example's login host answers these with 404.
+pub const HIDDEN_ON_THE_LOGIN_HOST: [&str; 5] = [
+    "/oauth2/auth",
+    "/metrics",
+    "/forward-auth",
+    "/forward-auth/x",
+    "/healthz",
+];
+
 /// A fresh temporary directory whose name says which test piece owns it.
 pub fn temp_dir(what: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
