@@ -512,15 +512,16 @@ impl Decider {
         }
         for value in session_cookies {
             let resolved = match (self.sessions.resolve(value).await, &self.refresher) {
+                // Another host's cookie names no session here: never
+                // refreshed on its behalf.
+                (Ok(Some(resolved)), _) if !resolved.valid_on(host) => Ok(None),
                 // Not due: a comparison, no I/O.
                 (Ok(Some(resolved)), Some(refresher)) => refresher.check(resolved).await,
                 (other, _) => other,
             };
             match resolved {
-                Ok(Some(resolved)) if resolved.valid_on(host) => {
-                    return Some(self.signed_in(resolved, identified));
-                }
-                Ok(_) => {}
+                Ok(Some(resolved)) => return Some(self.signed_in(resolved, identified)),
+                Ok(None) => {}
                 Err(error) => {
                     tracing::error!(%error, "session store unavailable");
                     return None;
