@@ -194,12 +194,9 @@ impl Decision {
             .filter_map(move |(claim, name)| {
                 let text = match identity.claims.get(claim)? {
                     Value::String(s) => Cow::Borrowed(s.as_str()),
-                    Value::Array(items) => {
-                        let texts: Vec<String> = items.iter().filter_map(scalar_text).collect();
-                        Cow::Owned(crate::identity::header_list(
-                            texts.iter().map(String::as_str),
-                        ))
-                    }
+                    Value::Array(items) => Cow::Owned(crate::identity::header_list(
+                        items.iter().filter_map(scalar_text),
+                    )),
                     other => Cow::Owned(scalar_text(other)?),
                 };
                 Some((name.clone(), HeaderValue::from_str(&text).ok()?))

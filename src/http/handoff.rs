@@ -18,7 +18,7 @@ use cookie::{Cookie, SameSite};
 use serde::Deserialize;
 
 use super::error::AppError;
-use super::login::redirect_with_cookies;
+use super::login::{append_cookie, redirect_with_cookies};
 use super::pages::{self, View};
 use super::session_cookie_values;
 use crate::handoff::{self, Delivery, HandoffError, Handoffs};
@@ -284,9 +284,7 @@ fn deliver(delivery: &Delivery, cookies: &[Cookie<'static>]) -> Response {
         .into_response(),
     );
     for cookie in cookies {
-        if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
-            response.headers_mut().append(header::SET_COOKIE, value);
-        }
+        append_cookie(&mut response, cookie);
     }
     response
 }

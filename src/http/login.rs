@@ -454,7 +454,7 @@ pub(super) fn redirect_with_cookies(location: &str, cookies: &[Cookie<'static>])
     response
 }
 
-fn append_cookie(response: &mut Response, cookie: &Cookie<'_>) {
+pub(super) fn append_cookie(response: &mut Response, cookie: &Cookie<'_>) {
     if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
