@@ -1,7 +1,7 @@
 //! The decision path as `/oauth2/auth` and `Check` run it: open the session
 //! cookie, find the session in the local cache, evaluate a policy of 1,000
 //! routes (the request hits the last one), record the metrics and the log
-//! line, render the identity headers.
+//! line, build the answer nginx gets (identity headers included).
 //!
 //! Also the refusals nginx sees under load: a valid session on a route that
 //! does not admit it (403), and a tampered cookie (401 + sign-in URL).
@@ -19,11 +19,13 @@ use url::Url;
 
 use authgate::clock::{SharedClock, SystemClock};
 use authgate::config::{RouteConfig, Secret};
-use authgate::decision::{Asker, Decider, Decision, Request};
+use authgate::decision::{Answer, Decider, Decision, Mode, Request};
 use authgate::identity::Identity;
+use authgate::in_force::PolicyInForce;
 use authgate::metrics::{FrontEnd, Metrics};
 use authgate::policy::{Policy, Target};
 use authgate::session::{MemoryStore, Sealer, Sessions};
+use authgate::telemetry::Asker;
 
 /// Every route admits group `devops` (the benchmarked user's) but the one
 /// before last, which only admits its own team: the 403 case.
@@ -68,38 +70,41 @@ fn decision_path(c: &mut Criterion) {
     let (cookie, _) = runtime
         .block_on(sessions.create(identity, None, i64::MAX))
         .expect("session");
+    // Warm the cache, as every request after the first finds it warm.
+    runtime
+        .block_on(sessions.resolve(&cookie))
+        .expect("resolved")
+        .expect("a session");
     let policy = Arc::new(Policy::compile(&routes(1000)).expect("policy"));
     let decider = Decider::new(
-        policy,
         sessions,
         &Url::parse("https://auth.example.com").expect("url"),
-    )
-    .with_metrics(Arc::new(Metrics::new()));
-    // What `/oauth2/auth` does per request: translate, decide, record the
-    // metrics and the log line, render the identity headers.
+    );
+    let in_force = PolicyInForce::new(policy, Some(Arc::new(Metrics::new())));
+    // What `/oauth2/auth` does per request on its no-I/O lane: translate,
+    // decide, record the metrics and the log line, build the answer.
     let ask = |url: &str, cookie: &str| {
-        runtime.block_on(async {
-            let decision = decider
-                .decide_for(
-                    Asker {
-                        front_end: FrontEnd::Nginx,
-                        request_id: None,
-                    },
-                    Request {
-                        target: Target::parse(black_box(url)),
-                        session_cookies: std::iter::once(black_box(cookie)),
-                        method: Some("GET"),
-                        authorization: None,
-                        preflight: false,
-                    },
-                )
-                .await;
-            let headers = decision.identity_headers();
-            (decision, headers)
-        })
+        let target = Target::parse(black_box(url));
+        let decision = in_force
+            .decide_now(
+                &decider,
+                Asker {
+                    front_end: FrontEnd::Nginx,
+                    request_id: None,
+                },
+                Request {
+                    target: &target,
+                    session_cookies: std::iter::once(black_box(cookie)),
+                    method: Some("GET"),
+                    authorization: None,
+                    preflight: false,
+                },
+            )
+            .expect("decided without I/O");
+        let answer = Answer::new(&decision, Mode::Subrequest);
+        (decision, answer.upstream)
     };
     let url = "https://app999.example.com/api/items?q=1";
-    // Warm the cache, as every request after the first finds it warm.
     let (decision, headers) = ask(url, &cookie);
     assert!(matches!(decision, Decision::Allow { .. }));
     assert_eq!(headers.len(), 4, "user, email, username, groups");

@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use authgate::decision::{HEADER_EMAIL, HEADER_GROUPS, HEADER_PREFERRED_USERNAME, HEADER_USER};
+use authgate::identity::{HEADER_EMAIL, HEADER_GROUPS, HEADER_PREFERRED_USERNAME, HEADER_USER};
 use envoy_types::ext_authz::v3::pb::{
     Authorization, AuthorizationServer, CheckRequest, CheckResponse, HeaderAppendAction,
     HeaderValue, HeaderValueOption, HttpResponse, OkHttpResponse,

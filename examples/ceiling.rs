@@ -25,10 +25,10 @@ use hyper_util::server::conn::auto;
 
 use authgate::assertion::{AssertionSigner, Subject};
 use authgate::clock::SystemClock;
-use authgate::decision::{
+use authgate::identity::Identity;
+use authgate::identity::{
     HEADER_EMAIL, HEADER_GROUPS, HEADER_JWT, HEADER_PREFERRED_USERNAME, HEADER_USER,
 };
-use authgate::identity::Identity;
 
 async fn auth(
     _request: Request<Incoming>,

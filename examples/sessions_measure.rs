@@ -110,7 +110,6 @@ fn throughput(store: &str) -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Result<_, url::ParseError>>()?;
         let policy = Arc::new(Policy::compile(&routes).map_err(|e| format!("{e:?}"))?);
         let decider = Arc::new(Decider::new(
-            policy,
             sessions.clone(),
             &Url::parse("https://auth.example.com")?,
         ));
@@ -120,18 +119,23 @@ fn throughput(store: &str) -> Result<(), Box<dyn std::error::Error>> {
         let mut tasks = tokio::task::JoinSet::new();
         for caller in 0..CALLERS {
             let (decider, cookies, done) = (decider.clone(), cookies.clone(), done.clone());
+            let policy = policy.clone();
             tasks.spawn(async move {
                 let mut n = caller;
                 while start.elapsed() < RUN {
                     let url = format!("https://app{}.example.com/items", n % 1000);
+                    let target = Target::parse(&url);
                     let decision = decider
-                        .decide(Request {
-                            target: Target::parse(&url),
-                            session_cookies: std::iter::once(cookies[n % USERS].as_str()),
-                            method: Some("GET"),
-                            authorization: None,
-                            preflight: false,
-                        })
+                        .decide(
+                            &policy,
+                            Request {
+                                target: &target,
+                                session_cookies: std::iter::once(cookies[n % USERS].as_str()),
+                                method: Some("GET"),
+                                authorization: None,
+                                preflight: false,
+                            },
+                        )
                         .await;
                     if !matches!(decision, Decision::Allow { .. }) {
                         return Err(format!("unexpected decision {decision:?}"));

@@ -14,12 +14,13 @@ use base64::Engine;
 use rand::RngCore;
 use url::Url;
 
+use crate::app::App;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{
     Config, CookieConfig, IdpConfig, LogFormat, RouteConfig, Secret, SessionStoreConfig,
 };
 use crate::devidp::{DevClient, DevIdp, DevIdpConfig, DevUser};
-use crate::server::{self, App};
+use crate::server::{self, Listeners};
 
 /// Ports of the demo (loopback only).
 #[derive(Clone, Debug, clap::Args)]
@@ -166,7 +167,7 @@ pub async fn run_until(
     let idp_task = tokio::spawn(idp.serve(idp_listener, async {
         let _ = idp_stopped.await;
     }));
-    let served = server::run(app, listener, shutdown).await;
+    let served = server::run(app, Listeners::http(listener), shutdown).await;
     let _ = stop_idp.send(());
     let _ = idp_task.await;
     served.map_err(|e| e.to_string())

@@ -21,6 +21,17 @@ pub const HEADER_GROUPS: HeaderName = HeaderName::from_static("x-auth-request-gr
 /// The signed assertion (see [`crate::assertion`]).
 pub const HEADER_JWT: HeaderName = HeaderName::from_static("x-auth-request-jwt");
 
+/// Every identity header this service sets; front ends strip client-sent
+/// copies of these (and their `_`/case variants). Routes'
+/// `jwt_claims_headers` add their own names.
+pub const IDENTITY_HEADERS: [HeaderName; 5] = [
+    HEADER_USER,
+    HEADER_EMAIL,
+    HEADER_PREFERRED_USERNAME,
+    HEADER_GROUPS,
+    HEADER_JWT,
+];
+
 /// The identity of one session, as the provider stated it at the last login
 /// or refresh.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -127,11 +138,119 @@ impl fmt::Debug for RenderedHeaders {
     }
 }
 
+/// Every spelling of the identity header names with `-` and `_` mixed
+/// (`x_auth_request_email`, `x-auth_request-email`, …), canonical first.
+/// Some upstreams (CGI, WSGI, PHP, nginx with `underscores_in_headers`)
+/// treat `_` and `-` alike, so a client-sent variant would pass as the real
+/// header (CVE-2025-64484). Letter case needs no variants: header names are
+/// case-insensitive and the proxies compare them lower-cased.
+pub fn identity_header_spellings() -> &'static [Vec<String>] {
+    static SPELLINGS: std::sync::LazyLock<Vec<Vec<String>>> = std::sync::LazyLock::new(|| {
+        IDENTITY_HEADERS
+            .iter()
+            .map(|name| separator_spellings(name.as_str()))
+            .collect()
+    });
+    &SPELLINGS
+}
+
+/// `name` with every mix of `-` and `_` at its separators, `name` first.
+/// Names with more than 8 separators get only the two uniform spellings
+/// besides `name` (2^n would explode; no real header has that many).
+pub fn separator_spellings(name: &str) -> Vec<String> {
+    let seps: Vec<usize> = name.match_indices(['-', '_']).map(|(i, _)| i).collect();
+    if seps.len() > 8 {
+        let mut out = vec![
+            name.to_owned(),
+            name.replace('_', "-"),
+            name.replace('-', "_"),
+        ];
+        out.dedup();
+        return out;
+    }
+    let canonical = name.replace('_', "-");
+    let mut out = vec![name.to_owned()];
+    for mask in 0u32..1 << seps.len() {
+        let mut bytes = canonical.as_bytes().to_vec();
+        for (bit, &at) in seps.iter().enumerate() {
+            if mask & (1 << bit) != 0 {
+                bytes[at] = b'_';
+            }
+        }
+        let spelling = String::from_utf8_lossy(&bytes).into_owned();
+        if !out.contains(&spelling) {
+            out.push(spelling);
+        }
+    }
+    out
+}
+
+/// The request headers a proxy must strip on allow, given the identity
+/// headers `set` by this answer: every `_` spelling, and the canonical names
+/// this answer does not set (no email, a public route without a session), so
+/// a client-sent copy never reaches the upstream. The names that are set are
+/// left out on purpose: Envoy applies removals *after* setting headers, so
+/// listing them would strip our own values; overwriting already replaces
+/// the client's.
+pub fn identity_headers_to_remove(set: &HeaderMap) -> Vec<&'static str> {
+    let mut remove = Vec::with_capacity(48);
+    for spellings in identity_header_spellings() {
+        let mut spellings = spellings.iter().map(String::as_str);
+        if let Some(canonical) = spellings.next()
+            && !set.contains_key(canonical)
+        {
+            remove.push(canonical);
+        }
+        remove.extend(spellings);
+    }
+    remove
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    /// Every `-`/`_` mix is listed: 2^3 spellings for three separators, 2^4
+    /// for `preferred-username`.
+    #[test]
+    fn spellings_cover_every_separator_mix() {
+        let all = identity_header_spellings();
+        assert_eq!(all.len(), IDENTITY_HEADERS.len());
+        let email = &all[1];
+        assert_eq!(email[0], "x-auth-request-email");
+        assert_eq!(email.len(), 8);
+        assert!(email.iter().any(|s| s == "x_auth_request_email"));
+        assert!(email.iter().any(|s| s == "x-auth_request-email"));
+        assert_eq!(all[2].len(), 16);
+        let total: usize = all.iter().map(Vec::len).sum();
+        let mut unique: Vec<_> = all.iter().flatten().collect();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), total);
+    }
+
+    /// Headers we set are not removed (Envoy removes after setting); the
+    /// canonical names we do not set, and every `_` spelling, are.
+    #[test]
+    fn removal_list_spares_what_is_set() {
+        let mut set = HeaderMap::new();
+        set.insert(HEADER_USER, HeaderValue::from_static("sub"));
+        set.insert(HEADER_EMAIL, HeaderValue::from_static("a@example.com"));
+        let remove = identity_headers_to_remove(&set);
+        assert!(!remove.contains(&"x-auth-request-user"));
+        assert!(!remove.contains(&"x-auth-request-email"));
+        assert!(remove.contains(&"x-auth-request-groups"));
+        assert!(remove.contains(&"x-auth-request-preferred-username"));
+        assert!(remove.contains(&"x_auth_request_email"));
+        assert!(remove.contains(&"x_auth_request_user"));
+        assert!(remove.contains(&"x-auth-request-jwt"));
+        assert!(remove.contains(&"x_auth_request_jwt"));
+        assert_eq!(remove.len(), 8 + 8 + 16 + 8 + 8 - 2);
+        let nothing_set = identity_headers_to_remove(&HeaderMap::new());
+        assert_eq!(nothing_set.len(), 48);
+    }
 
     /// A group named with a comma stays one group for the upstream; plain
     /// names are untouched.

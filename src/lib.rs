@@ -16,20 +16,24 @@
 //! - [`refresh`]: re-validating due sessions with the provider, once each.
 //! - [`bearer`]: `Authorization: Bearer` tokens from the provider, for API clients.
 //! - [`claims`]: the claim checks ID tokens and Bearer tokens share.
-//! - [`decision`]: the one function every front end calls.
+//! - [`decision`]: the core every front end asks — request facts in, the
+//!   verdict and its [`decision::Answer`] out; no protocol, metric or log.
+//! - [`in_force`]: the policy in force, and each decision's count and log line.
+//! - [`app`]: the assembled service state the front ends share.
 //! - [`assertion`]: the signed `X-Auth-Request-Jwt` header and its JWKS.
 //! - [`http`]: axum routes (nginx, forward-auth, login host).
 //! - [`grpc`]: Envoy `ext_authz` over gRPC (`Check`, health, reflection).
 //! - [`devidp`]: the development OpenID provider behind `authgate demo`.
 //! - [`demo`]: `authgate demo`, wiring the development provider.
-//! - [`server`]: wires the parts and runs the listeners.
+//! - [`server`]: binds and runs the listeners, drains them together.
 //! - [`listener`]: the HTTP accept loop: connection cap, timeouts, drain.
 //! - [`reload`]: live reload of the routes on SIGHUP and file change.
 //! - [`print`]: `authgate print nginx|envoy`, proxy config from the routes.
 //! - [`metrics`]: the Prometheus series behind `/metrics`.
 //! - [`telemetry`]: log setup and the log lines of decisions.
-//! - [`identity`], [`clock`]: shared small pieces.
+//! - [`identity`], [`clock`], [`fault`]: shared small pieces.
 
+pub mod app;
 pub mod assertion;
 pub mod bearer;
 pub mod claims;
@@ -38,10 +42,12 @@ pub mod config;
 pub mod decision;
 pub mod demo;
 pub mod devidp;
+pub mod fault;
 pub mod grpc;
 pub mod handoff;
 pub mod http;
 pub mod identity;
+pub mod in_force;
 pub mod listener;
 pub mod metrics;
 pub mod oidc;

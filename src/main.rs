@@ -5,10 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use authgate::app::App;
 use authgate::clock::SystemClock;
 use authgate::config;
 use authgate::reload::Reloader;
-use authgate::server::{self, App};
+use authgate::server;
 use authgate::telemetry;
 
 /// Exit status for an invalid configuration (as linkerd does).
@@ -107,44 +108,29 @@ fn serve(path: &std::path::Path) -> ExitCode {
         let address = config.address;
         let app = App::new(config, std::sync::Arc::new(SystemClock))
             .map_err(|e| format!("cannot start: {e}"))?;
-        let grpc_address = app.config.grpc_address;
         // Installed before binding, so a SIGHUP never finds the default
         // action (terminate) once the ports answer.
         let reloader = std::sync::Arc::new(Reloader::new(app.clone(), path.to_owned()));
         let reloading = reloader
             .spawn(std::future::pending())
             .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
-        let listener = tokio::net::TcpListener::bind(address)
+        let listeners = server::Listeners::bind(app.config())
             .await
-            .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-        let grpc = tokio::net::TcpListener::bind(grpc_address)
-            .await
-            .map_err(|e| format!("cannot listen on {grpc_address} (grpc_address): {e}"))?;
-        if let Some(metrics_address) = app.config.metrics_address {
-            let metrics = tokio::net::TcpListener::bind(metrics_address)
-                .await
-                .map_err(|e| {
-                    format!("cannot listen on {metrics_address} (metrics_address): {e}")
-                })?;
-            tracing::info!(%metrics_address, "metrics listening");
-            // Scrapes need no draining: it stops with the process.
-            tokio::spawn(server::run_metrics(
-                app.metrics.clone(),
-                app.config.serving,
-                app.config.trusted_proxies.clone(),
-                metrics,
-                std::future::pending(),
-            ));
-        }
+            .map_err(|e| e.to_string())?;
         let login = app.login_base().to_owned();
-        tracing::info!(%address, %grpc_address, "authgate listening");
+        tracing::info!(
+            %address,
+            grpc_address = %app.config().grpc_address,
+            metrics_address = app.config().metrics_address.map(tracing::field::display),
+            "authgate listening"
+        );
         tracing::info!(
             sign_in = %format!("{login}/oauth2/start"),
             redirect_uri = %format!("{login}/oauth2/callback"),
             "login host {login}: register the redirect_uri with the provider \
              (Dex: staticClients[].redirectURIs); users sign in at sign_in"
         );
-        let served = server::run_with_grpc(app, listener, grpc, server::shutdown_signal()).await;
+        let served = server::run(app, listeners, server::shutdown_signal()).await;
         reloading.abort();
         served.map_err(|e| format!("server: {e}"))?;
         tracing::info!("shut down cleanly");

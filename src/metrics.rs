@@ -22,7 +22,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::decision::Decision;
 use crate::policy::{Policy, RouteId};
 
 /// The `Content-Type` of [`Metrics::render`]'s output (OpenMetrics text,
@@ -439,8 +438,8 @@ pub struct DecisionMetrics {
     latency: [Histogram; FRONT_ENDS],
 }
 
-const FRONT_ENDS: usize = 3;
-const OUTCOMES: usize = 4;
+const FRONT_ENDS: usize = FrontEnd::ALL.len();
+const OUTCOMES: usize = Outcome::ALL.len();
 type Row = [Counter; FRONT_ENDS * OUTCOMES];
 
 impl DecisionMetrics {
@@ -479,13 +478,13 @@ impl DecisionMetrics {
     /// Counts one decision and its latency. No allocation, no lock but
     /// the histogram's (one per front end), except at a route's first
     /// decision.
-    pub fn record(&self, front_end: FrontEnd, decision: &Decision, elapsed: Duration) {
-        let (route, outcome) = match decision {
-            Decision::Allow { route, .. } => (Some(*route), Outcome::Allow),
-            Decision::SignIn { route, .. } => (Some(*route), Outcome::SignIn),
-            Decision::Deny { route, .. } => (*route, Outcome::Deny),
-            Decision::Unavailable => (None, Outcome::Unavailable),
-        };
+    pub fn record(
+        &self,
+        front_end: FrontEnd,
+        route: Option<RouteId>,
+        outcome: Outcome,
+        elapsed: Duration,
+    ) {
         let last = self.rows.len() - 1;
         let index = route.map_or(last, |r| (r.0 as usize).min(last));
         if let (Some(row), Some(name)) = (self.rows.get(index), self.names.get(index)) {
@@ -501,7 +500,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::config::RouteConfig;
-    use crate::decision::Refusal;
 
     fn policy() -> Policy {
         let routes = vec![
@@ -534,32 +532,29 @@ mod tests {
     fn decisions_are_counted_by_route_outcome_and_front_end() {
         let metrics = Metrics::new();
         let table = DecisionMetrics::new(&metrics, &policy());
-        let allow = Decision::Allow {
-            route: RouteId(0),
-            session: None,
-            pass_identity_headers: true,
-            claim_headers: Default::default(),
-            assertion: None,
-            set_cookie: None,
-        };
-        table.record(FrontEnd::Nginx, &allow, Duration::from_micros(3));
-        table.record(FrontEnd::Nginx, &allow, Duration::from_micros(30));
+        let admin = Some(RouteId(0));
+        table.record(
+            FrontEnd::Nginx,
+            admin,
+            Outcome::Allow,
+            Duration::from_micros(3),
+        );
+        table.record(
+            FrontEnd::Nginx,
+            admin,
+            Outcome::Allow,
+            Duration::from_micros(30),
+        );
         table.record(
             FrontEnd::Grpc,
-            &Decision::SignIn {
-                route: RouteId(1),
-                sign_in_url: String::new(),
-                invalid_token: false,
-            },
+            Some(RouteId(1)),
+            Outcome::SignIn,
             Duration::from_micros(3),
         );
         table.record(
             FrontEnd::ForwardAuth,
-            &Decision::Deny {
-                route: None,
-                session: None,
-                reason: Refusal::NoRoute,
-            },
+            None,
+            Outcome::Deny,
             Duration::from_micros(3),
         );
         let text = metrics.render();
@@ -606,16 +601,14 @@ mod tests {
     #[test]
     fn a_reloaded_policy_keeps_counting_the_same_series() {
         let metrics = Metrics::new();
-        let allow = Decision::Allow {
-            route: RouteId(0),
-            session: None,
-            pass_identity_headers: true,
-            claim_headers: Default::default(),
-            assertion: None,
-            set_cookie: None,
-        };
-        DecisionMetrics::new(&metrics, &policy()).record(FrontEnd::Nginx, &allow, Duration::ZERO);
-        DecisionMetrics::new(&metrics, &policy()).record(FrontEnd::Nginx, &allow, Duration::ZERO);
+        for _ in 0..2 {
+            DecisionMetrics::new(&metrics, &policy()).record(
+                FrontEnd::Nginx,
+                Some(RouteId(0)),
+                Outcome::Allow,
+                Duration::ZERO,
+            );
+        }
         let text = metrics.render();
         assert_eq!(
             value(

@@ -221,7 +221,9 @@ impl Oidc {
     pub async fn discover(&self) -> Result<(), OidcError> {
         let metadata = CoreProviderMetadata::discover_async(self.issuer.clone(), &self.http)
             .await
-            .map_err(|e| OidcError::Unavailable(format!("discovery: {}", error_chain(&e))))?;
+            .map_err(|e| {
+                OidcError::Unavailable(format!("discovery: {}", crate::fault::error_chain(&e)))
+            })?;
         let auth_type = match metadata.token_endpoint_auth_methods_supported() {
             Some(methods)
                 if !methods.contains(&CoreClientAuthMethod::ClientSecretBasic)
@@ -322,7 +324,7 @@ impl Oidc {
             .timeout(PROVIDER_CHECK_TIMEOUT)
             .send()
             .await
-            .map_err(|e| format!("reachability check: {}", error_chain(&e)))?;
+            .map_err(|e| format!("reachability check: {}", crate::fault::error_chain(&e)))?;
         if response.status().is_success() {
             Ok(())
         } else {
@@ -595,7 +597,9 @@ impl Oidc {
         }
         let jwks = CoreJsonWebKeySet::fetch_async(d.metadata.jwks_uri(), &self.http)
             .await
-            .map_err(|e| OidcError::Unavailable(format!("keys: {}", error_chain(&e))))?;
+            .map_err(|e| {
+                OidcError::Unavailable(format!("keys: {}", crate::fault::error_chain(&e)))
+            })?;
         tracing::info!(
             keys = jwks.keys().len(),
             "fetched the provider's keys again"
@@ -629,7 +633,9 @@ where
 {
     match e {
         RequestTokenError::ServerResponse(r) => OidcError::Rejected(r.to_string()),
-        RequestTokenError::Request(inner) => OidcError::Unavailable(error_chain(&inner)),
+        RequestTokenError::Request(inner) => {
+            OidcError::Unavailable(crate::fault::error_chain(&inner))
+        }
         RequestTokenError::Parse(err, body) => {
             let body = serde_json::from_slice::<Value>(&body).ok();
             let field = |name| body.as_ref()?.get(name)?.as_str();
@@ -679,18 +685,6 @@ where
         }
         _ => token_error(e),
     }
-}
-
-/// An error and its sources on one line (reqwest hides the cause otherwise).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Decodes the payload of a compact JWS whose signature was verified.

@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use url::Url;
 
 use crate::config::Config;
-use crate::decision::IDENTITY_HEADERS;
+use crate::identity::IDENTITY_HEADERS;
 
 /// Which proxy to print for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

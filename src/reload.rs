@@ -3,7 +3,7 @@
 //! A reload reads and validates the whole file and compiles its routes on a
 //! blocking thread, away from the request path; only a file that passes
 //! every check is used, and then the compiled policy is swapped in with one
-//! atomic pointer store ([`Decider::replace_policy`]). A decision loads the
+//! atomic pointer store ([`PolicyInForce::replace`]). A decision loads the
 //! policy once, so a request in flight finishes under the policy it started
 //! with, and the next one sees the new policy; nothing waits on a lock.
 //!
@@ -21,7 +21,7 @@
 //! An invalid file changes nothing: the running configuration stays and the
 //! problems are logged with file, line and column.
 //!
-//! [`Decider::replace_policy`]: crate::decision::Decider::replace_policy
+//! [`PolicyInForce::replace`]: crate::in_force::PolicyInForce::replace
 
 use std::ffi::OsStr;
 use std::future::Future;
@@ -33,8 +33,8 @@ use notify::Watcher;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
+use crate::app::{App, ServerError, compile_policy};
 use crate::config::{self, Config, ConfigErrors};
-use crate::server::{App, ServerError, compile_policy};
 
 /// How long the file must be quiet before a change is read: editors and
 /// `kubectl` write in several steps, and one reload should see the last.
@@ -137,10 +137,10 @@ impl Reloader {
         let loaded = config::parse_str(&path, &text, &*self.env).map_err(ReloadError::Invalid)?;
         let policy = compile_policy(&loaded.config.routes).map_err(ReloadError::Policy)?;
         let routes = policy.len();
-        self.app.decider.replace_policy(Arc::new(policy));
+        self.app.replace_policy(Arc::new(policy));
         Ok(Outcome::Applied(Reloaded {
             routes,
-            needs_restart: needs_restart(&self.app.config, &loaded.config),
+            needs_restart: needs_restart(self.app.config(), &loaded.config),
             warnings: loaded.warnings,
         }))
     }
@@ -191,7 +191,7 @@ impl Reloader {
                 let outcome = self.reload(force).await;
                 let trigger = if force { "SIGHUP" } else { "file change" };
                 if let Some(ok) = report(&outcome, trigger) {
-                    self.app.metrics.config_reloaded(ok);
+                    self.app.metrics().config_reloaded(ok);
                 }
             }
         }))
@@ -445,7 +445,7 @@ mod tests {
     #[test]
     fn reload_swaps_the_policy() {
         let (dir, app, reloader) = start(&yaml("ops", ""));
-        let in_flight = app.decider.policy();
+        let in_flight = app.policy();
         rewrite(&dir, &yaml("dev", ""));
         let outcome = reloader.reload_blocking(false).unwrap();
         let Outcome::Applied(reloaded) = outcome else {
@@ -453,7 +453,7 @@ mod tests {
         };
         assert_eq!(reloaded.routes, 1);
         assert!(reloaded.needs_restart.is_empty());
-        let now = app.decider.policy();
+        let now = app.policy();
         assert!(admits(&now, "dev") && !admits(&now, "ops"));
         assert!(admits(&in_flight, "ops") && !admits(&in_flight, "dev"));
     }
@@ -469,8 +469,8 @@ mod tests {
         assert!(matches!(error, ReloadError::Invalid(_)), "{message}");
         assert!(message.contains("authgate.yaml:7:"), "{message}");
         assert!(message.contains("cookie_expire"), "{message}");
-        assert!(admits(&app.decider.policy(), "ops"));
-        assert!(!admits(&app.decider.policy(), "dev"));
+        assert!(admits(&app.policy(), "ops"));
+        assert!(!admits(&app.policy(), "dev"));
     }
 
     /// A route regex that does not compile is refused with its position,
@@ -489,7 +489,7 @@ mod tests {
                 .contains("authgate.yaml:10:12: policy[0].regex"),
             "{error}"
         );
-        assert!(admits(&app.decider.policy(), "ops"));
+        assert!(admits(&app.policy(), "ops"));
     }
 
     /// The watcher's reload skips a file whose bytes did not change; SIGHUP's
@@ -523,7 +523,7 @@ mod tests {
             ["address", "idp_client_secret", "cookie_name"]
         );
         assert!(!format!("{reloaded:?}").contains("rotated-secret-value"));
-        assert!(admits(&app.decider.policy(), "dev"));
-        assert_eq!(app.config.cookie.name, "_authgate");
+        assert!(admits(&app.policy(), "dev"));
+        assert_eq!(app.config().cookie.name, "_authgate");
     }
 }

@@ -18,8 +18,18 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::LogFormat;
-use crate::decision::{Asker, Decision, Refusal};
+use crate::decision::{Decision, Refusal};
+use crate::metrics::FrontEnd;
 use crate::policy::{Policy, Target};
+
+/// Who asked for a decision, for its metrics and its log line.
+#[derive(Clone, Copy, Debug)]
+pub struct Asker<'a> {
+    pub front_end: FrontEnd,
+    /// The proxy's request id (`X-Request-Id`: nginx `$request_id`, Envoy's
+    /// `x-request-id`), see [`request_id`].
+    pub request_id: Option<&'a str>,
+}
 
 /// Longest `X-Request-Id` worth logging; longer ones are left out.
 const MAX_REQUEST_ID: usize = 128;

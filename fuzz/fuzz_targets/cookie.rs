@@ -43,12 +43,12 @@ fuzz_target!(|data: &[u8]| {
         _ => {
             let sealed = fixture
                 .app
-                .sessions
+                .sessions()
                 .sealer()
                 .seal(Purpose::SessionCookie, rest);
             let resolved = fixture
                 .runtime
-                .block_on(fixture.app.sessions.resolve(&sealed));
+                .block_on(fixture.app.sessions().resolve(&sealed));
             assert!(
                 matches!(resolved, Ok(None)),
                 "sealed garbage {rest:?} resolved to a session"
@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let text = String::from_utf8_lossy(&candidate);
     let is_live = text.as_bytes() == live;
-    let sessions = &fixture.app.sessions;
+    let sessions = &fixture.app.sessions();
     let resolved = fixture.runtime.block_on(sessions.resolve(&text));
     match resolved {
         Ok(Some(_)) => assert!(is_live, "{text:?} resolved to a session"),

@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let app = &FIXTURE.app;
-    let Ok(location) = app.redirects.check(rd, &app.decider.policy()) else {
+    let Ok(location) = app.redirects().check(rd, &app.policy()) else {
         return;
     };
     let url = match url::Url::parse(&location) {

@@ -10,7 +10,7 @@ use std::sync::{Arc, LazyLock};
 use authgate::clock::{SharedClock, SystemClock};
 use authgate::config;
 use authgate::identity::Identity;
-use authgate::server::App;
+use authgate::app::App;
 use authgate::session::MemoryStore;
 
 /// Stands for the live session cookie in seeds (a real cookie depends on
@@ -74,7 +74,7 @@ fn build() -> Fixture {
         App::with_store(loaded.config, store, clock).expect("the fixture app builds")
     });
     let (session_cookie, _) = runtime
-        .block_on(app.sessions.create(alice(), None, i64::MAX))
+        .block_on(app.sessions().create(alice(), None, i64::MAX))
         .expect("the fixture session is created");
     Fixture {
         runtime,
@@ -107,7 +107,7 @@ pub fn alice() -> Identity {
 /// `target`: what any 200 answer must agree with.
 pub fn policy_allows(target: &authgate::policy::Target<'_>, identity: Option<&Identity>) -> bool {
     matches!(
-        FIXTURE.app.decider.policy().evaluate(target, identity),
+        FIXTURE.app.policy().evaluate(target, identity),
         authgate::policy::Verdict::Allow { .. } | authgate::policy::Verdict::Public { .. }
     )
 }

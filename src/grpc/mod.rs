@@ -5,13 +5,12 @@
 //! Like the HTTP front ends this only translates: `attributes.request.http`
 //! (`scheme`, `host`, `path` with its query, `method`, and the headers from
 //! `headers` or — with Envoy's `encode_raw_headers` — `header_map`) →
-//! [`decision::Request`] → [`DirectAnswer`] → `CheckResponse`.
+//! [`decision::Request`] → [`Answer`] in [`Mode::Direct`] → `CheckResponse`.
 //!
 //! Every decision, including "the session store is down", is an `Ok`
 //! `CheckResponse` with an explicit HTTP status: a gRPC error would make
 //! Envoy answer its `status_on_error` instead of ours.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -22,15 +21,14 @@ use envoy_types::ext_authz::v3::pb::{
     OkHttpResponse,
 };
 use envoy_types::pb::google::rpc;
-use http::StatusCode;
 use tokio::net::TcpListener;
 
-use crate::decision::{self, Client};
-use crate::http::forward_auth::DirectAnswer;
+use crate::app::App;
+use crate::decision::{self, Answer, Client, Mode};
 use crate::listener::{self, Phase, Role, Shutdown};
 use crate::metrics::FrontEnd;
 use crate::policy::{Target, TargetError};
-use crate::server::App;
+use crate::telemetry::Asker;
 
 /// Envoy's descriptors for `external_auth.proto` and everything it imports,
 /// served by reflection. Generated from the `.proto` files the envoy-types
@@ -64,37 +62,24 @@ impl AuthzService {
             .as_ref()
             .and_then(|a| a.request.as_ref())
             .and_then(|r| r.http.as_ref());
-        let Some(http) = http else {
-            tracing::debug!("Check without attributes.request.http: refused");
-            let asker = decision::Asker {
-                front_end: FrontEnd::Grpc,
-                request_id: None,
-            };
-            let decision = self
-                .app
-                .decider
-                .decide_for(
-                    asker,
-                    decision::Request {
-                        target: Err(TargetError::Missing),
-                        session_cookies: std::iter::empty(),
-                        method: None,
-                        authorization: None,
-                        preflight: false,
-                    },
-                )
-                .await;
-            return check_response(DirectAnswer::new(&decision, Client::Program, true));
+        let empty = HashMap::new();
+        let headers = match http {
+            Some(http) => ClientHeaders::of(&http.headers, http.header_map.as_ref()),
+            None => ClientHeaders::Map(&empty),
         };
-        let headers = ClientHeaders::of(&http.headers, http.header_map.as_ref());
-        let target = if http.host.is_empty() || http.path.is_empty() {
-            Err(TargetError::Missing)
-        } else {
-            Target::from_parts(&http.scheme, &http.host, &http.path)
+        let target = match http {
+            Some(http) if !http.host.is_empty() && !http.path.is_empty() => {
+                Target::from_parts(&http.scheme, &http.host, &http.path)
+            }
+            _ => {
+                tracing::debug!("Check without attributes.request.http host and path: refused");
+                Err(TargetError::Missing)
+            }
         };
-        let cookie_name = self.app.config.cookie.name.as_str();
-        let method = Some(http.method.as_str()).filter(|m| !m.is_empty());
-        let asker = decision::Asker {
+        let method = http
+            .map(|http| http.method.as_str())
+            .filter(|m| !m.is_empty());
+        let asker = Asker {
             front_end: FrontEnd::Grpc,
             request_id: crate::telemetry::request_id(
                 headers.get("x-request-id").map(str::as_bytes),
@@ -102,22 +87,23 @@ impl AuthzService {
         };
         let decision = self
             .app
-            .decider
-            .decide_for(
+            .decide(
                 asker,
                 decision::Request {
-                    target,
-                    session_cookies: headers.cookie_values(cookie_name),
+                    target: &target,
+                    session_cookies: headers.cookie_values(&self.app.config().cookie.name),
                     method,
                     authorization: headers.get("authorization"),
                     preflight: decision::is_preflight(method, |name| headers.get(name)),
                 },
             )
             .await;
-        let client = Client::classify(|name| headers.get(name));
-        let safe =
-            http.method.eq_ignore_ascii_case("GET") || http.method.eq_ignore_ascii_case("HEAD");
-        check_response(DirectAnswer::new(&decision, client, safe))
+        let mode = Mode::Direct {
+            client: Client::classify(|name| headers.get(name)),
+            safe_method: method
+                .is_some_and(|m| m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("HEAD")),
+        };
+        check_response(Answer::new(&decision, mode))
     }
 }
 
@@ -191,56 +177,52 @@ fn raw_text(header: &HeaderValue) -> Option<&str> {
 }
 
 /// Renders an answer as Envoy's `CheckResponse`.
-fn check_response(answer: DirectAnswer) -> CheckResponse {
+fn check_response(answer: Answer) -> CheckResponse {
     // Without OVERWRITE, recent Envoy *adds* our value next to a client's.
     let overwrite = |header| header_option(header, HeaderAppendAction::OverwriteIfExistsOrAdd);
     let append = |header| header_option(header, HeaderAppendAction::AppendIfExistsOrAdd);
-    match answer {
-        DirectAnswer::Allow {
-            upstream,
-            remove,
-            client,
-        } => CheckResponse {
-            status: Some(rpc::Status {
-                code: tonic::Code::Ok as i32,
-                ..rpc::Status::default()
-            }),
-            http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
-                headers: upstream.into_iter().map(overwrite).collect(),
-                headers_to_remove: remove.into_iter().map(Cow::into_owned).collect(),
-                // Added to the response Envoy sends the client; appended,
-                // so the app's own cookies stay.
-                response_headers_to_add: client.into_iter().map(append).collect(),
-                ..OkHttpResponse::default()
-            })),
-            ..CheckResponse::default()
+    let status = Some(rpc::Status {
+        code: answer.rpc_code as i32,
+        message: if answer.allows() {
+            String::new()
+        } else {
+            answer
+                .status
+                .canonical_reason()
+                .unwrap_or_default()
+                .to_owned()
         },
-        DirectAnswer::Deny {
-            status,
-            headers,
-            body,
-        } => CheckResponse {
-            status: Some(rpc::Status {
-                code: grpc_code(status) as i32,
-                message: status.canonical_reason().unwrap_or_default().to_owned(),
-                ..rpc::Status::default()
+        ..rpc::Status::default()
+    });
+    let http_response = if answer.allows() {
+        HttpResponse::OkResponse(OkHttpResponse {
+            headers: answer.upstream.iter().map(overwrite).collect(),
+            headers_to_remove: answer.remove.into_iter().map(String::from).collect(),
+            // Added to the response Envoy sends the client; appended, so
+            // the app's own cookies stay.
+            response_headers_to_add: answer.client.iter().map(append).collect(),
+            ..OkHttpResponse::default()
+        })
+    } else {
+        HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus {
+                code: HttpStatusCode::try_from(i32::from(answer.status.as_u16()))
+                    .unwrap_or(HttpStatusCode::Forbidden) as i32,
             }),
-            http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
-                status: Some(HttpStatus {
-                    code: HttpStatusCode::try_from(i32::from(status.as_u16()))
-                        .unwrap_or(HttpStatusCode::Forbidden) as i32,
-                }),
-                headers: headers.into_iter().map(overwrite).collect(),
-                body: body.to_owned(),
-            })),
-            ..CheckResponse::default()
-        },
+            headers: answer.client.iter().map(overwrite).collect(),
+            body: answer.body.to_owned(),
+        })
+    };
+    CheckResponse {
+        status,
+        http_response: Some(http_response),
+        ..CheckResponse::default()
     }
 }
 
 /// One header for a `CheckResponse`, with how Envoy merges it.
 fn header_option(
-    (name, value): (http::HeaderName, http::HeaderValue),
+    (name, value): (&http::HeaderName, &http::HeaderValue),
     action: HeaderAppendAction,
 ) -> HeaderValueOption {
     HeaderValueOption {
@@ -254,16 +236,6 @@ fn header_option(
     }
 }
 
-/// The gRPC code that goes with a denial's HTTP status (Envoy only checks
-/// that it is not OK; it helps whoever reads Envoy's logs).
-fn grpc_code(status: StatusCode) -> tonic::Code {
-    match status {
-        StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
-        StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
-        _ => tonic::Code::Unauthenticated,
-    }
-}
-
 /// Serves `Check`, health and reflection on `listener` until `shutdown`
 /// resolves, on the schedule of the `serving` configuration.
 pub async fn serve(
@@ -271,7 +243,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GrpcError> {
-    let schedule = Shutdown::schedule(shutdown, app.config.serving.shutdown_delay);
+    let schedule = Shutdown::schedule(shutdown, app.config().serving.shutdown_delay);
     serve_scheduled(app, listener, schedule).await
 }
 
@@ -315,8 +287,8 @@ pub async fn serve_scheduled(
         .register_encoded_file_descriptor_set(ENVOY_AUTHZ_DESCRIPTORS)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let serving = app.config.serving;
-    let trusted_proxies = app.config.trusted_proxies.clone();
+    let serving = app.config().serving;
+    let trusted_proxies = app.config().trusted_proxies.clone();
     let router = tonic::service::Routes::new(AuthorizationServer::new(AuthzService::new(app)))
         .add_service(health_service)
         .add_service(reflection_v1)

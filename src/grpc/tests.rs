@@ -71,16 +71,23 @@ fn non_utf8_raw_values_are_skipped() {
 #[test]
 #[allow(deprecated)]
 fn allow_overwrites_and_removes() {
-    let response = check_response(DirectAnswer::Allow {
-        upstream: vec![(
-            decision::HEADER_USER,
-            http::HeaderValue::from_static("alice-sub"),
-        )],
+    let mut upstream = http::HeaderMap::new();
+    upstream.insert(
+        crate::identity::HEADER_USER,
+        http::HeaderValue::from_static("alice-sub"),
+    );
+    let mut client = http::HeaderMap::new();
+    client.insert(
+        header::SET_COOKIE,
+        http::HeaderValue::from_static("_authgate=new; Path=/"),
+    );
+    let response = check_response(Answer {
+        status: http::StatusCode::OK,
+        rpc_code: decision::RpcCode::Ok,
+        upstream,
         remove: vec!["x_auth_request_user".into(), "x-auth-request-email".into()],
-        client: vec![(
-            http::header::SET_COOKIE,
-            http::HeaderValue::from_static("_authgate=new; Path=/"),
-        )],
+        client,
+        body: "",
     });
     assert_eq!(response.status.unwrap().code, 0);
     let Some(HttpResponse::OkResponse(ok)) = response.http_response else {
@@ -114,24 +121,45 @@ fn allow_overwrites_and_removes() {
     );
 }
 
-/// Deny: a non-OK code and an explicit HTTP status, headers, body; the
-/// gRPC code follows the HTTP status.
+/// Deny: the answer's gRPC code (the same numbers as tonic's), its HTTP
+/// status, the client's headers and the body.
 #[test]
 fn deny_carries_status_headers_and_body() {
+    use http::StatusCode;
     let cases = [
-        (StatusCode::FOUND, tonic::Code::Unauthenticated),
-        (StatusCode::SEE_OTHER, tonic::Code::Unauthenticated),
-        (StatusCode::UNAUTHORIZED, tonic::Code::Unauthenticated),
-        (StatusCode::FORBIDDEN, tonic::Code::PermissionDenied),
-        (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable),
+        (
+            StatusCode::FOUND,
+            decision::RpcCode::Unauthenticated,
+            tonic::Code::Unauthenticated,
+        ),
+        (
+            StatusCode::UNAUTHORIZED,
+            decision::RpcCode::Unauthenticated,
+            tonic::Code::Unauthenticated,
+        ),
+        (
+            StatusCode::FORBIDDEN,
+            decision::RpcCode::PermissionDenied,
+            tonic::Code::PermissionDenied,
+        ),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            decision::RpcCode::Unavailable,
+            tonic::Code::Unavailable,
+        ),
     ];
-    for (status, code) in cases {
-        let response = check_response(DirectAnswer::Deny {
+    for (status, rpc_code, code) in cases {
+        let mut client = http::HeaderMap::new();
+        client.insert(
+            header::LOCATION,
+            http::HeaderValue::from_static("https://auth.example.test/oauth2/start?rd=x"),
+        );
+        let response = check_response(Answer {
             status,
-            headers: vec![(
-                header::LOCATION,
-                http::HeaderValue::from_static("https://auth.example.test/oauth2/start?rd=x"),
-            )],
+            rpc_code,
+            upstream: http::HeaderMap::new(),
+            remove: Vec::new(),
+            client,
             body: "body\n",
         });
         assert_eq!(response.status.as_ref().unwrap().code, code as i32);

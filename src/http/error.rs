@@ -24,8 +24,8 @@ pub enum AppError {
     #[error("identity provider unavailable: {0}")]
     ProviderUnavailable(String),
     /// The session store is down.
-    #[error("session store unavailable: {0}")]
-    StoreUnavailable(String),
+    #[error(transparent)]
+    StoreUnavailable(#[from] SessionError),
     /// A bug or misconfiguration of ours.
     #[error("internal error: {0}")]
     Internal(String),
@@ -39,12 +39,6 @@ impl From<OidcError> for AppError {
             OidcError::InvalidToken(m) => AppError::LoginFailed(LoginFailure::InvalidToken, m),
             OidcError::Config(m) => AppError::Internal(m),
         }
-    }
-}
-
-impl From<SessionError> for AppError {
-    fn from(e: SessionError) -> Self {
-        AppError::StoreUnavailable(e.to_string())
     }
 }
 
@@ -96,8 +90,8 @@ impl IntoResponse for AppError {
                     "The identity provider cannot be reached right now. If you are already signed in, your session still works; please try signing in again in a few minutes.",
                 )
             }
-            AppError::StoreUnavailable(m) => {
-                tracing::error!(reason = %m, "session store unavailable");
+            AppError::StoreUnavailable(e) => {
+                tracing::error!(reason = %crate::fault::error_chain(e), "session store unavailable");
                 View::unavailable(
                     "Service unavailable",
                     "Sessions cannot be read right now. Please try again in a few minutes.",

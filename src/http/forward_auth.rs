@@ -4,8 +4,8 @@
 //!
 //! Unlike nginx, these proxies show a non-200 answer to the client as it is,
 //! so a browser without a session gets the redirect to sign in from us, a
-//! program gets 401 and a refused user 403. [`DirectAnswer`] is that shape,
-//! shared with the Envoy gRPC front end so the two cannot drift.
+//! program gets 401 and a refused user 403: the core's [`Answer`] in
+//! [`Mode::Direct`], serialised here as an HTTP response.
 //!
 //! # Which request is being asked about
 //! - **Envoy** (`/forward-auth/<original path>`): the original path and query
@@ -21,18 +21,18 @@
 //! is refused: one of the two is a misconfiguration (say, Caddy with
 //! `uri /forward-auth/`), and guessing could authorise the wrong path.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{peer_ip, session_cookie_values};
-use crate::decision::{self, Client, Decision};
+use super::request::{header_text, peer_ip, request_id, session_cookie_values};
+use crate::app::App;
+use crate::decision::{self, Answer, Client, Mode};
 use crate::metrics::FrontEnd;
 use crate::policy::{Target, TargetError};
-use crate::server::App;
+use crate::telemetry::Asker;
 
 /// The route prefix (Envoy's `path_prefix`).
 pub const PREFIX: &str = "/forward-auth";
@@ -45,116 +45,33 @@ pub const HEADERS_TO_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-
 /// trusted `X-Forwarded-Proto`).
 const DEFAULT_SCHEME: &str = "https";
 
-/// A decision as answered to a proxy that passes it on to the client.
-#[derive(Debug, PartialEq, Eq)]
-pub enum DirectAnswer {
-    /// Let the request through: set `upstream` on it (overwriting), and
-    /// remove the headers named in `remove` (client-sent identity copies).
-    /// `client`: headers for the client's response (the re-issued session
-    /// cookie after a secret rotation).
-    Allow {
-        upstream: Vec<(HeaderName, HeaderValue)>,
-        remove: Vec<Cow<'static, str>>,
-        client: Vec<(HeaderName, HeaderValue)>,
-    },
-    /// Answer the client with `status`, these headers and this short body.
-    Deny {
-        status: StatusCode,
-        headers: Vec<(HeaderName, HeaderValue)>,
-        body: &'static str,
-    },
-}
-
-impl DirectAnswer {
-    /// Renders `decision` for `client`; `safe_method` (GET/HEAD) chooses
-    /// 302 over 303 for the sign-in redirect, so a browser that POSTed is
-    /// sent on with a GET.
-    pub fn new(decision: &Decision, client: Client, safe_method: bool) -> DirectAnswer {
-        let no_store = (header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        match decision {
-            Decision::Allow { .. } => {
-                let upstream = decision.identity_headers();
-                let remove = decision.headers_to_remove(&upstream);
-                let client = decision
-                    .set_cookie()
-                    .map(|cookie| (header::SET_COOKIE, cookie.clone()))
-                    .into_iter()
-                    .collect();
-                DirectAnswer::Allow {
-                    upstream,
-                    remove,
-                    client,
-                }
-            }
-            Decision::SignIn {
-                sign_in_url,
-                invalid_token,
-                ..
-            } => {
-                match (client, HeaderValue::from_str(sign_in_url)) {
-                    // A refused token is a program's: never a login page.
-                    (Client::Browser, Ok(location)) if !invalid_token => DirectAnswer::Deny {
-                        status: if safe_method {
-                            StatusCode::FOUND
-                        } else {
-                            StatusCode::SEE_OTHER
-                        },
-                        headers: vec![(header::LOCATION, location), no_store],
-                        body: "",
-                    },
-                    _ => DirectAnswer::Deny {
-                        status: StatusCode::UNAUTHORIZED,
-                        headers: vec![
-                            (
-                                header::WWW_AUTHENTICATE,
-                                decision::www_authenticate(*invalid_token),
-                            ),
-                            no_store,
-                        ],
-                        body: "sign-in required\n",
-                    },
-                }
-            }
-            Decision::Deny { .. } => DirectAnswer::Deny {
-                status: StatusCode::FORBIDDEN,
-                headers: vec![no_store],
-                body: "forbidden\n",
-            },
-            // A fault, not a decision: fail closed, and say so.
-            Decision::Unavailable => DirectAnswer::Deny {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                headers: vec![no_store],
-                body: "authorization temporarily unavailable\n",
-            },
-        }
-    }
-}
-
 /// `ANY /forward-auth` and `/forward-auth/*`.
 pub(super) async fn forward_auth_any(State(app): State<Arc<App>>, request: Request) -> Response {
     let trusted = app.is_trusted(peer_ip(&request));
     let headers = request.headers();
     let asked = asked_request(request.uri(), request.method(), headers, trusted);
-    let client = Client::classify(|name| headers.get(name).and_then(|v| v.to_str().ok()));
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let asker = decision::Asker {
+    let header = |name: &str| header_text(headers, name);
+    let asker = Asker {
         front_end: FrontEnd::ForwardAuth,
-        request_id: super::request_id(headers),
+        request_id: request_id(headers),
     };
     let decision = app
-        .decider
-        .decide_for(
+        .decide(
             asker,
             decision::Request {
-                target: asked.target,
-                session_cookies: session_cookie_values(headers, &app.config.cookie.name),
+                target: &asked.target,
+                session_cookies: session_cookie_values(headers, &app.config().cookie.name),
                 method: asked.method,
                 authorization: header("authorization"),
                 preflight: decision::is_preflight(asked.method, header),
             },
         )
         .await;
-    render(DirectAnswer::new(&decision, client, asked.safe_method))
+    let mode = Mode::Direct {
+        client: Client::classify(header),
+        safe_method: asked.safe_method,
+    };
+    render(Answer::new(&decision, mode))
 }
 
 /// The request the proxy asks about.
@@ -225,35 +142,24 @@ fn asked_request<'r>(
     }
 }
 
-fn render(answer: DirectAnswer) -> Response {
-    match answer {
-        DirectAnswer::Allow {
-            upstream,
-            remove,
-            client,
-        } => {
-            let mut response = StatusCode::OK.into_response();
-            let headers = response.headers_mut();
-            headers.extend(upstream);
-            // Traefik (`addAuthCookiesToResponse`) and Envoy
-            // (`allowed_client_headers_on_success`) pass these on.
-            headers.extend(client);
-            if let Ok(list) = HeaderValue::from_str(&remove.join(", ")) {
-                headers.insert(HEADERS_TO_REMOVE, list);
-            }
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
+/// The answer as an HTTP response: on allow, 200 with the identity headers
+/// (Traefik's `authResponseHeaders`, Envoy's `allowed_upstream_headers`),
+/// the client's headers (Traefik's `addAuthCookiesToResponse`, Envoy's
+/// `allowed_client_headers_on_success`) and the headers to remove; on a
+/// refusal, the client's answer itself.
+fn render(answer: Answer) -> Response {
+    let allows = answer.allows();
+    let mut response = (answer.status, answer.body).into_response();
+    let headers = response.headers_mut();
+    headers.extend(answer.upstream);
+    headers.extend(answer.client);
+    if allows {
+        if let Ok(list) = HeaderValue::from_str(&answer.remove.join(", ")) {
+            headers.insert(HEADERS_TO_REMOVE, list);
         }
-        DirectAnswer::Deny {
-            status,
-            headers,
-            body,
-        } => {
-            let mut response = (status, body).into_response();
-            response.headers_mut().extend(headers);
-            response
-        }
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
+    response
 }
 
 #[cfg(test)]
@@ -340,59 +246,5 @@ mod tests {
         assert_eq!(url, "error: Missing");
         let (url, _) = asked("/forward-auth/public", Method::GET, &h, false);
         assert_eq!(url, "https://app.example.test/public");
-    }
-
-    /// Browser: 302 for GET, 303 otherwise; program: 401 with
-    /// WWW-Authenticate; denied: 403; store down: 503.
-    #[test]
-    fn answers_by_decision_and_client() {
-        let sign_in = Decision::SignIn {
-            route: crate::policy::RouteId(0),
-            sign_in_url: "https://auth.example.test/oauth2/start?rd=x".into(),
-            invalid_token: false,
-        };
-        let status = |d: &Decision, c, safe| match DirectAnswer::new(d, c, safe) {
-            DirectAnswer::Deny { status, .. } => status.as_u16(),
-            DirectAnswer::Allow { .. } => 200,
-        };
-        assert_eq!(status(&sign_in, Client::Browser, true), 302);
-        assert_eq!(status(&sign_in, Client::Browser, false), 303);
-        assert_eq!(status(&sign_in, Client::Program, true), 401);
-        let DirectAnswer::Deny { headers, .. } = DirectAnswer::new(&sign_in, Client::Program, true)
-        else {
-            panic!("deny")
-        };
-        assert!(headers.iter().any(|(n, _)| n == header::WWW_AUTHENTICATE));
-        // A refused Bearer token: 401 with the reason, even for a browser.
-        let refused = Decision::SignIn {
-            route: crate::policy::RouteId(0),
-            sign_in_url: "https://auth.example.test/oauth2/start?rd=x".into(),
-            invalid_token: true,
-        };
-        let DirectAnswer::Deny {
-            status: refused_status,
-            headers,
-            ..
-        } = DirectAnswer::new(&refused, Client::Browser, true)
-        else {
-            panic!("deny")
-        };
-        assert_eq!(refused_status, StatusCode::UNAUTHORIZED);
-        let challenge = &headers
-            .iter()
-            .find(|(n, _)| n == header::WWW_AUTHENTICATE)
-            .unwrap()
-            .1;
-        assert_eq!(
-            challenge,
-            "Bearer realm=\"authgate\", error=\"invalid_token\""
-        );
-        let deny = Decision::Deny {
-            route: None,
-            session: None,
-            reason: decision::Refusal::NoRoute,
-        };
-        assert_eq!(status(&deny, Client::Browser, true), 403);
-        assert_eq!(status(&Decision::Unavailable, Client::Browser, true), 503);
     }
 }

@@ -17,13 +17,13 @@ use axum::response::{IntoResponse, Response};
 use cookie::{Cookie, SameSite};
 use serde::Deserialize;
 
+use super::cookies::{append_cookie, redirect_with_cookies};
 use super::error::AppError;
-use super::login::{append_cookie, redirect_with_cookies};
 use super::pages::{self, View};
-use super::session_cookie_values;
+use super::request::session_cookie_values;
+use crate::app::App;
 use crate::handoff::{self, Delivery, HandoffError, Handoffs};
 use crate::policy::target::{self, Target};
-use crate::server::App;
 
 #[derive(Deserialize)]
 pub(super) struct StartQuery {
@@ -47,8 +47,8 @@ pub(super) async fn handoff_start_get(
         .filter(|rd| !rd.is_empty())
         .ok_or_else(|| AppError::BadRequest("The sign-in link has no return address.".into()))?;
     let return_to = app
-        .redirects
-        .check(&rd, &app.decider.policy())
+        .redirects()
+        .check(&rd, &app.policy())
         .map_err(|e| AppError::BadRequest(format!("The return address is not allowed: {e}")))?;
     let target = Target::parse(&return_to).map_err(|_| not_this_host())?;
     let on_this_host = target::normalize_authority(host, target.scheme)
@@ -57,23 +57,20 @@ pub(super) async fn handoff_start_get(
         tracing::info!(%host, "handoff start refused: the return address is not on this host");
         return Err(not_this_host());
     }
-    if !app.handoffs.needed_for(&return_to) {
+    if !app.handoffs().needed_for(&return_to) {
         // Inside the cookie domain the session cookie reaches this host by
         // itself: an ordinary sign-in, no nonce.
-        return Ok(redirect_with_cookies(
-            &app.decider.sign_in_url(&return_to),
-            &[],
-        ));
+        return Ok(redirect_with_cookies(&app.sign_in_url(&return_to), &[]));
     }
     let name = nonce_cookie_name(&app);
     let nonce = session_cookie_values(&headers, &name)
         .find(|value| Handoffs::is_well_formed(value))
         .map_or_else(Handoffs::new_nonce, str::to_owned);
     let binding = app
-        .handoffs
+        .handoffs()
         .binding(&target.host, &nonce)
         .ok_or_else(|| AppError::Internal("handoff nonce has no binding".into()))?;
-    let mut location = app.decider.sign_in_url(&return_to);
+    let mut location = app.sign_in_url(&return_to);
     location.push_str("&handoff=");
     location.push_str(&binding);
     let cookie = nonce_cookie(&app, nonce, handoff::NONCE_TTL);
@@ -99,7 +96,7 @@ fn request_host<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> &'a str {
 }
 
 fn nonce_cookie_name(app: &App) -> String {
-    handoff::nonce_cookie_name(&app.config.cookie.name, app.config.cookie.secure)
+    handoff::nonce_cookie_name(&app.config().cookie.name, app.config().cookie.secure)
 }
 
 /// The nonce cookie: host-only (no `Domain`, which the `__Host-` prefix
@@ -111,10 +108,10 @@ fn nonce_cookie_name(app: &App) -> String {
 fn nonce_cookie(app: &App, value: String, max_age: Duration) -> Cookie<'static> {
     let mut cookie = Cookie::build((nonce_cookie_name(app), value))
         .path("/")
-        .secure(app.config.cookie.secure)
+        .secure(app.config().cookie.secure)
         .http_only(true)
         .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64));
-    if app.config.cookie.secure {
+    if app.config().cookie.secure {
         cookie = cookie.same_site(SameSite::None);
     }
     cookie.build()
@@ -148,12 +145,12 @@ pub(super) async fn handoff_callback_post(
     let name = nonce_cookie_name(&app);
     let nonce = session_cookie_values(&headers, &name).next();
     let redeemed = match app
-        .handoffs
-        .redeem(app.sessions.sealer(), &token, host, nonce)
+        .handoffs()
+        .redeem(app.sessions().sealer(), &token, host, nonce)
         .await
     {
         Ok(redeemed) => redeemed,
-        Err(HandoffError::Store(e)) => return Err(AppError::StoreUnavailable(e.to_string())),
+        Err(HandoffError::Store(e)) => return Err(AppError::StoreUnavailable(e.into())),
         Err(error @ HandoffError::OtherBrowser) => {
             // Someone else's sign-in link: a mistake, or an attempt to sign
             // this browser in as another user.
@@ -165,7 +162,7 @@ pub(super) async fn handoff_callback_post(
             return Ok(refusal(&error));
         }
     };
-    let Some(session) = app.sessions.resolve(&redeemed.session_cookie).await? else {
+    let Some(session) = app.sessions().resolve(&redeemed.session_cookie).await? else {
         // Signed out (or expired) between the login and this redirect.
         tracing::info!(%host, "handoff refused: the session has ended");
         return Ok(with_no_referrer(
@@ -178,14 +175,17 @@ pub(super) async fn handoff_callback_post(
             .into_response(),
         ));
     };
-    let remaining = session.expires_at().saturating_sub(app.clock.now()).max(0);
+    let remaining = session
+        .expires_at()
+        .saturating_sub(app.clock().now())
+        .max(0);
     // The token's return URL is on the host it was redeemed at (checked).
     let own_host = Target::parse(&redeemed.return_to)
         .map_err(|_| not_this_host())?
         .host
         .into_owned();
     let mut cookie = app.session_cookie(
-        app.sessions.host_cookie(&session, &own_host),
+        app.sessions().host_cookie(&session, &own_host),
         std::time::Duration::from_secs(remaining as u64),
     );
     // Host-only: this host is outside the cookie domain, and the cookie
@@ -256,8 +256,8 @@ pub(super) async fn start_with_existing_session(
     return_to: &str,
     binding: &str,
 ) -> Result<Option<Response>, AppError> {
-    for value in session_cookie_values(headers, &app.config.cookie.name) {
-        if app.sessions.resolve(value).await?.is_some() {
+    for value in session_cookie_values(headers, &app.config().cookie.name) {
+        if app.sessions().resolve(value).await?.is_some() {
             let delivery = mint(app, value, return_to, binding)?;
             tracing::debug!(%return_to, "handing off an existing session");
             return Ok(Some(deliver(&delivery, &[])));
@@ -313,7 +313,7 @@ pub(super) fn after_login(
     binding: Option<&str>,
     cookies: &[Cookie<'static>],
 ) -> Result<Response, AppError> {
-    if !app.handoffs.needed_for(return_to) {
+    if !app.handoffs().needed_for(return_to) {
         return Ok(redirect_with_cookies(return_to, cookies));
     }
     match binding {
@@ -337,8 +337,8 @@ fn mint(
     return_to: &str,
     binding: &str,
 ) -> Result<Delivery, AppError> {
-    app.handoffs
-        .mint(app.sessions.sealer(), session_cookie, return_to, binding)
+    app.handoffs()
+        .mint(app.sessions().sealer(), session_cookie, return_to, binding)
         .map_err(|e| AppError::BadRequest(format!("The return address is not allowed: {e}")))
 }
 

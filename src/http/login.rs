@@ -12,18 +12,19 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use cookie::{Cookie, SameSite};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use super::cookies::{append_cookie, redirect_with_cookies};
 use super::error::AppError;
 use super::pages::View;
-use super::session_cookie_values;
+use super::request::{peer_ip, session_cookie_values};
+use crate::app::App;
 use crate::decision::{Decision, Refusal};
 use crate::metrics::{LoginFailure, ProviderOperation, StoreOperation};
 use crate::oidc::LoginState;
-use crate::server::App;
 use crate::session::{Purpose, SessionCookie};
 
 /// How long a login attempt may take between start and callback.
@@ -51,7 +52,7 @@ pub(super) async fn login_start_get(
 ) -> Result<Response, AppError> {
     let result = login_start(&app, &headers, query).await;
     match &result {
-        Ok(_) => app.metrics.login_started(),
+        Ok(_) => app.metrics().login_started(),
         Err(error) => login_failed(&app, error),
     }
     result
@@ -60,10 +61,10 @@ pub(super) async fn login_start_get(
 /// Counts and logs a login that ended in `error`: one line per failure.
 fn login_failed(app: &App, error: &AppError) {
     let reason = error.login_failure();
-    app.metrics.login_failed(reason);
+    app.metrics().login_failed(reason);
     match error {
-        AppError::ProviderUnavailable(_) => app.metrics.provider_error(ProviderOperation::Login),
-        AppError::StoreUnavailable(_) => app.metrics.store_error(StoreOperation::Login),
+        AppError::ProviderUnavailable(_) => app.metrics().provider_error(ProviderOperation::Login),
+        AppError::StoreUnavailable(_) => app.metrics().store_error(StoreOperation::Login),
         _ => {}
     }
     tracing::info!(reason = reason.as_str(), detail = %error, "login failed");
@@ -82,14 +83,14 @@ async fn login_start(
 ) -> Result<Response, AppError> {
     let return_to = match query.rd.as_deref().filter(|rd| !rd.is_empty()) {
         Some(rd) => app
-            .redirects
-            .check(rd, &app.decider.policy())
+            .redirects()
+            .check(rd, &app.policy())
             .map_err(|e| AppError::BadRequest(format!("The return address is not allowed: {e}")))?,
         None => app.login_base().to_owned(),
     };
     // A host outside the cookie domain: the token will be bound to the
     // browser that began at that host's /.authgate/start.
-    let binding = if app.handoffs.needed_for(&return_to) {
+    let binding = if app.handoffs().needed_for(&return_to) {
         let Some(binding) = query
             .handoff
             .filter(|binding| crate::handoff::Handoffs::is_well_formed(binding))
@@ -108,10 +109,10 @@ async fn login_start(
     };
     // Sending the browser to a provider that is down would end in the
     // browser's own connection error; say it clearly instead (503).
-    app.oidc.check_reachable().await?;
-    let (provider_url, mut login) = app.oidc.begin_login(return_to)?;
+    app.oidc().check_reachable().await?;
+    let (provider_url, mut login) = app.oidc().begin_login(return_to)?;
     login.handoff_binding = binding;
-    let sealed = app.sessions.sealer().seal(
+    let sealed = app.sessions().sealer().seal(
         Purpose::LoginState,
         &serde_json::to_vec(&login).map_err(|e| AppError::Internal(e.to_string()))?,
     );
@@ -136,7 +137,7 @@ pub(super) async fn login_callback_get(
 ) -> Result<Response, AppError> {
     let result = login_callback(&app, &headers, query).await;
     match &result {
-        Ok(_) => app.metrics.login_completed(),
+        Ok(_) => app.metrics().login_completed(),
         Err(error) => login_failed(&app, error),
     }
     result
@@ -161,7 +162,7 @@ async fn login_callback(
             )
         })?;
     let login: LoginState = app
-        .sessions
+        .sessions()
         .sealer()
         .open(Purpose::LoginState, sealed)
         .ok()
@@ -178,7 +179,7 @@ async fn login_callback(
             "state does not match".into(),
         ));
     }
-    if app.clock.now() - login.started_at > LOGIN_ATTEMPT_TTL.as_secs() as i64 {
+    if app.clock().now() - login.started_at > LOGIN_ATTEMPT_TTL.as_secs() as i64 {
         return Err(AppError::LoginFailed(
             LoginFailure::Expired,
             "login attempt expired".into(),
@@ -204,7 +205,7 @@ async fn login_callback(
     // mark outlives the cookie's own expiry check (one second of margin for
     // its `>`).
     if !app
-        .sessions
+        .sessions()
         .consume_login_state(&login.state, LOGIN_ATTEMPT_TTL + Duration::from_secs(1))
         .await?
     {
@@ -213,18 +214,18 @@ async fn login_callback(
             "the login state was used already".into(),
         ));
     }
-    let outcome = app.oidc.complete_login(&code, &login).await?;
+    let outcome = app.oidc().complete_login(&code, &login).await?;
     // Like every refresh after it: after `refresh_interval` or when the ID
     // token expires, whichever is first (with the same floor).
-    let refresh_due_at = crate::server::refresh_policy(&app.config)
-        .next_due(app.clock.now(), outcome.id_token_expires_at);
+    let refresh_due_at = crate::app::refresh_policy(app.config())
+        .next_due(app.clock().now(), outcome.id_token_expires_at);
     let user = outcome.identity.display_name().to_owned();
     let (value, _record) = app
-        .sessions
+        .sessions()
         .create(outcome.identity, outcome.refresh_token, refresh_due_at)
         .await?;
     tracing::info!(%user, return_to = loggable(&login.return_to), "login completed");
-    let session_cookie = app.session_cookie(value.clone(), app.config.cookie.expire);
+    let session_cookie = app.session_cookie(value.clone(), app.config().cookie.expire);
     let clear_login = app.login_cookie(&state, String::new(), Duration::ZERO);
     super::handoff::after_login(
         app,
@@ -299,9 +300,9 @@ fn from_this_site(app: &App, headers: &HeaderMap, post: bool) -> bool {
             .ok()
             .and_then(|origin| origin.host_str().map(str::to_ascii_lowercase))
             .is_some_and(|host| {
-                app.config.authenticate_service_url.host_str() == Some(host.as_str())
+                app.config().authenticate_service_url.host_str() == Some(host.as_str())
                     || app
-                        .config
+                        .config()
                         .cookie
                         .domain
                         .as_deref()
@@ -317,9 +318,9 @@ async fn sign_out(
     headers: &HeaderMap,
     Query(query): Query<ReturnTo>,
 ) -> Result<Response, AppError> {
-    for value in session_cookie_values(headers, &app.config.cookie.name) {
-        if let Err(error) = app.sessions.revoke(value).await {
-            app.metrics.store_error(StoreOperation::SignOut);
+    for value in session_cookie_values(headers, &app.config().cookie.name) {
+        if let Err(error) = app.sessions().revoke(value).await {
+            app.metrics().store_error(StoreOperation::SignOut);
             return Err(error.into());
         }
     }
@@ -329,7 +330,7 @@ async fn sign_out(
         .rd
         .as_deref()
         .filter(|rd| !rd.is_empty())
-        .and_then(|rd| app.redirects.check(rd, &app.decider.policy()).ok());
+        .and_then(|rd| app.redirects().check(rd, &app.policy()).ok());
     Ok(match target {
         Some(target) => redirect_with_cookies(&target, &[clear]),
         None => {
@@ -350,8 +351,8 @@ pub(super) async fn userinfo_get(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    for value in session_cookie_values(&headers, &app.config.cookie.name) {
-        if let Some(resolved) = app.sessions.resolve(value).await? {
+    for value in session_cookie_values(&headers, &app.config().cookie.name) {
+        if let Some(resolved) = app.sessions().resolve(value).await? {
             let id = &resolved.record.identity;
             let mut response = Json(serde_json::json!({
                 "user": id.subject,
@@ -381,8 +382,8 @@ pub(super) async fn status_get(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    for value in session_cookie_values(&headers, &app.config.cookie.name) {
-        if let Some(resolved) = app.sessions.resolve(value).await? {
+    for value in session_cookie_values(&headers, &app.config().cookie.name) {
+        if let Some(resolved) = app.sessions().resolve(value).await? {
             let id = &resolved.record.identity;
             return Ok(
                 View::status(Some(id.display_name().to_owned()), id.groups.clone())
@@ -402,18 +403,15 @@ pub(super) async fn status_get(
 /// anything (and it is not counted again: the auth request was).
 pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request) -> View {
     let headers = request.headers();
-    let asked = super::nginx_request(
-        &app,
-        request.uri().query(),
-        headers,
-        super::peer_ip(&request),
-    );
-    let shown_url = asked
-        .target
+    let target =
+        super::nginx::nginx_target(&app, request.uri().query(), headers, peer_ip(&request));
+    let shown_url = target
         .as_ref()
         .ok()
         .map(|t| loggable(&t.return_url()).to_owned());
-    let decision = app.decider.decide(asked).await;
+    let policy = app.policy();
+    let asked = super::nginx::nginx_request(&app, headers, &target);
+    let decision = app.decider().decide(&policy, asked).await;
     let sign_out = format!("{}/oauth2/sign_out", app.login_base().trim_end_matches('/'));
     let (who, route, why) = match &decision {
         Decision::Deny {
@@ -424,7 +422,7 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
             session
                 .as_ref()
                 .map(|s| s.identity.display_name().to_owned()),
-            route.map(|r| app.decider.policy().route_name(r).to_owned()),
+            route.map(|r| policy.route_name(r).to_owned()),
             match reason {
                 Refusal::NoRoute => "No route serves this address.",
                 Refusal::NotAllowed => "Your account is not allowed to open this address.",
@@ -441,29 +439,10 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
     View::forbidden(message, who, route, shown_url).with_link(sign_out, "Sign out")
 }
 
-/// A 302 that sets cookies, never cached.
-pub(super) fn redirect_with_cookies(location: &str, cookies: &[Cookie<'static>]) -> Response {
-    let mut response = Redirect::to(location).into_response();
-    *response.status_mut() = StatusCode::FOUND;
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    for cookie in cookies {
-        append_cookie(&mut response, cookie);
-    }
-    response
-}
-
-pub(super) fn append_cookie(response: &mut Response, cookie: &Cookie<'_>) {
-    if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-}
-
 impl App {
     /// The session cookie: on `cookie_domain` (every subdomain), path `/`.
     pub(crate) fn session_cookie(&self, value: String, max_age: Duration) -> Cookie<'static> {
-        SessionCookie::new(&self.config.cookie).build(value, max_age)
+        SessionCookie::new(&self.config().cookie).build(value, max_age)
     }
 
     fn login_cookie_name(&self, state: &str) -> String {
@@ -472,7 +451,7 @@ impl App {
             .filter(char::is_ascii_alphanumeric)
             .take(12)
             .collect();
-        format!("{}_login_{tag}", self.config.cookie.name)
+        format!("{}_login_{tag}", self.config().cookie.name)
     }
 
     /// The login-attempt cookie: host-only on the login host, sent only to
@@ -481,7 +460,7 @@ impl App {
     fn login_cookie(&self, state: &str, value: String, max_age: Duration) -> Cookie<'static> {
         Cookie::build((self.login_cookie_name(state), value))
             .path("/oauth2/callback")
-            .secure(self.config.cookie.secure)
+            .secure(self.config().cookie.secure)
             .http_only(true)
             .same_site(SameSite::Lax)
             .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64))

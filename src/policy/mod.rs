@@ -170,7 +170,7 @@ impl ClaimHeaders {
                 continue;
             };
             out.spellings
-                .extend(crate::decision::separator_spellings(name.as_str()));
+                .extend(crate::identity::separator_spellings(name.as_str()));
             out.claims.push((entry.claim.clone(), name));
         }
         out

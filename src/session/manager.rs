@@ -89,6 +89,16 @@ enum IdleWork {
     Expired,
 }
 
+/// What the cache alone says about a session cookie.
+pub enum CachedLookup {
+    /// A valid, cached session.
+    Found(Resolved),
+    /// The cookie names no valid session (tampered, expired, garbage).
+    NoSession,
+    /// Only the store can tell: not cached, or its idle clock needs a write.
+    NeedsStore,
+}
+
 /// A valid session, as [`Sessions::resolve`] found it.
 #[derive(Clone)]
 pub struct Resolved {
@@ -326,17 +336,19 @@ impl Sessions {
     }
 
     /// [`Sessions::resolve`] when its answer needs no I/O (the session is
-    /// cached and its idle clock needs no write), else `None`: the caller
-    /// awaits `resolve`. Most decisions end here, with no future at all.
-    pub fn resolve_cached(&self, cookie_value: &str) -> Option<Option<Resolved>> {
+    /// cached and its idle clock needs no write), else
+    /// [`CachedLookup::NeedsStore`]: the caller awaits `resolve`. Most decisions end here, with no future at all.
+    pub fn resolve_cached(&self, cookie_value: &str) -> CachedLookup {
         // One clock read for the expiry and the idle clock.
         let now = self.clock.now();
         match self.look_up(cookie_value, now) {
-            Lookup::Invalid => Some(None),
-            Lookup::Uncached(_) => None,
+            Lookup::Invalid => CachedLookup::NoSession,
+            Lookup::Uncached(_) => CachedLookup::NeedsStore,
             Lookup::Cached(resolved) => match self.idle_timeout {
-                Some(idle) if self.idle_work(&resolved, idle, now) != IdleWork::None => None,
-                _ => Some(Some(resolved)),
+                Some(idle) if self.idle_work(&resolved, idle, now) != IdleWork::None => {
+                    CachedLookup::NeedsStore
+                }
+                _ => CachedLookup::Found(resolved),
             },
         }
     }
@@ -872,28 +884,40 @@ mod tests {
     /// answers.
     #[tokio::test]
     async fn resolve_cached_answers_only_what_needs_no_io() {
+        fn found(lookup: CachedLookup) -> Resolved {
+            match lookup {
+                CachedLookup::Found(resolved) => resolved,
+                _ => panic!("not found in the cache"),
+            }
+        }
         let f = fixture();
         let (cookie, record) = f.sessions.create(identity(2), None, 0).await.unwrap();
-        let hot = f.sessions.resolve_cached(&cookie).unwrap().unwrap();
+        let hot = found(f.sessions.resolve_cached(&cookie));
         assert_eq!(hot.record, record);
-        assert!(matches!(f.sessions.resolve_cached("garbage"), Some(None)));
+        assert!(matches!(
+            f.sessions.resolve_cached("garbage"),
+            CachedLookup::NoSession
+        ));
         let mut tampered = cookie.clone().into_bytes();
         tampered[10] ^= 1;
         let tampered = String::from_utf8(tampered).unwrap();
-        assert!(matches!(f.sessions.resolve_cached(&tampered), Some(None)));
+        assert!(matches!(
+            f.sessions.resolve_cached(&tampered),
+            CachedLookup::NoSession
+        ));
 
         let cold = cold_peer(&f);
         assert!(
-            cold.resolve_cached(&cookie).is_none(),
+            matches!(cold.resolve_cached(&cookie), CachedLookup::NeedsStore),
             "only the store has it"
         );
         let loaded = cold.resolve(&cookie).await.unwrap().unwrap();
         assert_eq!(loaded.id, hot.id);
-        assert_eq!(cold.resolve_cached(&cookie).unwrap().unwrap().id, hot.id);
+        assert_eq!(found(cold.resolve_cached(&cookie)).id, hot.id);
 
         f.clock.advance(LIFETIME.as_secs() as i64);
         assert!(
-            matches!(f.sessions.resolve_cached(&cookie), Some(None)),
+            matches!(f.sessions.resolve_cached(&cookie), CachedLookup::NoSession),
             "expired"
         );
     }
@@ -946,17 +970,23 @@ mod tests {
         let (f, sessions) = idle_fixture();
         let (cookie, _) = sessions.create(identity(1), None, 0).await.unwrap();
         f.clock.advance(59);
-        assert!(sessions.resolve_cached(&cookie).unwrap().is_some());
+        assert!(matches!(
+            sessions.resolve_cached(&cookie),
+            CachedLookup::Found(_)
+        ));
         f.clock.advance(1);
-        assert!(sessions.resolve_cached(&cookie).is_none(), "a touch is due");
+        assert!(
+            matches!(sessions.resolve_cached(&cookie), CachedLookup::NeedsStore),
+            "a touch is due"
+        );
         assert!(sessions.resolve(&cookie).await.unwrap().is_some());
         assert!(
-            sessions.resolve_cached(&cookie).unwrap().is_some(),
+            matches!(sessions.resolve_cached(&cookie), CachedLookup::Found(_)),
             "touched"
         );
         f.clock.advance(IDLE.as_secs() as i64 + 60);
         assert!(
-            sessions.resolve_cached(&cookie).is_none(),
+            matches!(sessions.resolve_cached(&cookie), CachedLookup::NeedsStore),
             "idle: to be ended"
         );
         assert!(sessions.resolve(&cookie).await.unwrap().is_none());

@@ -34,8 +34,8 @@ pub use self::redis::{CHANGES_CHANNEL, Credentials, RedisStore, RedisTarget};
 pub use cookie::{SessionCookie, cookie_values};
 pub use embedded::EmbeddedStore;
 pub use manager::{
-    COOKIE_VALUE_LEN, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL, Resolved, SessionError, Sessions,
-    touch_interval,
+    COOKIE_VALUE_LEN, CachedLookup, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL, Resolved,
+    SessionError, Sessions, touch_interval,
 };
 pub use memory::MemoryStore;
 pub use open::open_store;

@@ -362,7 +362,7 @@ async fn cve_2025_64484_underscore_and_case_header_variants() {
         .unwrap();
     assert_eq!(response.status(), 200);
     let remove = header(&response, "x-envoy-auth-headers-to-remove");
-    for name in authgate::decision::IDENTITY_HEADERS {
+    for name in authgate::identity::IDENTITY_HEADERS {
         let underscored = name.as_str().replace('-', "_");
         assert!(remove.contains(&underscored), "{underscored} in {remove}");
     }

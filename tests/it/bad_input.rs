@@ -7,8 +7,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use tower::ServiceExt;
 
+use authgate::app::App;
 use authgate::clock::SystemClock;
-use authgate::server::App;
 
 use crate::fixture::{COOKIE, default_routes, route, test_config};
 

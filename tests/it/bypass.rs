@@ -353,10 +353,10 @@ async fn a_comma_in_a_group_name_cannot_make_two_groups() {
         groups: vec!["developers,admins".into(), "ops".into()],
         ..Identity::default()
     };
-    let due = stack.app.clock.now() + 3600;
+    let due = stack.app.clock().now() + 3600;
     let (cookie, _) = stack
         .app
-        .sessions
+        .sessions()
         .create(identity, None, due)
         .await
         .unwrap();

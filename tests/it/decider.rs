@@ -1,16 +1,17 @@
-//! The `Decider` on its own, against the memory store: every front end asks
-//! `decide_now_for` first (no I/O) and `decide_for` when that answers
-//! `None`. Table tests of both paths: each case's verdict, and that the
-//! synchronous path, whenever it answers, answers what the other does.
+//! The `Decider` on its own. Every decision starts with `try_now` (no
+//! I/O); when that stops for the store or the provider, `finish` goes on
+//! from there. Table tests: each case's verdict, whether `try_now` can make
+//! it alone, and that `try_now` + `finish` answer what `decide` does —
+//! against the memory store, and against the fully wired decider of a
+//! running stack (refresh, Bearer tokens, the handoff host).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use authgate::clock::{SharedClock, SystemClock};
 use authgate::config::{RouteConfig, Secret};
-use authgate::decision::{Asker, Decider, Decision, Request};
+use authgate::decision::{Decider, Decision, Request, Step};
 use authgate::identity::Identity;
-use authgate::metrics::FrontEnd;
 use authgate::policy::{Policy, RouteId, Target};
 use authgate::session::{MemoryStore, Sealer, Sessions};
 use url::Url;
@@ -54,11 +55,7 @@ fn new_sessions(store: Arc<MemoryStore>) -> Arc<Sessions> {
 }
 
 fn new_decider(sessions: Arc<Sessions>) -> Decider {
-    Decider::new(
-        Arc::new(Policy::compile(&routes()).unwrap()),
-        sessions,
-        &Url::parse("https://auth.example.com").unwrap(),
-    )
+    Decider::new(sessions, &Url::parse("https://auth.example.com").unwrap())
 }
 
 fn person(groups: &[&str]) -> Identity {
@@ -101,19 +98,14 @@ type Case<'a> = (
     bool,
 );
 
-const ASKER: Asker<'static> = Asker {
-    front_end: FrontEnd::Nginx,
-    request_id: None,
-};
-
 fn request<'a>(
-    url: &'a str,
+    target: &'a Result<Target<'a>, authgate::policy::TargetError>,
     cookie: Option<&'a str>,
     method: &'a str,
     preflight: bool,
 ) -> Request<'a, std::option::IntoIter<&'a str>> {
     Request {
-        target: Target::parse(url),
+        target,
         session_cookies: cookie.into_iter(),
         method: Some(method),
         authorization: None,
@@ -253,33 +245,199 @@ async fn both_decide_paths_agree() {
             true,
         ),
     ];
+    let policy = Policy::compile(&routes()).unwrap();
     for (name, url, cookie, method, preflight, expected, sync) in cases {
-        let later = decider
-            .decide_for(ASKER, request(url, cookie, method, preflight))
-            .await;
-        assert_eq!(outcome(&later), expected, "{name}: decide_for");
-        match decider.decide_now_for(ASKER, request(url, cookie, method, preflight)) {
-            Some(now) => assert_eq!(outcome(&now), expected, "{name}: decide_now_for"),
-            None => assert!(!sync, "{name}: decide_now_for needed I/O"),
+        let target = Target::parse(url);
+        let ask = || request(&target, cookie, method, preflight);
+        let whole = decider.decide(&policy, ask()).await;
+        assert_eq!(outcome(&whole), expected, "{name}: decide");
+        match decider.try_now(&policy, ask()) {
+            Step::Done(now) => {
+                assert!(sync, "{name}: try_now decided without the store");
+                assert_eq!(outcome(&now), expected, "{name}: try_now");
+            }
+            Step::NeedsIo(pending) => {
+                assert!(!sync, "{name}: try_now needed I/O");
+                let later = decider.finish(&policy, pending).await;
+                assert_eq!(outcome(&later), expected, "{name}: finish");
+            }
         }
     }
 
-    // A replica whose cache has never seen the session: the synchronous
-    // path defers to the store, and the other path finds it there.
+    // A replica whose cache has never seen the session: `try_now` defers
+    // to the store, and `finish` finds it there.
     // Another replica: its own `Sessions` on the same store and secret.
     let replica = new_decider(new_sessions(store));
-    assert!(
-        replica
-            .decide_now_for(ASKER, request(app, Some(&devops), "GET", false))
-            .is_none()
-    );
-    let found = replica
-        .decide_for(ASKER, request(app, Some(&devops), "GET", false))
-        .await;
+    let target = Target::parse(app);
+    let ask = || request(&target, Some(&devops), "GET", false);
+    let Step::NeedsIo(pending) = replica.try_now(&policy, ask()) else {
+        panic!("an uncached session needs the store");
+    };
+    let found = replica.finish(&policy, pending).await;
     assert_eq!(outcome(&found), Outcome::Allow(RouteId(1), true));
     // Now it is cached there too.
-    let now = replica
-        .decide_now_for(ASKER, request(app, Some(&devops), "GET", false))
-        .expect("cached now");
+    let Step::Done(now) = replica.try_now(&policy, ask()) else {
+        panic!("cached now");
+    };
     assert_eq!(outcome(&now), Outcome::Allow(RouteId(1), true));
+}
+
+/// What the fully wired decider of a running stack (refresher, Bearer
+/// verifier, handoff domain) does with the requests that need I/O: each
+/// case stops in `try_now` and is finished by `finish`, with the verdict
+/// `decide` gives.
+#[tokio::test]
+async fn io_cases_stop_in_try_now_and_finish() {
+    use crate::fixture::{Stack, default_routes, route};
+    let mut routes = default_routes();
+    routes.push(route(3, "https://elsewhere.example.org", None, &[]));
+    let stack = Stack::start_with(routes, |config| {
+        config.cookie.domain = Some("example.test".into());
+    })
+    .await;
+    let app_url = "https://app.example.test/x";
+    let cookie = stack.login("alice@example.com", app_url).await;
+    let (access, _) = stack
+        .idp
+        .tokens_for("alice@example.com", crate::fixture::CLIENT_ID)
+        .unwrap()
+        .expect("alice");
+    let decider = stack.app.decider();
+    let policy = stack.app.policy();
+    let bearer = format!("Bearer {access}");
+    let forged = format!("Bearer {}x", access);
+
+    let decide = |url: &'static str, cookie: Option<String>, authorization: Option<String>| {
+        let policy = policy.clone();
+        async move {
+            let target = Target::parse(url);
+            let ask = || Request {
+                target: &target,
+                session_cookies: cookie.as_deref().into_iter(),
+                method: Some("GET"),
+                authorization: authorization.as_deref(),
+                preflight: false,
+            };
+            // Stepped first: a refresh it does is not due for `decide`.
+            let stepped = match decider.try_now(&policy, ask()) {
+                Step::Done(decision) => (false, decision),
+                Step::NeedsIo(pending) => (true, decider.finish(&policy, pending).await),
+            };
+            let whole = decider.decide(&policy, ask()).await;
+            (whole, stepped)
+        }
+    };
+    // (name, URL, cookie, Authorization, must stop for I/O, verdict)
+    type Row = (
+        &'static str,
+        &'static str,
+        Option<String>,
+        Option<String>,
+        bool,
+        Outcome,
+    );
+    let cases: Vec<Row> = vec![
+        (
+            "cached session",
+            app_url,
+            Some(cookie.clone()),
+            None,
+            false,
+            Outcome::Allow(RouteId(1), true),
+        ),
+        (
+            "bearer token",
+            app_url,
+            None,
+            Some(bearer.clone()),
+            true,
+            Outcome::Allow(RouteId(1), true),
+        ),
+        (
+            "forged bearer token, no cookie",
+            app_url,
+            None,
+            Some(forged.clone()),
+            true,
+            Outcome::SignIn(RouteId(1)),
+        ),
+        (
+            "forged bearer token beside a session cookie",
+            app_url,
+            Some(cookie.clone()),
+            Some(forged),
+            true,
+            Outcome::Allow(RouteId(1), true),
+        ),
+        (
+            "host outside the cookie domain",
+            "https://elsewhere.example.org/page",
+            None,
+            None,
+            false,
+            Outcome::SignIn(RouteId(3)),
+        ),
+    ];
+    for (name, url, cookie, authorization, io, expected) in cases {
+        let (whole, (stopped, stepped)) = decide(url, cookie, authorization).await;
+        assert_eq!(outcome(&whole), expected, "{name}: decide");
+        assert_eq!(outcome(&stepped), expected, "{name}: try_now + finish");
+        assert_eq!(stopped, io, "{name}: stopped for I/O");
+        if let Decision::SignIn {
+            sign_in_url,
+            invalid_token,
+            ..
+        } = &stepped
+        {
+            assert_eq!(*invalid_token, name.starts_with("forged"), "{name}");
+            if url.contains("example.org") {
+                // Its own handoff start, not the login host.
+                assert!(
+                    sign_in_url.starts_with("https://elsewhere.example.org/.authgate/start?rd="),
+                    "{name}: {sign_in_url}"
+                );
+            } else {
+                assert!(
+                    sign_in_url.starts_with(&stack.base),
+                    "{name}: {sign_in_url}"
+                );
+            }
+        }
+    }
+
+    // Refresh due: the cached session stops in `try_now` and `finish`
+    // refreshes it with the provider, which vouches for alice again.
+    let before = stack
+        .app
+        .sessions()
+        .resolve(&cookie)
+        .await
+        .unwrap()
+        .unwrap()
+        .record
+        .refreshed_at;
+    stack
+        .clock
+        .advance(stack.config.refresh_interval.as_secs() as i64 + 1);
+    let (whole, (stopped, stepped)) = decide(app_url, Some(cookie.clone()), None).await;
+    assert!(stopped, "a due refresh needs the provider");
+    assert_eq!(outcome(&whole), Outcome::Allow(RouteId(1), true));
+    assert_eq!(outcome(&stepped), Outcome::Allow(RouteId(1), true));
+    let Decision::Allow {
+        session: Some(record),
+        ..
+    } = &stepped
+    else {
+        panic!("allowed with a session");
+    };
+    assert!(record.refreshed_at > before, "refreshed");
+    // Refreshed: the next decision needs no I/O again.
+    let (_, (stopped, _)) = decide(app_url, Some(cookie.clone()), None).await;
+    assert!(!stopped, "refreshed sessions are decided from the cache");
+
+    // Revoked everywhere: the cached copy is dropped with it.
+    stack.app.sessions().revoke(&cookie).await.unwrap();
+    let (whole, (_, stepped)) = decide(app_url, Some(cookie), None).await;
+    assert_eq!(outcome(&whole), Outcome::SignIn(RouteId(1)));
+    assert_eq!(outcome(&stepped), Outcome::SignIn(RouteId(1)));
 }

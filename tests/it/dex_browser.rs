@@ -17,8 +17,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use authgate::app::App;
 use authgate::clock::SystemClock;
-use authgate::server::{self, App};
+use authgate::server;
 use base64::Engine as _;
 use fantoccini::Locator;
 use tokio::net::TcpListener;
@@ -105,9 +106,9 @@ impl DexSite {
             .unwrap_or_else(|e| panic!("authgate config:\n{e}\n---\n{yaml}"))
             .config;
         let app = App::new(config, Arc::new(SystemClock)).expect("assemble authgate");
-        app.oidc.discover().await.expect("discover Dex");
+        app.oidc().discover().await.expect("discover Dex");
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(server::run(app, listener, async {
+        tokio::spawn(server::run(app, server::Listeners::http(listener), async {
             let _ = stopped.await;
         }));
         DexSite {

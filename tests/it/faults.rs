@@ -9,9 +9,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use authgate::app::App;
 use authgate::clock::{ManualClock, SharedClock};
 use authgate::config::{Config, SessionStoreConfig};
-use authgate::server::App;
 use tokio::net::TcpListener;
 
 use crate::fixture::{Stack, client, default_routes, provider};
@@ -147,7 +147,7 @@ async fn provider_slow_never_blocks_decisions() {
     let app = reopen(config, &clock).await;
     let discovery = {
         let app = app.clone();
-        tokio::spawn(async move { app.oidc.discover().await })
+        tokio::spawn(async move { app.oidc().discover().await })
     };
     let replica = Replica::start(app.clone()).await;
     for _ in 0..20 {

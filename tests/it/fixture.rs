@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use authgate::app::App;
 use authgate::clock::{ManualClock, SharedClock};
 use authgate::config::{
     Config, CookieConfig, IdpConfig, LogFormat, RouteConfig, Secret, SessionStoreConfig,
 };
 use authgate::devidp::{DevClient, DevIdp, DevIdpConfig, DevUser};
-use authgate::server::{self, App};
+use authgate::server;
 use openidconnect::reqwest;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -228,11 +229,15 @@ impl Stack {
         stops.push(stop_idp);
 
         let app = App::new(config.clone(), shared).expect("app");
-        app.oidc.discover().await.expect("discovery");
+        app.oidc().discover().await.expect("discovery");
         let (stop, stopped) = oneshot::channel();
-        tokio::spawn(server::run(app.clone(), listener, async {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(server::run(
+            app.clone(),
+            server::Listeners::http(listener),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         stops.push(stop);
 
         Stack {

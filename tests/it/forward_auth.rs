@@ -61,7 +61,7 @@ async fn forward_auth_allows_with_identity_headers() {
 #[tokio::test]
 async fn forward_auth_redirects_browsers_and_401s_programs() {
     let stack = Stack::start().await;
-    let expected = stack.app.decider.sign_in_url(APP);
+    let expected = stack.app.sign_in_url(APP);
     let get = envoy(
         &stack,
         reqwest::Method::GET,
@@ -192,7 +192,7 @@ async fn forward_auth_ignores_forwarded_headers_from_untrusted_peers() {
         .unwrap();
     assert_eq!(
         header(&response, "location"),
-        stack.app.decider.sign_in_url("https://app.example.test/x")
+        stack.app.sign_in_url("https://app.example.test/x")
     );
 }
 
@@ -223,10 +223,7 @@ async fn forward_auth_traefik_shape_from_a_trusted_proxy() {
     );
     let response = traefik("POST").send().await.unwrap();
     assert_eq!(response.status(), 303);
-    assert_eq!(
-        header(&response, "location"),
-        stack.app.decider.sign_in_url(APP)
-    );
+    assert_eq!(header(&response, "location"), stack.app.sign_in_url(APP));
     // Envoy's shape from a trusted peer: X-Forwarded-Proto is believed.
     let response = envoy(&stack, reqwest::Method::GET, "app.example.test", "/x")
         .header("x-forwarded-proto", "http")

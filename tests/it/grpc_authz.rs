@@ -243,7 +243,7 @@ async fn grpc_sends_browsers_to_sign_in_and_programs_401() {
     let expected = s
         .stack
         .app
-        .decider
+        .decider()
         .sign_in_url(&Target::parse(APP).unwrap().return_url());
     let seen_for = |method: &'static str, headers: Vec<(&'static str, &'static str)>| {
         let request = envoy_request(method, APP, &headers);
@@ -436,10 +436,10 @@ async fn grpc_health_reports_serving() {
     }
 }
 
-/// `server::run_with_grpc` (what `authgate serve` runs) serves HTTP and
-/// gRPC side by side and stops both, cleanly, on shutdown.
+/// `server::run` with both listeners (what `authgate serve` runs) serves
+/// HTTP and gRPC side by side and stops both, cleanly, on shutdown.
 #[tokio::test]
-async fn run_with_grpc_serves_both_and_stops_both() {
+async fn run_serves_http_and_grpc_and_stops_both() {
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
     let stack = Stack::start().await;
@@ -447,14 +447,13 @@ async fn run_with_grpc_serves_both_and_stops_both() {
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (http_addr, grpc_addr) = (http.local_addr().unwrap(), grpc.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(authgate::server::run_with_grpc(
-        stack.app.clone(),
-        http,
-        grpc,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let listeners = authgate::server::Listeners {
+        grpc: Some(grpc),
+        ..authgate::server::Listeners::http(http)
+    };
+    let server = tokio::spawn(authgate::server::run(stack.app.clone(), listeners, async {
+        let _ = stopped.await;
+    }));
     let health = stack
         .http
         .get(format!("http://{http_addr}/healthz"))

@@ -136,10 +136,7 @@ async fn grpcurl_calls_check_through_reflection() {
         .iter()
         .find(|h| h["header"]["key"] == "location")
         .expect("location");
-    assert_eq!(
-        location["header"]["value"],
-        s.stack.app.decider.sign_in_url(APP)
-    );
+    assert_eq!(location["header"]["value"], s.stack.app.sign_in_url(APP));
 
     let api = check(&s, http_request(json!({"accept": "application/json"}))).await;
     assert_eq!(

@@ -258,12 +258,12 @@ impl TwoDomains {
         let nonce = login.nonce_cookie.split_once('=').expect("pair").1;
         let host = url::Url::parse(return_to).expect("URL");
         let binding = app
-            .handoffs
+            .handoffs()
             .binding(host.host_str().expect("host"), nonce)
             .expect("binding");
         let minted = app
-            .handoffs
-            .mint(app.sessions.sealer(), session, return_to, &binding)
+            .handoffs()
+            .mint(app.sessions().sealer(), session, return_to, &binding)
             .expect("mint");
         Delivery {
             action: minted.action,
@@ -641,7 +641,7 @@ async fn every_front_end_begins_the_sign_in_on_the_handoff_host() {
     start.query_pairs_mut().append_pair("rd", other);
     for (url, expected) in [
         (other, start.to_string()),
-        (inside, stack.app.decider.sign_in_url(inside)),
+        (inside, stack.app.sign_in_url(inside)),
     ] {
         let nginx = stack.auth(url, None).await;
         assert_eq!(nginx.status(), 401);

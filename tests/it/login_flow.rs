@@ -378,12 +378,15 @@ async fn provider_down_gives_503_page() {
         "http://127.0.0.1:9/dex",
         crate::fixture::default_routes(),
     );
-    let app =
-        authgate::server::App::new(config, Arc::new(authgate::clock::SystemClock)).expect("app");
+    let app = authgate::app::App::new(config, Arc::new(authgate::clock::SystemClock)).expect("app");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(authgate::server::run(app, listener, async {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(authgate::server::run(
+        app,
+        authgate::server::Listeners::http(listener),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let http = crate::fixture::client();
     let response = http
         .get(format!("{base}/oauth2/start?rd=/"))

@@ -160,9 +160,9 @@ async fn metrics_address_takes_metrics_off_the_main_listener() {
     .await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tokio::spawn(server::run_metrics(
-        stack.app.metrics.clone(),
-        stack.app.config.serving,
-        stack.app.config.trusted_proxies.clone(),
+        stack.app.metrics().clone(),
+        stack.app.config().serving,
+        stack.app.config().trusted_proxies.clone(),
         listener,
         async {
             let _ = stopped.await;

@@ -6,8 +6,9 @@
 
 use std::sync::Arc;
 
+use authgate::app::App;
 use authgate::clock::SystemClock;
-use authgate::server::{self, App};
+use authgate::server;
 use fantoccini::Locator;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -140,7 +141,7 @@ async fn provider_unavailable_page_in_a_browser() {
     )
     .expect("app");
     let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(server::run(app, listener, async {
+    let served = tokio::spawn(server::run(app, server::Listeners::http(listener), async {
         let _ = stopped.await;
     }));
 

@@ -8,9 +8,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use authgate::app::{App, ServerError};
 use authgate::clock::{ManualClock, SharedClock};
 use authgate::config::{Config, Secret, SessionStoreConfig};
-use authgate::server::{self, App, ServerError};
+use authgate::server;
 use authgate::session::{Purpose, Sealer};
 use envoy_types::ext_authz::v3::pb::HttpResponse;
 use tokio::net::TcpListener;
@@ -46,7 +47,7 @@ impl Replica {
     fn start_on(app: Arc<App>, listener: TcpListener) -> Replica {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel();
-        tokio::spawn(server::run(app, listener, async {
+        tokio::spawn(server::run(app, server::Listeners::http(listener), async {
             let _ = stopped.await;
         }));
         Replica { base, _stop: stop }
@@ -215,7 +216,7 @@ async fn idle_session_is_refused() {
 #[tokio::test]
 async fn absolute_lifetime_is_enforced() {
     let stack = Stack::start().await;
-    let lifetime = stack.app.config.cookie.expire.as_secs() as i64;
+    let lifetime = stack.app.config().cookie.expire.as_secs() as i64;
     let cookie = stack.login(ALICE, APP).await;
     let logins = stack.idp.token_requests();
     let mut elapsed = 0;

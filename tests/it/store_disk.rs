@@ -104,7 +104,7 @@ async fn full_disk_fails_logins_closed_and_recovers() {
     assert_eq!(stack.auth(APP, Some(&alice)).await.status(), 200);
     // Reads need no space: out of the cache, she is read from the file
     // (reopened after the failed write).
-    stack.app.sessions.forget_all();
+    stack.app.sessions().forget_all();
     assert_eq!(stack.auth(APP, Some(&alice)).await.status(), 200);
     let unknown = stack
         .auth(APP, Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))

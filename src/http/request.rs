@@ -1,0 +1,66 @@
+//! What every HTTP handler reads off a request the same way: the peer, the
+//! proxy's request id, the session cookies.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+
+/// The proxy's request id header (nginx `$request_id`, Envoy's own).
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The proxy's `X-Request-Id`, when it is fit to log.
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<&str> {
+    crate::telemetry::request_id(headers.get(X_REQUEST_ID).map(HeaderValue::as_bytes))
+}
+
+/// The TCP peer, when the server attached it (not in `oneshot` tests).
+pub(crate) fn peer_ip(request: &Request) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+/// Every value of a cookie named `name` across all `Cookie` headers, without
+/// allocating ([`crate::session::cookie_values`], as every front end).
+pub(crate) fn session_cookie_values<'h>(
+    headers: &'h HeaderMap,
+    name: &'h str,
+) -> impl Iterator<Item = &'h str> + 'h {
+    crate::session::cookie_values(
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| std::str::from_utf8(value.as_bytes()).ok()),
+        name,
+    )
+}
+
+/// A request header as text, if it is there and UTF-8.
+pub(crate) fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// The session cookie is found among others, in every Cookie header, and
+    /// a cookie whose name merely starts with ours is not taken.
+    #[test]
+    fn finds_every_session_cookie_value() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; _authgate=first; _authgate_login_x=no"),
+        );
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("_authgate=\"second\""),
+        );
+        let values: Vec<_> = session_cookie_values(&h, "_authgate").collect();
+        assert_eq!(values, vec!["first", "second"]);
+    }
+}
