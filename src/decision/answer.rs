@@ -10,7 +10,8 @@ use std::borrow::Cow;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::Value;
 
-use super::{Client, Decision};
+use super::client::Client;
+use super::verdict::Decision;
 use crate::identity::{HEADER_JWT, identity_headers_to_remove};
 
 /// How the proxy asked, which decides how a refusal is told.
@@ -240,7 +241,7 @@ fn headers_to_remove(decision: &Decision, set: &HeaderMap) -> Vec<Cow<'static, s
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::decision::Refusal;
+    use crate::decision::verdict::Refusal;
     use crate::policy::RouteId;
 
     fn sign_in(invalid_token: bool) -> Decision {

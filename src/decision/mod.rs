@@ -13,6 +13,7 @@
 
 mod answer;
 mod client;
+mod verdict;
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use http::HeaderValue;
 
 use crate::assertion::{AssertionSigner, Subject};
 use crate::bearer::{BearerError, BearerVerifier};
-use crate::policy::{ClaimHeaders, DenyReason, Policy, RouteId, Target, TargetError, Verdict};
+use crate::policy::{DenyReason, Policy, Target, TargetError, Verdict};
 use crate::refresh::Refresher;
 use crate::session::{
     CachedLookup, Resolved, SessionCookie, SessionError, SessionRecord, Sessions,
@@ -28,85 +29,7 @@ use crate::session::{
 
 pub use answer::{Answer, Mode, RpcCode, www_authenticate};
 pub use client::{Client, is_preflight};
-
-/// What a front end knows about the request it is asked about.
-pub struct Request<'a, C> {
-    /// The original request's URL, or why it could not be understood.
-    /// Borrowed, so the front end can still name it in its log line.
-    pub target: &'a Result<Target<'a>, TargetError>,
-    /// Values of every cookie carrying the session cookie's name (a browser
-    /// may hold a host-only and a domain cookie of the same name).
-    pub session_cookies: C,
-    /// The original request's method, if the front end knows it (a route
-    /// with `allowed_methods` refuses a request whose method is unknown).
-    pub method: Option<&'a str>,
-    /// The original request's `Authorization` header, for API clients
-    /// with a Bearer token from the provider.
-    pub authorization: Option<&'a str>,
-    /// A CORS preflight (see [`is_preflight`]).
-    pub preflight: bool,
-}
-
-/// Why a request was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// No route serves this host and path (deny by default).
-    NoRoute,
-    /// The route's rules do not admit this user.
-    NotAllowed,
-    /// The original URL was missing or malformed.
-    BadTarget,
-    /// The route's `allowed_methods` do not include the request's method.
-    MethodNotAllowed,
-}
-
-/// The verdict, carrying everything any front end needs to answer.
-#[derive(Clone, Debug)]
-pub enum Decision {
-    /// Let the request through; `session` is `None` on a public route
-    /// visited without a session.
-    Allow {
-        route: RouteId,
-        session: Option<Arc<SessionRecord>>,
-        pass_identity_headers: bool,
-        /// The route's `jwt_claims_headers`.
-        claim_headers: Arc<ClaimHeaders>,
-        /// `X-Auth-Request-Jwt`, when there is a session, the route passes
-        /// identity headers and a signer is configured.
-        assertion: Option<HeaderValue>,
-        /// The session cookie re-issued under the current `cookie_secret`
-        /// (the client presented one sealed with a previous secret); front
-        /// ends send it to the client.
-        set_cookie: Option<HeaderValue>,
-    },
-    /// No valid session: the user must sign in at `sign_in_url`.
-    /// `invalid_token`: the request carried a Bearer token that was refused
-    /// (API clients are told so in `WWW-Authenticate`).
-    SignIn {
-        route: RouteId,
-        sign_in_url: String,
-        invalid_token: bool,
-    },
-    /// Refused; `session` says who was refused, if anyone was signed in.
-    Deny {
-        route: Option<RouteId>,
-        session: Option<Arc<SessionRecord>>,
-        reason: Refusal,
-    },
-    /// The session store or the provider could not answer: fail closed.
-    Unavailable,
-}
-
-impl Decision {
-    /// The route the decision was made on, if any.
-    pub fn route(&self) -> Option<RouteId> {
-        match self {
-            Decision::Allow { route, .. } | Decision::SignIn { route, .. } => Some(*route),
-            Decision::Deny { route, .. } => *route,
-            Decision::Unavailable => None,
-        }
-    }
-}
+pub use verdict::{Decision, Refusal, Request};
 
 /// [`Decider::try_now`]'s result: the decision, or where it stopped for I/O.
 pub enum Step<'a, C> {

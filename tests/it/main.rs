@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod advisories;
+mod architecture;
 mod assertion;
 mod attacks;
 mod bad_input;
