@@ -20,12 +20,13 @@
 //! - [`assertion`]: the signed `X-Auth-Request-Jwt` header and its JWKS.
 //! - [`http`]: axum routes (nginx, forward-auth, login host).
 //! - [`grpc`]: Envoy `ext_authz` over gRPC (`Check`, health, reflection).
+//! - [`spoe`]: HAProxy's SPOE agent (SPOP on `spoe_address`).
 //! - [`devidp`]: the development OpenID provider behind `authgate demo`.
 //! - [`demo`]: `authgate demo`, wiring the development provider.
 //! - [`server`]: wires the parts and runs the listeners.
 //! - [`listener`]: the HTTP accept loop: connection cap, timeouts, drain.
 //! - [`reload`]: live reload of the routes on SIGHUP and file change.
-//! - [`print`]: `authgate print nginx|envoy`, proxy config from the routes.
+//! - [`print`]: `authgate print nginx|envoy|haproxy`, proxy config from the routes.
 //! - [`metrics`]: the Prometheus series behind `/metrics`.
 //! - [`telemetry`]: log setup and the log lines of decisions.
 //! - [`identity`], [`clock`]: shared small pieces.
@@ -52,4 +53,5 @@ pub mod refresh;
 pub mod reload;
 pub mod server;
 pub mod session;
+pub mod spoe;
 pub mod telemetry;

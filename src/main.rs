@@ -120,6 +120,14 @@ fn serve(path: &std::path::Path) -> ExitCode {
         let grpc = tokio::net::TcpListener::bind(grpc_address)
             .await
             .map_err(|e| format!("cannot listen on {grpc_address} (grpc_address): {e}"))?;
+        let spoe = match app.config.spoe_address {
+            Some(spoe_address) => Some(
+                tokio::net::TcpListener::bind(spoe_address)
+                    .await
+                    .map_err(|e| format!("cannot listen on {spoe_address} (spoe_address): {e}"))?,
+            ),
+            None => None,
+        };
         if let Some(metrics_address) = app.config.metrics_address {
             let metrics = tokio::net::TcpListener::bind(metrics_address)
                 .await
@@ -137,14 +145,15 @@ fn serve(path: &std::path::Path) -> ExitCode {
             ));
         }
         let login = app.login_base().to_owned();
-        tracing::info!(%address, %grpc_address, "authgate listening");
+        tracing::info!(%address, %grpc_address, spoe_address = ?app.config.spoe_address, "authgate listening");
         tracing::info!(
             sign_in = %format!("{login}/oauth2/start"),
             redirect_uri = %format!("{login}/oauth2/callback"),
             "login host {login}: register the redirect_uri with the provider \
              (Dex: staticClients[].redirectURIs); users sign in at sign_in"
         );
-        let served = server::run_with_grpc(app, listener, grpc, server::shutdown_signal()).await;
+        let served =
+            server::run_with_spoe(app, listener, grpc, spoe, server::shutdown_signal()).await;
         reloading.abort();
         served.map_err(|e| format!("server: {e}"))?;
         tracing::info!("shut down cleanly");

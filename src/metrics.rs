@@ -72,6 +72,8 @@ label_enum! {
         ForwardAuth => "forward_auth",
         /// Envoy `ext_authz` over gRPC.
         Grpc => "grpc",
+        /// HAProxy's SPOE agent protocol on `spoe_address`.
+        Haproxy => "haproxy",
     }
 }
 
@@ -439,8 +441,8 @@ pub struct DecisionMetrics {
     latency: [Histogram; FRONT_ENDS],
 }
 
-const FRONT_ENDS: usize = 3;
-const OUTCOMES: usize = 4;
+const FRONT_ENDS: usize = FrontEnd::ALL.len();
+const OUTCOMES: usize = Outcome::ALL.len();
 type Row = [Counter; FRONT_ENDS * OUTCOMES];
 
 impl DecisionMetrics {

@@ -260,6 +260,18 @@ pub async fn run_with_grpc(
     grpc: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    run_with_spoe(app, http, grpc, None, shutdown).await
+}
+
+/// [`run_with_grpc`], and HAProxy's SPOP on `spoe` when `spoe_address` is
+/// set, on the same schedule.
+pub async fn run_with_spoe(
+    app: Arc<App>,
+    http: TcpListener,
+    grpc: TcpListener,
+    spoe: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (failed, mut failure) = tokio::sync::watch::channel(false);
     let signal = async move {
         tokio::select! {
@@ -278,8 +290,16 @@ pub async fn run_with_grpc(
         failed.send_replace(true);
         result.map_err(std::io::Error::other)
     };
-    let (http, grpc) = tokio::join!(http, grpc);
-    http.and(grpc)
+    let spoe = async {
+        let Some(spoe) = spoe else {
+            return Ok(());
+        };
+        let result = crate::spoe::serve_scheduled(app.clone(), spoe, schedule.clone()).await;
+        failed.send_replace(true);
+        result
+    };
+    let (http, grpc, spoe) = tokio::join!(http, grpc, spoe);
+    http.and(grpc).and(spoe)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
