@@ -200,6 +200,19 @@ async fn haproxy_refuses_bob_and_programs() {
     );
     assert_eq!(response.text().await.expect("body"), "sign-in required\n");
     assert!(site.upstream.received().is_empty(), "the app saw a request");
+
+    // Counted as HAProxy's: bob's 403, the program's sign-in.
+    let text = crate::metrics::scrape(&site.stack, &site.stack.base).await;
+    let count = |outcome: &str| {
+        crate::metrics::series(
+            &text,
+            &format!(
+                "authgate_decisions_total{{route=\"route-0\",outcome=\"{outcome}\",front_end=\"haproxy\"}}"
+            ),
+        )
+    };
+    assert_eq!(count("deny"), Some(1.0), "{text}");
+    assert!(count("sign_in").is_some_and(|n| n >= 2.0), "{text}");
 }
 
 /// authgate's agent stopped: HAProxy gets no answer and refuses with 503,
