@@ -315,8 +315,9 @@ where
     let mut head_since = Some(Instant::now());
     let mut idle_since = Instant::now();
     let ended: Ended = 'connection: loop {
-        // Every complete frame in the buffer (none once stopping).
-        while !stopped && !buffer.is_empty() {
+        // The complete frames in the buffer, up to MAX_IN_FLIGHT (none
+        // once stopping).
+        while !stopped && !buffer.is_empty() && pending.len() < MAX_IN_FLIGHT {
             let (used, frame) = match spop::parser::parse_frame_with_limit(&buffer, max_frame) {
                 Ok((rest, frame)) => (buffer.len() - rest.len(), frame),
                 Err(nom::Err::Incomplete(_)) => break,
