@@ -37,9 +37,9 @@ CARGO_DENY_VERSION=0.20.2
 # Debian packages the end-to-end tests start (their own instances, on
 # loopback ports in temp dirs; the system services are never used).
 # systemd: only its systemd-analyze, to verify deploy/systemd/authgate.service.
-APT_PACKAGES=(nginx slapd ldap-utils redis-server chromium chromium-driver openssl ca-certificates libnss3-tools systemd curl)
+APT_PACKAGES=(nginx haproxy slapd ldap-utils redis-server chromium chromium-driver openssl ca-certificates libnss3-tools systemd curl)
 # Programs those packages must provide.
-REQUIRED_PROGRAMS=(nginx slapd slapadd ldapsearch ldapmodify redis-server chromium chromedriver openssl certutil systemd-analyze curl)
+REQUIRED_PROGRAMS=(nginx haproxy slapd slapadd ldapsearch ldapmodify redis-server chromium chromedriver openssl certutil systemd-analyze curl)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'scripts/test.sh: error: %s\n' "$*" >&2; exit 1; }

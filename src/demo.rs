@@ -63,6 +63,7 @@ pub fn demo_config(args: &DemoArgs) -> Result<Config, String> {
         address: SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)),
         grpc_address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         metrics_address: None,
+        spoe_address: None,
         authenticate_service_url: parse(&login)?,
         idp: IdpConfig {
             provider: "oidc".into(),

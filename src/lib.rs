@@ -23,12 +23,13 @@
 //! - [`assertion`]: the signed `X-Auth-Request-Jwt` header and its JWKS.
 //! - [`http`]: axum routes (nginx, forward-auth, login host).
 //! - [`grpc`]: Envoy `ext_authz` over gRPC (`Check`, health, reflection).
+//! - [`spoe`]: HAProxy's SPOE agent (SPOP on `spoe_address`).
 //! - [`devidp`]: the development OpenID provider behind `authgate demo`.
 //! - [`demo`]: `authgate demo`, wiring the development provider.
 //! - [`server`]: binds and runs the listeners, drains them together.
 //! - [`listener`]: the HTTP accept loop: connection cap, timeouts, drain.
 //! - [`reload`]: live reload of the routes on SIGHUP and file change.
-//! - [`print`]: `authgate print nginx|envoy`, proxy config from the routes.
+//! - [`print`]: `authgate print nginx|envoy|haproxy`, proxy config from the routes.
 //! - [`metrics`]: the Prometheus series behind `/metrics`.
 //! - [`telemetry`]: log setup and the log lines of decisions.
 //! - [`identity`], [`clock`], [`fault`]: shared small pieces.
@@ -58,4 +59,5 @@ pub mod refresh;
 pub mod reload;
 pub mod server;
 pub mod session;
+pub mod spoe;
 pub mod telemetry;

@@ -1,5 +1,5 @@
 //! The accept loop of every listener (`address`, `metrics_address`,
-//! `grpc_address`): a connection cap, a cap per peer address, `TCP_NODELAY`,
+//! `grpc_address`, `spoe_address`): a connection cap, a cap per peer address, `TCP_NODELAY`,
 //! a header-read and an idle timeout, HTTP/2 keep-alive pings, and the
 //! shutdown schedule load balancers expect.
 //!
@@ -165,6 +165,8 @@ pub enum Role {
     Metrics,
     /// `grpc_address`: HTTP/2 only (tonic's routes as the router).
     Grpc,
+    /// `spoe_address`: HAProxy's SPOP, not HTTP ([`serve_tcp`]).
+    Spoe,
 }
 
 impl Role {
@@ -173,6 +175,7 @@ impl Role {
             Role::Main => "http",
             Role::Metrics => "metrics",
             Role::Grpc => "grpc",
+            Role::Spoe => "spoe",
         }
     }
 }
@@ -234,32 +237,13 @@ pub async fn serve(
     let mut connections = JoinSet::new();
     let stopping = shutdown.reached(Phase::Stopping);
     tokio::pin!(stopping);
-    let mut cap = Cap::new(config.max_connections, role);
-    let mut peers = PeerCap::new(config.max_connections_per_peer, trusted_proxies, role);
+    let mut gate = Gate::new(&config, trusted_proxies, role);
     loop {
         // Reap finished connection tasks so the set stays small.
         while connections.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            biased;
-            () = &mut stopping => break,
-            permit = cap.permit() => permit,
+        let Some((stream, peer, places)) = gate.next(&listener, &mut stopping).await else {
+            break;
         };
-        let (stream, peer) = tokio::select! {
-            biased;
-            () = &mut stopping => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    accept_failed(role, &error).await;
-                    continue;
-                }
-            },
-        };
-        // Over its peer's cap: closed at once, its place freed for others.
-        let Some(peer_place) = peers.admit(peer.ip()) else {
-            continue;
-        };
-        no_delay(&stream);
         let activity = Arc::new(Activity::new(role));
         let service = ConnService {
             services: services.clone(),
@@ -275,11 +259,11 @@ pub async fn serve(
         let connection = graceful.watch(builder.serve_connection(io, service).into_owned());
         connections.spawn(async move {
             watchdog(connection, &activity, &config, peer).await;
-            drop((permit, peer_place));
+            drop(places);
         });
     }
     drop(listener);
-    let open = cap.open();
+    let open = gate.cap.open();
     tracing::info!(
         listener = role.name(),
         connections = open,
@@ -289,7 +273,7 @@ pub async fn serve(
         .await
         .is_err()
     {
-        let open = cap.open();
+        let open = gate.cap.open();
         tracing::warn!(
             listener = role.name(),
             connections = open,
@@ -301,6 +285,112 @@ pub async fn serve(
     }
     connections.shutdown().await;
     Ok(())
+}
+
+/// Serves a protocol that is not HTTP (HAProxy's SPOP) on `listener`
+/// with the caps of [`serve`]: `handle` drives one connection, including its
+/// own timeouts and its goodbye when `shutdown` reaches
+/// [`Phase::Stopping`]. Then no more connections are accepted, and those
+/// still open after `config.shutdown_timeout` are cut.
+pub async fn serve_tcp<F, C>(
+    listener: TcpListener,
+    config: ServingConfig,
+    trusted_proxies: &[IpNet],
+    shutdown: Shutdown,
+    role: Role,
+    handle: F,
+) -> io::Result<()>
+where
+    F: Fn(TcpStream, SocketAddr) -> C,
+    C: Future<Output = ()> + Send + 'static,
+{
+    let mut connections = JoinSet::new();
+    let stopping = shutdown.reached(Phase::Stopping);
+    tokio::pin!(stopping);
+    let mut gate = Gate::new(&config, trusted_proxies, role);
+    loop {
+        while connections.try_join_next().is_some() {}
+        let Some((stream, peer, places)) = gate.next(&listener, &mut stopping).await else {
+            break;
+        };
+        let connection = handle(stream, peer);
+        connections.spawn(async move {
+            connection.await;
+            drop(places);
+        });
+    }
+    drop(listener);
+    tracing::info!(
+        listener = role.name(),
+        connections = gate.cap.open(),
+        "stopped accepting; finishing requests in flight"
+    );
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(config.shutdown_timeout, drained)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = role.name(),
+            connections = gate.cap.open(),
+            timeout = ?config.shutdown_timeout,
+            "shutdown_timeout elapsed: cutting the connections still busy"
+        );
+    }
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// The accept step every listener shares: a place under the connection
+/// cap, then a connection whose peer is under its own cap, with
+/// `TCP_NODELAY`.
+struct Gate {
+    cap: Cap,
+    peers: PeerCap,
+    role: Role,
+}
+
+impl Gate {
+    fn new(config: &ServingConfig, trusted_proxies: &[IpNet], role: Role) -> Gate {
+        Gate {
+            cap: Cap::new(config.max_connections, role),
+            peers: PeerCap::new(config.max_connections_per_peer, trusted_proxies, role),
+            role,
+        }
+    }
+
+    /// The next admitted connection and its places (held until dropped);
+    /// `None` once `stopping` resolves.
+    async fn next(
+        &mut self,
+        listener: &TcpListener,
+        stopping: &mut Pin<&mut impl Future<Output = ()>>,
+    ) -> Option<(TcpStream, SocketAddr, (OwnedSemaphorePermit, PeerPlace))> {
+        loop {
+            let permit = tokio::select! {
+                biased;
+                () = stopping.as_mut() => return None,
+                permit = self.cap.permit() => permit,
+            };
+            let (stream, peer) = tokio::select! {
+                biased;
+                () = stopping.as_mut() => return None,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        accept_failed(self.role, &error).await;
+                        continue;
+                    }
+                },
+            };
+            // Over its peer's cap: closed at once, its place freed for others.
+            let Some(peer_place) = self.peers.admit(peer.ip()) else {
+                continue;
+            };
+            no_delay(&stream);
+            return Some((stream, peer, (permit, peer_place)));
+        }
+    }
 }
 
 /// A warning logged at most once per [`CAP_WARNING_INTERVAL`]: once per

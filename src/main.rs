@@ -122,6 +122,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
             %address,
             grpc_address = %app.config().grpc_address,
             metrics_address = app.config().metrics_address.map(tracing::field::display),
+            spoe_address = app.config().spoe_address.map(tracing::field::display),
             "authgate listening"
         );
         tracing::info!(

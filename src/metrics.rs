@@ -71,6 +71,8 @@ label_enum! {
         ForwardAuth => "forward_auth",
         /// Envoy `ext_authz` over gRPC.
         Grpc => "grpc",
+        /// HAProxy's SPOE agent protocol on `spoe_address`.
+        Haproxy => "haproxy",
     }
 }
 

@@ -1,4 +1,4 @@
-//! `authgate print nginx|envoy`: the proxy configuration for the routes in
+//! `authgate print nginx|envoy|haproxy`: the proxy configuration for the routes in
 //! `authgate.yaml`, so nobody hand-copies the `auth_request` wiring.
 //!
 //! Both outputs protect every host that has a route, leave the login host
@@ -24,6 +24,10 @@ pub enum Proxy {
     Nginx,
     /// An Envoy bootstrap: ext_authz over gRPC, a virtual host per route host.
     Envoy,
+    /// A haproxy.cfg: SPOE to `spoe_address`, one frontend per port.
+    Haproxy,
+    /// The SPOE configuration the haproxy.cfg's `filter spoe` reads.
+    HaproxySpoe,
 }
 
 /// `authgate print`'s arguments.
@@ -114,6 +118,8 @@ pub fn render(config: &Config, args: &PrintArgs) -> String {
     match args.proxy {
         Proxy::Nginx => nginx(config, args),
         Proxy::Envoy => envoy(config, args),
+        Proxy::Haproxy => haproxy(config, args),
+        Proxy::HaproxySpoe => HAPROXY_SPOE.to_owned(),
     }
 }
 
@@ -522,6 +528,191 @@ fn envoy_cluster(name: &str, host: &str, port: &str, http2: bool) -> String {
     )
 }
 
+/// The SPOE configuration: the same for every deployment.
+pub const HAPROXY_SPOE: &str = include_str!("../examples/haproxy/authgate-spoe.conf");
+
+/// Where `print haproxy` expects the SPOE configuration and the
+/// certificates (a directory of PEMs, certificate and key in each).
+const HAPROXY_SPOE_PATH: &str = "/etc/haproxy/authgate-spoe.conf";
+const HAPROXY_CERTS: &str = "/etc/haproxy/certs/";
+
+/// The rules that enforce authgate's answer, from `-- authgate: begin` to
+/// `-- authgate: end` of `examples/haproxy/haproxy.cfg`; `claims` are the
+/// routes' `jwt_claims_headers` names (lower case) besides the identity
+/// headers. Needs the ACLs `login_host`, `login_path` and `authgate_path`.
+pub fn haproxy_rules(claims: &[&str]) -> String {
+    let identity = IDENTITY_HEADERS;
+    let names: Vec<&str> = identity
+        .iter()
+        .map(http::HeaderName::as_str)
+        .chain(claims.iter().copied())
+        .collect();
+    let mut out = String::from(
+        "    # --- authgate: begin (the same in `authgate print haproxy`) ---\n\
+         \x20   # A client's copies of the identity headers, in every spelling (`_` for\n\
+         \x20   # `-`, which PHP, CGI and WSGI apps read as the same name), are removed.\n",
+    );
+    for name in &names {
+        let mut pattern = String::new();
+        for c in name.chars() {
+            match c {
+                '-' | '_' => pattern.push_str("[-_]"),
+                c if c.is_ascii_alphanumeric() => pattern.push(c),
+                c => {
+                    pattern.push('\\');
+                    pattern.push(c);
+                }
+            }
+        }
+        let _ = writeln!(out, "    http-request del-header ^{pattern}$ -m reg");
+    }
+    out.push_str(HAPROXY_ENFORCE);
+    for name in &names {
+        let var = format!(
+            "txn.{}.{}",
+            crate::spoe::VAR_PREFIX,
+            crate::spoe::header_var(name)
+        );
+        let _ = writeln!(
+            out,
+            "    http-request set-header {} %[var({var})] if !{{ var(txn.open) -m found }} {{ var({var}) -m found }}",
+            canonical_case(name),
+        );
+    }
+    out.push_str(
+        "    # A session cookie authgate re-issued under a new cookie_secret.\n\
+         \x20   http-response add-header Set-Cookie %[var(txn.authgate.set_cookie)] if { var(txn.authgate.set_cookie) -m found }\n\
+         \x20   # --- authgate: end ---\n",
+    );
+    out
+}
+
+/// The answers: redirect, 401, 403, and 503 for anything but 200.
+const HAPROXY_ENFORCE: &str = r#"    # Everything but the login host's pages and /.authgate/ is guarded.
+    http-request set-var(txn.open) bool(1) if login_host login_path || authgate_path
+    http-request return status 302 hdr Location %[var(txn.authgate.location)] hdr Cache-Control no-store if !{ var(txn.open) -m found } { var(txn.authgate.status) -m int 302 }
+    http-request return status 303 hdr Location %[var(txn.authgate.location)] hdr Cache-Control no-store if !{ var(txn.open) -m found } { var(txn.authgate.status) -m int 303 }
+    http-request return status 401 content-type text/plain lf-string "%[var(txn.authgate.body)]\n" hdr WWW-Authenticate %[var(txn.authgate.www_authenticate)] hdr Cache-Control no-store if !{ var(txn.open) -m found } { var(txn.authgate.status) -m int 401 }
+    http-request return status 403 content-type text/plain lf-string "%[var(txn.authgate.body)]\n" hdr Cache-Control no-store if !{ var(txn.open) -m found } { var(txn.authgate.status) -m int 403 }
+    # 503, no answer at all, or anything else: refused.
+    http-request return status 503 content-type text/plain string "authorization temporarily unavailable\n" hdr Cache-Control no-store if !{ var(txn.open) -m found } !{ var(txn.authgate.status) -m int 200 }
+    # Allowed: the identity authgate vouches for, only the headers it set.
+"#;
+
+/// The HAProxy ACL matching `site`'s `Host` (lower case, whole): the name,
+/// and `name:port` (the name alone too on the scheme's default port).
+fn haproxy_host_acl(acl: &str, site: &Site) -> String {
+    if site.host == "*" {
+        return format!("    acl {acl} always_true\n");
+    }
+    if let Some(suffix) = site.host.strip_prefix("*.") {
+        let optional = if site.default_port() { "?" } else { "" };
+        return format!(
+            "    acl {acl} req.fhdr(host),lower -m reg ^[a-z0-9-]+\\.{}(:{}){optional}$\n",
+            suffix.replace('.', "\\."),
+            site.port
+        );
+    }
+    let bare = if site.default_port() {
+        format!(" {}", site.host)
+    } else {
+        String::new()
+    };
+    format!(
+        "    acl {acl} req.fhdr(host),lower -m str{bare} {}:{}\n",
+        site.host, site.port
+    )
+}
+
+/// The haproxy.cfg, shaped like `examples/haproxy/haproxy.cfg`: one
+/// frontend per port the sites listen on.
+pub fn haproxy(config: &Config, args: &PrintArgs) -> String {
+    let (routes, login) = sites(config);
+    let authgate = dial(config.address, args.authgate_host.as_deref());
+    let spoe = match config.spoe_address {
+        Some(spoe) => dial(spoe, args.authgate_host.as_deref()),
+        None => "127.0.0.1:9192  # spoe_address is not set in authgate.yaml: set it".into(),
+    };
+    let mut claims: Vec<&str> = config
+        .routes
+        .iter()
+        .flat_map(|route| route.jwt_claims_headers.iter().flatten())
+        .map(|claim| claim.header.as_str())
+        .filter(|name| !IDENTITY_HEADERS.iter().any(|h| h.as_str() == *name))
+        .collect();
+    claims.sort_unstable();
+    claims.dedup();
+    let rules = haproxy_rules(&claims);
+    let mut ports: Vec<(u16, bool)> = routes
+        .iter()
+        .map(|(site, _)| site)
+        .chain(&login)
+        .map(|site| (site.port, site.https))
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    let mut out = format!(
+        "# Generated by `authgate print haproxy` from the routes in authgate.yaml.\n\
+         # Beside it: `authgate print haproxy-spoe > {HAPROXY_SPOE_PATH}`. TLS\n\
+         # certificates (certificate and key in one PEM each) go in {HAPROXY_CERTS}.\n\
+         # Check the `app` backend: authgate does not know your apps. See\n\
+         # examples/haproxy/haproxy.cfg for what each part does.\n\
+         \n\
+         global\n    log stderr format raw local0 info\n\
+         \n\
+         defaults\n    mode http\n    log global\n    option httplog\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n    timeout http-request 10s\n"
+    );
+    for (port, https) in ports {
+        let ssl = if https {
+            format!(" ssl crt {HAPROXY_CERTS}")
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            out,
+            "\nfrontend authgate_{port}\n    bind :{port}{ssl}\n    unique-id-format %{{+X}}o%ci:%cp_%fi:%fp_%Ts_%rt:%pid\n    unique-id-header X-Request-Id\n\n"
+        );
+        let here: Vec<(usize, &Site, &[String])> = routes
+            .iter()
+            .enumerate()
+            .filter(|(_, (site, _))| site.port == port && site.https == https)
+            .map(|(i, (site, names))| (i, site, names.as_slice()))
+            .collect();
+        for (i, site, names) in &here {
+            let _ = writeln!(out, "    # {} — routes: {}", site.host, names.join(", "));
+            out.push_str(&haproxy_host_acl(&format!("site{i}"), site));
+        }
+        match &login {
+            Some(site) if site.port == port && site.https == https => {
+                out.push_str("    # The login host (authenticate_service_url).\n");
+                out.push_str(&haproxy_host_acl("login_host", site));
+            }
+            _ => out.push_str("    acl login_host always_false\n"),
+        }
+        let _ = write!(
+            out,
+            "    acl login_path path / /oauth2/start /oauth2/callback /oauth2/sign_out /oauth2/userinfo /.well-known/authgate/jwks.json\n    acl authgate_path path_beg /.authgate/\n\n    filter spoe engine authgate config {HAPROXY_SPOE_PATH}\n\n{rules}\n    use_backend authgate if login_host login_path\n"
+        );
+        for (i, _, _) in &here {
+            let _ = writeln!(out, "    use_backend authgate if site{i} authgate_path");
+        }
+        for (i, _, _) in &here {
+            let _ = writeln!(out, "    use_backend app if site{i}");
+        }
+        out.push_str("    default_backend refuse\n");
+    }
+    let _ = write!(
+        out,
+        "\nbackend app\n    option forwardfor\n    server app {upstream}\n\
+         \n# The login host's pages. authgate believes X-Forwarded-* only from\n# trusted_proxies: list HAProxy there.\n\
+         backend authgate\n    option forwardfor\n    http-request set-header X-Forwarded-Proto %[ssl_fc,iif(https,http)]\n    http-request set-header X-Forwarded-Host %[req.fhdr(host)]\n    server authgate {authgate}\n\
+         \nbackend authgate-spoe\n    mode tcp\n    option spop-check\n    timeout connect 2s\n    timeout server 3m\n    server authgate {spoe} check inter 5s\n\
+         \nbackend refuse\n    http-request return status 404 content-type text/plain string \"not found\"\n",
+        upstream = args.upstream,
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -601,6 +792,43 @@ mod tests {
         // The login host, and /.authgate/ on each of the two route hosts.
         assert_eq!(out.matches("disabled: true").count(), 3);
         assert_eq!(out.matches("prefix: \"/.authgate/\"").count(), 2);
+    }
+
+    /// HAProxy: a frontend per port, an ACL per host with `host:port` (and
+    /// the name alone on the default port), the routes' claim headers
+    /// removed in every spelling and set from their variables.
+    #[test]
+    fn haproxy_has_a_frontend_per_port() {
+        let config = config(
+            "  - from: https://hello.example.com\n    allowed_groups: [ops]\n    jwt_claims_headers: {X-Email-Verified: email_verified}\n\
+             \x20 - from: https://app.example.com:8443\n    allowed_groups: [ops]\n",
+        );
+        let out = haproxy(&config, &args(Proxy::Haproxy));
+        assert!(out.contains("frontend authgate_443\n    bind :443 ssl crt /etc/haproxy/certs/\n"));
+        assert!(out.contains("frontend authgate_8443\n"));
+        assert!(
+            out.contains("-m str hello.example.com hello.example.com:443\n"),
+            "{out}"
+        );
+        assert!(out.contains("-m str app.example.com:8443\n"), "{out}");
+        assert!(out.contains("-m str auth.example.com auth.example.com:443\n"));
+        assert!(out.contains("acl login_host always_false\n"));
+        assert!(out.contains("http-request del-header ^x[-_]email[-_]verified$ -m reg\n"));
+        assert!(out.contains(
+            "http-request set-header X-Email-Verified %[var(txn.authgate.hdr_x_email_verified)]"
+        ));
+        assert_eq!(out.matches("default_backend refuse").count(), 2);
+        assert!(out.contains("server authgate 127.0.0.1:4180\n"));
+    }
+
+    /// The printed rules are the example's, line for line.
+    #[test]
+    fn haproxy_rules_are_the_examples() {
+        let example = include_str!("../examples/haproxy/haproxy.cfg");
+        assert!(
+            example.contains(&haproxy_rules(&[])),
+            "the example's rules differ from print's"
+        );
     }
 
     /// The printed `map`s are the example's, line for line: one text for

@@ -283,6 +283,7 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         jwt_claims_headers: _,
         signing,
         metrics_address,
+        spoe_address,
         templates_dir,
         log_format,
         log_level,
@@ -354,6 +355,7 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         "metrics_address",
         *metrics_address == running.metrics_address,
     );
+    check("spoe_address", *spoe_address == running.spoe_address);
     check("templates_dir", *templates_dir == running.templates_dir);
     check("log_format", *log_format == running.log_format);
     check("log_level", *log_level == running.log_level);

@@ -23,6 +23,8 @@ pub struct Listeners {
     pub http: TcpListener,
     /// `grpc_address`: Envoy's `ext_authz` `Check`.
     pub grpc: Option<TcpListener>,
+    /// `spoe_address`: HAProxy's SPOE agent (SPOP).
+    pub spoe: Option<TcpListener>,
     /// `metrics_address`: `/metrics` alone.
     pub metrics: Option<TcpListener>,
 }
@@ -42,6 +44,7 @@ impl Listeners {
         Listeners {
             http,
             grpc: None,
+            spoe: None,
             metrics: None,
         }
     }
@@ -51,6 +54,10 @@ impl Listeners {
         Ok(Listeners {
             http: bind("address", config.address).await?,
             grpc: Some(bind("grpc_address", config.grpc_address).await?),
+            spoe: match config.spoe_address {
+                Some(address) => Some(bind("spoe_address", address).await?),
+                None => None,
+            },
             metrics: match config.metrics_address {
                 Some(address) => Some(bind("metrics_address", address).await?),
                 None => None,
@@ -95,6 +102,7 @@ pub async fn run(
     let Listeners {
         http,
         grpc,
+        spoe,
         metrics,
     } = listeners;
     let http = async { failing(serve_http(app.clone(), http, schedule.clone()).await) };
@@ -108,14 +116,22 @@ pub async fn run(
             None => Ok(()),
         }
     };
+    let spoe = async {
+        match spoe {
+            Some(spoe) => {
+                failing(crate::spoe::serve_scheduled(app.clone(), spoe, schedule.clone()).await)
+            }
+            None => Ok(()),
+        }
+    };
     let metrics = async {
         match metrics {
             Some(metrics) => failing(serve_metrics(&app, metrics, schedule.clone()).await),
             None => Ok(()),
         }
     };
-    let (http, grpc, metrics) = tokio::join!(http, grpc, metrics);
-    http.and(grpc).and(metrics)
+    let (http, grpc, spoe, metrics) = tokio::join!(http, grpc, spoe, metrics);
+    http.and(grpc).and(spoe).and(metrics)
 }
 
 /// Serves HTTP (nginx, forward-auth, the login host) on `listener`.

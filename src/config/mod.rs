@@ -184,6 +184,8 @@ pub struct Config {
     /// `metrics_address`: a listener serving only `/metrics`; when set,
     /// `/metrics` is not served on `address`. Default none.
     pub metrics_address: Option<SocketAddr>,
+    /// `spoe_address`: HAProxy's SPOE agent listener (SPOP). Default none.
+    pub spoe_address: Option<SocketAddr>,
     /// `authenticate_service_url`: the login host's public base URL, e.g.
     /// `https://auth.example.com`. `/oauth2/callback` under it is the
     /// redirect URI registered at the provider.

@@ -85,6 +85,9 @@ pub(crate) struct RawConfig {
     /// A separate listener for `/metrics` (Pomerium's key). Default none:
     /// `/metrics` is served on `address`.
     pub metrics_address: Option<Val<String>>,
+    /// HAProxy's SPOE agent listener (SPOP), `IP:port` or `:port`
+    /// (authgate's own key). Default none: not served.
+    pub spoe_address: Option<Val<String>>,
     /// Open client connections per listener; more wait in the kernel's
     /// backlog until one closes (authgate's own key). Default `10000`.
     pub max_connections: Option<Val<String>>,

@@ -252,6 +252,7 @@ impl Validator {
         let grpc_address = self.parsed(&raw.grpc_address, default_addr(9191), parse_listen);
         let metrics_address =
             self.parsed(&raw.metrics_address, None, |s| parse_listen(s).map(Some));
+        let spoe_address = self.parsed(&raw.spoe_address, None, |s| parse_listen(s).map(Some));
         let templates_dir = match get(&raw.templates_dir) {
             None if raw.templates_dir.is_some() => None,
             None => Some(None),
@@ -315,6 +316,7 @@ impl Validator {
             address: address?,
             grpc_address: grpc_address?,
             metrics_address: metrics_address?,
+            spoe_address: spoe_address?,
             authenticate_service_url: auth_url?,
             idp: idp?,
             cookie: cookie?,

@@ -62,6 +62,7 @@ pub fn test_config(login_base: &str, idp_issuer: &str, routes: Vec<RouteConfig>)
         address: "127.0.0.1:0".parse().expect("addr"),
         grpc_address: "127.0.0.1:0".parse().expect("addr"),
         metrics_address: None,
+        spoe_address: None,
         authenticate_service_url: Url::parse(login_base).expect("login base"),
         idp: IdpConfig {
             provider: "oidc".into(),

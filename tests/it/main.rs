@@ -25,6 +25,7 @@ mod forward_auth;
 mod grpc_authz;
 mod grpcurl;
 mod handoff;
+mod haproxy_flow;
 mod login_flow;
 mod logs;
 mod metrics;

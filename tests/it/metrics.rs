@@ -9,13 +9,13 @@ use tokio::net::TcpListener;
 use crate::fixture::{Stack, header};
 
 /// The value of the series `name{labels}` in a scrape, if exported.
-fn series(text: &str, name_and_labels: &str) -> Option<f64> {
+pub(crate) fn series(text: &str, name_and_labels: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(name_and_labels)?.strip_prefix(' '))
         .and_then(|value| value.parse().ok())
 }
 
-async fn scrape(stack: &Stack, base: &str) -> String {
+pub(crate) async fn scrape(stack: &Stack, base: &str) -> String {
     let response = stack
         .http
         .get(format!("{base}/metrics"))

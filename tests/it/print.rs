@@ -1,6 +1,8 @@
-//! `authgate print nginx|envoy` run as a user runs it: the nginx output is
-//! accepted by the real nginx (`nginx -t`), the Envoy output parses into
-//! Envoy's `Bootstrap` with the checks the shipped examples pass.
+//! `authgate print nginx|envoy|haproxy` run as a user runs it: the nginx
+//! output is accepted by the real nginx (`nginx -t`), the Envoy output
+//! parses into Envoy's `Bootstrap` with the checks the shipped examples
+//! pass, the HAProxy output is accepted (`haproxy -c`) and run by the real
+//! HAProxy.
 
 use std::path::Path;
 use std::process::Command;
@@ -301,5 +303,96 @@ async fn printed_nginx_config_routes_what_authgate_decides() {
             .iter()
             .count(),
         1
+    );
+}
+
+/// The printed haproxy.cfg and SPOE configuration pass `haproxy -c` (and a
+/// misspelt one does not); run by HAProxy with nothing at `spoe_address`,
+/// a protected host and an unknown name answer 503: no answer, no entry.
+#[tokio::test]
+async fn printed_haproxy_config_passes_haproxy_c_and_fails_closed() {
+    let dir = temp_dir("print-haproxy");
+    let d = dir.path();
+    let config = write_config(d);
+    let out = print("haproxy", &config);
+    let spoe = print("haproxy-spoe", &config);
+    assert_eq!(
+        spoe,
+        std::fs::read_to_string(crate::support::haproxy::example("authgate-spoe.conf")).unwrap()
+    );
+    assert_eq!(out.matches("\nfrontend ").count(), 2, "443 and 8443: {out}");
+    assert!(
+        out.contains("-m str app.example.com app.example.com:443\n"),
+        "{out}"
+    );
+    let ca = TestCa::new("authgate print haproxy CA");
+    let issued = ca.issue(&["*.example.com", "*.tools.example.com"], &[]);
+    std::fs::create_dir(d.join("certs")).unwrap();
+    std::fs::write(
+        d.join("certs/site.pem"),
+        format!("{}{}", issued.cert_pem, issued.key_pem),
+    )
+    .unwrap();
+    std::fs::write(d.join("authgate-spoe.conf"), &spoe).unwrap();
+    let port = free_port();
+    let local = out
+        .replace("/etc/haproxy/certs/", &format!("{}/certs/", d.display()))
+        .replace(
+            "/etc/haproxy/authgate-spoe.conf",
+            &format!("{}/authgate-spoe.conf", d.display()),
+        )
+        .replace("bind :443 ", &format!("bind 127.0.0.1:{port} "))
+        .replace("bind :8443 ", &format!("bind 127.0.0.1:{} ", free_port()));
+    let cfg = d.join("haproxy.cfg");
+    let haproxy = require_program("haproxy", None);
+    let check = |text: &str| {
+        std::fs::write(&cfg, text).unwrap();
+        let output = Command::new(&haproxy)
+            .arg("-c")
+            .arg("-f")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), log)
+    };
+    let (ok, log) = check(&local.replacen("del-header", "del-headerr", 1));
+    assert!(!ok, "haproxy -c accepted a misspelt keyword:\n{log}");
+    let (ok, log) = check(&local);
+    assert!(
+        ok,
+        "haproxy -c refused the printed config:\n{log}\n---\n{local}"
+    );
+    assert!(!log.contains("[WARNING]"), "haproxy -c warns:\n{log}");
+
+    let mut cmd = Command::new(&haproxy);
+    cmd.arg("-db").arg("-f").arg(&cfg);
+    let mut child =
+        crate::support::process::ChildGuard::spawn("haproxy", cmd, &d.join("haproxy.log"));
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    child.wait_for_port(addr).await;
+    let pem = ca.cert_pem();
+    let json = ["Accept: application/json".to_owned()];
+    let get = |sni: &'static str, host: &'static str| {
+        let pem = pem.clone();
+        let json = json.clone();
+        async move {
+            crate::support::tls::raw_get_tls(&pem, addr, sni, "/", host, &json)
+                .await
+                .0
+        }
+    };
+    assert_eq!(
+        get("app.example.com", "app.example.com").await,
+        503,
+        "{}",
+        child.log()
+    );
+    assert_eq!(
+        get("app.example.com", "nowhere.example.com").await,
+        503,
+        "{}",
+        child.log()
     );
 }

@@ -24,6 +24,7 @@
 pub mod browser;
 pub mod caddy;
 pub mod dex;
+pub mod haproxy;
 pub mod ingress_nginx;
 pub mod nginx;
 pub mod process;
