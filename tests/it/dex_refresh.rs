@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use crate::dex_browser::{E2e, Options};
-use crate::support::slapd::CAROL;
+use crate::support::dirsrv::CAROL;
 
 /// How often this test's sessions are refreshed (`refresh_interval`).
 const REFRESH: Duration = Duration::from_secs(2);
@@ -56,7 +56,7 @@ async fn removed_from_devops_loses_access_at_next_refresh() {
         "devops missing after a refresh with unchanged groups"
     );
 
-    e2e.slapd.remove_from_group(&CAROL, "devops");
+    e2e.dirsrv.remove_from_group(&CAROL, "devops");
     let removed = Instant::now();
     // Bounded: one refresh period, plus the refresh itself on a busy machine.
     let deadline = removed + REFRESH + Duration::from_secs(10);
