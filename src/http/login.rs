@@ -432,11 +432,40 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
         ),
         _ => (None, None, "Access was refused."),
     };
-    let message = match &who {
-        Some(who) => format!("You are signed in as {who}. {why}"),
-        None => why.to_owned(),
+    let message = match (&who, &decision) {
+        (
+            Some(who),
+            Decision::Deny {
+                session: Some(session),
+                reason: Refusal::NotAllowed,
+                ..
+            },
+        ) => format!(
+            "You are signed in as {who}. {why} {}",
+            groups_hint(&session.identity.groups)
+        ),
+        (Some(who), _) => format!("You are signed in as {who}. {why}"),
+        (None, _) => why.to_owned(),
     };
     View::forbidden(message, who, route, shown_url).with_link(sign_out, "Sign out")
+}
+
+/// The likely cause when a group should have let the user in: the provider
+/// did not send it. Dex's LDAP connector sends only the groups its
+/// `groupSearch.filter` matches, and the seed's POSIX-only filter misses
+/// FreeIPA's non-POSIX groups (issue 23).
+fn groups_hint(groups: &[String]) -> String {
+    let carried = if groups.is_empty() {
+        "no groups".to_owned()
+    } else {
+        format!("the groups {}", groups.join(", "))
+    };
+    format!(
+        "Your sign-in carried {carried}. If you are in the required group but it is not \
+         listed, the identity provider did not send it: with Dex's LDAP connector, check \
+         its groupSearch.filter (FreeIPA's non-POSIX groups need \
+         (objectClass=ipaUserGroup))."
+    )
 }
 
 impl App {
