@@ -220,11 +220,22 @@ async fn login_callback(
     let refresh_due_at = crate::app::refresh_policy(app.config())
         .next_due(app.clock().now(), outcome.id_token_expires_at);
     let user = outcome.identity.display_name().to_owned();
+    if outcome.identity.groups.is_empty() && app.config().idp.scopes.iter().any(|s| s == "groups") {
+        // Routes that admit by group will refuse this user; the usual cause
+        // is the provider's group search, not the policy (issue 23).
+        tracing::warn!(
+            %user,
+            "the sign-in carried no groups although the `groups` scope was asked for: with Dex's \
+             LDAP connector, check groupSearch.filter (FreeIPA's non-POSIX groups need \
+             (objectClass=ipaUserGroup))"
+        );
+    }
+    let groups = outcome.identity.groups.clone();
     let (value, _record) = app
         .sessions()
         .create(outcome.identity, outcome.refresh_token, refresh_due_at)
         .await?;
-    tracing::info!(%user, return_to = loggable(&login.return_to), "login completed");
+    tracing::info!(%user, groups = ?groups, return_to = loggable(&login.return_to), "login completed");
     let session_cookie = app.session_cookie(value.clone(), app.config().cookie.expire);
     let clear_login = app.login_cookie(&state, String::new(), Duration::ZERO);
     super::handoff::after_login(

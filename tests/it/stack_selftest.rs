@@ -14,15 +14,16 @@ use axum::routing::get;
 use base64::Engine as _;
 
 use crate::support::browser::{Browser, BrowserOptions};
-use crate::support::dex::{CLIENT_ID, Dex, DexOptions};
-use crate::support::dirsrv::{ALICE, BOB, CAROL, DEX_BIND_DN, Dirsrv, GROUPS_DN, USERS_DN};
+use crate::support::dex::{CLIENT_ID, Dex, DexOptions, LdapFilters};
+use crate::support::dirsrv::{ALICE, BOB, CAROL, DEX_BIND_DN, Dirsrv, GROUPS_DN, USERS_DN, User};
 use crate::support::nginx::{DOMAIN, EchoUpstream, Nginx, NginxOptions};
 use crate::support::redis::Redis;
 use crate::support::tls::TestCa;
 
 /// 389-ds serves the FreeIPA-shaped tree over LDAPS, verified with the test
 /// CA (and refused with another CA); group membership changes made through
-/// the harness show up in the next search.
+/// the harness show up in the next search, on both sides (`member`,
+/// `memberOf`); a disabled account cannot bind but is still found.
 #[tokio::test(flavor = "multi_thread")]
 async fn dirsrv_serves_freeipa_tree_over_ldaps() {
     let started = Instant::now();
@@ -70,11 +71,31 @@ async fn dirsrv_serves_freeipa_tree_over_ldaps() {
         );
     }
 
+    // FreeIPA's default group is not POSIX: the seed's filter misses it.
+    assert!(!seed_filter.contains("cn: ipausers"), "{seed_filter}");
+    // The memberOf plugin keeps the users' side, as in FreeIPA.
+    let member_of =
+        |user: &User| dirsrv.search_as_dex(&user.dn(), "(objectClass=*)", &["memberOf"]);
+    let carol = member_of(&CAROL);
+    assert!(
+        carol.contains(&format!("memberOf: cn=devops,{GROUPS_DN}")),
+        "{carol}"
+    );
+    assert!(
+        carol.contains(&format!("memberOf: cn=ipausers,{GROUPS_DN}")),
+        "{carol}"
+    );
+
     dirsrv.remove_from_group(&CAROL, "devops");
     let devops = dirsrv.search_as_dex(GROUPS_DN, "(cn=devops)", &["member"]);
     assert!(
         !devops.contains(&CAROL.dn()),
         "carol still in devops: {devops}"
+    );
+    let carol = member_of(&CAROL);
+    assert!(
+        !carol.contains("cn=devops"),
+        "memberOf not updated: {carol}"
     );
     dirsrv.add_to_group(&CAROL, "devops");
     let devops = dirsrv.search_as_dex(GROUPS_DN, "(cn=devops)", &["member"]);
@@ -82,6 +103,33 @@ async fn dirsrv_serves_freeipa_tree_over_ldaps() {
         devops.contains(&CAROL.dn()),
         "carol not back in devops: {devops}"
     );
+
+    // Disabled (nsAccountLock): 389-ds refuses the password, while the
+    // service account still finds the entry unless the filter excludes it.
+    let bind_as = |user: &User| {
+        std::process::Command::new("ldapsearch")
+            .env("LDAPTLS_CACERT", dirsrv.ca_pem_path())
+            .args(["-x", "-H", &dirsrv.ldaps_url(), "-D", &user.dn()])
+            .args(["-w", user.password, "-b", "", "-s", "base", "1.1"])
+            .output()
+            .expect("run ldapsearch")
+    };
+    assert!(bind_as(&BOB).status.success(), "bob cannot bind");
+    dirsrv.disable(&BOB);
+    let refused = bind_as(&BOB);
+    assert!(!refused.status.success(), "a disabled account could bind");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Account inactivated"),
+        "{refused:?}"
+    );
+    let found = dirsrv.search_as_dex(USERS_DN, "(uid=bob)", &["nsAccountLock"]);
+    assert!(found.contains("nsAccountLock: TRUE"), "{found}");
+    let filtered = dirsrv.search_as_dex(
+        USERS_DN,
+        &format!("(&{}(uid=bob))", LdapFilters::RECOMMENDED.user),
+        &["uid"],
+    );
+    assert!(filtered.trim().is_empty(), "{filtered}");
 
     // The certificate is really checked: another CA is refused.
     let other = crate::support::temp_dir("other-ca");
