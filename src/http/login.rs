@@ -469,7 +469,7 @@ fn groups_hint(groups: &[String]) -> String {
     let carried = if groups.is_empty() {
         "no groups".to_owned()
     } else {
-        format!("the groups {}", groups.join(", "))
+        format!("these groups: {}", groups.join(", "))
     };
     format!(
         "Your sign-in carried {carried}. If you are in the required group but it is not \
