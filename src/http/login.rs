@@ -220,11 +220,22 @@ async fn login_callback(
     let refresh_due_at = crate::app::refresh_policy(app.config())
         .next_due(app.clock().now(), outcome.id_token_expires_at);
     let user = outcome.identity.display_name().to_owned();
+    if outcome.identity.groups.is_empty() && app.config().idp.scopes.iter().any(|s| s == "groups") {
+        // Routes that admit by group will refuse this user; the usual cause
+        // is the provider's group search, not the policy (issue 23).
+        tracing::warn!(
+            %user,
+            "the sign-in carried no groups although the `groups` scope was asked for: with Dex's \
+             LDAP connector, check groupSearch.filter (FreeIPA's non-POSIX groups need \
+             (objectClass=ipaUserGroup))"
+        );
+    }
+    let groups = outcome.identity.groups.clone();
     let (value, _record) = app
         .sessions()
         .create(outcome.identity, outcome.refresh_token, refresh_due_at)
         .await?;
-    tracing::info!(%user, return_to = loggable(&login.return_to), "login completed");
+    tracing::info!(%user, groups = ?groups, return_to = loggable(&login.return_to), "login completed");
     let session_cookie = app.session_cookie(value.clone(), app.config().cookie.expire);
     let clear_login = app.login_cookie(&state, String::new(), Duration::ZERO);
     super::handoff::after_login(
@@ -432,11 +443,40 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
         ),
         _ => (None, None, "Access was refused."),
     };
-    let message = match &who {
-        Some(who) => format!("You are signed in as {who}. {why}"),
-        None => why.to_owned(),
+    let message = match (&who, &decision) {
+        (
+            Some(who),
+            Decision::Deny {
+                session: Some(session),
+                reason: Refusal::NotAllowed,
+                ..
+            },
+        ) => format!(
+            "You are signed in as {who}. {why} {}",
+            groups_hint(&session.identity.groups)
+        ),
+        (Some(who), _) => format!("You are signed in as {who}. {why}"),
+        (None, _) => why.to_owned(),
     };
     View::forbidden(message, who, route, shown_url).with_link(sign_out, "Sign out")
+}
+
+/// The likely cause when a group should have let the user in: the provider
+/// did not send it. Dex's LDAP connector sends only the groups its
+/// `groupSearch.filter` matches, and the seed's POSIX-only filter misses
+/// FreeIPA's non-POSIX groups (issue 23).
+fn groups_hint(groups: &[String]) -> String {
+    let carried = if groups.is_empty() {
+        "no groups".to_owned()
+    } else {
+        format!("these groups: {}", groups.join(", "))
+    };
+    format!(
+        "Your sign-in carried {carried}. If you are in the required group but it is not \
+         listed, the identity provider did not send it: with Dex's LDAP connector, check \
+         its groupSearch.filter (FreeIPA's non-POSIX groups need \
+         (objectClass=ipaUserGroup))."
+    )
 }
 
 impl App {

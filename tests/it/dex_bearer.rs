@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::dex_browser::{DexSite, Options};
 use crate::fixture::header;
 use crate::support::dex::{CLIENT_ID, OTHER_CLIENT_ID};
-use crate::support::slapd::{ALICE, BOB};
+use crate::support::dirsrv::{ALICE, BOB};
 use crate::support::tls::TestCa;
 
 const INVALID_TOKEN: &str = "Bearer realm=\"authgate\", error=\"invalid_token\"";

@@ -1,6 +1,6 @@
 //! The seed's stack for real (issue 3): headless Chromium clicks through
 //! nginx (`examples/nginx/nginx.conf`) → authgate → Dex v2.41.1 with its
-//! LDAP connector → OpenLDAP laid out like FreeIPA, and back to an echo
+//! LDAP connector → 389 Directory Server laid out like FreeIPA, and back to an echo
 //! upstream that shows who arrived.
 //!
 //! Each test builds its own stack on ephemeral loopback ports (they run in
@@ -26,9 +26,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::support::browser::{Browser, BrowserOptions};
-use crate::support::dex::{CLIENT_ID, Dex, DexOptions};
+use crate::support::dex::{CLIENT_ID, Dex, DexOptions, LdapFilters};
+use crate::support::dirsrv::{ALICE, BOB, Dirsrv, User};
 use crate::support::nginx::{DOMAIN, EchoUpstream, Nginx, NginxOptions, OTHER_DOMAIN};
-use crate::support::slapd::{ALICE, BOB, Slapd, User};
 use crate::support::temp_dir;
 use crate::support::tls::TestCa;
 
@@ -46,6 +46,8 @@ pub(crate) struct Options {
     pub id_token_ttl: Duration,
     /// authgate's `idp_clock_skew` (none: the default).
     pub clock_skew: Option<Duration>,
+    /// Dex's LDAP filters (the seed's by default).
+    pub ldap_filters: LdapFilters,
 }
 
 impl Default for Options {
@@ -55,16 +57,17 @@ impl Default for Options {
             refresh_interval: Duration::from_secs(300),
             id_token_ttl: Duration::from_secs(600),
             clock_skew: None,
+            ldap_filters: LdapFilters::SEED,
         }
     }
 }
 
-/// The seed's stack without a browser: slapd, Dex, authgate and nginx in
+/// The seed's stack without a browser: 389-ds, Dex, authgate and nginx in
 /// front of an echo upstream. Dropping it stops authgate and kills the rest.
 pub(crate) struct DexSite {
     pub nginx: Nginx,
     pub dex: Dex,
-    pub slapd: Slapd,
+    pub dirsrv: Dirsrv,
     /// authgate's `authenticate_service_url`.
     pub login_base: String,
     stop: Option<oneshot::Sender<()>>,
@@ -81,8 +84,8 @@ impl DexSite {
             .await
             .expect("bind authgate");
         let authgate_addr = listener.local_addr().expect("authgate address");
-        let (slapd, nginx) = tokio::join!(
-            Slapd::start(),
+        let (dirsrv, nginx) = tokio::join!(
+            Dirsrv::start(),
             Nginx::start(NginxOptions {
                 authgate: authgate_addr,
                 upstream: upstream.addr(),
@@ -92,11 +95,12 @@ impl DexSite {
         );
         let login_base = nginx.url("auth", "");
         let dex = Dex::start(
-            &slapd,
+            &dirsrv,
             DexOptions {
                 redirect_uris: vec![format!("{login_base}/oauth2/callback")],
                 id_token_ttl: options.id_token_ttl,
                 persistent_storage: false,
+                ldap_filters: options.ldap_filters,
             },
         )
         .await;
@@ -114,7 +118,7 @@ impl DexSite {
         DexSite {
             nginx,
             dex,
-            slapd,
+            dirsrv,
             login_base,
             stop: Some(stop),
             _upstream: upstream,
@@ -284,11 +288,11 @@ impl Drop for E2e {
             _ => None,
         };
         eprintln!(
-            "[{}] failed; screenshot: {shot:?}\n--- dex (tail) ---\n{}\n--- nginx ---\n{}\n--- slapd ---\n{}\n--- chromedriver (tail) ---\n{}",
+            "[{}] failed; screenshot: {shot:?}\n--- dex (tail) ---\n{}\n--- nginx ---\n{}\n--- 389-ds ---\n{}\n--- chromedriver (tail) ---\n{}",
             self.name,
             tail(&self.dex.log(), 40),
             tail(&self.nginx.error_log(), 20),
-            tail(&self.slapd.log(), 10),
+            tail(&self.dirsrv.log(), 10),
             tail(&self.browser.driver_log(), 20),
         );
     }

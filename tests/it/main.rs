@@ -16,6 +16,7 @@ mod cli;
 mod decider;
 mod dex_bearer;
 mod dex_browser;
+mod dex_freeipa;
 mod dex_refresh;
 mod docs_links;
 mod envoy_examples;

@@ -1,4 +1,4 @@
-//! The end-to-end stack on its own, without authgate: real slapd, Dex,
+//! The end-to-end stack on its own, without authgate: real 389 Directory Server, Dex,
 //! nginx (from `examples/nginx/nginx.conf`) and Chromium behave as the
 //! scenario tests will rely on.
 
@@ -14,22 +14,23 @@ use axum::routing::get;
 use base64::Engine as _;
 
 use crate::support::browser::{Browser, BrowserOptions};
-use crate::support::dex::{CLIENT_ID, Dex, DexOptions};
+use crate::support::dex::{CLIENT_ID, Dex, DexOptions, LdapFilters};
+use crate::support::dirsrv::{ALICE, BOB, CAROL, DEX_BIND_DN, Dirsrv, GROUPS_DN, USERS_DN, User};
 use crate::support::nginx::{DOMAIN, EchoUpstream, Nginx, NginxOptions};
 use crate::support::redis::Redis;
-use crate::support::slapd::{ALICE, BOB, CAROL, DEX_BIND_DN, GROUPS_DN, Slapd, USERS_DN};
 use crate::support::tls::TestCa;
 
-/// slapd serves the FreeIPA-shaped tree over LDAPS, verified with the test
+/// 389-ds serves the FreeIPA-shaped tree over LDAPS, verified with the test
 /// CA (and refused with another CA); group membership changes made through
-/// the harness show up in the next search.
+/// the harness show up in the next search, on both sides (`member`,
+/// `memberOf`); a disabled account cannot bind but is still found.
 #[tokio::test(flavor = "multi_thread")]
-async fn slapd_serves_freeipa_tree_over_ldaps() {
+async fn dirsrv_serves_freeipa_tree_over_ldaps() {
     let started = Instant::now();
-    let slapd = Slapd::start().await;
-    eprintln!("slapd ready in {:?}", started.elapsed());
+    let dirsrv = Dirsrv::start().await;
+    eprintln!("dirsrv ready in {:?}", started.elapsed());
 
-    let alice = slapd.search_as_dex(
+    let alice = dirsrv.search_as_dex(
         USERS_DN,
         "(uid=alice)",
         &["mail", "uidNumber", "displayName"],
@@ -43,7 +44,7 @@ async fn slapd_serves_freeipa_tree_over_ldaps() {
         "service account must not read hashes: {alice}"
     );
 
-    let devops = slapd.search_as_dex(GROUPS_DN, "(cn=devops)", &["member", "objectClass"]);
+    let devops = dirsrv.search_as_dex(GROUPS_DN, "(cn=devops)", &["member", "objectClass"]);
     assert!(
         devops.contains(&format!("member: {}", ALICE.dn())),
         "{devops}"
@@ -55,7 +56,7 @@ async fn slapd_serves_freeipa_tree_over_ldaps() {
     assert!(!devops.contains(&BOB.dn()), "{devops}");
     assert!(devops.contains("objectClass: posixGroup"), "{devops}");
     // Dex's group filter as the seed writes it finds the groups.
-    let seed_filter = slapd.search_as_dex(
+    let seed_filter = dirsrv.search_as_dex(
         GROUPS_DN,
         &format!(
             "(&(|(objectClass=posixGroup)(objectClass=group))(member={}))",
@@ -70,18 +71,65 @@ async fn slapd_serves_freeipa_tree_over_ldaps() {
         );
     }
 
-    slapd.remove_from_group(&CAROL, "devops");
-    let devops = slapd.search_as_dex(GROUPS_DN, "(cn=devops)", &["member"]);
+    // FreeIPA's default group is not POSIX: the seed's filter misses it.
+    assert!(!seed_filter.contains("cn: ipausers"), "{seed_filter}");
+    // The memberOf plugin keeps the users' side, as in FreeIPA.
+    let member_of =
+        |user: &User| dirsrv.search_as_dex(&user.dn(), "(objectClass=*)", &["memberOf"]);
+    let carol = member_of(&CAROL);
+    assert!(
+        carol.contains(&format!("memberOf: cn=devops,{GROUPS_DN}")),
+        "{carol}"
+    );
+    assert!(
+        carol.contains(&format!("memberOf: cn=ipausers,{GROUPS_DN}")),
+        "{carol}"
+    );
+
+    dirsrv.remove_from_group(&CAROL, "devops");
+    let devops = dirsrv.search_as_dex(GROUPS_DN, "(cn=devops)", &["member"]);
     assert!(
         !devops.contains(&CAROL.dn()),
         "carol still in devops: {devops}"
     );
-    slapd.add_to_group(&CAROL, "devops");
-    let devops = slapd.search_as_dex(GROUPS_DN, "(cn=devops)", &["member"]);
+    let carol = member_of(&CAROL);
+    assert!(
+        !carol.contains("cn=devops"),
+        "memberOf not updated: {carol}"
+    );
+    dirsrv.add_to_group(&CAROL, "devops");
+    let devops = dirsrv.search_as_dex(GROUPS_DN, "(cn=devops)", &["member"]);
     assert!(
         devops.contains(&CAROL.dn()),
         "carol not back in devops: {devops}"
     );
+
+    // Disabled (nsAccountLock): 389-ds refuses the password, while the
+    // service account still finds the entry unless the filter excludes it.
+    let bind_as = |user: &User| {
+        std::process::Command::new("ldapsearch")
+            .env("LDAPTLS_CACERT", dirsrv.ca_pem_path())
+            .args(["-x", "-H", &dirsrv.ldaps_url(), "-D", &user.dn()])
+            .args(["-w", user.password, "-b", "", "-s", "base", "1.1"])
+            .output()
+            .expect("run ldapsearch")
+    };
+    assert!(bind_as(&BOB).status.success(), "bob cannot bind");
+    dirsrv.disable(&BOB);
+    let refused = bind_as(&BOB);
+    assert!(!refused.status.success(), "a disabled account could bind");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Account inactivated"),
+        "{refused:?}"
+    );
+    let found = dirsrv.search_as_dex(USERS_DN, "(uid=bob)", &["nsAccountLock"]);
+    assert!(found.contains("nsAccountLock: TRUE"), "{found}");
+    let filtered = dirsrv.search_as_dex(
+        USERS_DN,
+        &format!("(&{}(uid=bob))", LdapFilters::RECOMMENDED.user),
+        &["uid"],
+    );
+    assert!(filtered.trim().is_empty(), "{filtered}");
 
     // The certificate is really checked: another CA is refused.
     let other = crate::support::temp_dir("other-ca");
@@ -92,7 +140,7 @@ async fn slapd_serves_freeipa_tree_over_ldaps() {
         .args([
             "-x",
             "-H",
-            &slapd.ldaps_url(),
+            &dirsrv.ldaps_url(),
             "-D",
             DEX_BIND_DN,
             "-w",
@@ -141,9 +189,9 @@ async fn dex_ldap_login_in_chromium_issues_id_token_with_groups() {
         .with_state(received.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let slapd = Slapd::start().await;
+    let dirsrv = Dirsrv::start().await;
     let dex = Dex::start(
-        &slapd,
+        &dirsrv,
         DexOptions {
             redirect_uris: vec![callback.clone()],
             ..DexOptions::default()
@@ -151,7 +199,7 @@ async fn dex_ldap_login_in_chromium_issues_id_token_with_groups() {
     )
     .await;
     let browser = Browser::start(BrowserOptions::default()).await;
-    eprintln!("slapd + Dex + Chromium ready in {:?}", started.elapsed());
+    eprintln!("dirsrv + Dex + Chromium ready in {:?}", started.elapsed());
 
     let mut auth = url::Url::parse(&dex.auth_endpoint()).unwrap();
     auth.query_pairs_mut()

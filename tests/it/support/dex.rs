@@ -1,14 +1,15 @@
 //! Real Dex (built from the Go module proxy by `scripts/test.sh`, path in
 //! `AUTHGATE_DEX_BIN`) with the LDAP connector configured as the seed
-//! deployment does, from `tests/e2e/dex/config.yaml.tmpl`.
+//! deployment does, from `tests/e2e/dex/config.yaml.tmpl`, or with the
+//! filters the README recommends for FreeIPA ([`LdapFilters`]).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use super::dirsrv::{DEX_BIND_PW, Dirsrv, rand_hex};
 use super::process::{ChildGuard, READY_TIMEOUT, free_port, require_program};
-use super::slapd::{DEX_BIND_PW, Slapd, rand_hex};
 use super::{render, repo_root, temp_dir};
 
 /// The static client's id, as in the seed.
@@ -19,6 +20,29 @@ pub const CONNECTOR_ID: &str = "ldap";
 /// A second static client, which authgate is not configured to accept
 /// tokens for.
 pub const OTHER_CLIENT_ID: &str = "other-app";
+
+/// The LDAP connector's `userSearch.filter` and `groupSearch.filter`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LdapFilters {
+    pub user: &'static str,
+    pub group: &'static str,
+}
+
+impl LdapFilters {
+    /// As the seed writes them: no user filter, POSIX (or AD) groups only.
+    pub const SEED: LdapFilters = LdapFilters {
+        user: "",
+        group: "(|(objectClass=posixGroup)(objectClass=group))",
+    };
+    /// What the README's migration section and the chart's Dex example
+    /// recommend for FreeIPA: disabled accounts (`nsAccountLock: TRUE`) are
+    /// not found, so their refresh fails; non-POSIX user groups
+    /// (`ipaUserGroup` without `posixGroup`) reach the token too.
+    pub const RECOMMENDED: LdapFilters = LdapFilters {
+        user: "(&(objectClass=person)(!(nsAccountLock=TRUE)))",
+        group: "(|(objectClass=posixGroup)(objectClass=ipaUserGroup))",
+    };
+}
 
 /// What a test may vary.
 #[derive(Clone, Debug)]
@@ -32,6 +56,8 @@ pub struct DexOptions {
     /// temp dir, so [`Dex::restart`] comes back with it; otherwise memory
     /// storage, which a restart empties.
     pub persistent_storage: bool,
+    /// The LDAP connector's filters (the seed's by default).
+    pub ldap_filters: LdapFilters,
 }
 
 impl Default for DexOptions {
@@ -40,6 +66,7 @@ impl Default for DexOptions {
             redirect_uris: Vec::new(),
             id_token_ttl: Duration::from_secs(600),
             persistent_storage: false,
+            ldap_filters: LdapFilters::SEED,
         }
     }
 }
@@ -62,9 +89,9 @@ pub struct DexTokens {
 }
 
 impl Dex {
-    /// Renders the config against `slapd` and starts Dex on a free loopback
+    /// Renders the config against `dirsrv` and starts Dex on a free loopback
     /// port; returns once discovery answers.
-    pub async fn start(slapd: &Slapd, options: DexOptions) -> Dex {
+    pub async fn start(dirsrv: &Dirsrv, options: DexOptions) -> Dex {
         let bin = dex_binary();
         let mut dir = temp_dir("dex");
         let client_secret = format!("pom-secret-{}", rand_hex());
@@ -107,9 +134,14 @@ impl Dex {
                     ("CLIENT_SECRET", &yaml_string(&client_secret)),
                     ("OTHER_CLIENT_SECRET", &yaml_string(&other_client_secret)),
                     ("REDIRECT_URIS", redirect_uris.trim_end()),
-                    ("LDAP_HOST", &slapd.ldaps_addr().to_string()),
-                    ("LDAP_CA", &slapd.ca_pem_path().display().to_string()),
+                    ("LDAP_HOST", &dirsrv.ldaps_addr().to_string()),
+                    ("LDAP_CA", &dirsrv.ca_pem_path().display().to_string()),
                     ("LDAP_BIND_PW", &yaml_string(DEX_BIND_PW)),
+                    ("LDAP_USER_FILTER", &yaml_string(options.ldap_filters.user)),
+                    (
+                        "LDAP_GROUP_FILTER",
+                        &yaml_string(options.ldap_filters.group),
+                    ),
                 ],
             );
             std::fs::write(&config, rendered).expect("write Dex config");
@@ -156,7 +188,7 @@ impl Dex {
     /// Tokens for `user` from Dex's password grant (the LDAP connector
     /// checks the password), issued to `client_id` (`pom` or
     /// [`OTHER_CLIENT_ID`]) with the scopes authgate asks for.
-    pub async fn password_grant(&self, client_id: &str, user: &super::slapd::User) -> DexTokens {
+    pub async fn password_grant(&self, client_id: &str, user: &super::dirsrv::User) -> DexTokens {
         let secret = if client_id == OTHER_CLIENT_ID {
             &self.other_client_secret
         } else {

@@ -1,12 +1,12 @@
 //! Harness for the end-to-end tests: each piece starts a real program
-//! (slapd, Dex, nginx, Caddy, chromedriver + Chromium) on ephemeral loopback ports
+//! (389 Directory Server, Dex, nginx, Caddy, chromedriver + Chromium) on ephemeral loopback ports
 //! in its own temporary directory, waits until it answers, and kills it when
 //! dropped.
 //!
 //! # Layout
 //! - [`process`]: child processes killed in `Drop`, ports, bounded waits.
 //! - [`tls`]: a throw-away CA and the certificates it issues.
-//! - [`slapd`]: OpenLDAP laid out like FreeIPA, with LDAPS.
+//! - [`dirsrv`]: 389 Directory Server laid out like FreeIPA, with LDAPS.
 //! - [`dex`]: Dex (built by `scripts/test.sh`) with its LDAP connector.
 //! - [`nginx`]: nginx from `examples/nginx/nginx.conf` (or a whole conf).
 //! - [`ingress_nginx`]: an nginx.conf from Ingress objects, as ingress-nginx
@@ -24,12 +24,12 @@
 pub mod browser;
 pub mod caddy;
 pub mod dex;
+pub mod dirsrv;
 pub mod haproxy;
 pub mod ingress_nginx;
 pub mod nginx;
 pub mod process;
 pub mod redis;
-pub mod slapd;
 pub mod tls;
 pub mod tmpfs;
 pub mod upstream;
@@ -43,7 +43,7 @@ pub fn repo_root() -> PathBuf {
 
 /// Replaces every `{{KEY}}` in `template` by its value and panics if a
 /// placeholder is left, so a renamed placeholder fails loudly instead of
-/// reaching nginx, slapd or Dex as literal text.
+/// reaching nginx, 389-ds or Dex as literal text.
 pub fn render(template: &str, vars: &[(&str, &str)]) -> String {
     let mut out = template.to_owned();
     for (key, value) in vars {

@@ -42,7 +42,7 @@ pub fn require_program(name: &str, env: Option<&str>) -> PathBuf {
 }
 
 /// A loopback port that was free a moment ago. Programs that take their port
-/// from a config file (nginx, slapd, Dex, chromedriver) cannot be handed an
+/// from a config file (nginx, 389-ds, Dex, chromedriver) cannot be handed an
 /// open socket, so callers retry their start when the port was taken since.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -1,4 +1,4 @@
-//! A throw-away certificate authority for one test: LDAPS for slapd, HTTPS
+//! A throw-away certificate authority for one test: LDAPS for 389-ds, HTTPS
 //! for nginx, trusted by Dex (`rootCA`), by reqwest and by Chromium.
 
 use std::net::{IpAddr, SocketAddr};
