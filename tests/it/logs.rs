@@ -215,3 +215,52 @@ async fn logs_say_what_happened_and_no_secret() {
         assert!(!text.contains(secret), "the {what} is in the logs:\n{text}");
     }
 }
+
+/// A sign-in without groups although the `groups` scope was asked for is
+/// logged as a warning naming the likely cause (Dex's `groupSearch.filter`,
+/// which misses FreeIPA's non-POSIX groups); a sign-in with groups is not,
+/// and `login completed` lists the groups the sign-in carried.
+#[tokio::test(flavor = "current_thread")]
+async fn a_sign_in_without_groups_is_warned_about() {
+    let captured = Captured::this_thread();
+    let stack = Stack::start().await;
+    stack
+        .login("carol@example.com", "https://public.example.test/")
+        .await;
+    let lines = captured.lines();
+    let warnings: Vec<_> = lines
+        .iter()
+        .filter(|l| {
+            l["level"] == "WARN"
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("groupSearch.filter"))
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{lines:#?}");
+    assert_eq!(warnings[0]["user"], "carol@example.com");
+
+    let captured = Captured::this_thread();
+    stack
+        .login("bob@example.com", "https://public.example.test/")
+        .await;
+    let lines = captured.lines();
+    assert!(
+        !lines.iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("groupSearch.filter"))),
+        "{lines:#?}"
+    );
+    let completed: Vec<_> = lines
+        .iter()
+        .filter(|l| l["message"] == "login completed")
+        .collect();
+    assert_eq!(completed.len(), 1, "{lines:#?}");
+    assert!(
+        completed[0]["groups"]
+            .as_str()
+            .is_some_and(|g| g.contains("users")),
+        "{:?}",
+        completed[0]
+    );
+}
