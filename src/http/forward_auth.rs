@@ -168,16 +168,7 @@ mod tests {
     use super::*;
     use axum::http::Uri;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        map
-    }
+    use super::super::request::header_map as headers;
 
     fn asked(uri: &str, method: Method, pairs: &[(&str, &str)], trusted: bool) -> (String, bool) {
         let uri: Uri = uri.parse().unwrap();

@@ -143,22 +143,7 @@ async fn disabled_user_loses_access_at_next_refresh_with_the_recommended_filter(
     }
 
     e2e.dirsrv.disable(&CAROL);
-    let changed = Instant::now();
-    after_refresh(
-        &e2e,
-        &url,
-        changed,
-        "disabled user sent to sign in",
-        |at, text| {
-            if on_dex(&e2e, at) {
-                return true;
-            }
-            assert!(text.contains("Hello, carol@example.test"), "{text}");
-            false
-        },
-    )
-    .await;
-    assert_refresh_failed_for_the_directory(&e2e);
+    carol_sent_to_sign_in(&e2e, &url, "disabled user sent to sign in").await;
 }
 
 /// The seed's `groupSearch.filter` only finds POSIX (or AD) groups: when
@@ -224,22 +209,23 @@ async fn deleted_user_session_ends_at_next_refresh() {
     let url = e2e.url("hello", "/");
     hello(&e2e, &url, &CAROL).await;
     e2e.dirsrv.delete(&CAROL);
+    carol_sent_to_sign_in(&e2e, &url, "deleted user sent to sign in").await;
+}
+
+/// After carol's account changed now: at the next refresh she is sent to
+/// sign in (Dex's login page), having seen the app until then; and Dex's
+/// refresh failed because of the directory.
+async fn carol_sent_to_sign_in(e2e: &E2e, url: &str, label: &str) {
     let changed = Instant::now();
-    after_refresh(
-        &e2e,
-        &url,
-        changed,
-        "deleted user sent to sign in",
-        |at, text| {
-            if on_dex(&e2e, at) {
-                return true;
-            }
-            assert!(text.contains("Hello, carol@example.test"), "{text}");
-            false
-        },
-    )
+    after_refresh(e2e, url, changed, label, |at, text| {
+        if on_dex(e2e, at) {
+            return true;
+        }
+        assert!(text.contains("Hello, carol@example.test"), "{text}");
+        false
+    })
     .await;
-    assert_refresh_failed_for_the_directory(&e2e);
+    assert_refresh_failed_for_the_directory(e2e);
 }
 
 /// Dex's "failed to refresh identity" log lines so far.

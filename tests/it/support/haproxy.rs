@@ -5,11 +5,12 @@
 //! upstream; `auth.<domain>` is authgate's login; both over TLS from the
 //! test CA.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::Command;
 
-use super::process::{ChildGuard, free_port, require_program};
-use super::tls::{TestCa, https_client};
+use super::edge::EdgeProxy;
+use super::process::{ChildGuard, require_program};
+use super::tls::TestCa;
 use super::{render, repo_root, temp_dir};
 
 /// What the example's placeholders become in a test.
@@ -26,23 +27,23 @@ pub struct HaproxyOptions<'a> {
     pub domain: &'a str,
 }
 
-/// A running HAProxy. Dropping it kills HAProxy and removes its directory.
-pub struct Haproxy {
-    child: ChildGuard,
-    https: SocketAddr,
-    domain: String,
-    ca_pem: String,
-    _dir: tempfile::TempDir,
+/// A running HAProxy (see [`EdgeProxy`]).
+pub struct Haproxy(EdgeProxy);
+
+impl std::ops::Deref for Haproxy {
+    type Target = EdgeProxy;
+    fn deref(&self) -> &EdgeProxy {
+        &self.0
+    }
 }
 
 impl Haproxy {
     /// Renders the two example files and runs `haproxy -db`; returns once
-    /// it accepts connections. A port taken between choosing it and
-    /// HAProxy binding it means another try.
+    /// it accepts connections.
     pub async fn start(options: HaproxyOptions<'_>) -> Haproxy {
         let haproxy = require_program("haproxy", None);
         let dir = temp_dir("haproxy");
-        let d = dir.path();
+        let d = dir.path().to_owned();
         let issued = options
             .ca
             .issue(&[&format!("*.{}", options.domain), options.domain], &[]);
@@ -53,10 +54,7 @@ impl Haproxy {
         std::fs::copy(example("authgate-spoe.conf"), &spoe_conf).expect("copy SPOE config");
         let template = std::fs::read_to_string(example("haproxy.cfg")).expect("read haproxy.cfg");
         let config = d.join("haproxy.cfg");
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let https = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+        let spawn = |https: SocketAddr, attempt: u32| {
             let rendered = render(
                 &template,
                 &[
@@ -77,70 +75,10 @@ impl Haproxy {
             std::fs::write(&config, rendered).expect("write haproxy.cfg");
             let mut cmd = Command::new(&haproxy);
             cmd.arg("-db").arg("-f").arg(&config);
-            let log = d.join(format!("haproxy-{attempt}.log"));
-            let mut child = ChildGuard::spawn("haproxy", cmd, &log);
-            if attempt < 3 && !listening(&mut child, https).await {
-                continue;
-            }
-            child.wait_for_port(https).await;
-            return Haproxy {
-                child,
-                https,
-                domain: options.domain.to_owned(),
-                ca_pem: options.ca.cert_pem(),
-                _dir: dir,
-            };
-        }
+            ChildGuard::spawn("haproxy", cmd, &d.join(format!("haproxy-{attempt}.log")))
+        };
+        Haproxy(EdgeProxy::start(dir, options.domain, options.ca, spawn).await)
     }
-
-    /// `https://<sub>.<domain>:<port><path>`.
-    pub fn url(&self, sub: &str, path: &str) -> String {
-        format!("https://{sub}.{}:{}{path}", self.domain, self.https.port())
-    }
-
-    pub fn https_port(&self) -> u16 {
-        self.https.port()
-    }
-
-    /// A client that resolves `app.` and `auth.` of the test domain to
-    /// HAProxy, trusts the test CA, and does not follow redirects.
-    pub fn http_client(&self) -> openidconnect::reqwest::Client {
-        let hosts = ["app", "auth"].map(|sub| format!("{sub}.{}", self.domain));
-        https_client(&self.ca_pem, hosts, self.https)
-    }
-
-    /// `GET <target>` exactly as given, with `Host: <host>`, over TLS.
-    pub async fn raw_get(
-        &self,
-        sub: &str,
-        target: &str,
-        host: &str,
-        headers: &[String],
-    ) -> (u16, String) {
-        let sni = format!("{sub}.{}", self.domain);
-        super::tls::raw_get_tls(&self.ca_pem, self.https, &sni, target, host, headers).await
-    }
-
-    /// HAProxy's log (startup, the requests).
-    pub fn log(&self) -> String {
-        self.child.log()
-    }
-}
-
-/// Whether HAProxy listens on `https` (false: it exited, most likely
-/// because the port was taken meanwhile).
-async fn listening(child: &mut ChildGuard, https: SocketAddr) -> bool {
-    let deadline = std::time::Instant::now() + super::process::READY_TIMEOUT;
-    while std::time::Instant::now() < deadline {
-        if child.check_running().is_err() {
-            return false;
-        }
-        if tokio::net::TcpStream::connect(https).await.is_ok() {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    true
 }
 
 /// A file of `examples/haproxy/`.

@@ -25,6 +25,7 @@ pub mod browser;
 pub mod caddy;
 pub mod dex;
 pub mod dirsrv;
+pub mod edge;
 pub mod haproxy;
 pub mod ingress_nginx;
 pub mod nginx;

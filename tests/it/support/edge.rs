@@ -1,0 +1,99 @@
+//! A TLS proxy at the edge (Caddy, HAProxy) started for a test from the
+//! example users copy: the process, the port it serves `app.` and `auth.`
+//! of the test domain on, and clients for it.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use super::process::{ChildGuard, READY_TIMEOUT, free_port};
+use super::tls::{TestCa, https_client};
+
+/// A running proxy. Dropping it kills the process and removes its directory.
+pub struct EdgeProxy {
+    child: ChildGuard,
+    https: SocketAddr,
+    domain: String,
+    ca_pem: String,
+    _dir: tempfile::TempDir,
+}
+
+impl EdgeProxy {
+    /// Runs `spawn(https, attempt)` (which writes the proxy's configuration
+    /// for that port and starts it) until the proxy listens on `https`: a
+    /// port taken between choosing it and the proxy binding it means
+    /// another try, with another port.
+    pub async fn start(
+        dir: tempfile::TempDir,
+        domain: &str,
+        ca: &TestCa,
+        mut spawn: impl FnMut(SocketAddr, u32) -> ChildGuard,
+    ) -> EdgeProxy {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let https = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+            let mut child = spawn(https, attempt);
+            if attempt < 3 && !listening(&mut child, https).await {
+                continue;
+            }
+            child.wait_for_port(https).await;
+            return EdgeProxy {
+                child,
+                https,
+                domain: domain.to_owned(),
+                ca_pem: ca.cert_pem(),
+                _dir: dir,
+            };
+        }
+    }
+
+    /// `https://<sub>.<domain>:<port><path>`, e.g. `url("app", "/x?q=1")`.
+    pub fn url(&self, sub: &str, path: &str) -> String {
+        format!("https://{sub}.{}:{}{path}", self.domain, self.https.port())
+    }
+
+    pub fn https_port(&self) -> u16 {
+        self.https.port()
+    }
+
+    /// A client that resolves `app.` and `auth.` of the test domain to the
+    /// proxy, trusts the test CA, and does not follow redirects.
+    pub fn http_client(&self) -> openidconnect::reqwest::Client {
+        let hosts = ["app", "auth"].map(|sub| format!("{sub}.{}", self.domain));
+        https_client(&self.ca_pem, hosts, self.https)
+    }
+
+    /// `GET <target>` exactly as given, with `Host: <host>`, over TLS to
+    /// `<sub>.<domain>` (see [`super::tls::raw_get_tls`]).
+    pub async fn raw_get(
+        &self,
+        sub: &str,
+        target: &str,
+        host: &str,
+        headers: &[String],
+    ) -> (u16, String) {
+        let sni = format!("{sub}.{}", self.domain);
+        super::tls::raw_get_tls(&self.ca_pem, self.https, &sni, target, host, headers).await
+    }
+
+    /// The proxy's log (startup, errors, requests).
+    pub fn log(&self) -> String {
+        self.child.log()
+    }
+}
+
+/// Waits until the proxy listens on `https` (true) or exits (false: most
+/// likely its port was taken meanwhile; the log says).
+async fn listening(child: &mut ChildGuard, https: SocketAddr) -> bool {
+    let deadline = std::time::Instant::now() + READY_TIMEOUT;
+    while std::time::Instant::now() < deadline {
+        if child.check_running().is_err() {
+            return false;
+        }
+        if tokio::net::TcpStream::connect(https).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Still running but silent: let wait_for_port report it with the log.
+    true
+}
