@@ -18,7 +18,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use url::Url;
 
 use authgate::clock::{SharedClock, SystemClock};
-use authgate::config::{RouteConfig, Secret};
+use authgate::config::{RouteConfig, Routes, Secret};
 use authgate::decision::{Asker, Decider, Decision, Request};
 use authgate::identity::Identity;
 use authgate::metrics::{FrontEnd, Metrics};
@@ -68,7 +68,9 @@ fn decision_path(c: &mut Criterion) {
     let (cookie, _) = runtime
         .block_on(sessions.create(identity, None, i64::MAX))
         .expect("session");
-    let policy = Arc::new(Policy::compile(&routes(1000)).expect("policy"));
+    let policy = Arc::new(Policy::compile(
+        Routes::parse(routes(1000)).expect("routes"),
+    ));
     let decider = Decider::new(
         policy,
         sessions,

@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //! - [`config`]: YAML + environment → validated [`config::Config`].
-//! - [`policy`]: routes compiled once, evaluated without allocation.
+//! - [`policy`]: routes parsed with the configuration ([`policy::route`]),
+//!   indexed once, evaluated without allocation.
 //! - [`redirect`]: the `rd` allow-list (open-redirect defence).
 //! - [`handoff`]: one-time tokens carrying a session to hosts outside the
 //!   cookie domain.
@@ -19,6 +20,7 @@
 //! - [`decision`]: the one function every front end calls.
 //! - [`assertion`]: the signed `X-Auth-Request-Jwt` header and its JWKS.
 //! - [`http`]: axum routes (nginx, forward-auth, login host).
+//! - [`templates`]: the pages' templates, loaded with the configuration.
 //! - [`grpc`]: Envoy `ext_authz` over gRPC (`Check`, health, reflection).
 //! - [`devidp`]: the development OpenID provider behind `authgate demo`.
 //! - [`demo`]: `authgate demo`, wiring the development provider.
@@ -53,3 +55,4 @@ pub mod reload;
 pub mod server;
 pub mod session;
 pub mod telemetry;
+pub mod templates;

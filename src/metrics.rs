@@ -500,7 +500,7 @@ impl DecisionMetrics {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::config::RouteConfig;
+    use crate::config::{RouteConfig, Routes};
     use crate::decision::Refusal;
 
     fn policy() -> Policy {
@@ -515,7 +515,7 @@ mod tests {
                 ..RouteConfig::default()
             },
         ];
-        Policy::compile(&routes).expect("policy")
+        Policy::compile(Routes::parse(routes).expect("routes"))
     }
 
     /// The value of the series whose line starts with `prefix` (labels

@@ -70,7 +70,7 @@ impl Site {
 fn sites(config: &Config) -> (Vec<(Site, Vec<String>)>, Option<Site>) {
     let mut order: Vec<Site> = Vec::new();
     let mut names: BTreeMap<Site, Vec<String>> = BTreeMap::new();
-    for route in &config.routes {
+    for route in config.routes.iter().map(|r| r.spec()) {
         let Some(site) = Site::of(&route.from) else {
             continue;
         };

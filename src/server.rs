@@ -16,7 +16,7 @@ use crate::clock::SharedClock;
 use crate::config::{Config, ServingConfig};
 use crate::decision::Decider;
 use crate::handoff::Handoffs;
-use crate::http::pages::{Pages, PagesError};
+use crate::http::pages::Pages;
 use crate::listener::{self, Role, Shutdown};
 use crate::metrics::Metrics;
 use crate::oidc::{Oidc, OidcError};
@@ -28,8 +28,6 @@ use crate::session::{Sealer, SessionCookie, SessionStore, Sessions, open_store};
 /// Why the service could not be assembled from a (valid) configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("policy: {0}")]
-    Policy(String),
     #[error("cookie secrets: {0}")]
     Secrets(#[from] crate::session::SealError),
     #[error("session store: {0}")]
@@ -38,8 +36,6 @@ pub enum ServerError {
     Oidc(#[from] OidcError),
     #[error("assertion signing key: {0}")]
     Signing(#[from] AssertionError),
-    #[error("templates: {0}")]
-    Templates(#[from] PagesError),
 }
 
 /// Everything a request handler needs; immutable, shared by `Arc`.
@@ -97,10 +93,11 @@ impl App {
         clock: SharedClock,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<App>, ServerError> {
-        let pages = Pages::load(config.templates_dir.as_deref())?;
+        // Loaded and parsed by validation: moved out, not built again.
+        let pages = std::mem::take(&mut config.pages);
         // The routes live on compiled in the decider's policy; the list is
         // dropped (for 1,000 routes, some 350 KB nobody reads again).
-        let policy = Arc::new(compile_policy(&std::mem::take(&mut config.routes))?);
+        let policy = Arc::new(Policy::compile(std::mem::take(&mut config.routes)));
         let sealer = Sealer::new(&config.cookie.secret, &config.cookie.previous_secrets)?;
         let handoffs = Handoffs::new(
             store.clone(),
@@ -164,19 +161,6 @@ impl App {
     pub fn login_base(&self) -> &str {
         &self.login_base
     }
-}
-
-/// Compiles the routes, every problem in one error (also used by reload).
-pub fn compile_policy(routes: &[crate::config::RouteConfig]) -> Result<Policy, ServerError> {
-    Policy::compile(routes).map_err(|errors| {
-        ServerError::Policy(
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves, then drains on the

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authgate::clock::{SharedClock, SystemClock};
-use authgate::config::{RouteConfig, Secret};
+use authgate::config::{RouteConfig, Routes, Secret};
 use authgate::decision::{Asker, Decider, Decision, Request};
 use authgate::identity::Identity;
 use authgate::metrics::FrontEnd;
@@ -55,7 +55,7 @@ fn new_sessions(store: Arc<MemoryStore>) -> Arc<Sessions> {
 
 fn new_decider(sessions: Arc<Sessions>) -> Decider {
     Decider::new(
-        Arc::new(Policy::compile(&routes()).unwrap()),
+        Arc::new(Policy::compile(Routes::parse(routes()).unwrap())),
         sessions,
         &Url::parse("https://auth.example.com").unwrap(),
     )
