@@ -18,7 +18,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use url::Url;
 
 use authgate::clock::{SharedClock, SystemClock};
-use authgate::config::{RouteConfig, Secret};
+use authgate::config::{RouteConfig, Routes, Secret};
 use authgate::decision::{Answer, Decider, Decision, Mode, Request};
 use authgate::identity::Identity;
 use authgate::in_force::PolicyInForce;
@@ -75,7 +75,9 @@ fn decision_path(c: &mut Criterion) {
         .block_on(sessions.resolve(&cookie))
         .expect("resolved")
         .expect("a session");
-    let policy = Arc::new(Policy::compile(&routes(1000)).expect("policy"));
+    let policy = Arc::new(Policy::compile(
+        Routes::parse(routes(1000)).expect("routes"),
+    ));
     let decider = Decider::new(
         sessions,
         &Url::parse("https://auth.example.com").expect("url"),

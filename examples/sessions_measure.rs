@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use authgate::clock::{SharedClock, SystemClock};
-use authgate::config::{RouteConfig, Secret, SessionStoreConfig};
+use authgate::config::{RouteConfig, Routes, Secret, SessionStoreConfig};
 use authgate::decision::{Decider, Decision, Request};
 use authgate::identity::Identity;
 use authgate::policy::{Policy, Target};
@@ -108,7 +108,9 @@ fn throughput(store: &str) -> Result<(), Box<dyn std::error::Error>> {
                 })
             })
             .collect::<Result<_, url::ParseError>>()?;
-        let policy = Arc::new(Policy::compile(&routes).map_err(|e| format!("{e:?}"))?);
+        let policy = Arc::new(Policy::compile(
+            Routes::parse(routes).map_err(|e| format!("{e:?}"))?,
+        ));
         let decider = Arc::new(Decider::new(
             sessions.clone(),
             &Url::parse("https://auth.example.com")?,

@@ -16,7 +16,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::decision::{Decider, Decision, Request};
 use crate::handoff::Handoffs;
-use crate::http::pages::{Pages, PagesError};
+use crate::http::pages::Pages;
 use crate::in_force::PolicyInForce;
 use crate::metrics::Metrics;
 use crate::oidc::{Oidc, OidcError};
@@ -29,8 +29,6 @@ use crate::telemetry::Asker;
 /// Why the service could not be assembled from a (valid) configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("policy: {0}")]
-    Policy(String),
     #[error("cookie secrets: {0}")]
     Secrets(#[from] crate::session::SealError),
     #[error("session store: {0}")]
@@ -39,8 +37,6 @@ pub enum ServerError {
     Oidc(#[from] OidcError),
     #[error("assertion signing key: {0}")]
     Signing(#[from] AssertionError),
-    #[error("templates: {0}")]
-    Templates(#[from] PagesError),
 }
 
 /// Everything a request handler needs; immutable, shared by `Arc`.
@@ -99,10 +95,10 @@ impl App {
         clock: SharedClock,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<App>, ServerError> {
-        let pages = Pages::load(config.templates_dir.as_deref())?;
+        let pages = std::mem::take(&mut config.pages);
         // The routes live on compiled in the policy; the list is dropped
         // (for 1,000 routes, some 350 KB nobody reads again).
-        let policy = Arc::new(compile_policy(&std::mem::take(&mut config.routes))?);
+        let policy = Arc::new(Policy::compile(std::mem::take(&mut config.routes)));
         let sealer = Sealer::new(&config.cookie.secret, &config.cookie.previous_secrets)?;
         let handoffs = Handoffs::new(
             store.clone(),
@@ -253,17 +249,4 @@ impl App {
     pub fn is_trusted(&self, peer: Option<IpAddr>) -> bool {
         peer.is_some_and(|peer| crate::config::is_trusted_proxy(&self.config.trusted_proxies, peer))
     }
-}
-
-/// Compiles the routes, every problem in one error (also used by reload).
-pub fn compile_policy(routes: &[crate::config::RouteConfig]) -> Result<Policy, ServerError> {
-    Policy::compile(routes).map_err(|errors| {
-        ServerError::Policy(
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })
 }

@@ -26,11 +26,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderName, HeaderValue};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p256::elliptic_curve::sec1::ToSec1Point as _;
-use p256::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _, EncodePrivateKey as _};
+use p256::pkcs8::EncodePrivateKey as _;
 use p256::{PublicKey, SecretKey};
 use rand::RngCore as _;
 use rand::rngs::OsRng;
@@ -38,6 +38,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::clock::SharedClock;
+use crate::config::keys::private_key_from_pem;
 use crate::config::{Config, SessionStoreConfig};
 use crate::identity::Identity;
 
@@ -62,45 +63,10 @@ const CACHE_CAPACITY: u64 = 100_000;
 /// material.
 #[derive(Debug, thiserror::Error)]
 pub enum AssertionError {
-    #[error(
-        "not a P-256 key in PEM (`EC PRIVATE KEY`, `PRIVATE KEY` or `PUBLIC KEY`, or base64 of one)"
-    )]
-    NotAKey,
     #[error("signing key file {path}: {reason}")]
     KeyFile { path: PathBuf, reason: String },
     #[error("cannot sign the assertion: {0}")]
     Sign(String),
-}
-
-/// PEM text from a config value: as is, or base64-decoded (Pomerium's form).
-fn pem_text(input: &[u8]) -> Result<String, AssertionError> {
-    let text = std::str::from_utf8(input).map_err(|_| AssertionError::NotAKey)?;
-    let text = text.trim();
-    if text.starts_with("-----BEGIN") {
-        return Ok(text.to_owned());
-    }
-    let compact: String = text.split_whitespace().collect();
-    let decoded = STANDARD
-        .decode(compact)
-        .map_err(|_| AssertionError::NotAKey)?;
-    String::from_utf8(decoded).map_err(|_| AssertionError::NotAKey)
-}
-
-/// Parses a P-256 private key (SEC1 or PKCS#8 PEM, or base64 of it).
-pub fn private_key_from_pem(input: &[u8]) -> Result<SecretKey, AssertionError> {
-    let pem = pem_text(input)?;
-    SecretKey::from_sec1_pem(&pem)
-        .or_else(|_| SecretKey::from_pkcs8_pem(&pem))
-        .map_err(|_| AssertionError::NotAKey)
-}
-
-/// Parses the public half of a private key, or a `PUBLIC KEY` PEM.
-pub fn public_key_from_pem(input: &[u8]) -> Result<PublicKey, AssertionError> {
-    if let Ok(secret) = private_key_from_pem(input) {
-        return Ok(secret.public_key());
-    }
-    let pem = pem_text(input)?;
-    PublicKey::from_public_key_pem(&pem).map_err(|_| AssertionError::NotAKey)
 }
 
 /// The public JWK of `key` and its RFC 7638 thumbprint (the `kid`).
@@ -232,10 +198,11 @@ impl std::fmt::Debug for AssertionSigner {
 }
 
 impl AssertionSigner {
-    /// Loads (or generates) the keys the configuration asks for.
+    /// Signs with the configured key (parsed by validation), or one
+    /// generated (and kept beside an embedded store).
     pub fn from_config(config: &Config, clock: SharedClock) -> Result<Self, AssertionError> {
         let current = match (&config.signing.key, &config.session_store) {
-            (Some(pem), _) => private_key_from_pem(pem.expose())?,
+            (Some(key), _) => key.secret().clone(),
             (None, SessionStoreConfig::Embedded(store)) => {
                 let dir = store.parent().unwrap_or_else(|| Path::new("."));
                 load_or_create(&dir.join(KEY_FILE_NAME))?
@@ -249,18 +216,12 @@ impl AssertionSigner {
                 generate_key()
             }
         };
-        let previous = config
-            .signing
-            .previous
-            .iter()
-            .map(|pem| public_key_from_pem(pem.expose()))
-            .collect::<Result<Vec<_>, _>>()?;
         let issuer = config
             .authenticate_service_url
             .as_str()
             .trim_end_matches('/')
             .to_owned();
-        Self::new(issuer, &current, &previous, clock)
+        Self::new(issuer, &current, &config.signing.previous, clock)
     }
 
     /// A signer for `issuer` with `current`, publishing `previous` too.
@@ -590,27 +551,6 @@ mod tests {
             T0,
         );
         assert_eq!(claims.unwrap()["department"], "ops");
-    }
-
-    /// SEC1 and PKCS#8 PEM, and base64 of the PEM (Pomerium's form), load;
-    /// an RSA key or garbage is refused without echoing it.
-    #[test]
-    fn keys_load_from_every_pem_form() {
-        let key = generate_key();
-        let sec1 = key.to_sec1_pem(p256::pkcs8::LineEnding::LF).unwrap();
-        let pkcs8 = key.to_pkcs8_pem(p256::pkcs8::LineEnding::LF).unwrap();
-        for pem in [sec1.as_bytes(), pkcs8.as_bytes()] {
-            assert_eq!(private_key_from_pem(pem).unwrap(), key);
-        }
-        let wrapped = STANDARD.encode(sec1.as_bytes());
-        assert_eq!(private_key_from_pem(wrapped.as_bytes()).unwrap(), key);
-        assert_eq!(
-            public_key_from_pem(pkcs8.as_bytes()).unwrap(),
-            key.public_key()
-        );
-        let err =
-            private_key_from_pem(b"-----BEGIN NOPE-----\nxx\n-----END NOPE-----").unwrap_err();
-        assert!(!err.to_string().contains("xx"));
     }
 
     /// The generated key is written once with mode 0600 and read back on

@@ -17,7 +17,7 @@ use url::Url;
 use crate::app::App;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{
-    Config, CookieConfig, IdpConfig, LogFormat, RouteConfig, Secret, SessionStoreConfig,
+    Config, CookieConfig, IdpConfig, LogFormat, RouteConfig, Routes, Secret, SessionStoreConfig,
 };
 use crate::devidp::{DevClient, DevIdp, DevIdpConfig, DevUser};
 use crate::server::{self, Listeners};
@@ -74,6 +74,7 @@ pub fn demo_config(args: &DemoArgs) -> Result<Config, String> {
                 .map(String::from)
                 .to_vec(),
             ca_file: None,
+            ca_certs: Vec::new(),
             insecure_skip_verify: false,
             clock_skew: Duration::from_secs(60),
             allowed_audiences: Vec::new(),
@@ -93,15 +94,23 @@ pub fn demo_config(args: &DemoArgs) -> Result<Config, String> {
         refresh_interval: Duration::from_secs(300),
         refresh_grace: crate::config::DEFAULT_REFRESH_GRACE,
         trusted_proxies: Vec::new(),
-        routes: vec![
+        routes: Routes::parse(vec![
             route(0, Some("/admin"), &["admins"])?,
             route(1, None, &["devops"])?,
-        ],
+        ])
+        .map_err(|errors| {
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?,
         signing: Default::default(),
         jwt_claims_headers: Vec::new(),
         log_format: LogFormat::Pretty,
         log_level: "info".into(),
         templates_dir: None,
+        pages: crate::templates::Pages::builtin(),
         // Ctrl-C on a laptop: no load balancer to wait for.
         serving: crate::config::ServingConfig {
             shutdown_delay: Duration::ZERO,

@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //! - [`config`]: YAML + environment → validated [`config::Config`].
-//! - [`policy`]: routes compiled once, evaluated without allocation.
+//! - [`policy`]: routes parsed with the configuration ([`policy::route`]),
+//!   indexed once, evaluated without allocation.
 //! - [`redirect`]: the `rd` allow-list (open-redirect defence).
 //! - [`handoff`]: one-time tokens carrying a session to hosts outside the
 //!   cookie domain.
@@ -22,6 +23,7 @@
 //! - [`app`]: the assembled service state the front ends share.
 //! - [`assertion`]: the signed `X-Auth-Request-Jwt` header and its JWKS.
 //! - [`http`]: axum routes (nginx, forward-auth, login host).
+//! - [`templates`]: the pages' templates, loaded with the configuration.
 //! - [`grpc`]: Envoy `ext_authz` over gRPC (`Check`, health, reflection).
 //! - [`spoe`]: HAProxy's SPOE agent (SPOP on `spoe_address`).
 //! - [`devidp`]: the development OpenID provider behind `authgate demo`.
@@ -61,3 +63,4 @@ pub mod server;
 pub mod session;
 pub mod spoe;
 pub mod telemetry;
+pub mod templates;

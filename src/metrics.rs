@@ -501,7 +501,7 @@ impl DecisionMetrics {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::config::RouteConfig;
+    use crate::config::{RouteConfig, Routes};
 
     fn policy() -> Policy {
         let routes = vec![
@@ -515,7 +515,7 @@ mod tests {
                 ..RouteConfig::default()
             },
         ];
-        Policy::compile(&routes).expect("policy")
+        Policy::compile(Routes::parse(routes).expect("routes"))
     }
 
     /// The value of the series whose line starts with `prefix` (labels

@@ -180,14 +180,9 @@ impl Oidc {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(PROVIDER_TIMEOUT)
             .connect_timeout(PROVIDER_TIMEOUT);
-        if let Some(path) = &idp.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| OidcError::Config(format!("idp_ca_file {}: {e}", path.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| OidcError::Config(format!("idp_ca_file {}: {e}", path.display())))?;
-            for cert in certs {
-                http = http.add_root_certificate(cert);
-            }
+        // `idp_ca_file`, parsed by validation.
+        for cert in &idp.ca_certs {
+            http = http.add_root_certificate(cert.clone());
         }
         if idp.insecure_skip_verify {
             http = http.danger_accept_invalid_certs(true);
@@ -850,6 +845,7 @@ mod tests {
                 client_secret: crate::config::Secret::new("s"),
                 scopes: vec!["openid".into()],
                 ca_file: None,
+                ca_certs: Vec::new(),
                 insecure_skip_verify: false,
                 clock_skew: Duration::from_secs(30),
                 allowed_audiences: Vec::new(),

@@ -74,7 +74,7 @@ impl Site {
 fn sites(config: &Config) -> (Vec<(Site, Vec<String>)>, Option<Site>) {
     let mut order: Vec<Site> = Vec::new();
     let mut names: BTreeMap<Site, Vec<String>> = BTreeMap::new();
-    for route in &config.routes {
+    for route in config.routes.iter().map(|r| r.spec()) {
         let Some(site) = Site::of(&route.from) else {
             continue;
         };
@@ -636,8 +636,8 @@ pub fn haproxy(config: &Config, args: &PrintArgs) -> String {
     let mut claims: Vec<&str> = config
         .routes
         .iter()
-        .flat_map(|route| route.jwt_claims_headers.iter().flatten())
-        .map(|claim| claim.header.as_str())
+        .flat_map(|route| route.claim_headers.iter())
+        .map(|(_, header)| header.as_str())
         .filter(|name| !IDENTITY_HEADERS.iter().any(|h| h.as_str() == *name))
         .collect();
     claims.sort_unstable();

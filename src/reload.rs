@@ -33,8 +33,9 @@ use notify::Watcher;
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
-use crate::app::{App, ServerError, compile_policy};
+use crate::app::App;
 use crate::config::{self, Config, ConfigErrors};
+use crate::policy::Policy;
 
 /// How long the file must be quiet before a change is read: editors and
 /// `kubectl` write in several steps, and one reload should see the last.
@@ -51,8 +52,6 @@ pub enum ReloadError {
     /// Every problem, one per line, each with file, line and column.
     #[error("{0}")]
     Invalid(ConfigErrors),
-    #[error(transparent)]
-    Policy(ServerError),
     /// The blocking task panicked or was cancelled (a bug of ours).
     #[error("reload task failed: {0}")]
     Task(String),
@@ -134,8 +133,9 @@ impl Reloader {
             path: path.clone(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })?;
-        let loaded = config::parse_str(&path, &text, &*self.env).map_err(ReloadError::Invalid)?;
-        let policy = compile_policy(&loaded.config.routes).map_err(ReloadError::Policy)?;
+        let mut loaded =
+            config::parse_str(&path, &text, &*self.env).map_err(ReloadError::Invalid)?;
+        let policy = Policy::compile(std::mem::take(&mut loaded.config.routes));
         let routes = policy.len();
         self.app.replace_policy(Arc::new(policy));
         Ok(Outcome::Applied(Reloaded {
@@ -281,6 +281,8 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         // reloads with them.
         routes: _,
         jwt_claims_headers: _,
+        // Loaded from `templates_dir`, compared below.
+        pages: _,
         signing,
         metrics_address,
         spoe_address,

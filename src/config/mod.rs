@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde_json::Value;
 use subtle::ConstantTimeEq as _;
 use url::Url;
 use zeroize::Zeroizing;
 
 mod duration;
+pub mod keys;
 mod node;
 mod raw;
 pub mod schema;
@@ -25,6 +25,10 @@ mod tests;
 mod validate;
 
 use node::{Origin, Problem};
+
+pub use crate::policy::route::{ClaimHeader, RouteConfig, Routes};
+use crate::templates::Pages;
+use keys::SigningKey;
 
 /// Result of loading: the config plus warnings to log once at start.
 #[derive(Debug)]
@@ -209,8 +213,8 @@ pub struct Config {
     /// and, when not empty, the only peers `/oauth2/auth` answers.
     /// Default: none.
     pub trusted_proxies: Vec<IpNet>,
-    /// `policy` / `routes`, in file order: the first match wins.
-    pub routes: Vec<RouteConfig>,
+    /// `policy` / `routes`, parsed, in file order: the first match wins.
+    pub routes: Routes,
     /// The key signing `X-Auth-Request-Jwt` and the keys it replaced.
     pub signing: SigningConfig,
     /// `jwt_claims_headers`: claims passed upstream as plain headers on
@@ -220,9 +224,12 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `log_level`: a tracing filter, default `info`.
     pub log_level: String,
-    /// `templates_dir`: page templates replacing the built-in ones (checked
-    /// to compile when the configuration is validated). Default none.
+    /// `templates_dir`: page templates replacing the built-in ones. Default
+    /// none.
     pub templates_dir: Option<PathBuf>,
+    /// The pages, loaded from `templates_dir` (every one compiled and
+    /// rendered once) or built in.
+    pub pages: Pages,
     /// How the listeners take connections and shut down.
     pub serving: ServingConfig,
 }
@@ -299,6 +306,8 @@ pub struct IdpConfig {
     /// `idp_ca_file`: a PEM bundle trusted for the provider's TLS, in
     /// addition to the built-in roots.
     pub ca_file: Option<PathBuf>,
+    /// The certificates of `ca_file`, parsed.
+    pub ca_certs: Vec<openidconnect::reqwest::Certificate>,
     /// `idp_tls_insecure_skip_verify`: skip TLS verification (loud warning).
     pub insecure_skip_verify: bool,
     /// `idp_clock_skew`: leeway for `exp`/`iat` checks. Default 60s.
@@ -308,24 +317,15 @@ pub struct IdpConfig {
     pub allowed_audiences: Vec<String>,
 }
 
-/// The assertion's signing keys (PEM text, checked to be P-256 keys).
+/// The assertion's signing keys, parsed.
 #[derive(Clone, Debug, Default)]
 pub struct SigningConfig {
     /// `signing_key` / `signing_key_file`. `None`: generated (and kept
     /// beside an embedded store).
-    pub key: Option<Secret>,
-    /// `previous_signing_keys` / `previous_signing_keys_file`: private or
-    /// public keys whose public halves stay in the JWKS.
-    pub previous: Vec<Secret>,
-}
-
-/// One claim passed upstream as a header (`jwt_claims_headers`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClaimHeader {
-    /// The header name, lower case.
-    pub header: String,
-    /// The claim it carries (`email`, `groups`, any ID-token claim).
-    pub claim: String,
+    pub key: Option<SigningKey>,
+    /// `previous_signing_keys` / `previous_signing_keys_file`: the public
+    /// halves of the keys it replaced, kept in the JWKS.
+    pub previous: Vec<p256::PublicKey>,
 }
 
 /// The session cookie.
@@ -368,75 +368,6 @@ pub enum LogFormat {
     #[default]
     Pretty,
     Json,
-}
-
-/// One `policy`/`routes` entry, validated but not yet compiled (see
-/// `policy::Policy::compile`).
-#[derive(Clone, Debug)]
-pub struct RouteConfig {
-    /// Position in the file (0-based), used as the route id in logs/metrics
-    /// unless `id` is set.
-    pub index: usize,
-    /// `id` (optional, authgate's): a stable name for logs and metrics.
-    pub id: Option<String>,
-    /// `from`: `https://hello.example.com`, `https://*.example.com`, with an
-    /// optional port. Scheme and host as written (lower-cased).
-    pub from: Url,
-    /// `prefix`: matches whole path segments (`/api` matches `/api` and
-    /// `/api/x`, never `/apix`).
-    pub prefix: Option<String>,
-    /// `path`: exact path.
-    pub path: Option<String>,
-    /// `regex`: matched against the whole path (anchored).
-    pub regex: Option<String>,
-    /// `allowed_users`: emails or subjects.
-    pub allowed_users: Vec<String>,
-    /// `allowed_domains`: email domains, exact (no subdomains).
-    pub allowed_domains: Vec<String>,
-    /// `allowed_groups`: any one of these groups.
-    pub allowed_groups: Vec<String>,
-    /// `allowed_idp_claims`: claim name → accepted values (strings, numbers
-    /// or booleans); a list claim matches if any element is accepted.
-    pub allowed_idp_claims: Vec<(String, Vec<Value>)>,
-    /// `allow_public_unauthenticated_access`.
-    pub allow_public_unauthenticated_access: bool,
-    /// `allow_any_authenticated_user`.
-    pub allow_any_authenticated_user: bool,
-    /// `pass_identity_headers` (Pomerium's key). Default true.
-    pub pass_identity_headers: bool,
-    /// `jwt_claims_headers` for this route; `None`: the top-level list.
-    pub jwt_claims_headers: Option<Vec<ClaimHeader>>,
-    /// `allowed_methods`, upper case; empty: any method.
-    pub allowed_methods: Vec<String>,
-    /// `cors_allow_preflight`. Default false.
-    pub cors_allow_preflight: bool,
-}
-
-impl Default for RouteConfig {
-    /// A route for `http://localhost` that allows nobody: a base for
-    /// struct-update syntax (`Url` has no `Default` of its own).
-    fn default() -> Self {
-        #[allow(clippy::expect_used)] // a constant that always parses
-        let from = Url::parse("http://localhost/").expect("constant URL parses");
-        RouteConfig {
-            index: 0,
-            id: None,
-            from,
-            prefix: None,
-            path: None,
-            regex: None,
-            allowed_users: Vec::new(),
-            allowed_domains: Vec::new(),
-            allowed_groups: Vec::new(),
-            allowed_idp_claims: Vec::new(),
-            allow_public_unauthenticated_access: false,
-            allow_any_authenticated_user: false,
-            pass_identity_headers: true,
-            jwt_claims_headers: None,
-            allowed_methods: Vec::new(),
-            cors_allow_preflight: false,
-        }
-    }
 }
 
 /// A secret value: its `Debug` never shows the bytes, comparing two takes

@@ -122,6 +122,7 @@ fn pomerium_seed_config_carries_over() {
     let [r0, r1] = &c.routes[..] else {
         panic!("two routes")
     };
+    let (r0, r1) = (r0.spec(), r1.spec());
     assert_eq!(r0.index, 0);
     assert_eq!(r0.from.as_str(), "https://hello.example.com/");
     assert_eq!(r0.allowed_groups, ["devops", "sre"]);
@@ -492,7 +493,7 @@ fn route_from_rules() {
             minimal()
         );
         match (parse(&text), want) {
-            (Ok(l), Ok(url)) => assert_eq!(l.config.routes[0].from.as_str(), *url, "{from}"),
+            (Ok(l), Ok(url)) => assert_eq!(l.config.routes[0].spec().from.as_str(), *url, "{from}"),
             (Err(e), Err(msg)) => {
                 let e = e.to_string();
                 assert!(e.starts_with("authgate.yaml:7:11: policy[0].from: "), "{e}");
@@ -500,7 +501,7 @@ fn route_from_rules() {
             }
             (got, _) => panic!(
                 "{from}: {:?}",
-                got.map(|l| l.config.routes[0].from.to_string())
+                got.map(|l| l.config.routes[0].spec().from.to_string())
             ),
         }
     }
@@ -566,7 +567,7 @@ fn duplicate_route_ids_are_refused() {
     );
     assert_eq!(
         errors(&text),
-        ["authgate.yaml:10:9: policy[1].id: route id `app` is already used by policy[0]"]
+        ["authgate.yaml:10:9: policy[1].id: route id `app` is already used by route 0"]
     );
 }
 
@@ -589,7 +590,7 @@ fn routes_alias() {
     let route = "  - from: https://a.example.com\n    allow_any_authenticated_user: true\n";
     let loaded = parse(&format!("{}routes:\n{route}", minimal())).unwrap();
     assert_eq!(loaded.config.routes.len(), 1);
-    assert!(loaded.config.routes[0].allow_any_authenticated_user);
+    assert!(loaded.config.routes[0].spec().allow_any_authenticated_user);
 
     let errs = errors(&format!("{}policy:\n{route}routes:\n{route}", minimal()));
     assert_eq!(
@@ -786,10 +787,10 @@ fn example_config_is_valid() {
     assert_eq!(c.idp.issuer_url, "https://dex.example.com/dex");
     assert_eq!(c.cookie.domain.as_deref(), Some("example.com"));
     assert_eq!(c.routes.len(), 2);
-    assert!(c.routes[0].allow_public_unauthenticated_access);
-    assert_eq!(c.routes[0].path.as_deref(), Some("/healthz"));
-    assert_eq!(c.routes[1].allowed_groups, ["devops"]);
-    assert_eq!(c.routes[1].id.as_deref(), Some("hello"));
+    assert!(c.routes[0].spec().allow_public_unauthenticated_access);
+    assert_eq!(c.routes[0].spec().path.as_deref(), Some("/healthz"));
+    assert_eq!(c.routes[1].spec().allowed_groups, ["devops"]);
+    assert_eq!(c.routes[1].name(), "hello");
     assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
     assert!(
         loaded.warnings[0].ends_with("policy[].to"),

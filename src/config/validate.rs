@@ -4,7 +4,6 @@
 //! Messages about secret keys never quote the value; other messages do, as
 //! the value is usually what the user needs to see.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,12 +14,17 @@ use serde_json::Value;
 use url::Url;
 
 use super::duration::parse_duration;
+use super::keys::{private_key_from_pem, public_key_from_pem};
 use super::node::{self, At, Key, Kind, Node, Origin, Problem, Sink, Val};
 use super::raw::{self, List, RawConfig, RawRoute};
 use super::{
-    ClaimHeader, Config, CookieConfig, DEFAULT_REFRESH_GRACE, IdpConfig, LogFormat, RouteConfig,
-    Secret, ServingConfig, SessionStoreConfig, SigningConfig,
+    ClaimHeader, Config, CookieConfig, DEFAULT_REFRESH_GRACE, IdpConfig, LogFormat, Secret,
+    ServingConfig, SessionStoreConfig, SigningConfig,
 };
+use crate::policy::route::{
+    Route, RouteConfig, RouteField, Routes, claim_header_names, is_token_byte, looks_like_domain,
+};
+use crate::templates::Pages;
 
 const DEFAULT_SCOPES: &[&str] = &["openid", "email", "profile", "groups", "offline_access"];
 /// What Dex accepts; anything else gets `invalid_scope` at login.
@@ -253,11 +257,11 @@ impl Validator {
         let metrics_address =
             self.parsed(&raw.metrics_address, None, |s| parse_listen(s).map(Some));
         let spoe_address = self.parsed(&raw.spoe_address, None, |s| parse_listen(s).map(Some));
-        let templates_dir = match get(&raw.templates_dir) {
+        let templates = match get(&raw.templates_dir) {
             None if raw.templates_dir.is_some() => None,
-            None => Some(None),
-            Some((dir, at)) => match crate::http::pages::Pages::load(Some(Path::new(dir))) {
-                Ok(_) => Some(Some(PathBuf::from(dir))),
+            None => Some((None, Pages::builtin())),
+            Some((dir, at)) => match Pages::load(Some(Path::new(dir))) {
+                Ok(pages) => Some((Some(PathBuf::from(dir)), pages)),
                 Err(e) => {
                     self.error(at, e.to_string());
                     None
@@ -274,9 +278,9 @@ impl Validator {
         let refresh_grace = self.duration(&raw.refresh_grace, DEFAULT_REFRESH_GRACE, |_| Ok(()));
         let trusted_proxies = self.trusted_proxies(raw);
         let serving = self.serving(raw);
-        let routes = self.routes(raw);
+        let jwt_claims_headers = self.top_claim_headers(raw);
+        let routes = self.routes(raw, jwt_claims_headers.as_deref().unwrap_or_default());
         let signing = self.signing(raw);
-        let jwt_claims_headers = self.claim_headers(&raw.jwt_claims_headers);
         let log_format = self.parsed(&raw.log_format, LogFormat::Pretty, |s| match s {
             "pretty" => Ok(LogFormat::Pretty),
             "json" => Ok(LogFormat::Json),
@@ -304,14 +308,7 @@ impl Validator {
             self.groups_scope(raw, &idp.scopes, routes);
         }
 
-        // Routes without their own `jwt_claims_headers` take the top-level ones.
-        let jwt_claims_headers = jwt_claims_headers?.unwrap_or_default();
-        let mut routes = routes;
-        for route in routes.iter_mut().flatten() {
-            if route.jwt_claims_headers.is_none() && !jwt_claims_headers.is_empty() {
-                route.jwt_claims_headers = Some(jwt_claims_headers.clone());
-            }
-        }
+        let (templates_dir, pages) = templates?;
         Some(Config {
             address: address?,
             grpc_address: grpc_address?,
@@ -326,17 +323,18 @@ impl Validator {
             trusted_proxies: trusted_proxies?,
             routes: routes?,
             signing: signing?,
-            jwt_claims_headers,
+            jwt_claims_headers: jwt_claims_headers?,
             log_format: log_format?,
             log_level: log_level?,
-            templates_dir: templates_dir?,
+            templates_dir,
+            pages,
             serving: serving?,
         })
     }
 
     /// Routes that admit by group read the `groups` claim, which Dex sends
     /// only for the `groups` scope: without it they admit nobody that way.
-    fn groups_scope(&mut self, raw: &RawConfig, scopes: &[String], routes: &[RouteConfig]) {
+    fn groups_scope(&mut self, raw: &RawConfig, scopes: &[String], routes: &Routes) {
         if scopes.iter().any(|s| s == "groups") {
             return;
         }
@@ -347,6 +345,7 @@ impl Validator {
         };
         let by_group: Vec<String> = routes
             .iter()
+            .map(Route::spec)
             .filter(|r| {
                 !r.allowed_groups.is_empty()
                     || r.allowed_idp_claims.iter().any(|(c, _)| c == "groups")
@@ -443,7 +442,7 @@ impl Validator {
         let scopes = self.scopes(raw);
         let ca_file = match get(&raw.idp_ca_file) {
             None if raw.idp_ca_file.is_some() => None,
-            None => Some(None),
+            None => Some((None, Vec::new())),
             Some((path, at)) => match std::fs::read(path) {
                 Err(e) => {
                     self.error(at, format!("cannot read `{path}`: {e}"));
@@ -453,7 +452,13 @@ impl Validator {
                     self.error(at, format!("`{path}` holds no PEM certificate"));
                     None
                 }
-                Ok(_) => Some(Some(PathBuf::from(path))),
+                Ok(pem) => match openidconnect::reqwest::Certificate::from_pem_bundle(&pem) {
+                    Ok(certs) => Some((Some(PathBuf::from(path)), certs)),
+                    Err(e) => {
+                        self.error(at, format!("`{path}`: not a PEM certificate bundle: {e}"));
+                        None
+                    }
+                },
             },
         };
         let insecure = Self::flag(&raw.idp_tls_insecure_skip_verify, false);
@@ -472,6 +477,7 @@ impl Validator {
             }
         });
         let allowed_audiences = self.non_empty_strings(&raw.idp_allowed_audiences);
+        let (ca_file, ca_certs) = ca_file?;
         Some(IdpConfig {
             allowed_audiences,
             provider: provider?,
@@ -479,7 +485,8 @@ impl Validator {
             client_id: client_id?,
             client_secret: client_secret?,
             scopes: scopes?,
-            ca_file: ca_file?,
+            ca_file,
+            ca_certs,
             insecure_skip_verify: insecure,
             clock_skew: clock_skew?,
         })
@@ -727,7 +734,11 @@ impl Validator {
         ok.then_some(out)
     }
 
-    fn routes(&mut self, raw: &RawConfig) -> Option<Vec<RouteConfig>> {
+    /// `policy`/`routes`: each entry's types checked here, its values by
+    /// [`Route::parse`] (each problem placed at its key), then the names
+    /// by [`Routes::new`]. Routes without their own `jwt_claims_headers`
+    /// take `top_headers`.
+    fn routes(&mut self, raw: &RawConfig, top_headers: &[ClaimHeader]) -> Option<Routes> {
         let (field, key) = match (&raw.policy, &raw.routes) {
             (Some(_), Some(r)) => {
                 self.error(
@@ -743,7 +754,7 @@ impl Validator {
                     &At::key("policy"),
                     "no routes: every request will be denied".to_owned(),
                 );
-                return Some(Vec::new());
+                return Some(Routes::default());
             }
         };
         let list = field.value.as_ref()?;
@@ -753,7 +764,6 @@ impl Validator {
                 "no routes: every request will be denied".to_owned(),
             );
         }
-        let mut ids: HashMap<String, String> = HashMap::new();
         let mut ok = true;
         let mut out = Vec::with_capacity(list.len());
         for (index, entry) in list.iter().enumerate() {
@@ -761,25 +771,39 @@ impl Validator {
                 ok = false;
                 continue;
             };
-            match self.route(index, route, &entry.at, key) {
-                Some(r) => {
-                    if let Some((id, at)) = get(&route.id) {
-                        if let Some(first) = ids.get(id) {
-                            self.error(at, format!("route id `{id}` is already used by {first}"));
-                            ok = false;
-                        } else {
-                            ids.insert(id.clone(), entry.at.path.clone());
-                        }
-                    }
-                    out.push(r);
-                }
+            match self.route(index, route, &entry.at, key, top_headers) {
+                Some(r) => out.push(r),
                 None => ok = false,
             }
         }
-        ok.then_some(out)
+        if !ok {
+            return None;
+        }
+        match Routes::new(out) {
+            Ok(routes) => Some(routes),
+            Err(errors) => {
+                for e in errors {
+                    // A clash is placed on the `id` that makes it.
+                    let at = list
+                        .get(e.route)
+                        .and_then(|entry| entry.value.as_ref())
+                        .and_then(|r| at_of(&r.id))
+                        .unwrap_or_else(|| field.at.clone());
+                    self.error(&at, e.message);
+                }
+                None
+            }
+        }
     }
 
-    fn route(&mut self, index: usize, raw: &RawRoute, at: &At, key: &str) -> Option<RouteConfig> {
+    fn route(
+        &mut self,
+        index: usize,
+        raw: &RawRoute,
+        at: &At,
+        key: &str,
+        top_headers: &[ClaimHeader],
+    ) -> Option<Route> {
         let errors_before = self.errors.len();
         let from = match &raw.from {
             None => {
@@ -791,101 +815,37 @@ impl Validator {
                 self.error(&missing, "required".to_owned());
                 None
             }
-            Some(v) => v
-                .value
-                .as_deref()
-                .and_then(|s| parse_from(s).map_err(|e| self.error(&v.at, e)).ok()),
+            Some(v) => v.value.as_deref().and_then(|s| {
+                Url::parse(s.trim())
+                    .map_err(|e| self.error(&v.at, format!("`{s}` is not a URL: {e}")))
+                    .ok()
+            }),
         };
-        let id = match get(&raw.id) {
-            Some((s, at)) if s.trim().is_empty() => {
-                self.error(at, "must not be empty".to_owned());
-                None
-            }
-            other => other.map(|(s, _)| s.clone()),
-        };
-        let matchers: Vec<&Val<String>> = [&raw.prefix, &raw.path, &raw.regex]
-            .into_iter()
-            .flatten()
-            .collect();
-        if matchers.len() > 1 {
-            self.error(
-                &matchers[1].at,
-                "`prefix`, `path` and `regex` exclude each other; use one (or split the route)"
-                    .to_owned(),
-            );
-        }
-        for (field, name) in [(&raw.prefix, "prefix"), (&raw.path, "path")] {
-            let Some((s, at)) = get(field) else { continue };
-            if !s.starts_with('/') {
-                self.error(at, format!("`{name}` must start with `/`, found `{s}`"));
-            } else if let Err(reason) = crate::policy::target::canonical_path(s) {
-                // The policy matches it as it canonicalises request paths:
-                // what it could not canonicalise, `serve` would refuse.
-                self.error(at, format!("`{name}` `{s}`: {reason}"));
-            }
-        }
-        if let Some((re, at)) = get(&raw.regex)
-            && let Err(e) = regex::Regex::new(&format!("^(?:{re})$"))
+        let (allowed_users, users_at) = strings(&raw.allowed_users);
+        let (allowed_groups, groups_at) = strings(&raw.allowed_groups);
+        let (allowed_domains, domains_at) = strings(&raw.allowed_domains);
+        let (allowed_methods, methods_at) = strings(&raw.allowed_methods);
+        let (allowed_idp_claims, claims_at) = claims(raw);
+        if raw
+            .allowed_methods
+            .as_ref()
+            .is_some_and(|f| f.value.as_ref().is_some_and(Vec::is_empty))
         {
-            let reason = regex::Regex::new(re).err().unwrap_or(e);
-            self.error(
-                at,
-                format!("regex `{re}` does not compile: {}", regex_reason(&reason)),
-            );
-        }
-        let allowed_users = self.non_empty_strings(&raw.allowed_users);
-        let allowed_groups = self.non_empty_strings(&raw.allowed_groups);
-        let mut allowed_domains = Vec::new();
-        for (s, at) in items(&raw.allowed_domains) {
-            let domain = s.trim().to_ascii_lowercase();
-            if domain.contains('@') {
-                self.error(
-                    at,
-                    format!(
-                        "`{s}` is an address; `allowed_domains` takes domains like `example.com`"
-                    ),
-                );
-            } else if !looks_like_domain(&domain) {
-                self.error(at, format!("`{s}` is not a domain name"));
-            } else {
-                allowed_domains.push(domain);
-            }
-        }
-        let allowed_idp_claims = self.claims(raw);
-        let jwt_claims_headers = self.claim_headers(&raw.jwt_claims_headers).flatten();
-        let allowed_methods = self.methods(&raw.allowed_methods);
-        let public = Self::flag(&raw.allow_public_unauthenticated_access, false);
-        let any_user = Self::flag(&raw.allow_any_authenticated_user, false);
-        let has_allowed = !allowed_users.is_empty()
-            || !allowed_groups.is_empty()
-            || !allowed_domains.is_empty()
-            || !allowed_idp_claims.is_empty();
-        if public
-            && (has_allowed || any_user)
-            && let Some((_, public_at)) = get(&raw.allow_public_unauthenticated_access)
-        {
-            self.error(
-                public_at,
-                "a public route cannot also have `allowed_*` or `allow_any_authenticated_user` rules \
-                 (Pomerium refuses this too): drop one"
-                    .to_owned(),
-            );
-        }
-        if !public && !any_user && !has_allowed && self.errors.len() == errors_before {
             self.warn(
-                at,
-                "no allow rule (allowed_users, allowed_domains, allowed_groups, allowed_idp_claims, \
-                 allow_any_authenticated_user or allow_public_unauthenticated_access): it denies everyone"
-                    .to_owned(),
+                &at_of(&raw.allowed_methods).unwrap_or_else(|| at.clone()),
+                "an empty `allowed_methods` allows every method".to_owned(),
             );
         }
-        if self.errors.len() != errors_before {
-            return None;
-        }
-        Some(RouteConfig {
+        let jwt_claims_headers = self
+            .claim_headers(&raw.jwt_claims_headers)
+            .flatten()
+            .or_else(|| (!top_headers.is_empty()).then(|| top_headers.to_vec()));
+        let has_from = from.is_some();
+        let spec = RouteConfig {
             index,
-            id,
-            from: from?,
+            id: get(&raw.id).map(|(s, _)| s.clone()),
+            // Without a usable `from` the other values are still checked.
+            from: from.unwrap_or_else(|| RouteConfig::default().from),
             prefix: get(&raw.prefix).map(|(s, _)| s.clone()),
             path: get(&raw.path).map(|(s, _)| s.clone()),
             regex: get(&raw.regex).map(|(s, _)| s.clone()),
@@ -893,37 +853,83 @@ impl Validator {
             allowed_domains,
             allowed_groups,
             allowed_idp_claims,
-            allow_public_unauthenticated_access: public,
-            allow_any_authenticated_user: any_user,
+            allow_public_unauthenticated_access: Self::flag(
+                &raw.allow_public_unauthenticated_access,
+                false,
+            ),
+            allow_any_authenticated_user: Self::flag(&raw.allow_any_authenticated_user, false),
             pass_identity_headers: Self::flag(&raw.pass_identity_headers, true),
             jwt_claims_headers,
             allowed_methods,
             cors_allow_preflight: Self::flag(&raw.cors_allow_preflight, false),
-        })
-    }
-
-    /// `allowed_methods`: tokens, upper-cased (methods are case-sensitive,
-    /// but a lower-case `get` in a config always means GET).
-    fn methods(&mut self, field: &Option<List<String>>) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for (s, at) in items(field) {
-            let method = s.trim().to_ascii_uppercase();
-            if method.is_empty() || !method.bytes().all(is_token_byte) {
-                self.error(at, format!("`{s}` is not an HTTP method"));
-            } else if !out.contains(&method) {
-                out.push(method);
+        };
+        let route = match Route::parse(spec) {
+            Ok(route) => Some(route),
+            Err(problems) => {
+                for problem in problems {
+                    if problem.field == RouteField::From && !has_from {
+                        continue;
+                    }
+                    let place = match problem.field {
+                        RouteField::Entry => None,
+                        RouteField::Id => at_of(&raw.id),
+                        RouteField::From => at_of(&raw.from),
+                        RouteField::Prefix => at_of(&raw.prefix),
+                        RouteField::Path => at_of(&raw.path),
+                        RouteField::Regex => at_of(&raw.regex),
+                        RouteField::AllowedUsers(i) => users_at.get(i).cloned(),
+                        RouteField::AllowedDomains(i) => domains_at.get(i).cloned(),
+                        RouteField::AllowedGroups(i) => groups_at.get(i).cloned(),
+                        RouteField::AllowedIdpClaims { claim, value } => claims_at
+                            .get(claim)
+                            .and_then(|values| values.get(value))
+                            .cloned(),
+                        RouteField::AllowPublicUnauthenticatedAccess => {
+                            at_of(&raw.allow_public_unauthenticated_access)
+                        }
+                        RouteField::JwtClaimsHeaders => at_of(&raw.jwt_claims_headers),
+                        RouteField::AllowedMethods(i) => methods_at.get(i).cloned(),
+                    };
+                    self.error(&place.unwrap_or_else(|| at.clone()), problem.message);
+                }
+                None
             }
+        };
+        if self.errors.len() != errors_before {
+            return None;
         }
-        if field
-            .as_ref()
-            .is_some_and(|f| f.value.as_ref().is_some_and(Vec::is_empty))
+        let route = route?;
+        let spec = route.spec();
+        if !spec.allow_public_unauthenticated_access
+            && !spec.allow_any_authenticated_user
+            && spec.allowed_users.is_empty()
+            && spec.allowed_groups.is_empty()
+            && spec.allowed_domains.is_empty()
+            && spec.allowed_idp_claims.is_empty()
         {
             self.warn(
-                &field.as_ref().map_or_else(|| At::key(""), |f| f.at.clone()),
-                "an empty `allowed_methods` allows every method".to_owned(),
+                at,
+                "no allow rule (allowed_users, allowed_domains, allowed_groups, allowed_idp_claims, \
+                 allow_any_authenticated_user or allow_public_unauthenticated_access): it denies everyone"
+                    .to_owned(),
             );
         }
-        out
+        Some(route)
+    }
+
+    /// The top-level `jwt_claims_headers`, each header checked as a route's
+    /// are (see [`claim_header_names`]).
+    fn top_claim_headers(&mut self, raw: &RawConfig) -> Option<Vec<ClaimHeader>> {
+        let list = self.claim_headers(&raw.jwt_claims_headers)?;
+        if let (Some(field), Err(problems)) =
+            (&raw.jwt_claims_headers, claim_header_names(list.as_deref()))
+        {
+            for message in problems {
+                self.error(&field.at, message);
+            }
+            return None;
+        }
+        Some(list.unwrap_or_default())
     }
 
     /// `jwt_claims_headers`, Pomerium's two forms: a mapping `header: claim`,
@@ -978,42 +984,25 @@ impl Validator {
                 return None;
             }
         }
-        let mut out: Vec<ClaimHeader> = Vec::with_capacity(pairs.len());
-        for (header, claim) in pairs {
-            let problem = if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                Some(format!("`{header}` is not a header name"))
-            } else if RESERVED_HEADERS.contains(&header.as_str())
-                || header.replace('_', "-").starts_with("x-auth-request-")
-            {
-                Some(format!(
-                    "`{header}` is reserved: the proxy or authgate sets it itself"
-                ))
-            } else if out.iter().any(|c| c.header == header) {
-                Some(format!("header `{header}` is named twice"))
-            } else {
-                None
-            };
-            match problem {
-                Some(message) => {
-                    self.error(&field.at, message);
-                    ok = false;
-                }
-                None => out.push(ClaimHeader { header, claim }),
-            }
-        }
+        let out = pairs
+            .into_iter()
+            .map(|(header, claim)| ClaimHeader { header, claim })
+            .collect();
         ok.then_some(Some(out))
     }
 
-    /// `signing_key`(`_file`) and `previous_signing_keys`(`_file`), each
-    /// checked to be a P-256 key; messages never quote the key.
+    /// `signing_key`(`_file`) and `previous_signing_keys`(`_file`), parsed
+    /// as P-256 keys; messages never quote the key.
     fn signing(&mut self, raw: &RawConfig) -> Option<SigningConfig> {
         let key = match (&raw.signing_key, &raw.signing_key_file) {
             (None, None) => Some(None),
             _ => self
                 .secret_text(&raw.signing_key, &raw.signing_key_file, "signing_key")
                 .and_then(|(text, at)| {
-                    match crate::assertion::private_key_from_pem(text.as_bytes()) {
-                        Ok(_) => Some(Some(Secret::new(text.into_bytes()))),
+                    // The PEM text is wiped once parsed, as a `Secret` is.
+                    let text = zeroize::Zeroizing::new(text);
+                    match private_key_from_pem(text.as_bytes()) {
+                        Ok(key) => Some(Some(key.into())),
                         Err(e) => {
                             self.error(&at, e.to_string());
                             None
@@ -1048,8 +1037,9 @@ impl Validator {
         let mut previous = Vec::with_capacity(blocks.len());
         let mut ok = true;
         for (text, at) in blocks {
-            match crate::assertion::public_key_from_pem(text.as_bytes()) {
-                Ok(_) => previous.push(Secret::new(text.into_bytes())),
+            let text = zeroize::Zeroizing::new(text);
+            match public_key_from_pem(text.as_bytes()) {
+                Ok(key) => previous.push(key),
                 Err(e) => {
                     self.error(&at, e.to_string());
                     ok = false;
@@ -1074,30 +1064,44 @@ impl Validator {
         }
         out
     }
+}
 
-    fn claims(&mut self, raw: &RawRoute) -> Vec<(String, Vec<Value>)> {
-        let Some((entries, _)) = get(&raw.allowed_idp_claims) else {
-            return Vec::new();
+/// A field's position, when it is in the file.
+fn at_of<T>(field: &Option<Val<T>>) -> Option<At> {
+    field.as_ref().map(|v| v.at.clone())
+}
+
+/// A list of strings (the elements of the right type) and where each is.
+fn strings(field: &Option<List<String>>) -> (Vec<String>, Vec<At>) {
+    items(field)
+        .into_iter()
+        .map(|(s, at)| (s.to_owned(), at.clone()))
+        .unzip()
+}
+
+/// `allowed_idp_claims`: claim → values as written (their types are
+/// checked by [`Route::parse`]), and where each value is.
+/// Claim → accepted values, as `RouteConfig::allowed_idp_claims` holds them.
+type Claims = Vec<(String, Vec<Value>)>;
+
+fn claims(raw: &RawRoute) -> (Claims, Vec<Vec<At>>) {
+    let Some((entries, _)) = get(&raw.allowed_idp_claims) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut out = Vec::with_capacity(entries.0.len());
+    let mut places = Vec::with_capacity(entries.0.len());
+    for (claim, values) in &entries.0 {
+        let Some(values) = &values.value else {
+            continue;
         };
-        let mut out = Vec::with_capacity(entries.0.len());
-        for (claim, values) in &entries.0 {
-            let Some(values) = &values.value else {
-                continue;
-            };
-            let mut accepted = Vec::with_capacity(values.len());
-            for v in values {
-                match &v.value {
-                    Some(value @ (Value::String(_) | Value::Number(_) | Value::Bool(_))) => {
-                        accepted.push(value.clone());
-                    }
-                    Some(_) => self.error(&v.at, "expected a string, number or boolean".to_owned()),
-                    None => {}
-                }
-            }
-            out.push((claim.clone(), accepted));
-        }
-        out
+        let (accepted, at): (Vec<Value>, Vec<At>) = values
+            .iter()
+            .filter_map(|v| v.value.clone().map(|value| (value, v.at.clone())))
+            .unzip();
+        out.push((claim.clone(), accepted));
+        places.push(at);
     }
+    (out, places)
 }
 
 /// `log_level`: a level, or tracing directives (`authgate=debug,warn`)
@@ -1239,6 +1243,8 @@ fn parse_session_store(s: &str) -> Result<SessionStoreConfig, String> {
         if s.len() == prefix.len() {
             return Err(format!("`{prefix}` needs a host"));
         }
+        // As the store will read it (its errors never repeat the URL).
+        crate::session::redis::RedisTarget::parse(s).map_err(|e| e.to_string())?;
         return Ok(SessionStoreConfig::Redis(s.to_owned()));
     }
     Err(
@@ -1262,91 +1268,4 @@ fn decode_cookie_secret(text: &str) -> Result<Secret, String> {
         ));
     }
     Ok(Secret::new(bytes))
-}
-
-/// Headers a claim must not be mapped to: the proxy sets them, or they
-/// carry the client's credentials.
-const RESERVED_HEADERS: &[&str] = &[
-    "authorization",
-    "connection",
-    "content-length",
-    "content-type",
-    "cookie",
-    "host",
-    "proxy-authorization",
-    "te",
-    "transfer-encoding",
-    "upgrade",
-];
-
-/// RFC 9110 `tchar`, what a cookie name may be made of.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn looks_like_domain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
-
-/// `from`: scheme, host (possibly `*.` wildcard) and port only.
-fn parse_from(s: &str) -> Result<Url, String> {
-    let mut url = Url::parse(s.trim()).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("`{s}` must start with http:// or https://"));
-    }
-    let Some(host) = url.host_str().map(str::to_owned) else {
-        return Err(format!("`{s}` has no host"));
-    };
-    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-        return Err(format!(
-            "`{s}` must be only scheme, host and port; match paths with `prefix`, `path` or `regex`"
-        ));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("`{s}` must not contain user or password"));
-    }
-    let bare = host.trim_end_matches('.');
-    let name = bare.strip_prefix("*.").unwrap_or(bare);
-    if name.contains('*') {
-        return Err(format!(
-            "`{s}`: a wildcard may only be the whole first label, as in `*.example.com`"
-        ));
-    }
-    if name.is_empty() {
-        return Err(format!("`{s}` has no host"));
-    }
-    // The host as requests' hosts are normalised (letters, digits, `-` and
-    // dots; an IP literal), so that what passes here the policy can match.
-    if name != "*" && crate::policy::target::normalize_host(name).is_err() {
-        return Err(format!(
-            "`{s}`: the host must be a DNS name (letters, digits, `-`), an IP literal or a `*.` wildcard"
-        ));
-    }
-    if bare != host {
-        url.set_host(Some(bare))
-            .map_err(|e| format!("`{s}`: {e}"))?;
-    }
-    Ok(url)
-}
-
-/// The one-line reason of a regex error (its `Display` draws the pattern).
-fn regex_reason(e: &regex::Error) -> String {
-    let text = e.to_string();
-    text.lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix("error: "))
-        .map_or_else(
-            || text.split_whitespace().collect::<Vec<_>>().join(" "),
-            str::to_owned,
-        )
 }

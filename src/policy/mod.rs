@@ -18,21 +18,19 @@
 //! `^(?:…)$`; all compare the canonical path, never the query.
 
 mod authz;
+pub mod route;
 pub mod target;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 
 use http::HeaderName;
 
-use regex::Regex;
-use thiserror::Error;
-
-use crate::config::RouteConfig;
 use crate::identity::Identity;
 
-use authz::{Authz, AuthzError};
+use authz::Authz;
+use route::Routes;
+use route::{HostMatch, PathMatch};
 pub use target::{Scheme, Target, TargetError};
 
 /// How much a verdict refuses, to pick the stricter of two.
@@ -85,73 +83,6 @@ pub enum DenyReason {
     NotAllowed,
 }
 
-/// A route that cannot be compiled. Each names its route so
-/// `check-config` can list them all.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum PolicyError {
-    #[error("{route}: `from` must be an http or https URL")]
-    Scheme { route: String },
-    #[error("{route}: `from` must have a host")]
-    MissingHost { route: String },
-    #[error("{route}: `from` host is not a valid host name, IP literal or `*.` wildcard")]
-    Host { route: String },
-    #[error("{route}: `from` must not contain a user name, password, path, query or fragment")]
-    FromExtras { route: String },
-    #[error("{route}: set at most one of `prefix`, `path` and `regex`")]
-    ConflictingPathMatchers { route: String },
-    #[error("{route}: `{key}` must be an absolute path starting with '/' ({reason})")]
-    PathMatcher {
-        route: String,
-        key: &'static str,
-        reason: TargetError,
-    },
-    #[error("{route}: `regex` does not compile: {reason}")]
-    Regex { route: String, reason: String },
-    #[error("{route}: `allowed_domains` entry {value:?} is not an email domain")]
-    Domain { route: String, value: String },
-    #[error("{route}: `allowed_idp_claims` value {value} must be a string, number or boolean")]
-    ClaimValue { route: String, value: String },
-    #[error("{route}: `id` is already used by another route")]
-    DuplicateId { route: String },
-    #[error("too many routes (at most {max})")]
-    TooManyRoutes { max: u32 },
-}
-
-/// Which requests a route serves, by host.
-#[derive(Debug)]
-enum HostMatch {
-    /// One host, normalised.
-    Exact(Box<str>),
-    /// `*.suffix`: any subdomain of `suffix`, at any depth, not `suffix`.
-    Wildcard(Box<str>),
-    /// `*`: any host.
-    Any,
-}
-
-#[derive(Debug)]
-enum PathMatch {
-    Any,
-    Exact(Box<str>),
-    Prefix(Box<str>),
-    Regex(Regex),
-}
-
-impl PathMatch {
-    fn matches(&self, path: &str) -> bool {
-        match self {
-            PathMatch::Any => true,
-            PathMatch::Exact(p) => path == &**p,
-            PathMatch::Prefix(prefix) => {
-                path.starts_with(&**prefix)
-                    && (prefix.ends_with('/')
-                        || path.len() == prefix.len()
-                        || path.as_bytes()[prefix.len()] == b'/')
-            }
-            PathMatch::Regex(re) => re.is_match(path),
-        }
-    }
-}
-
 /// A route's `jwt_claims_headers`, ready to render: claim → header, and
 /// every `-`/`_` spelling of those header names (for stripping client
 /// copies, as for the built-in identity headers).
@@ -162,18 +93,12 @@ pub struct ClaimHeaders {
 }
 
 impl ClaimHeaders {
-    fn compile(config: &[crate::config::ClaimHeader]) -> ClaimHeaders {
-        let mut out = ClaimHeaders::default();
-        for entry in config {
-            // Validated in config; a name that still fails is left out.
-            let Ok(name) = HeaderName::from_bytes(entry.header.as_bytes()) else {
-                continue;
-            };
-            out.spellings
-                .extend(crate::identity::separator_spellings(name.as_str()));
-            out.claims.push((entry.claim.clone(), name));
-        }
-        out
+    fn compile(claims: Vec<(String, HeaderName)>) -> ClaimHeaders {
+        let spellings = claims
+            .iter()
+            .flat_map(|(_, name)| crate::identity::separator_spellings(name.as_str()))
+            .collect();
+        ClaimHeaders { claims, spellings }
     }
 }
 
@@ -212,47 +137,44 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Compile the routes in file order, collecting every problem.
-    pub fn compile(routes: &[RouteConfig]) -> Result<Policy, Vec<PolicyError>> {
-        let mut errors = Vec::new();
+    /// Index the parsed routes (file order is their order). Cannot fail:
+    /// [`route::Route::parse`] checked every value and
+    /// [`Routes`] the names and the count.
+    pub fn compile(routes: Routes) -> Policy {
         let mut policy = Policy::default();
-        let mut ids = std::collections::HashSet::new();
-        if u32::try_from(routes.len()).is_err() {
-            return Err(vec![PolicyError::TooManyRoutes { max: u32::MAX }]);
-        }
-        for (position, config) in routes.iter().enumerate() {
-            let name: Box<str> = match &config.id {
-                Some(id) => id.as_str().into(),
-                None => format!("route-{}", config.index).into(),
-            };
-            let label = RouteLabel(config.index, &name).to_string();
-            if !ids.insert(name.clone()) {
-                errors.push(PolicyError::DuplicateId {
-                    route: label.clone(),
-                });
-            }
-            let compiled = compile_route(config, name, &label);
-            let (host, route) = match compiled {
-                Ok(ok) => ok,
-                Err(mut e) => {
-                    errors.append(&mut e);
-                    continue;
-                }
-            };
-            #[allow(clippy::cast_possible_truncation)] // checked above
+        for (position, parsed) in routes.into_iter().enumerate() {
+            #[allow(clippy::cast_possible_truncation)] // `Routes` holds at most u32::MAX
             let index = position as u32;
+            let route::Route {
+                spec,
+                name,
+                scheme,
+                host,
+                port,
+                path,
+                authz,
+                claim_headers,
+                methods,
+            } = parsed;
             match host {
                 HostMatch::Exact(h) => policy.exact.entry(h).or_default().push(index),
                 HostMatch::Wildcard(s) => policy.wildcard.entry(s).or_default().push(index),
                 HostMatch::Any => policy.any_host.push(index),
             }
-            policy.routes.push(route);
+            policy.routes.push(Route {
+                name,
+                scheme,
+                port,
+                path,
+                public: spec.allow_public_unauthenticated_access,
+                authz,
+                pass_identity_headers: spec.pass_identity_headers,
+                claim_headers: Arc::new(ClaimHeaders::compile(claim_headers)),
+                methods,
+                cors_allow_preflight: spec.cors_allow_preflight,
+            });
         }
-        if errors.is_empty() {
-            Ok(policy)
-        } else {
-            Err(errors)
-        }
+        policy
     }
 
     /// First matching route wins; no matching route → `Deny { NoRoute }`
@@ -440,168 +362,6 @@ fn readings<'t>(target: &'t Target<'_>) -> impl Iterator<Item = &'t str> {
     ]
     .into_iter()
     .flatten()
-}
-
-/// `route "api" (routes[3])` in error messages.
-struct RouteLabel<'a>(usize, &'a str);
-
-impl fmt::Display for RouteLabel<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "route {:?} (routes[{}])", self.1, self.0)
-    }
-}
-
-fn compile_route(
-    config: &RouteConfig,
-    name: Box<str>,
-    label: &str,
-) -> Result<(HostMatch, Route), Vec<PolicyError>> {
-    let mut errors = Vec::new();
-    let route = || label.to_owned();
-    let from = &config.from;
-    let scheme = match from.scheme() {
-        "https" => Some(Scheme::Https),
-        "http" => Some(Scheme::Http),
-        _ => {
-            errors.push(PolicyError::Scheme { route: route() });
-            None
-        }
-    };
-    if !from.username().is_empty()
-        || from.password().is_some()
-        || !matches!(from.path(), "" | "/")
-        || from.query().is_some()
-        || from.fragment().is_some()
-    {
-        errors.push(PolicyError::FromExtras { route: route() });
-    }
-    let host = match from.host_str() {
-        None | Some("") => {
-            errors.push(PolicyError::MissingHost { route: route() });
-            None
-        }
-        Some(h) => match compile_host(h) {
-            Some(host) => Some(host),
-            None => {
-                errors.push(PolicyError::Host { route: route() });
-                None
-            }
-        },
-    };
-
-    let path = match (&config.prefix, &config.path, &config.regex) {
-        (None, None, None) => Some(PathMatch::Any),
-        (Some(p), None, None) => {
-            canonical_matcher(p, "prefix", label, &mut errors).map(PathMatch::Prefix)
-        }
-        (None, Some(p), None) => {
-            canonical_matcher(p, "path", label, &mut errors).map(PathMatch::Exact)
-        }
-        (None, None, Some(re)) => match Regex::new(&format!("^(?:{re})$")) {
-            Ok(re) => Some(PathMatch::Regex(re)),
-            Err(e) => {
-                errors.push(PolicyError::Regex {
-                    route: route(),
-                    reason: e.to_string(),
-                });
-                None
-            }
-        },
-        _ => {
-            errors.push(PolicyError::ConflictingPathMatchers { route: route() });
-            None
-        }
-    };
-
-    let authz = match Authz::compile(
-        config.allow_any_authenticated_user,
-        &config.allowed_users,
-        &config.allowed_domains,
-        &config.allowed_groups,
-        &config.allowed_idp_claims,
-    ) {
-        Ok(authz) => Some(authz),
-        Err(bad) => {
-            errors.extend(bad.into_iter().map(|e| match e {
-                AuthzError::Domain(value) => PolicyError::Domain {
-                    route: route(),
-                    value,
-                },
-                AuthzError::ClaimValue(value) => PolicyError::ClaimValue {
-                    route: route(),
-                    value,
-                },
-            }));
-            None
-        }
-    };
-
-    match (scheme, host, path, authz) {
-        (Some(scheme), Some(host), Some(path), Some(authz)) if errors.is_empty() => Ok((
-            host,
-            Route {
-                name,
-                scheme,
-                port: from
-                    .port_or_known_default()
-                    .unwrap_or(scheme.default_port()),
-                path,
-                public: config.allow_public_unauthenticated_access,
-                authz,
-                pass_identity_headers: config.pass_identity_headers,
-                claim_headers: Arc::new(ClaimHeaders::compile(
-                    config.jwt_claims_headers.as_deref().unwrap_or_default(),
-                )),
-                methods: config
-                    .allowed_methods
-                    .iter()
-                    .map(|m| m.to_ascii_uppercase().into())
-                    .collect(),
-                cors_allow_preflight: config.cors_allow_preflight,
-            },
-        )),
-        _ => Err(errors),
-    }
-}
-
-/// `*` → any host; `*.suffix` → wildcard; else an exact host, normalised
-/// like a request's so the two compare byte for byte.
-fn compile_host(host: &str) -> Option<HostMatch> {
-    if host == "*" {
-        return Some(HostMatch::Any);
-    }
-    if let Some(suffix) = host.strip_prefix("*.") {
-        let suffix = target::normalize_host(suffix).ok()?;
-        // An IPv6 literal has no subdomains.
-        if suffix.starts_with('[') {
-            return None;
-        }
-        return Some(HostMatch::Wildcard(suffix.into()));
-    }
-    target::normalize_host(host)
-        .ok()
-        .map(|h| HostMatch::Exact(h.into()))
-}
-
-/// Prefixes and exact paths compare with canonical request paths, so they are
-/// canonicalised the same way (`/my%20dir` is `/my dir`).
-fn canonical_matcher(
-    raw: &str,
-    key: &'static str,
-    label: &str,
-    errors: &mut Vec<PolicyError>,
-) -> Option<Box<str>> {
-    match target::canonical_path(raw) {
-        Ok(p) => Some(p.into()),
-        Err(reason) => {
-            errors.push(PolicyError::PathMatcher {
-                route: label.to_owned(),
-                key,
-                reason,
-            });
-            None
-        }
-    }
 }
 
 #[cfg(test)]

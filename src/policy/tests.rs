@@ -3,6 +3,7 @@
 use serde_json::json;
 use url::Url;
 
+use super::route::{RouteConfig, RouteField};
 use super::*;
 
 /// A route from `from` plus a setter for the rest.
@@ -18,7 +19,7 @@ fn route(index: usize, from: &str, set: impl FnOnce(&mut RouteConfig)) -> RouteC
 }
 
 fn compile(routes: Vec<RouteConfig>) -> Policy {
-    Policy::compile(&routes).unwrap()
+    Policy::compile(Routes::parse(routes).unwrap())
 }
 
 fn user() -> Identity {
@@ -112,6 +113,7 @@ fn query_and_fragment_never_match() {
     let policy = compile(vec![
         route(0, "https://app.example.com", |r| {
             r.prefix = Some("/public".into());
+            r.allow_any_authenticated_user = false;
             r.allow_public_unauthenticated_access = true;
         }),
         route(1, "https://app.example.com", |r| {
@@ -272,7 +274,7 @@ fn public_login_and_deny() {
     assert_eq!(policy.evaluate(&elsewhere, None), no_route);
     assert_eq!(policy.evaluate(&elsewhere, Some(&user())), no_route);
     assert_eq!(
-        Policy::compile(&[]).unwrap().evaluate(&home, Some(&user())),
+        Policy::compile(Routes::default()).evaluate(&home, Some(&user())),
         no_route
     );
 }
@@ -348,9 +350,10 @@ fn serves_host_table() {
     }
 }
 
-/// Every bad route is reported, each with its name.
+/// Every bad value is refused when the route is parsed, each error naming
+/// its route and key, all at once.
 #[test]
-fn compile_errors_are_collected() {
+fn parse_errors_are_collected() {
     let routes = vec![
         route(0, "ftp://a.example.com", |_| {}),
         route(1, "https://a.example.com/path", |_| {}),
@@ -370,24 +373,52 @@ fn compile_errors_are_collected() {
         route(8, "https://a.example.com", |r| {
             r.allowed_idp_claims = vec![("x".into(), vec![json!(null)])]
         }),
-        route(9, "https://a.example.com", |r| {
-            r.id = Some("route-0".into())
+        route(9, "https://u:p@a.example.com", |_| {}),
+        route(10, "https://a.example.com", |r| {
+            r.prefix = Some("/a%zz".into())
         }),
-        route(10, "https://u:p@a.example.com", |_| {}),
     ];
-    let errors = Policy::compile(&routes).unwrap_err();
-    assert_eq!(errors.len(), 11, "{errors:#?}");
+    let errors = Routes::parse(routes).unwrap_err();
     let text = errors
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("\n");
+    assert_eq!(errors.len(), 11, "{text}");
     for i in 0..11 {
         assert!(
-            text.contains(&format!("(routes[{i}])")),
+            text.contains(&format!("routes[{i}].")),
             "routes[{i}] missing in:\n{text}"
         );
     }
+    assert!(text.contains("routes[4].path: `prefix`, `path` and `regex` exclude each other"));
+    assert!(text.contains("routes[8].allowed_idp_claims[0][0]: expected a string"));
+}
+
+/// Names are unique, `route-<index>` of a route without `id` included:
+/// the clash is placed on the `id` that makes it.
+#[test]
+fn route_names_are_unique() {
+    let clash = vec![
+        route(0, "https://a.example.com", |_| {}),
+        route(1, "https://b.example.com", |r| {
+            r.id = Some("route-0".into())
+        }),
+    ];
+    let errors = Routes::parse(clash).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!((errors[0].route, errors[0].field), (1, RouteField::Id));
+    let twice = vec![
+        route(0, "https://a.example.com", |r| r.id = Some("app".into())),
+        route(1, "https://b.example.com", |r| r.id = Some("app".into())),
+        route(2, "https://c.example.com", |r| r.id = Some("app".into())),
+    ];
+    let errors = Routes::parse(twice).unwrap_err();
+    assert_eq!(
+        errors.iter().map(|e| e.route).collect::<Vec<_>>(),
+        [1, 2],
+        "{errors:?}"
+    );
 }
 
 /// Among thousands of hosts the index finds the right route, and still

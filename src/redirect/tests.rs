@@ -3,7 +3,7 @@
 use url::Url;
 
 use super::*;
-use crate::config::RouteConfig;
+use crate::config::{RouteConfig, Routes};
 
 fn route(index: usize, from: &str) -> RouteConfig {
     RouteConfig {
@@ -16,7 +16,7 @@ fn route(index: usize, from: &str) -> RouteConfig {
 
 fn policy(froms: &[&str]) -> Policy {
     let routes: Vec<_> = froms.iter().enumerate().map(|(i, f)| route(i, f)).collect();
-    Policy::compile(&routes).unwrap()
+    Policy::compile(Routes::parse(routes).unwrap())
 }
 
 /// Login on auth.example.com, cookies on example.com, routes elsewhere.

@@ -20,7 +20,7 @@ mod manager;
 mod memory;
 mod open;
 mod record;
-mod redis;
+pub(crate) mod redis;
 mod seal;
 mod store;
 mod ticket;

@@ -3,10 +3,9 @@
 //! key rotation; claim headers; per-route methods and CORS preflights.
 
 use authgate::assertion::JWKS_PATH;
-use authgate::config::{ClaimHeader, Secret};
+use authgate::config::ClaimHeader;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use p256::pkcs8::{EncodePrivateKey as _, LineEnding};
 use serde_json::{Map, Value};
 
 use crate::fixture::{COOKIE, Stack, default_routes, header};
@@ -41,15 +40,6 @@ async fn verify(
     validation.set_audience(&[audience]);
     validation.set_issuer(&[stack.base.as_str()]);
     jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map(|t| t.claims)
-}
-
-fn pem(key: &p256::SecretKey) -> Secret {
-    Secret::new(
-        key.to_pkcs8_pem(LineEnding::LF)
-            .unwrap()
-            .as_bytes()
-            .to_vec(),
-    )
 }
 
 fn random_key() -> p256::SecretKey {
@@ -104,14 +94,17 @@ async fn assertion_verifies_with_the_served_jwks() {
 #[tokio::test]
 async fn rotation_keeps_old_assertions_verifiable() {
     let (old, new) = (random_key(), random_key());
-    let before = Stack::start_with(default_routes(), |c| c.signing.key = Some(pem(&old))).await;
+    let before = Stack::start_with(default_routes(), |c| {
+        c.signing.key = Some(old.clone().into())
+    })
+    .await;
     let cookie = before.login("alice@example.com", APP).await;
     let old_token = header(&before.auth(APP, Some(&cookie)).await, "x-auth-request-jwt");
     drop(before);
 
     let after = Stack::start_with(default_routes(), |c| {
-        c.signing.key = Some(pem(&new));
-        c.signing.previous = vec![pem(&old)];
+        c.signing.key = Some(new.into());
+        c.signing.previous = vec![old.public_key()];
     })
     .await;
     // The issuer is this instance's URL, so check the old token's

@@ -372,62 +372,165 @@ async fn demo_login(http: &openidconnect::reqwest::Client, base: &str, user: &st
     session_cookie(&response).expect("session cookie")
 }
 
-/// `check-config` and `serve` agree: every invalid route below is refused
-/// by both, with exit status 64 and the same message naming the file, line
-/// and column, and `serve` binds nothing. (What `serve` would refuse,
-/// `check-config` reports.)
+/// The configuration files of `tests/data/<dir>`, sorted, with the text of
+/// each (a first comment line says what is wrong or what it shows).
+fn corpus(dir: &str) -> Vec<(std::path::PathBuf, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(dir);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("corpus directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("read");
+            assert!(text.starts_with("# "), "{}: no comment", path.display());
+            (path, text)
+        })
+        .collect()
+}
+
+/// `authgate <command>` on `file`, run in the file's directory (the
+/// corpus names its helper files relatively). Unless the file sets its own
+/// listeners, they go to free ports (`ADDRESS`/`GRPC_ADDRESS` override the
+/// file), so a `serve` that wrongly starts does not take a well-known port.
+/// Exits within 10 s or is killed: (status code, stderr).
+fn run_on(command: &str, file: &std::path::Path, text: &str) -> (Option<i32>, String) {
+    let mut command_line = Command::new(BIN);
+    command_line
+        .args([command, "--config"])
+        .arg(file)
+        .current_dir(file.parent().expect("dir"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if !text.contains("address:") {
+        command_line
+            .env("ADDRESS", format!("127.0.0.1:{}", free_port()))
+            .env("GRPC_ADDRESS", format!("127.0.0.1:{}", free_port()));
+    }
+    let mut child = command_line.spawn().expect("run authgate");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("output");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Every invalid configuration file of the suite (`tests/data/
+/// invalid-configs`: each says in its first line what is wrong) is refused
+/// by `check-config` and by `serve` alike: status 64, each problem named
+/// with the file, line and column (a missing key has no position), and
+/// `serve` prints the same problems and exits with that status, which it
+/// returns only before it builds anything or binds a port (a failure to
+/// start or to listen is status 1). What `serve` would refuse,
+/// `check-config` reports.
 #[test]
-fn check_config_and_serve_agree_on_invalid_routes() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let base = "authenticate_service_url: https://auth.example.com\n\
-                idp_provider_url: https://dex.example.com/dex\n\
-                idp_client_id: authgate\n\
-                idp_client_secret: client-secret\n\
-                cookie_secret: lOPkHX6t3yWTBJXzh8uuLw4Lx0zmrmgGWDn3wSIW5Mw=\n\
-                session_store: memory\n\
-                address: 127.0.0.1:1\n\
-                grpc_address: 127.0.0.1:1\n\
-                policy:\n";
-    for route in [
-        "  - from: ftp://hello.example.com\n",
-        "  - from: https://\n",
-        "  - from: https://hel_lo.example.com\n",
-        "  - from: https://user@hello.example.com\n",
-        "  - from: https://hello.example.com/path\n",
-        "  - from: https://hello.example.com\n    prefix: /a\n    path: /b\n",
-        "  - from: https://hello.example.com\n    prefix: a\n",
-        "  - from: https://hello.example.com\n    prefix: /a%zz\n",
-        "  - from: https://hello.example.com\n    path: /a/../../b\n",
-        "  - from: https://hello.example.com\n    regex: \"(\"\n",
-        "  - from: https://hello.example.com\n    allowed_domains: [\"@example.com\"]\n",
-        "  - from: https://hello.example.com\n    allowed_idp_claims:\n      groups: [[a]]\n",
-        "  - id: a\n    from: https://hello.example.com\n  - id: a\n    from: https://other.example.com\n",
-    ] {
-        let path = dir.path().join("authgate.yaml");
-        std::fs::write(&path, format!("{base}{route}")).expect("write");
-        let run = |command: &str| {
-            let output = Command::new(BIN)
-                .args([command, "--config"])
-                .arg(&path)
-                .stdin(Stdio::null())
-                .output()
-                .expect("run authgate");
-            (
-                output.status.code(),
-                String::from_utf8_lossy(&output.stderr).into_owned(),
-            )
-        };
-        let (check, check_err) = run("check-config");
-        let (serve, serve_err) = run("serve");
-        assert_eq!(check, Some(64), "check-config on {route:?}: {check_err}");
-        assert_eq!(serve, Some(64), "serve on {route:?}: {serve_err}");
-        let location = format!("{}:", path.display());
-        assert!(check_err.contains(&location), "{route:?}: {check_err}");
-        let first = check_err.lines().next().unwrap_or_default();
-        assert!(
-            serve_err.contains(first),
-            "{route:?}:\n{check_err}\n---\n{serve_err}"
+fn check_config_and_serve_agree_on_every_invalid_config() {
+    let files = corpus("invalid-configs");
+    assert!(files.len() > 50, "{} files", files.len());
+    for (path, text) in files {
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let (check, check_err) = run_on("check-config", &path, &text);
+        assert_eq!(
+            check,
+            Some(64),
+            "check-config on {name}:\n{text}\n{check_err}"
         );
+        let file = path.display().to_string();
+        for line in check_err.lines() {
+            let rest = line
+                .strip_prefix(&file)
+                .unwrap_or_else(|| panic!("{name}: not located: {line}"));
+            let positioned = rest
+                .split(':')
+                .skip(1)
+                .take(2)
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            assert!(
+                positioned || rest.ends_with(": required") || rest.contains(": required (or `"),
+                "{name}: no line and column: {line}"
+            );
+        }
+        let (serve, serve_err) = run_on("serve", &path, &text);
+        assert_eq!(serve, Some(64), "serve on {name}:\n{text}\n{serve_err}");
+        assert!(
+            serve_err.contains(check_err.trim_end()),
+            "{name}:\n{check_err}\n---\n{serve_err}"
+        );
+    }
+}
+
+/// Valid files (`tests/data/valid-configs`, and the shipped example):
+/// `check-config` says ok, and `serve` starts listening on them.
+#[tokio::test]
+async fn check_config_and_serve_accept_valid_configs() {
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let cookie_secret = secrets.path().join("cookie_secret");
+    let client_secret = secrets.path().join("client_secret");
+    std::fs::write(
+        &cookie_secret,
+        "lOPkHX6t3yWTBJXzh8uuLw4Lx0zmrmgGWDn3wSIW5Mw=\n",
+    )
+    .expect("write");
+    std::fs::write(&client_secret, "client-secret\n").expect("write");
+    let mut files: Vec<_> = corpus("valid-configs")
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    files.push(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/authgate.yaml").into());
+    for path in files {
+        let name = path.display().to_string();
+        let (port, grpc) = (free_port(), free_port());
+        let example = path.ends_with("examples/authgate.yaml");
+        let with_env = |command: &mut Command| {
+            command
+                .current_dir(path.parent().expect("dir"))
+                .env("SESSION_STORE", "memory")
+                .env("ADDRESS", format!("127.0.0.1:{port}"))
+                .env("GRPC_ADDRESS", format!("127.0.0.1:{grpc}"));
+            if example {
+                // Its secrets are files under /etc/authgate.
+                command
+                    .env("COOKIE_SECRET_FILE", &cookie_secret)
+                    .env("IDP_CLIENT_SECRET_FILE", &client_secret);
+            }
+        };
+        let mut check = Command::new(BIN);
+        check.args(["check-config", "--config"]).arg(&path);
+        with_env(&mut check);
+        let output = check.output().expect("run authgate");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.starts_with(&format!("{name}: ok (")),
+            "{name}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut serve = Command::new(BIN);
+        serve.args(["serve", "--config"]).arg(&path);
+        with_env(&mut serve);
+        let log = secrets.path().join("serve.log");
+        let mut serve = ChildGuard::spawn("authgate serve", serve, &log);
+        serve
+            .wait_for_port(format!("127.0.0.1:{port}").parse().expect("addr"))
+            .await;
+        serve
+            .check_running()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        serve.kill();
     }
 }
 

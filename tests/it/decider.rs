@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authgate::clock::{SharedClock, SystemClock};
-use authgate::config::{RouteConfig, Secret};
+use authgate::config::{RouteConfig, Routes, Secret};
 use authgate::decision::{Decider, Decision, Request, Step};
 use authgate::identity::Identity;
 use authgate::policy::{Policy, RouteId, Target};
@@ -245,7 +245,7 @@ async fn both_decide_paths_agree() {
             true,
         ),
     ];
-    let policy = Policy::compile(&routes()).unwrap();
+    let policy = Policy::compile(Routes::parse(routes()).unwrap());
     for (name, url, cookie, method, preflight, expected, sync) in cases {
         let target = Target::parse(url);
         let ask = || request(&target, cookie, method, preflight);

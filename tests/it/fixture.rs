@@ -9,7 +9,7 @@ use std::time::Duration;
 use authgate::app::App;
 use authgate::clock::{ManualClock, SharedClock};
 use authgate::config::{
-    Config, CookieConfig, IdpConfig, LogFormat, RouteConfig, Secret, SessionStoreConfig,
+    Config, CookieConfig, IdpConfig, LogFormat, RouteConfig, Routes, Secret, SessionStoreConfig,
 };
 use authgate::devidp::{DevClient, DevIdp, DevIdpConfig, DevUser};
 use authgate::server;
@@ -73,6 +73,7 @@ pub fn test_config(login_base: &str, idp_issuer: &str, routes: Vec<RouteConfig>)
                 .map(String::from)
                 .to_vec(),
             ca_file: None,
+            ca_certs: Vec::new(),
             insecure_skip_verify: false,
             clock_skew: Duration::from_secs(30),
             allowed_audiences: Vec::new(),
@@ -93,12 +94,13 @@ pub fn test_config(login_base: &str, idp_issuer: &str, routes: Vec<RouteConfig>)
         // None: X-Forwarded-* believed from nobody (so not from the tests'
         // loopback client), and /oauth2/auth answers every peer.
         trusted_proxies: Vec::new(),
-        routes,
+        routes: Routes::parse(routes).expect("routes"),
         signing: Default::default(),
         jwt_claims_headers: Vec::new(),
         log_format: LogFormat::Pretty,
         log_level: "warn".into(),
         templates_dir: None,
+        pages: authgate::templates::Pages::builtin(),
         // In-process servers stop at once when a test ends.
         serving: authgate::config::ServingConfig {
             shutdown_delay: Duration::ZERO,
