@@ -16,7 +16,6 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::decision::{Decider, Decision, Request};
 use crate::handoff::Handoffs;
-use crate::http::pages::Pages;
 use crate::in_force::PolicyInForce;
 use crate::metrics::Metrics;
 use crate::oidc::{Oidc, OidcError};
@@ -25,6 +24,7 @@ use crate::redirect::RedirectRules;
 use crate::refresh::{RefreshPolicy, Refresher};
 use crate::session::{Sealer, SessionCookie, SessionStore, Sessions, open_store};
 use crate::telemetry::Asker;
+use crate::templates::Pages;
 
 /// Why the service could not be assembled from a (valid) configuration.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! authgate: an external-auth decision service.
 //!
-//! nginx (`auth_request`), Envoy (`ext_authz`), Traefik and Caddy ask it one
+//! nginx (`auth_request`), Envoy (`ext_authz`), Traefik, Caddy and HAProxy
+//! (SPOE) ask it one
 //! question per request — may this request through, and as whom? — and it
 //! answers from the session cookie and the compiled policy, without network
 //! I/O in the common case. It also hosts the OpenID Connect login.
@@ -29,7 +30,8 @@
 //! - [`devidp`]: the development OpenID provider behind `authgate demo`.
 //! - [`demo`]: `authgate demo`, wiring the development provider.
 //! - [`server`]: binds and runs the listeners, drains them together.
-//! - [`listener`]: the HTTP accept loop: connection cap, timeouts, drain.
+//! - [`listener`]: the accept loop of every listener: connection caps,
+//!   timeouts, drain.
 //! - [`reload`]: live reload of the routes on SIGHUP and file change.
 //! - [`print`]: `authgate print nginx|envoy|haproxy`, proxy config from the routes.
 //! - [`metrics`]: the Prometheus series behind `/metrics`.
