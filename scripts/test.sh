@@ -37,9 +37,10 @@ CARGO_DENY_VERSION=0.20.2
 # Debian packages the end-to-end tests start (their own instances, on
 # loopback ports in temp dirs; the system services are never used).
 # systemd: only its systemd-analyze, to verify deploy/systemd/authgate.service.
-APT_PACKAGES=(nginx haproxy 389-ds-base ldap-utils redis-server chromium chromium-driver openssl ca-certificates libnss3-tools systemd curl)
+# prometheus: only its promtool, to check and unit-test deploy/prometheus/.
+APT_PACKAGES=(nginx haproxy 389-ds-base ldap-utils redis-server chromium chromium-driver openssl ca-certificates libnss3-tools systemd curl prometheus)
 # Programs those packages must provide.
-REQUIRED_PROGRAMS=(nginx haproxy ns-slapd pwdhash pk12util ldapsearch ldapmodify redis-server chromium chromedriver openssl certutil systemd-analyze curl)
+REQUIRED_PROGRAMS=(nginx haproxy ns-slapd pwdhash pk12util ldapsearch ldapmodify redis-server chromium chromedriver openssl certutil systemd-analyze curl promtool)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'scripts/test.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -62,7 +63,7 @@ install_system_packages() {
         command -v apt-get >/dev/null || die "apt-get not found; install by hand: $missing"
         [[ "$(id -u)" == 0 ]] || die "not root; install by hand: sudo apt-get install $missing"
         log "installing: $(echo "$missing" | tr '\n' ' ')"
-        # Debian's maintainer scripts try to start nginx/redis; on a
+        # Debian's maintainer scripts try to start nginx/redis/prometheus; on a
         # machine without an init system that fails harmlessly, and the tests
         # never use those instances.
         apt-get update -qq || die "apt-get update failed"

@@ -32,6 +32,7 @@ mod logs;
 mod metrics;
 mod nginx_api;
 mod nginx_flow;
+mod observability;
 mod packaging;
 mod pages;
 mod print;
