@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::fixture::Stack;
 use crate::metrics::scrape;
+use crate::packaging::{documents, find, template, template_command, validate};
 use crate::support::process::{require_program, run_ok};
 use crate::support::{repo_root, temp_dir};
 
@@ -415,4 +416,85 @@ fn dashboard_queries_are_valid_promql() {
         Command::new(promtool()).args(["check", "rules"]).arg(&file),
     );
     assert!(out.contains("SUCCESS"), "{out}\n{rules}");
+}
+
+/// The chart renders neither the dashboard nor the rules by default. Asked
+/// to, it renders the dashboard file as it is in a ConfigMap labelled for
+/// Grafana's sidecar, and the rules file in a PrometheusRule whose rules
+/// pass promtool's checks and unit tests, with the scrape job renamed to
+/// the Service's name; the manifests pass Kubernetes' schemas.
+#[test]
+fn chart_renders_the_dashboard_and_rules_when_asked() {
+    let defaults = documents(&template("default-values.yaml"));
+    assert!(
+        defaults.iter().all(|d| d["kind"] != "PrometheusRule"
+            && d["metadata"]["labels"]["grafana_dashboard"].is_null()),
+        "off by default"
+    );
+
+    let sets = [
+        "grafanaDashboard.enabled=true",
+        "prometheusRule.enabled=true",
+    ];
+    let rendered = run_ok(
+        "helm template (dashboard, rules)",
+        &mut template_command("default-values.yaml", &sets),
+    );
+    let dir = temp_dir("chart-observability");
+    let (ok, log) = validate(dir.path(), &rendered);
+    assert!(ok, "{log}\n---\n{rendered}");
+    let docs = documents(&rendered);
+
+    let dashboard = docs
+        .iter()
+        .find(|d| d["metadata"]["labels"]["grafana_dashboard"] == "1")
+        .expect("a ConfigMap for Grafana's sidecar");
+    assert_eq!(dashboard["kind"], "ConfigMap");
+    let json = dashboard["data"]["authgate.json"]
+        .as_str()
+        .expect("authgate.json");
+    let file = std::fs::read_to_string(dashboard_path()).expect("read the dashboard");
+    assert_eq!(json, file.trim_end(), "the dashboard file as it is");
+
+    let rule = find(&docs, "PrometheusRule");
+    let rules_file = dir.path().join("authgate-rules.yaml");
+    std::fs::write(
+        &rules_file,
+        serde_json::to_string(&rule["spec"]).expect("rules as JSON (which is YAML)"),
+    )
+    .expect("write");
+    let tests = rules_path().with_file_name("authgate-rules.test.yaml");
+    std::fs::copy(&tests, dir.path().join("authgate-rules.test.yaml")).expect("copy tests");
+    let out = run_ok(
+        "promtool test rules (chart's PrometheusRule)",
+        Command::new(promtool())
+            .args(["test", "rules"])
+            .arg(dir.path().join("authgate-rules.test.yaml")),
+    );
+    assert!(out.contains("SUCCESS"), "{out}");
+
+    let docs = documents(&run_ok(
+        "helm template (rules, fullnameOverride)",
+        &mut template_command(
+            "default-values.yaml",
+            &["prometheusRule.enabled=true", "fullnameOverride=gate"],
+        ),
+    ));
+    let rule = find(&docs, "PrometheusRule");
+    assert_eq!(
+        rule["spec"]["groups"][0]["rules"][0]["expr"],
+        r#"absent(up{job="gate"} == 1)"#
+    );
+    std::fs::write(
+        &rules_file,
+        serde_json::to_string(&rule["spec"]).expect("rules as JSON"),
+    )
+    .expect("write");
+    let out = run_ok(
+        "promtool check rules (renamed job)",
+        Command::new(promtool())
+            .args(["check", "rules"])
+            .arg(&rules_file),
+    );
+    assert!(out.contains("SUCCESS: 6 rules found"), "{out}");
 }

@@ -61,7 +61,7 @@ pub(crate) fn template(values: &str) -> String {
 
 /// `helm template authgate` in [`NAMESPACE`] with `ci/<values>.yaml` and
 /// `--set` each of `sets`.
-fn template_command(values: &str, sets: &[&str]) -> Command {
+pub(crate) fn template_command(values: &str, sets: &[&str]) -> Command {
     let mut command = Command::new(helm());
     command
         .args(["template", "authgate", "--namespace", NAMESPACE])
@@ -98,7 +98,7 @@ pub(crate) fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
 
 /// Runs kubernetes-validate in strict mode (unknown fields are errors) on
 /// `manifests`; returns whether it passed and what it said.
-fn validate(dir: &Path, manifests: &str) -> (bool, String) {
+pub(crate) fn validate(dir: &Path, manifests: &str) -> (bool, String) {
     let file = dir.join("manifests.yaml");
     std::fs::write(&file, manifests).expect("write manifests");
     let output = Command::new(kubernetes_validate())
@@ -561,6 +561,10 @@ fn values_schema_refuses_what_the_chart_does_not_read() {
         (
             "authenticate.idp.serviceAcount=x",
             "additional properties 'serviceAcount' not allowed",
+        ),
+        (
+            "prometheusRule.enable=true",
+            "at '/prometheusRule': additional properties 'enable' not allowed",
         ),
     ] {
         let said = template_refused("pomerium-seed-values.yaml", &[set]);
