@@ -37,64 +37,7 @@ pub(crate) async fn scrape(stack: &Stack, base: &str) -> String {
 #[tokio::test]
 async fn decisions_and_logins_are_counted_by_route() {
     let stack = Stack::start().await;
-    // route-1 (app, group devops): no session → sign in.
-    assert_eq!(
-        stack.auth("https://app.example.test/", None).await.status(),
-        401
-    );
-    let alice = stack
-        .login("alice@example.com", "https://app.example.test/")
-        .await;
-    let bob = stack
-        .login("bob@example.com", "https://app.example.test/")
-        .await;
-    // route-0 (/admin, group admins): alice in, bob out.
-    assert_eq!(
-        stack
-            .auth("https://app.example.test/admin", Some(&alice))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        stack
-            .auth("https://app.example.test/admin", Some(&bob))
-            .await
-            .status(),
-        403
-    );
-    assert_eq!(
-        stack
-            .auth("https://app.example.test/admin", Some(&bob))
-            .await
-            .status(),
-        403
-    );
-    // No route serves this host.
-    assert_eq!(
-        stack
-            .auth("https://nobody.example.test/", Some(&alice))
-            .await
-            .status(),
-        403
-    );
-    // forward-auth, Envoy's shape, public route-2.
-    let response = stack
-        .http
-        .get(format!("{}/forward-auth/x", stack.base))
-        .header("Host", "public.example.test")
-        .send()
-        .await
-        .expect("forward-auth");
-    assert_eq!(response.status(), 200);
-    // A callback without the login-state cookie.
-    let response = stack
-        .http
-        .get(format!("{}/oauth2/callback?state=abc&code=def", stack.base))
-        .send()
-        .await
-        .expect("callback");
-    assert_eq!(response.status(), 403);
+    decide_and_log_in(&stack).await;
 
     let text = scrape(&stack, &stack.base).await;
     let decisions = |labels: &str| series(&text, &format!("authgate_decisions_total{{{labels}}}"));
@@ -203,4 +146,68 @@ async fn metrics_address_takes_metrics_off_the_main_listener() {
     );
     let _ = stop.send(());
     let _ = served.await;
+}
+
+/// Two logins (alice, bob), decisions of every outcome but `unavailable`
+/// on routes 0-2 and on no route, over the nginx and forward-auth front
+/// ends, and a callback without its login-state cookie (a failed login).
+pub(crate) async fn decide_and_log_in(stack: &Stack) {
+    // route-1 (app, group devops): no session → sign in.
+    assert_eq!(
+        stack.auth("https://app.example.test/", None).await.status(),
+        401
+    );
+    let alice = stack
+        .login("alice@example.com", "https://app.example.test/")
+        .await;
+    let bob = stack
+        .login("bob@example.com", "https://app.example.test/")
+        .await;
+    // route-0 (/admin, group admins): alice in, bob out.
+    assert_eq!(
+        stack
+            .auth("https://app.example.test/admin", Some(&alice))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        stack
+            .auth("https://app.example.test/admin", Some(&bob))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        stack
+            .auth("https://app.example.test/admin", Some(&bob))
+            .await
+            .status(),
+        403
+    );
+    // No route serves this host.
+    assert_eq!(
+        stack
+            .auth("https://nobody.example.test/", Some(&alice))
+            .await
+            .status(),
+        403
+    );
+    // forward-auth, Envoy's shape, public route-2.
+    let response = stack
+        .http
+        .get(format!("{}/forward-auth/x", stack.base))
+        .header("Host", "public.example.test")
+        .send()
+        .await
+        .expect("forward-auth");
+    assert_eq!(response.status(), 200);
+    // A callback without the login-state cookie.
+    let response = stack
+        .http
+        .get(format!("{}/oauth2/callback?state=abc&code=def", stack.base))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(response.status(), 403);
 }

@@ -13,7 +13,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::fixture::Stack;
-use crate::metrics::scrape;
+use crate::metrics::{decide_and_log_in, scrape};
 use crate::packaging::{documents, find, template, template_command, validate};
 use crate::support::process::{require_program, run_ok};
 use crate::support::{repo_root, temp_dir};
@@ -274,39 +274,13 @@ fn check(what: &str, expr: &str, samples: &Exposition, errors: &mut Vec<String>)
     }
 }
 
-/// A running authgate after a login, allowed, denied and sign-in decisions
-/// on two front ends: every dashboard and alert query names metrics,
-/// labels and label values that its `/metrics` exports.
+/// A running authgate after logins, allowed, denied and sign-in decisions
+/// on two front ends and a failed login: every dashboard and alert query
+/// names metrics, labels and label values that its `/metrics` exports.
 #[tokio::test]
 async fn dashboard_and_alert_queries_name_what_authgate_exports() {
     let stack = Stack::start().await;
-    assert_eq!(
-        stack.auth("https://app.example.test/", None).await.status(),
-        401
-    );
-    let alice = stack
-        .login("alice@example.com", "https://app.example.test/")
-        .await;
-    let bob = stack
-        .login("bob@example.com", "https://app.example.test/")
-        .await;
-    for (cookie, status) in [(&alice, 200), (&bob, 403)] {
-        assert_eq!(
-            stack
-                .auth("https://app.example.test/admin", Some(cookie))
-                .await
-                .status(),
-            status
-        );
-    }
-    let response = stack
-        .http
-        .get(format!("{}/forward-auth/x", stack.base))
-        .header("Host", "public.example.test")
-        .send()
-        .await
-        .expect("forward-auth");
-    assert_eq!(response.status(), 200);
+    decide_and_log_in(&stack).await;
 
     let text = scrape(&stack, &stack.base).await;
     let samples = exposition(&text);
