@@ -54,9 +54,10 @@ fn promtool() -> PathBuf {
     require_program("promtool", None)
 }
 
-/// Every panel query of the dashboard, with Grafana's `$__rate_interval`
-/// as Prometheus would get it (one value; the query shape is what counts).
-fn dashboard_exprs() -> Vec<String> {
+/// Every panel query of the dashboard and its legend, with Grafana's
+/// `$__rate_interval` as Prometheus would get it (one value; the query
+/// shape is what counts).
+fn dashboard_exprs() -> Vec<(String, String)> {
     let text = std::fs::read_to_string(dashboard_path()).expect("read the dashboard");
     let dashboard: Value = serde_json::from_str(&text).expect("the dashboard is JSON");
     let mut exprs = Vec::new();
@@ -71,7 +72,8 @@ fn dashboard_exprs() -> Vec<String> {
         }
         for target in panel["targets"].as_array().into_iter().flatten() {
             let expr = target["expr"].as_str().expect("every target has an expr");
-            exprs.push(expr.replace("$__rate_interval", "5m"));
+            let legend = target["legendFormat"].as_str().unwrap_or_default();
+            exprs.push((expr.replace("$__rate_interval", "5m"), legend.to_owned()));
         }
     }
     assert!(exprs.len() >= 10, "{exprs:?}");
@@ -274,6 +276,40 @@ fn check(what: &str, expr: &str, samples: &Exposition, errors: &mut Vec<String>)
     }
 }
 
+/// Every `{{label}}` of a panel's legend is a label of its query's result:
+/// one it groups by, or (without `by`) one of its metric's or the scrape's
+/// `instance`/`job`. A wrong one shows the literal text in every legend.
+fn check_legend(
+    what: &str,
+    expr: &str,
+    legend: &str,
+    samples: &Exposition,
+    errors: &mut Vec<String>,
+) {
+    let query = parse(expr);
+    let mut result: BTreeSet<&str> = query.grouping.iter().map(String::as_str).collect();
+    if result.is_empty() {
+        result.extend(["instance", "job"]);
+        for (metric, _) in &query.selectors {
+            result.extend(
+                samples
+                    .get(metric)
+                    .into_iter()
+                    .flat_map(|l| l.keys())
+                    .map(String::as_str),
+            );
+        }
+    }
+    for part in legend.split("{{").skip(1) {
+        let label = part.split("}}").next().unwrap_or_default().trim();
+        if !result.contains(label) {
+            errors.push(format!(
+                "{what}: legend {{{{{label}}}}} is not a label of {expr}"
+            ));
+        }
+    }
+}
+
 /// A running authgate after logins, allowed, denied and sign-in decisions
 /// on two front ends and a failed login: every dashboard and alert query
 /// names metrics, labels and label values that its `/metrics` exports.
@@ -289,8 +325,10 @@ async fn dashboard_and_alert_queries_name_what_authgate_exports() {
         "{text}"
     );
     let mut errors = Vec::new();
-    for (i, expr) in dashboard_exprs().iter().enumerate() {
-        check(&format!("dashboard query {i}"), expr, &samples, &mut errors);
+    for (i, (expr, legend)) in dashboard_exprs().iter().enumerate() {
+        let what = format!("dashboard query {i}");
+        check(&what, expr, &samples, &mut errors);
+        check_legend(&what, expr, legend, &samples, &mut errors);
     }
     let alerts = alert_exprs();
     assert_eq!(alerts.len(), 6, "{alerts:?}");
@@ -300,6 +338,18 @@ async fn dashboard_and_alert_queries_name_what_authgate_exports() {
     assert!(errors.is_empty(), "{errors:#?}\n--- /metrics ---\n{text}");
 
     // The check bites: a misspelt metric, label and value are each caught.
+    let mut errors = Vec::new();
+    check_legend(
+        "mutant",
+        "sum by (outcome) (rate(authgate_decisions_total[5m]))",
+        "{{route}}",
+        &samples,
+        &mut errors,
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("legend {{route}}")),
+        "{errors:?}"
+    );
     for (bad, caught) in [
         (
             "rate(authgate_decision_total[5m])",
@@ -372,12 +422,23 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
 }
 
 /// Every dashboard query is valid PromQL: promtool parses each as a
-/// recording rule.
+/// recording rule (and refuses a broken one).
 #[test]
 fn dashboard_queries_are_valid_promql() {
+    let exprs: Vec<String> = dashboard_exprs().into_iter().map(|(e, _)| e).collect();
+    if let Some(said) = promql_refused(&exprs) {
+        panic!("{said}");
+    }
+    let broken = ["sum by (outcome (rate(authgate_decisions_total[5m]))".to_owned()];
+    assert!(promql_refused(&broken).is_some(), "a broken query passed");
+}
+
+/// What `promtool check rules` says of `exprs` as recording rules, if it
+/// refuses them.
+fn promql_refused(exprs: &[String]) -> Option<String> {
     let dir = temp_dir("dashboard-promql");
     let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
-    for (i, expr) in dashboard_exprs().iter().enumerate() {
+    for (i, expr) in exprs.iter().enumerate() {
         let quoted = serde_json::to_string(expr).expect("quote");
         rules.push_str(&format!(
             "      - record: dashboard:query_{i}\n        expr: {quoted}\n"
@@ -385,11 +446,17 @@ fn dashboard_queries_are_valid_promql() {
     }
     let file = dir.path().join("dashboard.rules.yaml");
     std::fs::write(&file, &rules).expect("write");
-    let out = run_ok(
-        "promtool check rules (dashboard queries)",
-        Command::new(promtool()).args(["check", "rules"]).arg(&file),
+    let output = Command::new(promtool())
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .expect("run promtool");
+    let said = format!(
+        "{}{}\n{rules}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
-    assert!(out.contains("SUCCESS"), "{out}\n{rules}");
+    (!output.status.success()).then_some(said)
 }
 
 /// The chart renders neither the dashboard nor the rules by default. Asked
