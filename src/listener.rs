@@ -263,28 +263,35 @@ pub async fn serve(
         });
     }
     drop(listener);
-    let open = gate.cap.open();
+    finish_in_flight(role, config.shutdown_timeout, &gate, graceful.shutdown()).await;
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// After a listener stops accepting: waits up to `timeout` for `drained`
+/// (its connections finishing what is in flight), saying so in the log;
+/// the caller then cuts whatever is still open.
+async fn finish_in_flight(
+    role: Role,
+    timeout: Duration,
+    gate: &Gate,
+    drained: impl Future<Output = ()>,
+) {
     tracing::info!(
         listener = role.name(),
-        connections = open,
+        connections = gate.cap.open(),
         "stopped accepting; finishing requests in flight"
     );
-    if tokio::time::timeout(config.shutdown_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        let open = gate.cap.open();
+    if tokio::time::timeout(timeout, drained).await.is_err() {
         tracing::warn!(
             listener = role.name(),
-            connections = open,
-            timeout = ?config.shutdown_timeout,
+            connections = gate.cap.open(),
+            ?timeout,
             "shutdown_timeout elapsed: cutting the connections still busy"
         );
     } else {
         tracing::info!(listener = role.name(), "all connections closed");
     }
-    connections.shutdown().await;
-    Ok(())
 }
 
 /// Serves a protocol that is not HTTP (HAProxy's SPOP) on `listener`
@@ -320,23 +327,8 @@ where
         });
     }
     drop(listener);
-    tracing::info!(
-        listener = role.name(),
-        connections = gate.cap.open(),
-        "stopped accepting; finishing requests in flight"
-    );
     let drained = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(config.shutdown_timeout, drained)
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            listener = role.name(),
-            connections = gate.cap.open(),
-            timeout = ?config.shutdown_timeout,
-            "shutdown_timeout elapsed: cutting the connections still busy"
-        );
-    }
+    finish_in_flight(role, config.shutdown_timeout, &gate, drained).await;
     connections.shutdown().await;
     Ok(())
 }
