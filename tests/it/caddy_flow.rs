@@ -7,7 +7,7 @@
 use tokio::net::TcpListener;
 use url::Url;
 
-use crate::fixture::{COOKIE, Stack, header, route, session_cookie, set_cookies};
+use crate::fixture::{COOKIE, Stack, header, route, session_cookie};
 use crate::support::caddy::{Caddy, CaddyOptions};
 use crate::support::nginx::{BROWSER_ACCEPT, DOMAIN};
 use crate::support::tls::TestCa;
@@ -78,31 +78,7 @@ impl Site {
     /// sign-in → provider → callback → back on the URL. Returns the session
     /// cookie (`name=value`).
     async fn login(&self, url: &str, user: &str) -> String {
-        let response = self.get(url, BROWSER_ACCEPT, &[]).await;
-        assert_eq!(response.status(), 302, "{}", self.caddy.log());
-        let sign_in = header(&response, "location");
-        assert!(
-            sign_in.starts_with(&self.caddy.url("auth", "/oauth2/start?rd=")),
-            "{sign_in}"
-        );
-        let response = self.get(&sign_in, BROWSER_ACCEPT, &[]).await;
-        assert_eq!(response.status(), 302, "{}", self.caddy.log());
-        let provider = header(&response, "location");
-        let login_cookie = set_cookies(&response)
-            .into_iter()
-            .find(|(name, _)| name.starts_with("_authgate_login_"))
-            .map(|(n, v)| format!("{n}={v}"))
-            .expect("login cookie");
-        let password = user.split('@').next().unwrap_or(user);
-        let callback = self.stack.provider_login(&provider, user, password).await;
-        assert!(callback.starts_with(&self.caddy.url("auth", "/oauth2/callback?")));
-        let response = self.get(&callback, BROWSER_ACCEPT, &[login_cookie]).await;
-        assert_eq!(response.status(), 302, "{}", self.caddy.log());
-        assert_eq!(
-            header(&response, "location"),
-            url,
-            "back on exactly that URL"
-        );
+        let response = self.caddy.browser_login(&self.stack, url, user).await;
         let line = response
             .headers()
             .get_all("set-cookie")

@@ -4,8 +4,10 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
+use super::nginx::BROWSER_ACCEPT;
 use super::process::{ChildGuard, READY_TIMEOUT, free_port};
 use super::tls::{TestCa, https_client};
+use crate::fixture::{Stack, header, set_cookies};
 
 /// A running proxy. Dropping it kills the process and removes its directory.
 pub struct EdgeProxy {
@@ -73,6 +75,53 @@ impl EdgeProxy {
     ) -> (u16, String) {
         let sni = format!("{sub}.{}", self.domain);
         super::tls::raw_get_tls(&self.ca_pem, self.https, &sni, target, host, headers).await
+    }
+
+    /// The login through the proxy as a browser: the protected `url` → a
+    /// 302 (never cached) to the login host's sign-in → the provider's form
+    /// → the callback → a 302 back on exactly `url`. Returns the callback's
+    /// response, which sets the session cookie.
+    pub async fn browser_login(
+        &self,
+        stack: &Stack,
+        url: &str,
+        user: &str,
+    ) -> openidconnect::reqwest::Response {
+        let client = self.http_client();
+        let get = |url: &str, cookie: Option<&str>| {
+            let mut request = client.get(url).header("Accept", BROWSER_ACCEPT);
+            if let Some(cookie) = cookie {
+                request = request.header("Cookie", cookie);
+            }
+            request.send()
+        };
+        let response = get(url, None).await.expect("protected URL");
+        assert_eq!(response.status(), 302, "{}", self.log());
+        assert_eq!(header(&response, "cache-control"), "no-store");
+        let sign_in = header(&response, "location");
+        assert!(
+            sign_in.starts_with(&self.url("auth", "/oauth2/start?rd=")),
+            "{sign_in}"
+        );
+        let response = get(&sign_in, None).await.expect("sign-in");
+        assert_eq!(response.status(), 302, "{}", self.log());
+        let provider = header(&response, "location");
+        let login_cookie = set_cookies(&response)
+            .into_iter()
+            .find(|(name, _)| name.starts_with("_authgate_login_"))
+            .map(|(n, v)| format!("{n}={v}"))
+            .expect("login cookie");
+        let password = user.split('@').next().unwrap_or(user);
+        let callback = stack.provider_login(&provider, user, password).await;
+        assert!(callback.starts_with(&self.url("auth", "/oauth2/callback?")));
+        let response = get(&callback, Some(&login_cookie)).await.expect("callback");
+        assert_eq!(response.status(), 302, "{}", self.log());
+        assert_eq!(
+            header(&response, "location"),
+            url,
+            "back on exactly that URL"
+        );
+        response
     }
 
     /// The proxy's log (startup, errors, requests).
