@@ -244,6 +244,23 @@ impl App {
         &self.login_base
     }
 
+    /// Whether this replica is ready (provider discovered, store answering),
+    /// recorded in `authgate_ready`; `Err` says what is missing.
+    pub async fn readiness(&self) -> Result<(), &'static str> {
+        let verdict = if !self.oidc.is_ready() {
+            Err("provider discovery pending")
+        } else if let Err(error) = self.sessions.ping().await {
+            self.metrics
+                .store_error(crate::metrics::StoreOperation::Readiness);
+            tracing::error!(%error, "readiness: session store unreachable");
+            Err("session store unreachable")
+        } else {
+            Ok(())
+        };
+        self.metrics.set_ready(verdict.is_ok());
+        verdict
+    }
+
     /// Is this peer allowed to describe the original request with
     /// `X-Forwarded-*`?
     pub fn is_trusted(&self, peer: Option<IpAddr>) -> bool {

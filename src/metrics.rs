@@ -231,6 +231,7 @@ pub struct Metrics {
     store_errors: Family<StoreLabels, Counter>,
     config_reloads: Family<ReloadLabels, Counter>,
     config_last_reload_success: Gauge,
+    ready: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -299,6 +300,12 @@ impl Metrics {
             "When the configuration was last loaded successfully (Unix time)",
             config_last_reload_success.clone(),
         );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 while this replica is ready (what /readyz answers), 0 before and while draining",
+            ready.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -344,6 +351,7 @@ impl Metrics {
             store_errors,
             config_reloads,
             config_last_reload_success,
+            ready,
         };
         metrics.set_last_reload_now();
         metrics
@@ -400,6 +408,12 @@ impl Metrics {
         self.store_errors
             .get_or_create(&StoreLabels { operation })
             .inc();
+    }
+
+    /// Records the readiness verdict (`authgate_ready`): the alert on no
+    /// ready replica reads it, so it follows `/readyz` and the drain.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
     }
 
     /// Counts a configuration reload; a successful one also sets

@@ -140,9 +140,7 @@ async fn serve_http(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
-    let oidc = app.oidc().clone();
-    let metrics = app.metrics().clone();
-    let discovery = tokio::spawn(async move { oidc.discover_until_ready(&metrics).await });
+    let discovery = tokio::spawn(track_readiness(app.clone(), shutdown.clone()));
     // With Redis: drop cached sessions that another replica signed out or
     // refreshed.
     let changes = app.sessions().follow_changes();
@@ -165,6 +163,15 @@ async fn serve_http(
         changes.abort();
     }
     served
+}
+
+/// Discovers the provider, then keeps `authgate_ready` right without a
+/// probe: set once discovery is done, cleared when the drain starts.
+async fn track_readiness(app: Arc<App>, shutdown: Shutdown) {
+    app.oidc().discover_until_ready(app.metrics()).await;
+    let _ = app.readiness().await;
+    shutdown.reached(listener::Phase::Draining).await;
+    app.metrics().set_ready(false);
 }
 
 async fn serve_metrics(

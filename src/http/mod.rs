@@ -21,7 +21,7 @@ use axum::routing::{any, get};
 use axum::{Router, middleware};
 
 use crate::app::App;
-use crate::metrics::{Metrics, StoreOperation};
+use crate::metrics::Metrics;
 
 pub use error::AppError;
 pub use nginx::{AuthLane, original_target};
@@ -137,21 +137,8 @@ async fn health_get() -> &'static str {
 
 /// Ready once the provider is discovered and the store answers.
 async fn ready_get(State(app): State<Arc<App>>) -> Response {
-    if !app.oidc().is_ready() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "provider discovery pending\n",
-        )
-            .into_response();
+    match app.readiness().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(missing) => (StatusCode::SERVICE_UNAVAILABLE, format!("{missing}\n")).into_response(),
     }
-    if let Err(error) = app.sessions().ping().await {
-        app.metrics().store_error(StoreOperation::Readiness);
-        tracing::error!(%error, "readiness: session store unreachable");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "session store unreachable\n",
-        )
-            .into_response();
-    }
-    "ready\n".into_response()
 }

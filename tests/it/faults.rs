@@ -52,6 +52,14 @@ where
     }
 }
 
+/// Whether `/metrics` exports `authgate_ready` with `value`.
+async fn ready_gauge(base: &str, value: &str) -> bool {
+    let (_, metrics) = get(&format!("{base}/metrics")).await;
+    metrics
+        .lines()
+        .any(|line| line == format!("authgate_ready {value}"))
+}
+
 /// The provider is down when authgate starts: not ready, the sign-in page
 /// says the provider is unavailable (503), yet an existing session (in the
 /// embedded store) is decided as before. Discovery is retried with backoff:
@@ -66,6 +74,10 @@ async fn provider_down_at_start() {
     let base = replica.base.clone();
 
     assert_eq!(get(&format!("{base}/readyz")).await.0, 503);
+    assert!(
+        ready_gauge(&base, "0").await,
+        "authgate_ready 0 while not ready"
+    );
     assert_eq!(replica.auth(APP, &cookie).await, 200, "existing session");
     assert_eq!(
         replica
@@ -89,10 +101,12 @@ async fn provider_down_at_start() {
     let shared: SharedClock = Arc::new(clock.clone());
     let idp = provider(&issuer, &config, shared);
     tokio::spawn(idp.serve(listener, std::future::pending()));
-    eventually("ready", Duration::from_secs(40), || async {
-        get(&format!("{base}/readyz")).await.0 == 200
+    // The gauge follows discovery without anyone probing /readyz.
+    eventually("authgate_ready 1", Duration::from_secs(40), || async {
+        ready_gauge(&base, "1").await
     })
     .await;
+    assert_eq!(get(&format!("{base}/readyz")).await.0, 200);
     let response = client()
         .get(format!("{base}/oauth2/start?rd=%2F"))
         .send()
@@ -193,6 +207,7 @@ async fn redis_down_and_back() {
         assert_eq!(cold.auth(APP, &cookie).await, 503, "no cached copy");
     }
     assert_eq!(get(&format!("{}/readyz", cold.base)).await.0, 503);
+    assert!(ready_gauge(&cold.base, "0").await, "not ready: gauge 0");
     let login = client()
         .get(format!("{}/oauth2/userinfo", cold.base))
         .header("cookie", format!("{}={cookie}", crate::fixture::COOKIE))

@@ -153,7 +153,7 @@ fn parse(expr: &str) -> Query {
         } else if c.is_ascii_alphabetic() || c == '_' {
             let word = ident(&mut i);
             skip_space(&mut i);
-            if word == "by" || word == "without" {
+            if ["by", "without", "on", "ignoring"].contains(&word.as_str()) {
                 assert_eq!(chars.get(i), Some(&'('), "{expr}");
                 i += 1;
                 loop {
@@ -161,6 +161,11 @@ fn parse(expr: &str) -> Query {
                     match chars.get(i) {
                         Some(')') => break,
                         Some(',') => i += 1,
+                        // `on (job, instance)` matches the scrape's labels,
+                        // which the exposition does not carry.
+                        Some(_) if word == "on" || word == "ignoring" => {
+                            ident(&mut i);
+                        }
                         Some(_) => {
                             query.grouping.insert(ident(&mut i));
                         }
@@ -524,7 +529,7 @@ fn chart_renders_the_dashboard_and_rules_when_asked() {
     let rule = find(&docs, "PrometheusRule");
     assert_eq!(
         rule["spec"]["groups"][0]["rules"][0]["expr"],
-        r#"absent(up{job="gate"} == 1)"#
+        "absent(\n  (up{job=\"gate\"} == 1)\n  and on (job, instance)\n  (authgate_ready == 1)\n)"
     );
     std::fs::write(
         &rules_file,
