@@ -31,6 +31,10 @@ HELM_VERSION=v3.22.0
 KUBERNETES_VALIDATE_VERSION=1.37.0
 # Caddy, the forward_auth proxy of tests/it/caddy_flow.rs (found the same way).
 CADDY_VERSION=v2.11.9
+# Jaeger (v2), which the tracing test exports spans to and queries back
+# (tests/it/tracing.rs); built from tests/e2e/jaeger/go.mod, which pins the
+# same version (a `go install` of it is refused: its go.mod has replaces).
+JAEGER_VERSION=v1.75.0
 # cargo-deny, built from crates.io once into the cache (deny.toml).
 CARGO_DENY_VERSION=0.20.2
 
@@ -109,11 +113,12 @@ build_dex() {
     export AUTHGATE_DEX_BIN="$bin"
 }
 
-# install_go_tool NAME PACKAGE VERSION ENV_VAR VERSION_ARG: `go install`s
-# PACKAGE@VERSION into $CACHE_DIR/NAME-VERSION/ once, checks that
+# install_go_tool NAME PACKAGE VERSION ENV_VAR VERSION_ARG [MODULE_DIR]:
+# `go install`s PACKAGE@VERSION (or, with MODULE_DIR, builds PACKAGE as that
+# module pins it) into $CACHE_DIR/NAME-VERSION/ once, checks that
 # `NAME VERSION_ARG` runs, and exports ENV_VAR with the binary's path.
 install_go_tool() {
-    local name="$1" package="$2" version="$3" env_var="$4" version_arg="$5"
+    local name="$1" package="$2" version="$3" env_var="$4" version_arg="$5" module="${6:-}"
     command -v go >/dev/null || die "go not found (needed to build $name)"
     local bin="$CACHE_DIR/$name-$version/$name"
     if [[ -x "$bin" ]]; then
@@ -121,8 +126,13 @@ install_go_tool() {
     else
         log "building $name $version (first run only)"
         mkdir -p "$(dirname "$bin")"
-        GOBIN="$(dirname "$bin")" go install -trimpath "$package@$version" \
-            || die "building $name $version failed (see the Go output above)"
+        if [[ -n "$module" ]]; then
+            grep -q "^[[:space:]]*${package%/cmd/*} $version\b" "$module/go.mod" \
+                || die "$module/go.mod does not pin ${package%/cmd/*} $version"
+            (cd "$module" && go build -trimpath -o "$bin.tmp" "$package" && mv "$bin.tmp" "$bin")
+        else
+            GOBIN="$(dirname "$bin")" go install -trimpath "$package@$version"
+        fi || die "building $name $version failed (see the Go output above)"
     fi
     "$bin" "$version_arg" >/dev/null 2>&1 || die "the $name binary at $bin does not run"
     export "$env_var=$bin"
@@ -186,6 +196,8 @@ main() {
         AUTHGATE_CADDY_BIN version
     install_go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" \
         AUTHGATE_HELM_BIN version
+    install_go_tool jaeger github.com/jaegertracing/jaeger/cmd/jaeger "$JAEGER_VERSION" \
+        AUTHGATE_JAEGER_BIN version "$REPO_ROOT/tests/e2e/jaeger"
     install_kubernetes_validate
     run_cargo_deny
     run_cargo_tests

@@ -116,6 +116,7 @@ pub fn demo_config(args: &DemoArgs) -> Result<Config, String> {
             shutdown_delay: Duration::ZERO,
             ..Default::default()
         },
+        tracing: None,
     })
 }
 
@@ -165,7 +166,7 @@ pub async fn run_until(
     args: DemoArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    crate::telemetry::init(LogFormat::Pretty, "info");
+    let _ = crate::telemetry::init(LogFormat::Pretty, "info", None);
     let config = demo_config(&args)?;
     let clock: SharedClock = Arc::new(SystemClock);
     let idp = demo_idp(&config, clock.clone())?;

@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use opentelemetry::trace::FutureExt as _;
 
 use crate::decision::{Decider, Decision, Request, Step};
 use crate::metrics::{DecisionMetrics, Metrics, Outcome};
 use crate::policy::{Policy, Target};
 use crate::telemetry::Asker;
+use crate::traces::DecisionSpan;
 
 /// One compiled policy and the decision counters of its routes (resolved
 /// per route of that policy, so they are swapped together).
@@ -24,14 +26,15 @@ pub struct InForce {
 }
 
 impl InForce {
-    /// Counts `decision`, made for `asker` since `started`, and logs it (a
-    /// refusal at info, the rest at debug).
+    /// Counts `decision`, made for `asker` since `started`, logs it (a
+    /// refusal at info, the rest at debug) and ends its trace span.
     pub fn record(
         &self,
         asker: Asker<'_>,
         target: Option<&Target<'_>>,
         decision: &Decision,
         started: Instant,
+        span: DecisionSpan,
     ) {
         if let Some(counters) = &self.counters {
             let outcome = match decision {
@@ -47,7 +50,10 @@ impl InForce {
                 started.elapsed(),
             );
         }
+        // The log line carries the span's trace id.
+        let _traced = span.context().map(|cx| cx.clone().attach());
         crate::telemetry::log_decision(&self.policy, asker, target, decision);
+        span.end(&self.policy, decision);
     }
 }
 
@@ -83,7 +89,8 @@ impl PolicyInForce {
         let target = request.target.as_ref().ok();
         match decider.try_now(&in_force.policy, request) {
             Step::Done(decision) => {
-                in_force.record(asker, target, &decision, started);
+                let span = DecisionSpan::start(asker.front_end, asker.trace, started);
+                in_force.record(asker, target, &decision, started, span);
                 Some(decision)
             }
             Step::NeedsIo(_) => None,
@@ -106,11 +113,22 @@ impl PolicyInForce {
         // meanwhile (an `Arc`, not a guard: the decision may await).
         let in_force = self.current.load_full();
         let target = request.target.as_ref().ok();
+        let span = DecisionSpan::start(asker.front_end, asker.trace, started);
         let decision = match decider.try_now(&in_force.policy, request) {
             Step::Done(decision) => decision,
-            Step::NeedsIo(pending) => decider.finish(&in_force.policy, pending).await,
+            // The store and refresh spans of the I/O are the decision's
+            // children.
+            Step::NeedsIo(pending) => match span.context() {
+                Some(cx) => {
+                    decider
+                        .finish(&in_force.policy, pending)
+                        .with_context(cx.clone())
+                        .await
+                }
+                None => decider.finish(&in_force.policy, pending).await,
+            },
         };
-        in_force.record(asker, target, &decision, started);
+        in_force.record(asker, target, &decision, started, span);
         decision
     }
 

@@ -36,6 +36,7 @@
 //! - [`print`]: `authgate print nginx|envoy|haproxy`, proxy config from the routes.
 //! - [`metrics`]: the Prometheus series behind `/metrics`.
 //! - [`telemetry`]: log setup and the log lines of decisions.
+//! - [`traces`]: OpenTelemetry traces over OTLP, continuing the proxy's trace.
 //! - [`identity`], [`clock`], [`fault`]: shared small pieces.
 
 pub mod app;
@@ -66,3 +67,4 @@ pub mod session;
 pub mod spoe;
 pub mod telemetry;
 pub mod templates;
+pub mod traces;

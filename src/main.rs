@@ -98,12 +98,17 @@ fn serve(path: &std::path::Path) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    telemetry::init(loaded.config.log_format, &loaded.config.log_level);
-    for warning in &loaded.warnings {
-        tracing::warn!("{warning}");
-    }
     let path = path.to_owned();
     run_async(async move {
+        // On the runtime: the trace exporter's channel lives there.
+        telemetry::init(
+            loaded.config.log_format,
+            &loaded.config.log_level,
+            loaded.config.tracing.as_ref(),
+        )?;
+        for warning in &loaded.warnings {
+            tracing::warn!("{warning}");
+        }
         let config = loaded.config;
         let address = config.address;
         let app = App::new(config, std::sync::Arc::new(SystemClock))
@@ -133,6 +138,8 @@ fn serve(path: &std::path::Path) -> ExitCode {
         );
         let served = server::run(app, listeners, server::shutdown_signal()).await;
         reloading.abort();
+        // Send the spans still buffered (blocking: off the workers).
+        let _ = tokio::task::spawn_blocking(authgate::traces::shutdown).await;
         served.map_err(|e| format!("server: {e}"))?;
         tracing::info!("shut down cleanly");
         Ok(())

@@ -37,10 +37,15 @@ use openidconnect::{
     RequestTokenError, Scope, TokenResponse, reqwest,
 };
 use serde::{Deserialize, Serialize};
+use tracing::{Instrument as _, info_span};
 use serde_json::{Map, Value};
 use url::Url;
 
 use crate::clock::SharedClock;
+
+/// The target of spans only the trace exporter takes (`traces::TARGET`;
+/// this module sits below it).
+const TRACE: &str = "authgate::otel";
 use crate::config::IdpConfig;
 use crate::identity::Identity;
 
@@ -431,6 +436,7 @@ impl Oidc {
             .map_err(|e| OidcError::Config(e.to_string()))?
             .set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier.clone()))
             .request_async(&self.http)
+            .instrument(info_span!(target: TRACE, "authgate.login.token_exchange"))
             .await
             .map_err(token_error)?;
         let id_token = response
@@ -443,6 +449,7 @@ impl Oidc {
             Some(&nonce),
             Some(response.access_token().secret()),
         )
+        .instrument(info_span!(target: TRACE, "authgate.login.id_token_check"))
         .await
         .map(|(identity, exp)| LoginOutcome {
             identity,
@@ -461,6 +468,7 @@ impl Oidc {
             .exchange_refresh_token(&token)
             .map_err(|e| OidcError::Config(e.to_string()))?
             .request_async(&self.http)
+            .instrument(info_span!(target: TRACE, "authgate.refresh.token_exchange"))
             .await
             .map_err(refresh_error)?;
         let id_token = response.id_token().ok_or_else(|| {
@@ -469,6 +477,7 @@ impl Oidc {
         // Dex copies the original nonce into refreshed tokens; nothing to compare.
         let (identity, exp) = self
             .verify(&d, id_token, None, Some(response.access_token().secret()))
+            .instrument(info_span!(target: TRACE, "authgate.refresh.id_token_check"))
             .await?;
         Ok(LoginOutcome {
             identity,

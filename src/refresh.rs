@@ -37,6 +37,7 @@
 //! client went away) cannot lose a rotated token between the provider's
 //! answer and the store write.
 
+use tracing::Instrument as _;
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -197,11 +198,18 @@ impl Refresher {
             id: resolved.id,
         };
         let fallback = resolved.clone();
-        let task = tokio::spawn(async move {
-            let result = flight.inner.refresh(resolved, now).await;
-            drop(flight);
-            result
-        });
+        // A child of the decision that found the session due (made here,
+        // where its trace is current; the task runs elsewhere). Only the
+        // trace exporter takes this target (`traces::TARGET`).
+        let span = tracing::info_span!(target: "authgate::otel", "authgate.session.refresh");
+        let task = tokio::spawn(
+            async move {
+                let result = flight.inner.refresh(resolved, now).await;
+                drop(flight);
+                result
+            }
+            .instrument(span),
+        );
         match task.await {
             Ok(result) => result,
             Err(error) => {

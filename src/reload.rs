@@ -290,6 +290,7 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         log_format,
         log_level,
         serving,
+        tracing,
     } = new;
     let mut changed = Vec::new();
     let mut check = |key: &'static str, same: bool| {
@@ -361,6 +362,8 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
     check("templates_dir", *templates_dir == running.templates_dir);
     check("log_format", *log_format == running.log_format);
     check("log_level", *log_level == running.log_level);
+    // The exporter is installed with the log subscriber, once.
+    check("tracing_*", *tracing == running.tracing);
     // The listeners read these once, when they start.
     let was = &running.serving;
     check(

@@ -58,8 +58,9 @@ pub mod arg {
     /// Request headers are passed under their names with `-` as `_`
     /// (`x_requested_with=req.fhdr(x-requested-with)`): `cookie`,
     /// `authorization`, `accept`, `x_requested_with`, `content_type`,
-    /// `origin`, `access_control_request_method`.
-    pub const HEADERS: [&str; 7] = [
+    /// `origin`, `access_control_request_method`, and for traces
+    /// `traceparent` and `tracestate`.
+    pub const HEADERS: [&str; 9] = [
         "cookie",
         "authorization",
         "accept",
@@ -67,6 +68,8 @@ pub mod arg {
         "content_type",
         "origin",
         "access_control_request_method",
+        "traceparent",
+        "tracestate",
     ];
 }
 
@@ -183,6 +186,7 @@ async fn check(app: &App, message: &Message) -> Vec<Action> {
     let asker = Asker {
         front_end: FrontEnd::Haproxy,
         request_id: crate::telemetry::request_id(text(arg::REQUEST_ID).map(str::as_bytes)),
+        trace: crate::traces::TraceHeaders::read(|name| header(name).map(str::as_bytes)),
     };
     let decision = app
         .decide(

@@ -11,11 +11,16 @@
 //!   `login completed` (`user`, `return_to` without its query), `login
 //!   failed` (`reason`, one of the `authgate_logins_total` reasons, and a
 //!   `detail` for the operator).
+//! - with traces on (`tracing_provider: otlp`), JSON lines written inside a
+//!   traced decision or login step carry its `trace_id`.
 
 use std::io::IsTerminal as _;
 use tracing::Subscriber;
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::{FmtSpan, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{EnvFilter, filter::FilterExt as _};
 
 use crate::config::LogFormat;
 use crate::decision::{Decision, Refusal};
@@ -29,22 +34,45 @@ pub struct Asker<'a> {
     /// The proxy's request id (`X-Request-Id`: nginx `$request_id`, Envoy's
     /// `x-request-id`), see [`request_id`].
     pub request_id: Option<&'a str>,
+    /// The proxy's W3C trace context; empty when traces are off.
+    pub trace: crate::traces::TraceHeaders<'a>,
 }
 
 /// Longest `X-Request-Id` worth logging; longer ones are left out.
 const MAX_REQUEST_ID: usize = 128;
 
-/// Installs the global subscriber. `RUST_LOG` overrides `level` when set.
-/// Calling it twice is harmless (the second call does nothing).
-pub fn init(format: LogFormat, level: &str) {
+/// Installs the global subscriber, with the OpenTelemetry layer when
+/// `tracing` is set (then it must run on the Tokio runtime, which carries
+/// the exporter). `RUST_LOG` overrides `level` when set. Calling it twice is
+/// harmless (the second call does nothing).
+pub fn init(
+    format: LogFormat,
+    level: &str,
+    tracing: Option<&crate::config::TracingConfig>,
+) -> Result<(), String> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a person at a terminal: not in a file, a pipe or a
     // journal, and not with NO_COLOR set (no-color.org).
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ =
-        tracing::subscriber::set_global_default(subscriber(format, filter, std::io::stderr, ansi));
+    let tracer = tracing.map(crate::traces::start).transpose()?;
+    let _ = tracing::subscriber::set_global_default(subscriber_with(
+        format,
+        filter,
+        std::io::stderr,
+        ansi,
+        tracer,
+    ));
+    if let Some(tracing) = tracing {
+        tracing::info!(
+            endpoint = %tracing.endpoint,
+            sample_ratio = tracing.sample_ratio,
+            service_name = %tracing.service_name,
+            "traces on: OTLP over gRPC"
+        );
+    }
+    Ok(())
 }
 
 /// The subscriber [`init`] installs, writing to `writer`: JSON lines with
@@ -59,19 +87,83 @@ pub fn subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    subscriber_with(format, filter, writer, ansi, None)
+}
+
+/// [`subscriber`], plus the OpenTelemetry layer when `tracer` is set. The
+/// log layer never sees the spans made for traces ([`crate::traces::TARGET`]).
+fn subscriber_with<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+    ansi: bool,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let logged = filter.and(tracing_subscriber::filter::filter_fn(|meta| {
+        meta.target() != crate::traces::TARGET
+    }));
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
-        .with_writer(writer);
+        .with_writer(writer)
+        .with_span_events(FmtSpan::NONE);
+    let registry = tracing_subscriber::registry();
     match format {
-        LogFormat::Json => Box::new(
-            builder
+        LogFormat::Json => {
+            let json = fmt
                 .json()
                 .flatten_event(true)
                 .with_current_span(false)
-                .finish(),
-        ),
-        LogFormat::Pretty => Box::new(builder.finish()),
+                .with_span_list(false);
+            let inner = tracing_subscriber::fmt::format()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false);
+            let json = json.event_format(WithTraceId(inner));
+            let registry = registry.with(json.with_filter(logged));
+            match tracer {
+                Some(tracer) => Box::new(registry.with(crate::traces::layer(tracer))),
+                None => Box::new(registry),
+            }
+        }
+        LogFormat::Pretty => {
+            let registry = registry.with(fmt.with_filter(logged));
+            match tracer {
+                Some(tracer) => Box::new(registry.with(crate::traces::layer(tracer))),
+                None => Box::new(registry),
+            }
+        }
+    }
+}
+
+/// A JSON event format that adds `trace_id` when a traced span is current
+/// (the formatter it wraps knows nothing of OpenTelemetry).
+struct WithTraceId<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceId<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let Some(trace_id) = crate::traces::current_trace_id() else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        match line.strip_suffix("}\n") {
+            Some(object) => writeln!(writer, "{object},\"trace_id\":\"{trace_id}\"}}"),
+            None => writer.write_str(&line),
+        }
     }
 }
 

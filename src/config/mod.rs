@@ -232,6 +232,19 @@ pub struct Config {
     pub pages: Pages,
     /// How the listeners take connections and shut down.
     pub serving: ServingConfig,
+    /// `tracing_provider: otlp`: where and how much to trace. Default none.
+    pub tracing: Option<TracingConfig>,
+}
+
+/// Traces over OTLP/gRPC (`tracing_*` keys, else the `OTEL_*` variables).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TracingConfig {
+    /// `tracing_otlp_endpoint`: the collector's OTLP/gRPC URL.
+    pub endpoint: String,
+    /// `tracing_sample_rate`: the share of root traces kept, 0 to 1.
+    pub sample_ratio: f64,
+    /// `OTEL_SERVICE_NAME`, default `authgate`.
+    pub service_name: String,
 }
 
 /// Whether `peer` is in `trusted_proxies` (`nets`). An IPv4-mapped IPv6

@@ -124,6 +124,21 @@ pub(crate) struct RawConfig {
     pub log_format: Option<Val<String>>,
     /// A tracing filter. Default `info`.
     pub log_level: Option<Val<String>>,
+    /// `otlp` sends traces (decisions, login steps, refreshes, store
+    /// operations) over OTLP/gRPC; `none` (default) sends none.
+    /// Pomerium's name.
+    pub tracing_provider: Option<Val<String>>,
+    /// The OTLP/gRPC collector, e.g. `http://localhost:4317`. Default
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, else `http://localhost:4317`.
+    pub tracing_otlp_endpoint: Option<Val<String>>,
+    /// `grpc`, the one protocol authgate speaks (default; also read from
+    /// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` / `OTEL_EXPORTER_OTLP_PROTOCOL`).
+    pub tracing_otlp_protocol: Option<Val<String>>,
+    /// The share of traces started here that are kept, 0 to 1; a request
+    /// whose proxy sampled its trace is always kept (parent-based).
+    /// Default `OTEL_TRACES_SAMPLER_ARG`, else 1.
+    pub tracing_sample_rate: Option<Val<String>>,
     /// A directory of page templates (`forbidden.html`, …) replacing the
     /// built-in pages. Default none.
     pub templates_dir: Option<Val<String>>,

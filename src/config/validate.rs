@@ -19,7 +19,7 @@ use super::node::{self, At, Key, Kind, Node, Origin, Problem, Sink, Val};
 use super::raw::{self, List, RawConfig, RawRoute};
 use super::{
     ClaimHeader, Config, CookieConfig, DEFAULT_REFRESH_GRACE, IdpConfig, LogFormat, Secret,
-    ServingConfig, SessionStoreConfig, SigningConfig,
+    ServingConfig, SessionStoreConfig, SigningConfig, TracingConfig,
 };
 use crate::policy::route::{
     Route, RouteConfig, RouteField, Routes, claim_header_names, is_token_byte, looks_like_domain,
@@ -62,6 +62,7 @@ pub(crate) fn validate(mut root: Node, env: &dyn Fn(&str) -> Option<String>) -> 
         return v.finish(None);
     }
     let env_ignored = apply_env(&mut root, env);
+    apply_otel_env(&mut root, env);
     v.pomerium_env(env);
     let raw: RawConfig = node::deserialize(&root, &sink, raw::extra_key).unwrap_or_default();
     // The raw structs own copies of what they need: free the tree (the
@@ -70,7 +71,12 @@ pub(crate) fn validate(mut root: Node, env: &dyn Fn(&str) -> Option<String>) -> 
     drop(root);
     v.errors.append(&mut sink.problems.borrow_mut());
     v.warnings.append(&mut sink.warnings.borrow_mut());
-    let config = v.config(&raw);
+    let mut config = v.config(&raw);
+    if let Some(tracing) = config.as_mut().and_then(|c| c.tracing.as_mut())
+        && let Some(name) = env("OTEL_SERVICE_NAME").filter(|n| !n.trim().is_empty())
+    {
+        tracing.service_name = name.trim().to_owned();
+    }
     let mut ignored = sink.ignored.take();
     ignored.extend(env_ignored);
     if !ignored.is_empty() {
@@ -122,6 +128,54 @@ fn apply_env(root: &mut Node, env: &dyn Fn(&str) -> Option<String>) -> Vec<Strin
         .filter(|var| env(var).is_some_and(|v| !v.trim().is_empty()))
         .map(|var| format!("env {var}"))
         .collect()
+}
+
+/// The standard OpenTelemetry variables, for the `tracing_*` keys the
+/// file (or a `TRACING_*` variable) leaves out: the file wins, as the more
+/// specific setting; the signal-specific variable wins over the general.
+const OTEL_ENV: [(&str, &[&str]); 3] = [
+    (
+        "tracing_otlp_endpoint",
+        &[
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ],
+    ),
+    (
+        "tracing_otlp_protocol",
+        &[
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ],
+    ),
+    (
+        "tracing_sample_rate",
+        &["OTEL_TRACES_SAMPLER_ARG"],
+    ),
+];
+
+fn apply_otel_env(root: &mut Node, env: &dyn Fn(&str) -> Option<String>) {
+    let Kind::Map(entries) = &mut root.kind else {
+        return;
+    };
+    for (key, vars) in OTEL_ENV {
+        if entries.iter().any(|(k, _)| k.name == key) {
+            continue;
+        }
+        let found = vars
+            .iter()
+            .find_map(|var| Some((var, env(var).filter(|v| !v.trim().is_empty())?)));
+        if let Some((var, value)) = found {
+            let value = Node::env_str(key, var, value.trim().to_owned());
+            entries.push((
+                Key {
+                    name: key.to_owned(),
+                    at: value.at.clone(),
+                },
+                value,
+            ));
+        }
+    }
 }
 
 #[derive(Default)]
@@ -287,6 +341,7 @@ impl Validator {
             other => Err(format!("expected `pretty` or `json`, found `{other}`")),
         });
         let log_level = self.parsed(&raw.log_level, "info".to_owned(), log_filter);
+        let tracing = self.tracing(raw);
 
         if let Some(url) = &auth_url
             && cookie.as_ref().is_some_and(|c| c.secure)
@@ -329,7 +384,52 @@ impl Validator {
             templates_dir,
             pages,
             serving: serving?,
+            tracing: tracing?,
         })
+    }
+
+    /// `tracing_*`: on only with `tracing_provider: otlp`; the other keys
+    /// are checked either way, so a typo shows before tracing is turned on.
+    fn tracing(&mut self, raw: &RawConfig) -> Option<Option<TracingConfig>> {
+        let on = self.parsed(&raw.tracing_provider, false, |s| match s {
+            "otlp" => Ok(true),
+            "none" | "" => Ok(false),
+            "jaeger" | "zipkin" | "datadog" => Err(format!(
+                "`{s}` is not supported: authgate sends OTLP, which Jaeger, Zipkin's and Datadog's collectors and the OpenTelemetry Collector take: write `otlp`"
+            )),
+            other => Err(format!("expected `otlp` or `none`, found `{other}`")),
+        });
+        let endpoint = self.parsed(
+            &raw.tracing_otlp_endpoint,
+            "http://localhost:4317".to_owned(),
+            |s| match Url::parse(s) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                    Ok(s.to_owned())
+                }
+                _ => Err(format!(
+                    "`{s}` is not an http(s) URL of an OTLP/gRPC collector (e.g. http://localhost:4317)"
+                )),
+            },
+        );
+        let protocol = self.parsed(&raw.tracing_otlp_protocol, (), |s| match s {
+            "grpc" => Ok(()),
+            "http/protobuf" | "http/json" | "http" => Err(format!(
+                "`{s}` is not supported: authgate sends OTLP over gRPC (a collector's port 4317): write `grpc`"
+            )),
+            other => Err(format!("expected `grpc`, found `{other}`")),
+        });
+        let sample_ratio = self.parsed(&raw.tracing_sample_rate, 1.0, |s| {
+            match s.parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+                _ => Err(format!("`{s}` is not a ratio between 0 and 1 (0.01 keeps 1 trace in 100)")),
+            }
+        });
+        let (on, endpoint, (), sample_ratio) = (on?, endpoint?, protocol?, sample_ratio?);
+        Some(on.then(|| TracingConfig {
+            endpoint,
+            sample_ratio,
+            service_name: "authgate".to_owned(),
+        }))
     }
 
     /// Routes that admit by group read the `groups` claim, which Dex sends

@@ -84,6 +84,8 @@ impl AuthzService {
             request_id: crate::telemetry::request_id(
                 headers.get("x-request-id").map(str::as_bytes),
             ),
+            // Envoy passes the W3C trace context as request headers.
+            trace: crate::traces::TraceHeaders::read(|name| headers.get(name).map(str::as_bytes)),
         };
         let decision = self
             .app

@@ -54,6 +54,7 @@ pub(super) async fn forward_auth_any(State(app): State<Arc<App>>, request: Reque
     let asker = Asker {
         front_end: FrontEnd::ForwardAuth,
         request_id: request_id(headers),
+        trace: crate::traces::TraceHeaders::read(|name| headers.get(name).map(|v| v.as_bytes())),
     };
     let decision = app
         .decide(

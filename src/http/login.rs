@@ -16,6 +16,8 @@ use axum::response::{IntoResponse, Response};
 use cookie::{Cookie, SameSite};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
+use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use super::cookies::{append_cookie, redirect_with_cookies};
 use super::error::AppError;
@@ -50,18 +52,28 @@ pub(super) async fn login_start_get(
     headers: HeaderMap,
     query: Query<StartQuery>,
 ) -> Result<Response, AppError> {
-    let result = login_start(&app, &headers, query).await;
-    match &result {
-        Ok(_) => app.metrics().login_started(),
-        Err(error) => login_failed(&app, error),
+    let span = crate::traces::request_span(
+        tracing::info_span!(target: crate::traces::TARGET, "authgate.login.start",
+            otel.kind = "server", otel.status_code = Empty, authgate.failure = Empty),
+        &headers,
+    );
+    async {
+        let result = login_start(&app, &headers, query).await;
+        match &result {
+            Ok(_) => app.metrics().login_started(),
+            Err(error) => login_failed(&app, error),
+        }
+        result
     }
-    result
+    .instrument(span)
+    .await
 }
 
 /// Counts and logs a login that ended in `error`: one line per failure.
 fn login_failed(app: &App, error: &AppError) {
     let reason = error.login_failure();
     app.metrics().login_failed(reason);
+    crate::traces::failed(reason.as_str());
     match error {
         AppError::ProviderUnavailable(_) => app.metrics().provider_error(ProviderOperation::Login),
         AppError::StoreUnavailable(_) => app.metrics().store_error(StoreOperation::Login),
@@ -109,8 +121,9 @@ async fn login_start(
     };
     // Sending the browser to a provider that is down would end in the
     // browser's own connection error; say it clearly instead (503).
-    app.oidc().check_reachable().await?;
-    let (provider_url, mut login) = app.oidc().begin_login(return_to)?;
+    let redirect = tracing::info_span!(target: crate::traces::TARGET, "authgate.login.provider_redirect");
+    app.oidc().check_reachable().instrument(redirect.clone()).await?;
+    let (provider_url, mut login) = redirect.in_scope(|| app.oidc().begin_login(return_to))?;
     login.handoff_binding = binding;
     let sealed = app.sessions().sealer().seal(
         Purpose::LoginState,
@@ -135,12 +148,22 @@ pub(super) async fn login_callback_get(
     headers: HeaderMap,
     query: Query<CallbackQuery>,
 ) -> Result<Response, AppError> {
-    let result = login_callback(&app, &headers, query).await;
-    match &result {
-        Ok(_) => app.metrics().login_completed(),
-        Err(error) => login_failed(&app, error),
+    let span = crate::traces::request_span(
+        tracing::info_span!(target: crate::traces::TARGET, "authgate.login.callback",
+            otel.kind = "server", otel.status_code = Empty, authgate.failure = Empty,
+            enduser.id = Empty),
+        &headers,
+    );
+    async {
+        let result = login_callback(&app, &headers, query).await;
+        match &result {
+            Ok(_) => app.metrics().login_completed(),
+            Err(error) => login_failed(&app, error),
+        }
+        result
     }
-    result
+    .instrument(span)
+    .await
 }
 
 async fn login_callback(
@@ -220,6 +243,7 @@ async fn login_callback(
     let refresh_due_at = crate::app::refresh_policy(app.config())
         .next_due(app.clock().now(), outcome.id_token_expires_at);
     let user = outcome.identity.display_name().to_owned();
+    tracing::Span::current().record("enduser.id", outcome.identity.subject.as_str());
     if outcome.identity.groups.is_empty() && app.config().idp.scopes.iter().any(|s| s == "groups") {
         // Routes that admit by group will refuse this user; the usual cause
         // is the provider's group search, not the policy (issue 23).

@@ -89,6 +89,7 @@ fn asker(headers: &HeaderMap) -> Asker<'_> {
     Asker {
         front_end: FrontEnd::Nginx,
         request_id: request_id(headers),
+        trace: crate::traces::TraceHeaders::read(|name| headers.get(name).map(|v| v.as_bytes())),
     }
 }
 

@@ -8,6 +8,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+/// The span of one store operation, for traces. Only the trace exporter
+/// takes its target (`traces::TARGET`; this module sits below it), so
+/// with traces off the call site is disabled: no span is made.
+macro_rules! store_span {
+    ($operation:literal) => {
+        tracing::info_span!(
+            target: "authgate::otel",
+            concat!("authgate.store.", $operation),
+            authgate.store.operation = $operation,
+        )
+    };
+}
+use tracing::Instrument as _;
+
 use moka::sync::Cache;
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
@@ -271,6 +285,7 @@ impl Sessions {
         let sealed = record.seal(&ticket.id, &ticket.key)?;
         self.store
             .save(&store_key(&ticket.id), &sealed, self.lifetime)
+            .instrument(store_span!("save"))
             .await?;
         let record = Arc::new(record);
         let epoch = self.epoch.load(Ordering::SeqCst);
@@ -459,6 +474,7 @@ impl Sessions {
                 &sealed,
                 Duration::from_secs(remaining),
             )
+            .instrument(store_span!("compare_and_swap"))
             .await?;
         if !swapped {
             // Our copy is stale: let the next resolve read the winner's.
@@ -492,7 +508,11 @@ impl Sessions {
     /// Ends a resolved session (the provider refused its refresh): as
     /// sign-out, without the cookie value.
     pub async fn end(&self, resolved: &Resolved) -> Result<(), SessionError> {
-        let deleted = self.store.delete(&store_key(&resolved.id)).await;
+        let deleted = self
+            .store
+            .delete(&store_key(&resolved.id))
+            .instrument(store_span!("delete"))
+            .await;
         self.forget(&resolved.id);
         deleted?;
         Ok(())
@@ -505,7 +525,11 @@ impl Sessions {
         let Some(Opened { ticket, .. }) = self.open_ticket(cookie_value) else {
             return Ok(());
         };
-        let deleted = self.store.delete(&store_key(&ticket.id)).await;
+        let deleted = self
+            .store
+            .delete(&store_key(&ticket.id))
+            .instrument(store_span!("delete"))
+            .await;
         self.tickets.invalidate(cookie_value);
         self.forget(&ticket.id);
         deleted?;
@@ -572,7 +596,11 @@ impl Sessions {
             "{USED_LOGIN_STATE_PREFIX}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
         );
-        Ok(self.store.compare_and_swap(&key, None, b"1", ttl).await?)
+        Ok(self
+            .store
+            .compare_and_swap(&key, None, b"1", ttl)
+            .instrument(store_span!("consume_login_state"))
+            .await?)
     }
 
     /// Whether the store answers (for `/readyz`).
@@ -669,7 +697,12 @@ impl Sessions {
 
     async fn load(&self, ticket: &Ticket) -> Result<Option<Arc<Entry>>, SessionError> {
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let Some(sealed) = self.store.load(&store_key(&ticket.id)).await? else {
+        let Some(sealed) = self
+            .store
+            .load(&store_key(&ticket.id))
+            .instrument(store_span!("load"))
+            .await?
+        else {
             tracing::debug!("session not in the store (signed out or expired)");
             return Ok(None);
         };
