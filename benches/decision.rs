@@ -93,6 +93,7 @@ fn decision_path(c: &mut Criterion) {
                 Asker {
                     front_end: FrontEnd::Nginx,
                     request_id: None,
+                    trace: Default::default(),
                 },
                 Request {
                     target: &target,

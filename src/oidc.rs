@@ -37,8 +37,8 @@ use openidconnect::{
     RequestTokenError, Scope, TokenResponse, reqwest,
 };
 use serde::{Deserialize, Serialize};
-use tracing::{Instrument as _, info_span};
 use serde_json::{Map, Value};
+use tracing::{Instrument as _, info_span};
 use url::Url;
 
 use crate::clock::SharedClock;

@@ -37,12 +37,12 @@
 //! client went away) cannot lose a rotated token between the provider's
 //! answer and the store write.
 
-use tracing::Instrument as _;
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use crate::clock::SharedClock;
 use crate::metrics::{Metrics, ProviderOperation, RefreshOutcome, StoreOperation};

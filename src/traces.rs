@@ -60,10 +60,7 @@ pub fn start(config: &TracingConfig) -> Result<SdkTracer, String> {
         .with_resource(
             opentelemetry_sdk::Resource::builder_empty()
                 .with_service_name(config.service_name.clone())
-                .with_attribute(KeyValue::new(
-                    "service.version",
-                    env!("CARGO_PKG_VERSION"),
-                ))
+                .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
                 .build(),
         )
         .build();
@@ -239,6 +236,7 @@ where
         .with_tracer(tracer)
         .with_location(false)
         .with_threads(false)
+        .with_target(false)
         .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
             meta.is_span() && meta.target() == TARGET
         }))

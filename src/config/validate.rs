@@ -148,10 +148,7 @@ const OTEL_ENV: [(&str, &[&str]); 3] = [
             "OTEL_EXPORTER_OTLP_PROTOCOL",
         ],
     ),
-    (
-        "tracing_sample_rate",
-        &["OTEL_TRACES_SAMPLER_ARG"],
-    ),
+    ("tracing_sample_rate", &["OTEL_TRACES_SAMPLER_ARG"]),
 ];
 
 fn apply_otel_env(root: &mut Node, env: &dyn Fn(&str) -> Option<String>) {
@@ -418,11 +415,11 @@ impl Validator {
             )),
             other => Err(format!("expected `grpc`, found `{other}`")),
         });
-        let sample_ratio = self.parsed(&raw.tracing_sample_rate, 1.0, |s| {
-            match s.parse::<f64>() {
-                Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-                _ => Err(format!("`{s}` is not a ratio between 0 and 1 (0.01 keeps 1 trace in 100)")),
-            }
+        let sample_ratio = self.parsed(&raw.tracing_sample_rate, 1.0, |s| match s.parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+            _ => Err(format!(
+                "`{s}` is not a ratio between 0 and 1 (0.01 keeps 1 trace in 100)"
+            )),
         });
         let (on, endpoint, (), sample_ratio) = (on?, endpoint?, protocol?, sample_ratio?);
         Some(on.then(|| TracingConfig {

@@ -121,8 +121,12 @@ async fn login_start(
     };
     // Sending the browser to a provider that is down would end in the
     // browser's own connection error; say it clearly instead (503).
-    let redirect = tracing::info_span!(target: crate::traces::TARGET, "authgate.login.provider_redirect");
-    app.oidc().check_reachable().instrument(redirect.clone()).await?;
+    let redirect =
+        tracing::info_span!(target: crate::traces::TARGET, "authgate.login.provider_redirect");
+    app.oidc()
+        .check_reachable()
+        .instrument(redirect.clone())
+        .await?;
     let (provider_url, mut login) = redirect.in_scope(|| app.oidc().begin_login(return_to))?;
     login.handoff_binding = binding;
     let sealed = app.sessions().sealer().seal(

@@ -106,6 +106,7 @@ pub fn test_config(login_base: &str, idp_issuer: &str, routes: Vec<RouteConfig>)
             shutdown_delay: Duration::ZERO,
             ..Default::default()
         },
+        tracing: None,
     }
 }
 

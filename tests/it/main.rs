@@ -43,3 +43,4 @@ mod sessions;
 mod stack_selftest;
 mod store_disk;
 mod support;
+mod tracing;

@@ -28,6 +28,7 @@ pub mod dirsrv;
 pub mod edge;
 pub mod haproxy;
 pub mod ingress_nginx;
+pub mod jaeger;
 pub mod nginx;
 pub mod process;
 pub mod redis;
