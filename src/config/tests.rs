@@ -1057,3 +1057,70 @@ fn routes_needing_groups_warn_without_the_scope() {
         assert!(parse(&ok).unwrap().warnings.is_empty(), "{ok}");
     }
 }
+
+/// Traces are off unless `tracing_provider: otlp`; the `tracing_*` keys
+/// win over the standard `OTEL_*` variables, which fill in what the file
+/// leaves out (the traces-specific endpoint before the general one).
+#[test]
+fn tracing_keys_and_otel_variables() {
+    let off = parse(&minimal()).unwrap().config;
+    assert_eq!(off.tracing, None);
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4317"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+        ("OTEL_SERVICE_NAME", "gate-eu"),
+    ];
+    let on = format!("{}tracing_provider: otlp\n", minimal());
+    let from_env = parse_env(&on, &otel).unwrap().config.tracing.unwrap();
+    assert_eq!(
+        from_env,
+        TracingConfig {
+            endpoint: "http://traces:4317".into(),
+            sample_ratio: 0.25,
+            service_name: "gate-eu".into(),
+        }
+    );
+    let file = format!(
+        "{on}tracing_otlp_endpoint: http://jaeger:4317\ntracing_sample_rate: 0.01\ntracing_otlp_protocol: grpc\n"
+    );
+    let from_file = parse_env(&file, &otel).unwrap().config.tracing.unwrap();
+    assert_eq!(from_file.endpoint, "http://jaeger:4317");
+    assert_eq!(from_file.sample_ratio, 0.01);
+    let defaults = parse(&on).unwrap().config.tracing.unwrap();
+    assert_eq!(defaults.endpoint, "http://localhost:4317");
+    assert_eq!(defaults.sample_ratio, 1.0);
+    assert_eq!(defaults.service_name, "authgate");
+    // Pomerium's environment variable for the key works too.
+    let env_on = parse_env(&minimal(), &[("TRACING_PROVIDER", "otlp")]).unwrap();
+    assert!(env_on.config.tracing.is_some());
+
+    for (text, want) in [
+        (
+            "tracing_provider: jaeger\n",
+            "authgate.yaml:6:19: tracing_provider: `jaeger` is not supported",
+        ),
+        (
+            "tracing_sample_rate: 10\n",
+            "authgate.yaml:6:22: tracing_sample_rate: `10` is not a ratio between 0 and 1",
+        ),
+        (
+            "tracing_otlp_protocol: http/protobuf\n",
+            "authgate.yaml:6:24: tracing_otlp_protocol: `http/protobuf` is not supported",
+        ),
+        (
+            "tracing_otlp_endpoint: collector:4317\n",
+            "authgate.yaml:6:24: tracing_otlp_endpoint: `collector:4317` is not an http(s) URL",
+        ),
+    ] {
+        let errs = errors(&format!("{}{text}", minimal()));
+        assert!(errs.iter().any(|e| e.starts_with(want)), "{text}: {errs:?}");
+    }
+    let errs = parse_env(&on, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errs.contains("env OTEL_EXPORTER_OTLP_PROTOCOL: tracing_otlp_protocol: `http/protobuf`"),
+        "{errs}"
+    );
+}
