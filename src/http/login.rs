@@ -25,7 +25,7 @@ use super::pages::View;
 use super::request::{peer_ip, session_cookie_values};
 use crate::app::App;
 use crate::decision::{Decision, Refusal};
-use crate::metrics::{LoginFailure, ProviderOperation, StoreOperation};
+use crate::metrics::{LoginFailure, Metrics, ProviderOperation, StoreOperation};
 use crate::oidc::LoginState;
 use crate::session::{Purpose, SessionCookie};
 
@@ -57,11 +57,28 @@ pub(super) async fn login_start_get(
             otel.kind = "server", otel.status_code = Empty, authgate.failure = Empty),
         &headers,
     );
+    login_step(
+        &app,
+        span,
+        login_start(&app, &headers, query),
+        Metrics::login_started,
+    )
+    .await
+}
+
+/// Runs a login step in its trace `span` and counts how it ended: `done`
+/// on success, else as a failure.
+async fn login_step(
+    app: &App,
+    span: tracing::Span,
+    step: impl Future<Output = Result<Response, AppError>>,
+    done: fn(&Metrics),
+) -> Result<Response, AppError> {
     async {
-        let result = login_start(&app, &headers, query).await;
+        let result = step.await;
         match &result {
-            Ok(_) => app.metrics().login_started(),
-            Err(error) => login_failed(&app, error),
+            Ok(_) => done(app.metrics()),
+            Err(error) => login_failed(app, error),
         }
         result
     }
@@ -158,15 +175,12 @@ pub(super) async fn login_callback_get(
             enduser.id = Empty),
         &headers,
     );
-    async {
-        let result = login_callback(&app, &headers, query).await;
-        match &result {
-            Ok(_) => app.metrics().login_completed(),
-            Err(error) => login_failed(&app, error),
-        }
-        result
-    }
-    .instrument(span)
+    login_step(
+        &app,
+        span,
+        login_callback(&app, &headers, query),
+        Metrics::login_completed,
+    )
     .await
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::process::{ChildGuard, READY_TIMEOUT, free_port};
-use super::{cached_go_tool, temp_dir};
+use super::{cached_go_tool, repo_root, temp_dir};
 
 /// `$AUTHGATE_JAEGER_BIN`, else the binary `scripts/test.sh` cached for
 /// `JAEGER_VERSION`.
@@ -140,43 +140,12 @@ impl Jaeger {
     }
 }
 
-/// A minimal Jaeger v2 configuration: OTLP/gRPC in, memory storage, the
-/// query API (HTTP and its gRPC twin) on the given loopback ports, and the
-/// collector's own metrics off (they would take port 8888).
+/// `tests/e2e/jaeger/config.yaml.tmpl` (shared with bench/tracing.sh)
+/// with the given loopback addresses.
 fn config_yaml(otlp: SocketAddr, query: SocketAddr, query_grpc: SocketAddr) -> String {
-    format!(
-        r#"service:
-  extensions: [jaeger_storage, jaeger_query]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [jaeger_storage_exporter]
-  telemetry:
-    metrics:
-      level: none
-    logs:
-      level: info
-extensions:
-  jaeger_query:
-    storage:
-      traces: memstore
-    http:
-      endpoint: "{query}"
-    grpc:
-      endpoint: "{query_grpc}"
-  jaeger_storage:
-    backends:
-      memstore:
-        memory:
-          max_traces: 10000
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: "{otlp}"
-exporters:
-  jaeger_storage_exporter:
-    trace_storage: memstore
-"#
-    )
+    std::fs::read_to_string(repo_root().join("tests/e2e/jaeger/config.yaml.tmpl"))
+        .expect("read tests/e2e/jaeger/config.yaml.tmpl")
+        .replace("{{OTLP}}", &otlp.to_string())
+        .replace("{{QUERY_GRPC}}", &query_grpc.to_string())
+        .replace("{{QUERY}}", &query.to_string())
 }
