@@ -82,7 +82,9 @@ impl Spans {
 /// the login steps (start, provider redirect, callback, token exchange,
 /// ID-token check) with their store operations as children, the JSON log
 /// lines carry the trace ids, and nothing Jaeger holds contains the session
-/// cookie, the code, the client secret or any token.
+/// cookie, the code, the client secret or any token. The exporter's batch
+/// interval is longer than the test: the spans reach Jaeger because a
+/// graceful shutdown (SIGTERM) sends what is buffered.
 #[tokio::test]
 async fn login_and_decision_spans_reach_jaeger() {
     let jaeger = Jaeger::start().await;
@@ -136,6 +138,7 @@ async fn login_and_decision_spans_reach_jaeger() {
              session_store: memory\n\
              log_format: json\n\
              log_level: debug\n\
+             shutdown_delay: 0s\n\
              tracing_provider: otlp\n\
              tracing_otlp_endpoint: {}\n\
              tracing_sample_rate: 1\n\
@@ -152,8 +155,8 @@ async fn login_and_decision_spans_reach_jaeger() {
         .env_clear()
         .env("ADDRESS", addr.to_string())
         .env("GRPC_ADDRESS", format!("127.0.0.1:{}", free_port()))
-        // Export every 100 ms instead of every 5 s.
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100");
+        // No export before the shutdown (10 minutes).
+        .env("OTEL_BSP_SCHEDULE_DELAY", "600000");
     let mut authgate =
         ChildGuard::spawn("authgate serve", command, &dir.path().join("authgate.log"));
     let http = crate::fixture::client();
@@ -200,8 +203,13 @@ async fn login_and_decision_spans_reach_jaeger() {
         serde_json::from_str(&response.text().await.expect("body")).expect("echo JSON");
     assert_alice_reached_the_app(&seen["headers"]);
 
+    // SIGTERM: authgate drains, sends the buffered spans and exits.
+    authgate.signal("TERM");
+    let status = authgate.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status}\n{}", authgate.log());
+
     // The decision: in the client's trace, under the client's span.
-    let trace = jaeger.trace(TRACE_ID, 1, Duration::from_secs(30)).await;
+    let trace = jaeger.trace(TRACE_ID, 1, Duration::from_secs(10)).await;
     let spans = Spans::of(&trace);
     let decision = spans.one("authgate.decision");
     assert_eq!(decision["traceID"], TRACE_ID);
