@@ -50,10 +50,12 @@ impl InForce {
                 started.elapsed(),
             );
         }
-        // The log line carries the span's trace id.
-        let _traced = span.context().map(|cx| cx.clone().attach());
-        crate::telemetry::log_decision(&self.policy, asker, target, decision);
+        // The span ends with the decision; the log line, written after,
+        // still carries its trace id.
+        let traced = span.context().cloned();
         span.end(&self.policy, decision);
+        let _traced = traced.map(opentelemetry::Context::attach);
+        crate::telemetry::log_decision(&self.policy, asker, target, decision);
     }
 }
 
