@@ -253,3 +253,50 @@ pub fn current_trace_id() -> Option<opentelemetry::trace::TraceId> {
     let context = span.span_context();
     context.is_valid().then(|| context.trace_id())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::TraceContextExt as _;
+
+    /// Off (no unit test turns traces on): a decision reads no header and
+    /// opens no span.
+    #[test]
+    fn off_reads_nothing_and_makes_no_span() {
+        assert!(!on());
+        let headers = TraceHeaders::read(|name| panic!("read {name} with traces off"));
+        assert!(headers.traceparent.is_none());
+        let span = DecisionSpan::start(FrontEnd::Nginx, headers, Instant::now());
+        assert!(span.context().is_none());
+    }
+
+    /// A W3C `traceparent` names the remote parent; a malformed one names
+    /// none (a new trace starts, nothing fails).
+    #[test]
+    fn traceparent_is_the_remote_parent() {
+        let parent = |value: &'static [u8]| {
+            TraceHeaders {
+                traceparent: Some(value),
+                tracestate: Some(b"vendor=1"),
+            }
+            .parent()
+        };
+        let cx = parent(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let remote = cx.span().span_context().clone();
+        assert!(remote.is_valid() && remote.is_remote() && remote.is_sampled());
+        assert_eq!(
+            remote.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(remote.span_id().to_string(), "00f067aa0ba902b7");
+        assert_eq!(remote.trace_state().get("vendor"), Some("1"));
+        for bad in [
+            &b"garbage"[..],
+            b"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            b"\xff",
+        ] {
+            let cx = parent(bad);
+            assert!(!cx.span().span_context().is_valid(), "{bad:?}");
+        }
+    }
+}
