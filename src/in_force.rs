@@ -52,7 +52,7 @@ impl InForce {
         }
         // The span ends with the decision; the log line, written after,
         // still carries its trace id.
-        let traced = span.context().cloned();
+        let traced = span.logged().cloned();
         span.end(&self.policy, decision);
         let _traced = traced.map(opentelemetry::Context::attach);
         crate::telemetry::log_decision(&self.policy, asker, target, decision);

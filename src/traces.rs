@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime};
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
 use opentelemetry::trace::{
-    SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
+    Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig as _;
@@ -152,7 +152,11 @@ pub fn failed(reason: &'static str) {
 
 /// The span of one decision; empty when traces are off.
 #[derive(Debug, Default)]
-pub struct DecisionSpan(Option<Context>);
+pub struct DecisionSpan {
+    cx: Option<Context>,
+    /// Sampled: attributes to set, a span to end, a trace id to log.
+    recording: bool,
+}
 
 impl DecisionSpan {
     /// Opens the decision's span, started at `started`, under the proxy's
@@ -160,20 +164,27 @@ impl DecisionSpan {
     #[inline]
     pub fn start(front_end: FrontEnd, headers: TraceHeaders<'_>, started: Instant) -> DecisionSpan {
         match TRACER.get() {
-            None => DecisionSpan(None),
-            Some(tracer) => DecisionSpan(Some(open(tracer, front_end, headers, started))),
+            None => DecisionSpan::default(),
+            Some(tracer) => open(tracer, front_end, headers, started),
         }
     }
 
     /// The context to run the decision's I/O in, so its store and refresh
-    /// spans are its children.
+    /// spans are its children (and share its sampling decision).
     pub fn context(&self) -> Option<&Context> {
-        self.0.as_ref()
+        self.cx.as_ref()
     }
 
-    /// Records what was decided and ends the span.
+    /// The context whose trace id the decision's log line carries: only a
+    /// sampled one (a dropped trace is nowhere to be found).
+    pub fn logged(&self) -> Option<&Context> {
+        self.cx.as_ref().filter(|_| self.recording)
+    }
+
+    /// Records what was decided and ends the span (a dropped one has
+    /// nothing to record).
     pub fn end(self, policy: &Policy, decision: &Decision) {
-        if let Some(cx) = self.0 {
+        if let Some(cx) = self.cx.filter(|_| self.recording) {
             close(&cx, policy, decision);
         }
     }
@@ -184,8 +195,11 @@ fn open(
     front_end: FrontEnd,
     headers: TraceHeaders<'_>,
     started: Instant,
-) -> Context {
-    let parent = headers.parent();
+) -> DecisionSpan {
+    let parent = match headers.traceparent {
+        Some(_) => headers.parent(),
+        None => Context::new(),
+    };
     let start = SystemTime::now()
         .checked_sub(started.elapsed())
         .unwrap_or_else(SystemTime::now);
@@ -195,7 +209,11 @@ fn open(
         .with_start_time(start)
         .with_attributes([KeyValue::new("authgate.front_end", front_end.as_str())])
         .start_with_context(tracer, &parent);
-    parent.with_span(span)
+    let recording = span.is_recording();
+    DecisionSpan {
+        cx: Some(parent.with_span(span)),
+        recording,
+    }
 }
 
 fn close(cx: &Context, policy: &Policy, decision: &Decision) {
