@@ -162,8 +162,11 @@ MD
 
 Jaeger answered a query for 20 of authgate's decision traces with $SPANS
 spans (it had received them; its memory store keeps the newest 100,000
-traces). A decision the sampler drops costs its sampling decision only:
-no span is kept. The load
+traces). A decision the sampler drops still gets ids, a sampling
+decision and a context for its I/O, but sets no attribute and exports
+nothing. Decisions/s is set by whichever side saturates first and by the
+other work on the machine; authgate's CPU per decision is the figure to
+compare. The load
 average was $LOAD_BEFORE before and $LOAD_AFTER after (two cores, shared
 with other work: above 2 the figures are noisy; compare the modes within
 one run, not across runs).

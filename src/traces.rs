@@ -275,7 +275,6 @@ pub fn current_trace_id() -> Option<opentelemetry::trace::TraceId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::TraceContextExt as _;
 
     /// Off (no unit test turns traces on): a decision reads no header and
     /// opens no span.
