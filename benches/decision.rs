@@ -23,7 +23,7 @@ use authgate::decision::{Answer, Decider, Decision, Mode, Request};
 use authgate::identity::Identity;
 use authgate::in_force::PolicyInForce;
 use authgate::metrics::{FrontEnd, Metrics};
-use authgate::policy::{Policy, Target};
+use authgate::policy::{Policy, ProxyConditions, Target};
 use authgate::session::{MemoryStore, Sealer, Sessions};
 use authgate::telemetry::Asker;
 
@@ -100,6 +100,8 @@ fn decision_path(c: &mut Criterion) {
                     method: Some("GET"),
                     authorization: None,
                     preflight: false,
+                    source_ip: None,
+                    conditions: &ProxyConditions::NONE,
                 },
             )
             .expect("decided without I/O");

@@ -447,8 +447,9 @@ type Row = [Counter; FRONT_ENDS * OUTCOMES];
 impl DecisionMetrics {
     /// The table for `policy`'s routes, recording into `metrics`.
     pub fn new(metrics: &Metrics, policy: &Policy) -> DecisionMetrics {
-        let names: Arc<[Box<str>]> = (0..policy.len())
-            .map(|i| policy.route_name(RouteId(i as u32)).into())
+        let names: Arc<[Box<str>]> = policy
+            .route_names()
+            .map(Into::into)
             .chain(std::iter::once("".into()))
             .collect();
         let latency = std::array::from_fn(|i| {

@@ -393,7 +393,7 @@ mod tests {
     use super::*;
     use crate::clock::SystemClock;
     use crate::identity::Identity;
-    use crate::policy::{Policy, Target, Verdict};
+    use crate::policy::{Facts, Policy, Target, Verdict};
 
     /// A complete configuration whose one route lets `group` into
     /// `https://app.example.com`; `extra` is appended at the top level.
@@ -438,7 +438,7 @@ mod tests {
         };
         let target = Target::parse("https://app.example.com/x").unwrap();
         matches!(
-            policy.evaluate(&target, Some(&identity)),
+            policy.evaluate(&target, &Facts::who(Some(&identity))),
             Verdict::Allow { .. }
         )
     }

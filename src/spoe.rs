@@ -33,6 +33,7 @@ use crate::config::{ServingConfig, is_trusted_proxy};
 use crate::decision::{self, Answer, Client, Mode};
 use crate::listener::{self, Phase, Role, Shutdown};
 use crate::metrics::FrontEnd;
+use crate::policy::ProxyConditions;
 use crate::policy::{Target, TargetError};
 use crate::telemetry::Asker;
 
@@ -196,6 +197,8 @@ async fn check(app: &App, message: &Message) -> Vec<Action> {
                 method,
                 authorization: header("authorization"),
                 preflight: decision::is_preflight(method, header),
+                source_ip: None,
+                conditions: &ProxyConditions::NONE,
             },
         )
         .await;

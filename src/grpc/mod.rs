@@ -27,6 +27,7 @@ use crate::app::App;
 use crate::decision::{self, Answer, Client, Mode};
 use crate::listener::{self, Phase, Role, Shutdown};
 use crate::metrics::FrontEnd;
+use crate::policy::ProxyConditions;
 use crate::policy::{Target, TargetError};
 use crate::telemetry::Asker;
 
@@ -95,6 +96,8 @@ impl AuthzService {
                     method,
                     authorization: headers.get("authorization"),
                     preflight: decision::is_preflight(method, |name| headers.get(name)),
+                    source_ip: None,
+                    conditions: &ProxyConditions::NONE,
                 },
             )
             .await;

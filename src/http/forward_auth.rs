@@ -31,6 +31,7 @@ use super::request::{header_text, peer_ip, request_id, session_cookie_values};
 use crate::app::App;
 use crate::decision::{self, Answer, Client, Mode};
 use crate::metrics::FrontEnd;
+use crate::policy::ProxyConditions;
 use crate::policy::{Target, TargetError};
 use crate::telemetry::Asker;
 
@@ -64,6 +65,8 @@ pub(super) async fn forward_auth_any(State(app): State<Arc<App>>, request: Reque
                 method: asked.method,
                 authorization: header("authorization"),
                 preflight: decision::is_preflight(asked.method, header),
+                source_ip: None,
+                conditions: &ProxyConditions::NONE,
             },
         )
         .await;

@@ -20,6 +20,7 @@ use crate::app::App;
 use crate::decision::{self, Answer, Decision, Mode};
 use crate::listener::{self, Lane};
 use crate::metrics::FrontEnd;
+use crate::policy::ProxyConditions;
 use crate::policy::{Target, TargetError};
 use crate::telemetry::Asker;
 
@@ -127,6 +128,8 @@ pub(crate) fn nginx_request<'r>(
         method,
         authorization: header_text(headers, header::AUTHORIZATION.as_str()),
         preflight: decision::is_preflight(method, |name| header_text(headers, name)),
+        source_ip: None,
+        conditions: &ProxyConditions::NONE,
     }
 }
 

@@ -235,6 +235,13 @@ pub(crate) fn split_email(email: &str) -> Option<(&str, &str)> {
     Some((local, domain))
 }
 
+/// The identity's email, when it is one and not marked unverified: the only
+/// email any rule compares.
+pub(crate) fn verified_email(identity: &Identity) -> Option<&str> {
+    let email = identity.email.as_deref()?;
+    (identity.email_verified != Some(false) && split_email(email).is_some()).then_some(email)
+}
+
 /// Run `f` on the ASCII-lower-cased `s`, without allocating (`s` is at most
 /// [`MAX_EMAIL_LEN`] bytes, checked by [`split_email`]).
 fn with_ascii_lowercase(s: &str, f: impl FnOnce(&str) -> bool) -> bool {

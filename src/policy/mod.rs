@@ -18,10 +18,12 @@
 //! `^(?:…)$`; all compare the canonical path, never the query.
 
 mod authz;
+pub mod conditions;
 pub mod route;
 pub mod target;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::HeaderName;
@@ -29,6 +31,7 @@ use http::HeaderName;
 use crate::identity::Identity;
 
 use authz::Authz;
+pub use conditions::ProxyConditions;
 use route::Routes;
 use route::{HostMatch, PathMatch};
 pub use target::{Scheme, Target, TargetError};
@@ -43,9 +46,47 @@ fn strictness(verdict: &Verdict) -> u8 {
     }
 }
 
-/// A compiled route's position in the configuration (0-based).
+/// A compiled route's position in the configuration (0-based); one past the
+/// last configured route is [`PROXY_ROUTE_NAME`], the route of a request on
+/// a host no route serves that the proxy's own conditions decide.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RouteId(pub u32);
+
+/// The name (logs, metrics) of the route a proxy's conditions stand for.
+pub const PROXY_ROUTE_NAME: &str = "proxy-conditions";
+
+/// What a policy may look at besides the URL: who asks, and how.
+#[derive(Clone, Copy, Debug)]
+pub struct Facts<'a> {
+    /// The signed-in user; `None`: nobody is.
+    pub identity: Option<&'a Identity>,
+    /// The original request's method, if the front end knows it.
+    pub method: Option<&'a str>,
+    /// The client's address as the proxy reports it.
+    pub source_ip: Option<IpAddr>,
+    /// A CORS preflight (`OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`).
+    pub preflight: bool,
+    /// Seconds since the Unix epoch, for the time criteria.
+    pub now: i64,
+    /// The proxy's own conditions (see [`conditions`]).
+    pub conditions: &'a ProxyConditions<'a>,
+}
+
+impl<'a> Facts<'a> {
+    /// Only `identity` known: a GET from nowhere in particular, at the
+    /// Unix epoch (tests, `explain` without flags).
+    pub fn who(identity: Option<&'a Identity>) -> Facts<'a> {
+        Facts {
+            identity,
+            method: Some("GET"),
+            source_ip: None,
+            preflight: false,
+            now: 0,
+            conditions: &ProxyConditions::NONE,
+        }
+    }
+}
 
 /// The answer for one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,6 +159,25 @@ struct Route {
     cors_allow_preflight: bool,
 }
 
+impl Route {
+    /// The route a proxy's conditions stand for: in no host index, any
+    /// method, identity headers passed.
+    fn proxy() -> Route {
+        Route {
+            name: PROXY_ROUTE_NAME.into(),
+            scheme: Scheme::Https,
+            port: 0,
+            path: PathMatch::Any,
+            public: false,
+            authz: Authz::default(),
+            pass_identity_headers: true,
+            claim_headers: Arc::default(),
+            methods: Box::default(),
+            cors_allow_preflight: false,
+        }
+    }
+}
+
 /// Host → route indices. foldhash rather than SipHash: the keys are the
 /// configured hosts, fixed at compile time, so a client choosing the
 /// looked-up host cannot degrade the table; every decision hashes its host.
@@ -125,7 +185,7 @@ type HostIndex = HashMap<Box<str>, Vec<u32>, foldhash::fast::RandomState>;
 
 /// The compiled routes and their host index. Immutable; swap the whole
 /// policy on reload.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Policy {
     routes: Vec<Route>,
     /// Normalised host → route indices, ascending.
@@ -136,12 +196,24 @@ pub struct Policy {
     any_host: Vec<u32>,
 }
 
+impl Default for Policy {
+    /// No routes: every request is refused.
+    fn default() -> Policy {
+        Policy::compile(Routes::default())
+    }
+}
+
 impl Policy {
     /// Index the parsed routes (file order is their order). Cannot fail:
     /// [`route::Route::parse`] checked every value and
     /// [`Routes`] the names and the count.
     pub fn compile(routes: Routes) -> Policy {
-        let mut policy = Policy::default();
+        let mut policy = Policy {
+            routes: Vec::new(),
+            exact: HostIndex::default(),
+            wildcard: HostIndex::default(),
+            any_host: Vec::new(),
+        };
         for (position, parsed) in routes.into_iter().enumerate() {
             #[allow(clippy::cast_possible_truncation)] // `Routes` holds at most u32::MAX
             let index = position as u32;
@@ -174,6 +246,7 @@ impl Policy {
                 cors_allow_preflight: spec.cors_allow_preflight,
             });
         }
+        policy.routes.push(Route::proxy());
         policy
     }
 
@@ -182,10 +255,10 @@ impl Policy {
     /// parameters is evaluated as written and without them, one with dot
     /// segments also with its dots kept (see [`target`]); the strictest
     /// verdict stands.
-    pub fn evaluate(&self, target: &Target<'_>, identity: Option<&Identity>) -> Verdict {
-        let mut verdict = self.evaluate_path(target, &target.path, identity);
+    pub fn evaluate(&self, target: &Target<'_>, facts: &Facts<'_>) -> Verdict {
+        let mut verdict = self.evaluate_path(target, &target.path, facts);
         for path in readings(target).skip(1) {
-            let other = self.evaluate_path(target, path, identity);
+            let other = self.evaluate_path(target, path, facts);
             if strictness(&other) > strictness(&verdict) {
                 verdict = other;
             }
@@ -193,31 +266,45 @@ impl Policy {
         verdict
     }
 
-    fn evaluate_path(
-        &self,
-        target: &Target<'_>,
-        path: &str,
-        identity: Option<&Identity>,
-    ) -> Verdict {
+    fn evaluate_path(&self, target: &Target<'_>, path: &str, facts: &Facts<'_>) -> Verdict {
         let Some(index) = self.find(target, path) else {
-            return Verdict::Deny {
-                route: None,
-                reason: DenyReason::NoRoute,
-            };
+            // A host no route serves: the proxy's conditions, when it set
+            // some, are the whole policy.
+            if facts.conditions.is_empty() {
+                return Verdict::Deny {
+                    route: None,
+                    reason: DenyReason::NoRoute,
+                };
+            }
+            return conditions_verdict(self.proxy_route(), facts);
         };
         let id = RouteId(index);
         let route = &self.routes[index as usize];
-        if route.public {
-            return Verdict::Public { route: id };
+        let verdict = if route.public {
+            Verdict::Public { route: id }
+        } else {
+            match facts.identity {
+                None => Verdict::NeedsLogin { route: id },
+                Some(identity) if route.authz.allows(identity) => Verdict::Allow { route: id },
+                Some(_) => Verdict::Deny {
+                    route: Some(id),
+                    reason: DenyReason::NotAllowed,
+                },
+            }
+        };
+        // The route and the proxy's conditions must both allow.
+        match verdict {
+            Verdict::Allow { .. } | Verdict::Public { .. } if !facts.conditions.is_empty() => {
+                conditions_verdict(id, facts)
+            }
+            verdict => verdict,
         }
-        match identity {
-            None => Verdict::NeedsLogin { route: id },
-            Some(identity) if route.authz.allows(identity) => Verdict::Allow { route: id },
-            Some(_) => Verdict::Deny {
-                route: Some(id),
-                reason: DenyReason::NotAllowed,
-            },
-        }
+    }
+
+    /// The id of the route standing for the proxy's conditions.
+    fn proxy_route(&self) -> RouteId {
+        #[allow(clippy::cast_possible_truncation)] // `Routes` holds fewer than u32::MAX
+        RouteId(self.routes.len() as u32 - 1)
     }
 
     /// The lowest-indexed route matching `target`, from the host index.
@@ -342,12 +429,30 @@ impl Policy {
                 .any(|(i, b)| b == b'.' && i > 0 && self.wildcard.contains_key(&host[i + 1..]))
     }
 
+    /// The configured routes (not counting the proxy's).
     pub fn len(&self) -> usize {
-        self.routes.len()
+        self.routes.len() - 1
     }
 
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+        self.len() == 0
+    }
+
+    /// Every route's name, by id, the proxy's last.
+    pub fn route_names(&self) -> impl Iterator<Item = &str> {
+        self.routes.iter().map(|r| &*r.name)
+    }
+}
+
+/// The proxy's conditions alone, on `route`: they need a signed-in user.
+fn conditions_verdict(route: RouteId, facts: &Facts<'_>) -> Verdict {
+    match facts.identity {
+        None => Verdict::NeedsLogin { route },
+        Some(identity) if facts.conditions.admits(identity) => Verdict::Allow { route },
+        Some(_) => Verdict::Deny {
+            route: Some(route),
+            reason: DenyReason::NotAllowed,
+        },
     }
 }
 
