@@ -429,19 +429,27 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
             session,
             reason,
             route,
+            unmet,
         } => (
             session
                 .as_ref()
                 .map(|s| s.identity.display_name().to_owned()),
-            route.map(|r| policy.route_name(r).to_owned()),
-            match reason {
-                Refusal::NoRoute => "No route serves this address.",
-                Refusal::NotAllowed => "Your account is not allowed to open this address.",
-                Refusal::BadTarget => "The address could not be understood.",
-                Refusal::MethodNotAllowed => "This address does not accept this kind of request.",
+            route.map(|r| policy.route_label(r).to_owned()),
+            match (reason, unmet) {
+                (Refusal::NotAllowed | Refusal::MethodNotAllowed, Some(unmet)) => {
+                    format!("This address {unmet}.")
+                }
+                (Refusal::NoRoute, _) => "No route serves this address.".to_owned(),
+                (Refusal::NotAllowed, None) => {
+                    "Your account is not allowed to open this address.".to_owned()
+                }
+                (Refusal::BadTarget, _) => "The address could not be understood.".to_owned(),
+                (Refusal::MethodNotAllowed, None) => {
+                    "This address does not accept this kind of request.".to_owned()
+                }
             },
         ),
-        _ => (None, None, "Access was refused."),
+        _ => (None, None, "Access was refused.".to_owned()),
     };
     let message = match (&who, &decision) {
         (
@@ -449,14 +457,15 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
             Decision::Deny {
                 session: Some(session),
                 reason: Refusal::NotAllowed,
+                unmet,
                 ..
             },
-        ) => format!(
+        ) if unmet.as_deref().is_none_or(|u| u.contains("group")) => format!(
             "You are signed in as {who}. {why} {}",
             groups_hint(&session.identity.groups)
         ),
         (Some(who), _) => format!("You are signed in as {who}. {why}"),
-        (None, _) => why.to_owned(),
+        (None, _) => why,
     };
     View::forbidden(message, who, route, shown_url).with_link(sign_out, "Sign out")
 }

@@ -182,6 +182,17 @@ async fn logs_say_what_happened_and_no_secret() {
     let first = denied[0];
     assert_eq!(first["level"], "INFO");
     assert_eq!(first["route"], "route-0");
+    assert_eq!(
+        first["route_label"],
+        "https://app.example.test (prefix /admin)"
+    );
+    assert_eq!(
+        first["unmet"]
+            .as_str()
+            .map(|u| u.starts_with("needs group admins; you are in:")),
+        Some(true),
+        "{first}"
+    );
     assert_eq!(first["user"], "bob@example.com");
     assert_eq!(first["reason"], "not_allowed");
     assert_eq!(first["front_end"], "nginx");
