@@ -220,15 +220,25 @@ async fn login_callback(
     let refresh_due_at = crate::app::refresh_policy(app.config())
         .next_due(app.clock().now(), outcome.id_token_expires_at);
     let user = outcome.identity.display_name().to_owned();
-    if outcome.identity.groups.is_empty() && app.config().idp.scopes.iter().any(|s| s == "groups") {
+    if outcome.identity.groups.is_empty() && app.policy().asks_for_groups() {
         // Routes that admit by group will refuse this user; the usual cause
-        // is the provider's group search, not the policy (issue 23).
-        tracing::warn!(
-            %user,
-            "the sign-in carried no groups although the `groups` scope was asked for: with Dex's \
-             LDAP connector, check groupSearch.filter (FreeIPA's non-POSIX groups need \
-             (objectClass=ipaUserGroup))"
-        );
+        // is the scope or the provider's group search, not the policy.
+        app.metrics().login_without_groups();
+        if app.config().idp.scopes.iter().any(|s| s == "groups") {
+            tracing::warn!(
+                %user,
+                "the ID token has no `groups` claim although routes ask for groups and the \
+                 `groups` scope was asked for: with Dex's LDAP connector, the user is in no group \
+                 its groupSearch finds (check groupSearch.filter; FreeIPA's non-POSIX groups need \
+                 (objectClass=ipaUserGroup))"
+            );
+        } else {
+            tracing::warn!(
+                %user,
+                "the ID token has no `groups` claim although routes ask for groups: add `groups` \
+                 to idp_scopes (Dex sends groups only for that scope)"
+            );
+        }
     }
     let groups = outcome.identity.groups.clone();
     let (value, _record) = app

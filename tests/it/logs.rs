@@ -227,8 +227,9 @@ async fn logs_say_what_happened_and_no_secret() {
     }
 }
 
-/// A sign-in without groups although the `groups` scope was asked for is
-/// logged as a warning naming the likely cause (Dex's `groupSearch.filter`,
+/// A sign-in without groups although the `groups` scope was asked for and
+/// routes ask for groups is counted and logged as a warning naming the
+/// likely cause (Dex's `groupSearch.filter`,
 /// which misses FreeIPA's non-POSIX groups); a sign-in with groups is not,
 /// and `login completed` lists the groups the sign-in carried.
 #[tokio::test(flavor = "current_thread")]
@@ -250,6 +251,8 @@ async fn a_sign_in_without_groups_is_warned_about() {
         .collect();
     assert_eq!(warnings.len(), 1, "{lines:#?}");
     assert_eq!(warnings[0]["user"], "carol@example.com");
+    let counted = |metrics: &str| metrics.contains("authgate_logins_without_groups_total 1\n");
+    assert!(counted(&stack.app.metrics().render()), "counted once");
 
     let captured = Captured::this_thread();
     stack
@@ -262,6 +265,7 @@ async fn a_sign_in_without_groups_is_warned_about() {
             .is_some_and(|m| m.contains("groupSearch.filter"))),
         "{lines:#?}"
     );
+    assert!(counted(&stack.app.metrics().render()), "still once");
     let completed: Vec<_> = lines
         .iter()
         .filter(|l| l["message"] == "login completed")
