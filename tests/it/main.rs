@@ -35,6 +35,7 @@ mod nginx_flow;
 mod observability;
 mod packaging;
 mod pages;
+mod ppl_flow;
 mod print;
 mod reload;
 mod schema;
