@@ -396,10 +396,9 @@ impl Decider {
             },
             Verdict::Deny { route, reason } => Decision::Deny {
                 route,
-                // Only refusals pay for the words (a second evaluation).
+                // Only refusals pay for the words.
                 unmet: policy
-                    .explain(target, &facts)
-                    .reason()
+                    .refusal(target, &facts, verdict)
                     .map(String::into_boxed_str),
                 session,
                 reason: match reason {

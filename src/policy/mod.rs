@@ -421,75 +421,95 @@ impl Policy {
     }
 
     /// The route that serves `target` and what its rules make of `facts`,
-    /// criterion by criterion (`authgate explain`, the 403 page, the
-    /// `denied` log line). Allocates: never on the decision path.
+    /// criterion by criterion (`authgate explain`, `tests:`). Allocates:
+    /// never on the decision path.
     pub fn explain(&self, target: &Target<'_>, facts: &Facts<'_>) -> Explanation {
         let verdict = self.evaluate(target, facts);
-        let mut explain = Explain::default();
-        let route = verdict.route();
-        if let Some(id) = route
-            && let Some(r) = self.routes.get(id.0 as usize)
+        let mut explain = Explain::with_lines();
+        let unmet = self.trace(target, facts, verdict, &mut explain);
+        Explanation {
+            route: verdict.route().map(|id| self.route_label(id).to_owned()),
+            verdict,
+            unmet,
+            lines: explain.lines.unwrap_or_default(),
+        }
+    }
+
+    /// Why `verdict` (what [`Policy::evaluate`] said of `target` and
+    /// `facts`) refuses, in words, for the 403 page and the `denied` log
+    /// line; `None` when it does not refuse. Only refusals pay for it.
+    pub fn refusal(
+        &self,
+        target: &Target<'_>,
+        facts: &Facts<'_>,
+        verdict: Verdict,
+    ) -> Option<String> {
+        let unmet = self.trace(target, facts, verdict, &mut Explain::default());
+        (!unmet.is_empty()).then(|| unmet.join("; or "))
+    }
+
+    /// Runs `verdict`'s route again under `explain`; the refusal's reasons.
+    fn trace(
+        &self,
+        target: &Target<'_>,
+        facts: &Facts<'_>,
+        verdict: Verdict,
+        explain: &mut Explain,
+    ) -> Vec<String> {
+        let Some(r) = verdict
+            .route()
+            .and_then(|id| self.routes.get(id.0 as usize))
+        else {
+            return Vec::new();
+        };
+        if let Verdict::Deny {
+            reason: DenyReason::MethodNotAllowed,
+            ..
+        } = verdict
         {
-            match verdict {
-                Verdict::Deny {
-                    reason: DenyReason::MethodNotAllowed,
-                    ..
-                } => explain.unmet_deny.push(format!(
-                    "does not take {} requests (allowed_methods: {})",
-                    facts.method.unwrap_or("these"),
-                    r.methods.join(", ")
-                )),
-                _ => {
-                    if r.public {
-                        explain
-                            .lines
-                            .push("  allow_public_unauthenticated_access: yes".to_owned());
+            return vec![format!(
+                "does not take {} requests (allowed_methods: {})",
+                facts.method.unwrap_or("these"),
+                r.methods.join(", ")
+            )];
+        }
+        if r.public {
+            explain.line(|| "  allow_public_unauthenticated_access: yes".to_owned());
+        }
+        if r.authz.has_rules() {
+            let admitted = facts.identity.map(|i| r.authz.allows(i));
+            explain.line(|| {
+                format!(
+                    "  allowed_* keys: {}",
+                    match admitted {
+                        None => "needs sign-in",
+                        Some(true) => "yes",
+                        Some(false) => "no",
                     }
-                    if r.authz.has_rules() {
-                        let admitted = facts.identity.map(|i| r.authz.allows(i));
-                        explain.lines.push(format!(
-                            "  allowed_* keys: {}",
-                            match admitted {
-                                None => "needs sign-in",
-                                Some(true) => "yes",
-                                Some(false) => "no",
-                            }
-                        ));
-                    }
-                    let (allow, deny) = r.outcomes(&facts.input(&target.path), &mut explain);
-                    if allow.value || deny.value {
-                        // Some allow matched, or a deny refuses anyway: the
-                        // allows that did not match are not why.
-                        explain.unmet_allow.clear();
-                    }
-                    if let Some(identity) = facts.identity {
-                        if !allow.value && r.authz.has_rules() && !r.authz.allows(identity) {
-                            explain.unmet_allow.insert(0, r.authz.unmet(identity));
-                        }
-                        if let Some(unmet) = facts.conditions.unmet(identity) {
-                            explain
-                                .lines
-                                .push(format!("  the proxy's conditions: {unmet}"));
-                            explain.unmet_deny.push(unmet);
-                        }
-                    }
-                }
+                )
+            });
+        }
+        let (allow, deny) = r.outcomes(&facts.input(&target.path), explain);
+        if allow.value || deny.value {
+            // Some allow matched, or a deny refuses anyway: the allows that
+            // did not match are not why.
+            explain.unmet_allow.clear();
+        }
+        if let Some(identity) = facts.identity {
+            if !allow.value && r.authz.has_rules() && !r.authz.allows(identity) {
+                explain.unmet_allow.insert(0, r.authz.unmet(identity));
+            }
+            if let Some(unmet) = facts.conditions.unmet(identity) {
+                explain.line(|| format!("  the proxy's conditions: {unmet}"));
+                explain.unmet_deny.push(unmet);
             }
         }
-        Explanation {
-            route: route.map(|id| self.route_label(id).to_owned()),
-            verdict,
-            unmet: if matches!(verdict, Verdict::Deny { .. }) {
-                explain
-                    .unmet_deny
-                    .into_iter()
-                    .chain(explain.unmet_allow)
-                    .collect()
-            } else {
-                Vec::new()
-            },
-            lines: explain.lines,
+        if !matches!(verdict, Verdict::Deny { .. }) {
+            return Vec::new();
         }
+        let mut unmet = std::mem::take(&mut explain.unmet_deny);
+        unmet.append(&mut explain.unmet_allow);
+        unmet
     }
 
     /// The route's `jwt_claims_headers`.
@@ -543,7 +563,8 @@ pub struct Explanation {
 }
 
 impl Explanation {
-    /// The refusal in one sentence, if there was one.
+    /// The refusal in one sentence, if there was one (as
+    /// [`Policy::refusal`] gives it).
     pub fn reason(&self) -> Option<String> {
         (!self.unmet.is_empty()).then(|| self.unmet.join("; or "))
     }

@@ -1006,12 +1006,30 @@ impl Trace for NoTrace {}
 /// Every criterion's result, in words.
 #[derive(Default)]
 pub(crate) struct Explain {
-    pub(crate) lines: Vec<String>,
+    /// Every criterion's line, when asked for (`explain`, `tests:`).
+    pub(crate) lines: Option<Vec<String>>,
     /// Sentences for the criteria that kept an `allow` from matching, for
     /// the 403 page.
     pub(crate) unmet_allow: Vec<String>,
     /// … and for those that made a `deny` match.
     pub(crate) unmet_deny: Vec<String>,
+}
+
+impl Explain {
+    /// Recording every criterion's line too.
+    pub(crate) fn with_lines() -> Explain {
+        Explain {
+            lines: Some(Vec::new()),
+            ..Explain::default()
+        }
+    }
+
+    /// Adds a line, if lines are recorded.
+    pub(crate) fn line(&mut self, line: impl FnOnce() -> String) {
+        if let Some(lines) = &mut self.lines {
+            lines.push(line());
+        }
+    }
 }
 
 impl Trace for Explain {
@@ -1029,11 +1047,13 @@ impl Trace for Explain {
             (true, false) => "yes",
             (false, false) => "no",
         };
-        self.lines.push(format!(
-            "  {:<10} {:<50} {verdict}",
-            format!("{action} {}:", op.name()),
-            criterion.to_string(),
-        ));
+        self.line(|| {
+            format!(
+                "  {:<10} {:<50} {verdict}",
+                format!("{action} {}:", op.name()),
+                criterion.to_string(),
+            )
+        });
         // What to tell a refused user: an allow criterion that failed (in
         // `and`/`or`), or a deny criterion that matched.
         let blocking = match (allow, op) {

@@ -411,16 +411,13 @@ fn refused_policies() {
 fn explanation_names_the_unmet_criterion() {
     let p = policy("allow:\n  and:\n    - groups:\n        has: devops\n");
     let dev = person("d@corp.example", &["developers"], json!({}));
-    let mut explain = Explain::default();
+    let mut explain = Explain::with_lines();
     p.evaluate(&input(Some(&dev)), &mut explain);
+    let lines = explain.lines.unwrap();
     assert_eq!(
         explain.unmet_allow,
         ["needs group devops; you are in: developers"]
     );
-    assert!(
-        explain.lines[0].contains("group devops"),
-        "{:?}",
-        explain.lines
-    );
-    assert!(explain.lines[0].ends_with("no"), "{:?}", explain.lines);
+    assert!(lines[0].contains("group devops"), "{lines:?}");
+    assert!(lines[0].ends_with("no"), "{lines:?}");
 }
