@@ -27,7 +27,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 
-use super::request::{header_text, peer_ip, request_id, session_cookie_values};
+use super::request::{client_ip, header_text, peer_ip, request_id, session_cookie_values};
 use crate::app::App;
 use crate::decision::{self, Answer, Client, Mode};
 use crate::metrics::FrontEnd;
@@ -48,8 +48,16 @@ const DEFAULT_SCHEME: &str = "https";
 
 /// `ANY /forward-auth` and `/forward-auth/*`.
 pub(super) async fn forward_auth_any(State(app): State<Arc<App>>, request: Request) -> Response {
-    let trusted = app.is_trusted(peer_ip(&request));
+    let peer = peer_ip(&request);
+    let trusted = app.is_trusted(peer);
     let headers = request.headers();
+    // The query of authgate's own URL (Caddy's `uri /forward-auth?…`,
+    // Traefik's `address`), which the proxy's configuration writes. Envoy's
+    // `/forward-auth/<path>` carries the client's query: no conditions.
+    let conditions = match request.uri().path() {
+        PREFIX => ProxyConditions::from_query(request.uri().query()),
+        _ => ProxyConditions::NONE,
+    };
     let asked = asked_request(request.uri(), request.method(), headers, trusted);
     let header = |name: &str| header_text(headers, name);
     let asker = Asker {
@@ -65,8 +73,8 @@ pub(super) async fn forward_auth_any(State(app): State<Arc<App>>, request: Reque
                 method: asked.method,
                 authorization: header("authorization"),
                 preflight: decision::is_preflight(asked.method, header),
-                source_ip: None,
-                conditions: &ProxyConditions::NONE,
+                source_ip: client_ip(headers, peer, &app.config().trusted_proxies),
+                conditions: &conditions,
             },
         )
         .await;

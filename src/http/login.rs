@@ -25,6 +25,7 @@ use crate::app::App;
 use crate::decision::{Decision, Refusal};
 use crate::metrics::{LoginFailure, ProviderOperation, StoreOperation};
 use crate::oidc::LoginState;
+use crate::policy::ProxyConditions;
 use crate::session::{Purpose, SessionCookie};
 
 /// How long a login attempt may take between start and callback.
@@ -414,14 +415,15 @@ pub(super) async fn status_get(
 /// anything (and it is not counted again: the auth request was).
 pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request) -> View {
     let headers = request.headers();
-    let target =
-        super::nginx::nginx_target(&app, request.uri().query(), headers, peer_ip(&request));
+    let (query, peer) = (request.uri().query(), peer_ip(&request));
+    let target = super::nginx::nginx_target(&app, query, headers, peer);
     let shown_url = target
         .as_ref()
         .ok()
         .map(|t| loggable(&t.return_url()).to_owned());
     let policy = app.policy();
-    let asked = super::nginx::nginx_request(&app, headers, &target);
+    let conditions = ProxyConditions::from_query(query);
+    let asked = super::nginx::nginx_request(&app, headers, &target, peer, &conditions);
     let decision = app.decider().decide(&policy, asked).await;
     let sign_out = format!("{}/oauth2/sign_out", app.login_base().trim_end_matches('/'));
     let (who, route, why) = match &decision {
