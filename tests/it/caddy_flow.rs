@@ -21,6 +21,12 @@ struct Site {
 }
 
 async fn site() -> Site {
+    site_with("", Some((None, &["devops"]))).await
+}
+
+/// Caddy with `conditions` on its forward_auth `uri`, and a route for
+/// `app` (on a path prefix, admitting groups; `None`: no route at all).
+async fn site_with(conditions: &str, app_route: Option<(Option<&str>, &[&str])>) -> Site {
     let ca = TestCa::new("authgate caddy test CA");
     let upstream = EchoUpstream::start().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -29,10 +35,14 @@ async fn site() -> Site {
         upstream: upstream.addr(),
         ca: &ca,
         domain: DOMAIN,
+        conditions,
     })
     .await;
     let login_base = caddy.url("auth", "");
-    let routes = vec![route(0, &caddy.url("app", ""), None, &["devops"])];
+    let routes = app_route
+        .map(|(prefix, groups)| route(0, &caddy.url("app", ""), prefix, groups))
+        .into_iter()
+        .collect();
     let stack = Stack::start_on(listener, routes, |config| {
         config.authenticate_service_url = Url::parse(&login_base).expect("login base");
         config.cookie.domain = Some(DOMAIN.to_owned());
@@ -289,4 +299,51 @@ async fn caddy_decides_on_the_host_it_routes() {
         status, 401,
         "decided about app, as a program without a session"
     );
+}
+
+/// `uri /forward-auth?allowed_groups=devops` protects a host authgate has
+/// no route for: not signed in, the browser is sent to sign in; alice
+/// (devops) reaches the app; bob gets 403.
+#[tokio::test]
+async fn caddy_query_conditions_protect_a_host_without_a_route() {
+    let site = site_with("allowed_groups=devops", None).await;
+    let url = site.caddy.url("app", "/dashboards");
+    let cookie = site.login(&url, "alice@example.com").await;
+    let seen = site.echoed(&url, &cookie).await;
+    assert_alice_reached_the_app(&seen["headers"]);
+    let bob = site.login(&url, "bob@example.com").await;
+    let response = site.get(&url, "application/json", &[bob]).await;
+    assert_eq!(response.status(), 403, "{}", site.caddy.log());
+    assert_eq!(site.upstream.received().len(), 1, "only alice");
+}
+
+/// With a route, the route and the query must both allow: alice (devops,
+/// admins) passes the route for devops but not `allowed_groups=auditors`.
+#[tokio::test]
+async fn caddy_query_conditions_and_the_route_both_decide() {
+    let site = site_with("allowed_groups=auditors,admins", Some((None, &["devops"]))).await;
+    let url = site.caddy.url("app", "/");
+    let alice = site.login(&url, "alice@example.com").await;
+    site.echoed(&url, &alice).await;
+    let site = site_with("allowed_groups=auditors", Some((None, &["devops"]))).await;
+    let url = site.caddy.url("app", "/");
+    let alice = site.login(&url, "alice@example.com").await;
+    let response = site.get(&url, "application/json", &[alice]).await;
+    assert_eq!(response.status(), 403, "{}", site.caddy.log());
+}
+
+/// Caddy's example `uri /forward-auth` passes the client's own query on to
+/// authgate: a client writing conditions into its URL gets 403, never the
+/// policy it wrote (here on a path without a route, which it would open;
+/// `/in` is any signed-in user's).
+#[tokio::test]
+async fn caddy_client_query_is_never_the_conditions() {
+    let site = site_with("", Some((Some("/in"), &[]))).await;
+    let url = site.caddy.url("app", "/?allowed_email_domains=example.com");
+    let alice = site
+        .login(&site.caddy.url("app", "/in"), "alice@example.com")
+        .await;
+    let response = site.get(&url, "application/json", &[alice]).await;
+    assert_eq!(response.status(), 403, "{}", site.caddy.log());
+    assert!(site.upstream.received().is_empty());
 }
