@@ -801,6 +801,30 @@ mod tests {
         assert_eq!(unavailable[0], ("status".into(), TypedData::UInt32(503)));
     }
 
+    /// `src` arrives typed (IPv4, IPv6); a string is parsed; anything else
+    /// is no address.
+    #[test]
+    fn source_ip_argument() {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let v4 = Ipv4Addr::new(192, 0, 2, 1);
+        assert_eq!(ip(&TypedData::IPv4(v4)), Some(IpAddr::V4(v4)));
+        let v6: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        assert_eq!(ip(&TypedData::IPv6(v6)), Some(IpAddr::V6(v6)));
+        let mapped = v4.to_ipv6_mapped();
+        assert_eq!(ip(&TypedData::IPv6(mapped)), Some(IpAddr::V4(v4)));
+        assert_eq!(
+            ip(&TypedData::String("192.0.2.1".into())),
+            Some(IpAddr::V4(v4))
+        );
+        for other in [
+            TypedData::Null,
+            TypedData::String("unknown".into()),
+            TypedData::UInt32(1),
+        ] {
+            assert_eq!(ip(&other), None, "{other:?}");
+        }
+    }
+
     #[test]
     fn header_variables_are_haproxy_names() {
         assert_eq!(header_var("X-Auth-Request-User"), "hdr_x_auth_request_user");

@@ -24,6 +24,12 @@ struct Site {
 }
 
 async fn site() -> Site {
+    site_with(None, Some(&["devops"])).await
+}
+
+/// HAProxy with `allowed_groups` set for `app` in its configuration, and
+/// a route for `app` admitting `groups` (`None`: no route at all).
+async fn site_with(allowed_groups: Option<&str>, groups: Option<&[&str]>) -> Site {
     let ca = TestCa::new("authgate haproxy test CA");
     let upstream = EchoUpstream::start().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -34,10 +40,14 @@ async fn site() -> Site {
         upstream: upstream.addr(),
         ca: &ca,
         domain: DOMAIN,
+        allowed_groups,
     })
     .await;
     let login_base = haproxy.url("auth", "");
-    let routes = vec![route(0, &haproxy.url("app", ""), None, &["devops"])];
+    let routes = groups
+        .map(|groups| route(0, &haproxy.url("app", ""), None, groups))
+        .into_iter()
+        .collect();
     let spoe_address = spoe.local_addr().expect("addr");
     let stack = Stack::start_on(listener, routes, |config| {
         config.authenticate_service_url = Url::parse(&login_base).expect("login base");
@@ -260,4 +270,31 @@ async fn haproxy_decides_on_the_host_it_routes() {
         .raw_get("app", &format!("https://APP.{DOMAIN}:{port}/"), &app, &json)
         .await;
     assert_eq!(status, 401, "{}", site.haproxy.log());
+}
+
+/// `allowed_groups` set in haproxy.cfg for a host authgate has no route
+/// for: not signed in, the browser is sent to sign in; alice (devops)
+/// reaches the app; bob gets 403. With a route, both must allow.
+#[tokio::test]
+async fn haproxy_conditions_protect_a_host_without_a_route() {
+    let site = site_with(Some("devops"), None).await;
+    let url = site.haproxy.url("app", "/dashboards");
+    let alice = site.login(&url, "alice@example.com").await;
+    let response = site.get(&url, "application/json", &[alice]).await;
+    assert_eq!(response.status(), 200, "{}", site.haproxy.log());
+    let seen: serde_json::Value =
+        serde_json::from_str(&response.text().await.expect("body")).expect("echo json");
+    assert_alice_reached_the_app(&seen["headers"]);
+    let bob = site.login(&url, "bob@example.com").await;
+    let response = site.get(&url, "application/json", &[bob]).await;
+    assert_eq!(response.status(), 403, "{}", site.haproxy.log());
+
+    // A route for devops, and HAProxy's own `auditors`: alice passes the
+    // route, not the conditions.
+    let site = site_with(Some("auditors"), Some(&["devops"])).await;
+    let url = site.haproxy.url("app", "/");
+    let alice = site.login(&url, "alice@example.com").await;
+    let response = site.get(&url, "application/json", &[alice]).await;
+    assert_eq!(response.status(), 403, "{}", site.haproxy.log());
+    assert!(site.upstream.received().is_empty());
 }
