@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::node::{Entries, Extra, Val};
+use super::node::{Entries, Extra, Located, Val};
 
 /// A list whose elements each keep their own location.
 pub(crate) type List<T> = Val<Vec<Val<T>>>;
@@ -139,6 +139,12 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawRoute {
     /// A stable name for logs and metrics; unique. Default: the position.
     pub id: Option<Val<String>>,
+    /// What people are told the route is (the 403 page, `explain`).
+    /// Default: `id`, else `from` and the path matcher.
+    pub name: Option<Val<String>>,
+    /// Pomerium Policy Language rules, OR-ed with the `allowed_*` keys;
+    /// `deny` rules win.
+    pub policy: Option<Val<Located>>,
     /// `https://hello.example.com`, `https://*.example.com[:port]`. Required.
     pub from: Option<Val<String>>,
     /// Match paths under this prefix, whole segments only.

@@ -15,12 +15,13 @@ use url::Url;
 
 use super::duration::parse_duration;
 use super::keys::{private_key_from_pem, public_key_from_pem};
-use super::node::{self, At, Key, Kind, Node, Origin, Problem, Sink, Val};
+use super::node::{self, At, Key, Kind, Located, Node, Origin, Problem, Sink, Val};
 use super::raw::{self, List, RawConfig, RawRoute};
 use super::{
     ClaimHeader, Config, CookieConfig, DEFAULT_REFRESH_GRACE, IdpConfig, LogFormat, Secret,
     ServingConfig, SessionStoreConfig, SigningConfig,
 };
+use crate::policy::ppl;
 use crate::policy::route::{
     Route, RouteConfig, RouteField, Routes, claim_header_names, is_token_byte, looks_like_domain,
 };
@@ -841,9 +842,16 @@ impl Validator {
             .flatten()
             .or_else(|| (!top_headers.is_empty()).then(|| top_headers.to_vec()));
         let has_from = from.is_some();
+        let mut policy_places = Vec::new();
+        let policy = raw
+            .policy
+            .as_ref()
+            .and_then(|v| policy_tree(v, &mut policy_places));
         let spec = RouteConfig {
             index,
             id: get(&raw.id).map(|(s, _)| s.clone()),
+            name: get(&raw.name).map(|(s, _)| s.clone()),
+            policy,
             // Without a usable `from` the other values are still checked.
             from: from.unwrap_or_else(|| RouteConfig::default().from),
             prefix: get(&raw.prefix).map(|(s, _)| s.clone()),
@@ -889,6 +897,7 @@ impl Validator {
                         }
                         RouteField::JwtClaimsHeaders => at_of(&raw.jwt_claims_headers),
                         RouteField::AllowedMethods(i) => methods_at.get(i).cloned(),
+                        RouteField::Policy(place) => policy_places.get(place as usize).cloned(),
                     };
                     self.error(&place.unwrap_or_else(|| at.clone()), problem.message);
                 }
@@ -900,7 +909,8 @@ impl Validator {
         }
         let route = route?;
         let spec = route.spec();
-        if !spec.allow_public_unauthenticated_access
+        if spec.policy.is_none()
+            && !spec.allow_public_unauthenticated_access
             && !spec.allow_any_authenticated_user
             && spec.allowed_users.is_empty()
             && spec.allowed_groups.is_empty()
@@ -1081,6 +1091,33 @@ fn strings(field: &Option<List<String>>) -> (Vec<String>, Vec<At>) {
 
 /// `allowed_idp_claims`: claim → values as written (their types are
 /// checked by [`Route::parse`]), and where each value is.
+/// A located `policy` value as the policy module's tree; each node's place
+/// is its index in `places`. `None` when a node had no usable value (its
+/// problem is already recorded).
+fn policy_tree(value: &Val<Located>, places: &mut Vec<At>) -> Option<ppl::Tree> {
+    let place = u32::try_from(places.len()).ok()?;
+    places.push(value.at.clone());
+    let kind = match value.value.as_ref()? {
+        Located::Null => ppl::TreeKind::Null,
+        Located::Bool(b) => ppl::TreeKind::Bool(*b),
+        Located::Number(n) => ppl::TreeKind::Number(n.clone()),
+        Located::Str(s) => ppl::TreeKind::Str(s.clone()),
+        Located::Seq(items) => ppl::TreeKind::Seq(
+            items
+                .iter()
+                .map(|item| policy_tree(item, places))
+                .collect::<Option<_>>()?,
+        ),
+        Located::Map(entries) => ppl::TreeKind::Map(
+            entries
+                .iter()
+                .map(|(k, v)| Some((k.clone(), policy_tree(v, places)?)))
+                .collect::<Option<_>>()?,
+        ),
+    };
+    Some(ppl::Tree { place, kind })
+}
+
 /// Claim → accepted values, as `RouteConfig::allowed_idp_claims` holds them.
 type Claims = Vec<(String, Vec<Value>)>;
 

@@ -360,17 +360,6 @@ impl Decider {
             conditions: how.conditions,
         };
         let verdict = policy.evaluate(target, &facts);
-        // A method the route never serves is refused whoever asks: a 403,
-        // not a sign-in.
-        if let Some(route) = verdict.route()
-            && let Some(route) = policy.refuses_method(target, route, how.method)
-        {
-            return Decision::Deny {
-                route: Some(route),
-                session,
-                reason: Refusal::MethodNotAllowed,
-            };
-        }
         match verdict {
             Verdict::Allow { route } | Verdict::Public { route } => {
                 let pass_identity_headers = policy.pass_identity_headers(route);
@@ -410,6 +399,7 @@ impl Decider {
                 reason: match reason {
                     DenyReason::NoRoute => Refusal::NoRoute,
                     DenyReason::NotAllowed => Refusal::NotAllowed,
+                    DenyReason::MethodNotAllowed => Refusal::MethodNotAllowed,
                 },
             },
         }

@@ -19,6 +19,7 @@
 
 mod authz;
 pub mod conditions;
+pub mod ppl;
 pub mod route;
 pub mod target;
 
@@ -32,6 +33,7 @@ use crate::identity::Identity;
 
 use authz::Authz;
 pub use conditions::ProxyConditions;
+use ppl::{Explain, Input, NoTrace, Outcome, Ppl, Trace};
 use route::Routes;
 use route::{HostMatch, PathMatch};
 pub use target::{Scheme, Target, TargetError};
@@ -97,7 +99,8 @@ pub enum Verdict {
     Public { route: RouteId },
     /// The route needs a signed-in user and there is none.
     NeedsLogin { route: RouteId },
-    /// Refused: no route serves the request, or the user is not allowed.
+    /// Refused: no route serves the request, the user is not allowed, or
+    /// the route does not take the method.
     Deny {
         route: Option<RouteId>,
         reason: DenyReason,
@@ -120,8 +123,11 @@ impl Verdict {
 pub enum DenyReason {
     /// No route serves this scheme, host, port and path (deny by default).
     NoRoute,
-    /// The route exists but none of its rules admits this identity.
+    /// The route exists but its rules do not admit this request.
     NotAllowed,
+    /// The route's `allowed_methods` do not include the request's method
+    /// (refused whoever asks: a 403, not a sign-in).
+    MethodNotAllowed,
 }
 
 /// A route's `jwt_claims_headers`, ready to render: claim → header, and
@@ -146,12 +152,14 @@ impl ClaimHeaders {
 #[derive(Debug)]
 struct Route {
     name: Box<str>,
+    label: Box<str>,
     scheme: Scheme,
     /// Explicit or default port.
     port: u16,
     path: PathMatch,
     public: bool,
     authz: Authz,
+    ppl: Option<Box<Ppl>>,
     pass_identity_headers: bool,
     claim_headers: Arc<ClaimHeaders>,
     /// Upper case; empty: any method.
@@ -165,11 +173,13 @@ impl Route {
     fn proxy() -> Route {
         Route {
             name: PROXY_ROUTE_NAME.into(),
+            label: "the proxy's conditions".into(),
             scheme: Scheme::Https,
             port: 0,
             path: PathMatch::Any,
             public: false,
             authz: Authz::default(),
+            ppl: None,
             pass_identity_headers: true,
             claim_headers: Arc::default(),
             methods: Box::default(),
@@ -220,11 +230,13 @@ impl Policy {
             let route::Route {
                 spec,
                 name,
+                label,
                 scheme,
                 host,
                 port,
                 path,
                 authz,
+                ppl,
                 claim_headers,
                 methods,
             } = parsed;
@@ -235,11 +247,13 @@ impl Policy {
             }
             policy.routes.push(Route {
                 name,
+                label,
                 scheme,
                 port,
                 path,
                 public: spec.allow_public_unauthenticated_access,
                 authz,
+                ppl: ppl.map(Box::new),
                 pass_identity_headers: spec.pass_identity_headers,
                 claim_headers: Arc::new(ClaimHeaders::compile(claim_headers)),
                 methods,
@@ -280,16 +294,24 @@ impl Policy {
         };
         let id = RouteId(index);
         let route = &self.routes[index as usize];
-        let verdict = if route.public {
-            Verdict::Public { route: id }
-        } else {
+        if !route.admits_method(facts.method) {
+            return Verdict::Deny {
+                route: Some(id),
+                reason: DenyReason::MethodNotAllowed,
+            };
+        }
+        let (allow, deny) = route.outcomes(&facts.input(path), &mut NoTrace);
+        let verdict = if allow.needs_login || deny.needs_login {
+            Verdict::NeedsLogin { route: id }
+        } else if allow.value && !deny.value {
             match facts.identity {
-                None => Verdict::NeedsLogin { route: id },
-                Some(identity) if route.authz.allows(identity) => Verdict::Allow { route: id },
-                Some(_) => Verdict::Deny {
-                    route: Some(id),
-                    reason: DenyReason::NotAllowed,
-                },
+                Some(_) if !route.public => Verdict::Allow { route: id },
+                _ => Verdict::Public { route: id },
+            }
+        } else {
+            Verdict::Deny {
+                route: Some(id),
+                reason: DenyReason::NotAllowed,
             }
         };
         // The route and the proxy's conditions must both allow.
@@ -357,6 +379,22 @@ impl Policy {
             .map_or("unknown", |r| &r.name)
     }
 
+    /// What people are told the route is: its `name`, else its `id`, else
+    /// its `from` and path matcher.
+    pub fn route_label(&self, id: RouteId) -> &str {
+        self.routes
+            .get(id.0 as usize)
+            .map_or("unknown", |r| &r.label)
+    }
+
+    /// Whether some route asks for a group: then a sign-in without a
+    /// `groups` claim is worth a warning.
+    pub fn asks_for_groups(&self) -> bool {
+        self.routes.iter().any(|r| {
+            r.authz.asks_for_groups() || r.ppl.as_ref().is_some_and(|p| p.asks_for_groups())
+        })
+    }
+
     /// Whether identity headers go upstream for this route (default true).
     pub fn pass_identity_headers(&self, id: RouteId) -> bool {
         self.routes
@@ -381,30 +419,47 @@ impl Policy {
         first
     }
 
-    /// A route serving some reading of `target`'s path that does not admit
-    /// `method` (`allowed_methods`; any method when it has none, none when
-    /// the method is unknown); `None` when every reading's route admits it.
-    /// `POST /ro/../rw/x` is refused by a GET-only `/ro`. `route` is the
-    /// one [`Policy::evaluate`] found: with a single reading (the common
-    /// case) it is that reading's, and nothing is looked up again.
-    pub fn refuses_method(
-        &self,
-        target: &Target<'_>,
-        route: RouteId,
-        method: Option<&str>,
-    ) -> Option<RouteId> {
-        let admits = |index: u32| {
-            let route = &self.routes[index as usize];
-            route.methods.is_empty()
-                || method.is_some_and(|m| route.methods.iter().any(|allowed| **allowed == *m))
-        };
-        if target.path_without_params.is_none() && target.path_with_dots.is_none() {
-            return (!admits(route.0)).then_some(route);
+    /// The route that serves `target` and what its rules make of `facts`,
+    /// criterion by criterion (`authgate explain`, the 403 page, the
+    /// `denied` log line). Allocates: never on the decision path.
+    pub fn explain(&self, target: &Target<'_>, facts: &Facts<'_>) -> Explanation {
+        let verdict = self.evaluate(target, facts);
+        let mut explain = Explain::default();
+        let route = verdict.route();
+        if let Some(id) = route
+            && let Some(r) = self.routes.get(id.0 as usize)
+        {
+            match verdict {
+                Verdict::Deny {
+                    reason: DenyReason::MethodNotAllowed,
+                    ..
+                } => explain.unmet.push(format!(
+                    "does not take {} requests (allowed_methods: {})",
+                    facts.method.unwrap_or("these"),
+                    r.methods.join(", ")
+                )),
+                _ => {
+                    r.outcomes(&facts.input(&target.path), &mut explain);
+                    if let Some(identity) = facts.identity {
+                        if !r.public && r.authz.has_rules() && !r.authz.allows(identity) {
+                            explain.unmet.push(r.authz.unmet(identity));
+                        }
+                        if let Some(unmet) = facts.conditions.unmet(identity) {
+                            explain
+                                .lines
+                                .push(format!("  the proxy's conditions: {unmet}"));
+                            explain.unmet.push(unmet);
+                        }
+                    }
+                }
+            }
         }
-        readings(target).find_map(|path| {
-            let index = self.find(target, path)?;
-            (!admits(index)).then_some(RouteId(index))
-        })
+        Explanation {
+            route: route.map(|id| self.route_label(id).to_owned()),
+            verdict,
+            lines: explain.lines,
+            unmet: explain.unmet,
+        }
     }
 
     /// The route's `jwt_claims_headers`.
@@ -441,6 +496,81 @@ impl Policy {
     /// Every route's name, by id, the proxy's last.
     pub fn route_names(&self) -> impl Iterator<Item = &str> {
         self.routes.iter().map(|r| &*r.name)
+    }
+}
+
+/// What [`Policy::explain`] found.
+#[derive(Clone, Debug)]
+pub struct Explanation {
+    /// The label of the route that decided (see [`Policy::route_label`]).
+    pub route: Option<String>,
+    pub verdict: Verdict,
+    /// Each rule's criteria and their results, one per line.
+    pub lines: Vec<String>,
+    /// Why the request was refused, in words ("needs group devops; you
+    /// are in: developers"); empty when it was not.
+    pub unmet: Vec<String>,
+}
+
+impl Explanation {
+    /// The refusal in one sentence, if there was one.
+    pub fn reason(&self) -> Option<String> {
+        (!self.unmet.is_empty()).then(|| self.unmet.join("; or "))
+    }
+}
+
+impl Facts<'_> {
+    fn input<'p>(&'p self, path: &'p str) -> Input<'p> {
+        Input {
+            identity: self.identity,
+            method: self.method,
+            path,
+            source_ip: self.source_ip,
+            preflight: self.preflight,
+            now: self.now,
+        }
+    }
+}
+
+impl Route {
+    /// `allowed_methods` admits `method` (any when empty; none when the
+    /// method is unknown).
+    fn admits_method(&self, method: Option<&str>) -> bool {
+        self.methods.is_empty()
+            || method.is_some_and(|m| self.methods.iter().any(|allowed| **allowed == *m))
+    }
+
+    /// The route's `allow` and `deny` results: public access and the
+    /// `allowed_*` keys are `allow` rules beside the policy's, as in
+    /// Pomerium. A route with neither keys nor policy asks for a sign-in,
+    /// then admits nobody.
+    fn outcomes(&self, input: &Input<'_>, trace: &mut impl Trace) -> (Outcome, Outcome) {
+        let public = self.public.then_some(Outcome {
+            value: true,
+            needs_login: false,
+        });
+        let keys = (self.authz.has_rules() || (self.ppl.is_none() && !self.public)).then(|| {
+            match input.identity {
+                None => Outcome {
+                    value: false,
+                    needs_login: true,
+                },
+                Some(identity) => Outcome {
+                    value: self.authz.allows(identity),
+                    needs_login: false,
+                },
+            }
+        });
+        let (allow, deny) = match &self.ppl {
+            Some(ppl) => ppl.evaluate(input, trace),
+            None => (Outcome::default(), Outcome::default()),
+        };
+        let allow = ppl::merge_or(
+            [public, keys, self.ppl.as_ref().map(|_| allow)]
+                .into_iter()
+                .flatten(),
+        );
+        (allow, deny)
     }
 }
 

@@ -481,13 +481,19 @@ fn preflight_and_methods_hold_for_every_reading() {
     ] {
         assert_eq!(policy.preflight_route(&target(url)), None, "{url}");
     }
-    let refuses = |url, method| {
-        let target = target(url);
-        let route = policy
-            .evaluate(&target, &Facts::who(Some(&user())))
-            .route()
-            .unwrap();
-        policy.refuses_method(&target, route, method)
+    let user = user();
+    let refuses = |url, method| match policy.evaluate(
+        &target(url),
+        &Facts {
+            method,
+            ..Facts::who(Some(&user))
+        },
+    ) {
+        Verdict::Deny {
+            route,
+            reason: DenyReason::MethodNotAllowed,
+        } => route,
+        _ => None,
     };
     assert_eq!(refuses("https://app.example.com/rw/x", Some("POST")), None);
     for url in [
@@ -583,5 +589,13 @@ fn proxy_conditions_with_and_without_a_route() {
     );
     // Every method on the proxy's route.
     let target = Target::parse(other).unwrap();
-    assert_eq!(policy.refuses_method(&target, proxy, Some("DELETE")), None);
+    let delete = Facts {
+        method: Some("DELETE"),
+        conditions: &staff,
+        ..Facts::who(Some(&alice))
+    };
+    assert_eq!(
+        policy.evaluate(&target, &delete),
+        Verdict::Allow { route: proxy }
+    );
 }
