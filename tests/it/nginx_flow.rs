@@ -349,3 +349,50 @@ async fn ingress_auth_url_conditions_protect_a_host_without_a_route() {
     assert!(body.contains("bob@example.com"), "{body}");
     assert_eq!(get("hello", Some(carol)).await.0, 403, "the route refuses");
 }
+
+/// The client's address reaches the policy through real nginx: nginx (in
+/// `trusted_proxies`) sends `X-Forwarded-For: $remote_addr`, and a route
+/// whose policy is `source_ip: 127.0.0.5/32` lets a client connecting
+/// from 127.0.0.5 in and keeps one from 127.0.0.6 out, also when that one
+/// writes 127.0.0.5 into its own `X-Forwarded-For` (nginx replaces it).
+#[tokio::test]
+async fn nginx_passes_the_client_address_to_source_ip() {
+    let site = site_full(
+        |nginx| {
+            let mut hello = route(0, &nginx.url("hello", ""), None, &[]);
+            hello.allow_any_authenticated_user = false;
+            hello.policy = Some(authgate::policy::ppl::Tree::from_json(
+                &serde_json::json!({ "allow": { "and": [{ "source_ip": "127.0.0.5/32" }] } }),
+            ));
+            vec![hello]
+        },
+        &[],
+        |config| {
+            config
+                .trusted_proxies
+                .push("127.0.0.1/32".parse().expect("cidr"));
+        },
+    )
+    .await;
+    let url = site.nginx.url("hello", "/page");
+    let from = |last: u8, spoofed: Option<&str>| {
+        let client = crate::support::tls::https_client_builder(
+            site.nginx.ca_pem(),
+            [format!("hello.{DOMAIN}")],
+            site.nginx.https_addr(),
+        )
+        .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+        .build()
+        .expect("client");
+        let mut request = client.get(&url).header("Accept", "application/json");
+        if let Some(spoofed) = spoofed {
+            request = request.header("X-Forwarded-For", spoofed);
+        }
+        async move { request.send().await.expect("request").status().as_u16() }
+    };
+    assert_eq!(from(5, None).await, 200, "{}", site.nginx.error_log());
+    // Refused whoever signs in: 403, not a sign-in.
+    assert_eq!(from(6, None).await, 403);
+    assert_eq!(from(6, Some("127.0.0.5")).await, 403);
+    assert_eq!(site.upstream.received().len(), 1, "only 127.0.0.5");
+}
