@@ -268,6 +268,9 @@ const NGINX_PROTECTED: &str = r#"
         proxy_pass http://authgate_app;
     }
 
+    # Conditions of nginx's own for this host (oauth2-proxy's
+    # allowed_groups, allowed_emails, allowed_email_domains), required
+    # besides its routes: `proxy_pass http://authgate/oauth2/auth?allowed_groups=devops;`.
     location = /oauth2/auth {
         internal;
         proxy_pass http://authgate;

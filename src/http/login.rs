@@ -422,8 +422,10 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
         .ok()
         .map(|t| loggable(&t.return_url()).to_owned());
     let policy = app.policy();
-    let conditions = ProxyConditions::from_query(query);
-    let asked = super::nginx::nginx_request(&app, headers, &target, peer, &conditions);
+    // No conditions from this query: nginx's `rewrite` to this page passes
+    // the client's query on, and the page must not explain a policy the
+    // client wrote.
+    let asked = super::nginx::nginx_request(&app, headers, &target, peer, &ProxyConditions::NONE);
     let decision = app.decider().decide(&policy, asked).await;
     let sign_out = format!("{}/oauth2/sign_out", app.login_base().trim_end_matches('/'));
     let (who, route, why) = match &decision {
