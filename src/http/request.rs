@@ -147,7 +147,9 @@ mod tests {
         let proxy: IpAddr = "10.0.0.5".parse().unwrap();
         let stranger: IpAddr = "198.51.100.7".parse().unwrap();
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-        let cases: &[(Option<IpAddr>, &[(&str, &str)], Option<IpAddr>)] = &[
+        // (peer, request headers, the client's address authgate takes)
+        type Case<'a> = (Option<IpAddr>, &'a [(&'a str, &'a str)], Option<IpAddr>);
+        let cases: &[Case] = &[
             // An untrusted peer's headers are not believed: the peer is the client.
             (
                 Some(stranger),
