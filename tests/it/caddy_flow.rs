@@ -4,6 +4,7 @@
 //! authgate's non-2xx answers to the client as they are, so the browser's
 //! redirect, the program's 401 and the 403 all come from authgate itself.
 
+use authgate::config::RouteConfig;
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -21,12 +22,12 @@ struct Site {
 }
 
 async fn site() -> Site {
-    site_with("", Some((None, &["devops"]))).await
+    site_with("", |app| vec![route(0, app, None, &["devops"])]).await
 }
 
-/// Caddy with `conditions` on its forward_auth `uri`, and a route for
-/// `app` (on a path prefix, admitting groups; `None`: no route at all).
-async fn site_with(conditions: &str, app_route: Option<(Option<&str>, &[&str])>) -> Site {
+/// Caddy with `conditions` on its forward_auth `uri`, and the routes
+/// `routes` makes from the app's URL.
+async fn site_with(conditions: &str, routes: impl FnOnce(&str) -> Vec<RouteConfig>) -> Site {
     let ca = TestCa::new("authgate caddy test CA");
     let upstream = EchoUpstream::start().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -39,10 +40,7 @@ async fn site_with(conditions: &str, app_route: Option<(Option<&str>, &[&str])>)
     })
     .await;
     let login_base = caddy.url("auth", "");
-    let routes = app_route
-        .map(|(prefix, groups)| route(0, &caddy.url("app", ""), prefix, groups))
-        .into_iter()
-        .collect();
+    let routes = routes(&caddy.url("app", ""));
     let stack = Stack::start_on(listener, routes, |config| {
         config.authenticate_service_url = Url::parse(&login_base).expect("login base");
         config.cookie.domain = Some(DOMAIN.to_owned());
@@ -306,7 +304,7 @@ async fn caddy_decides_on_the_host_it_routes() {
 /// (devops) reaches the app; bob gets 403.
 #[tokio::test]
 async fn caddy_query_conditions_protect_a_host_without_a_route() {
-    let site = site_with("allowed_groups=devops", None).await;
+    let site = site_with("allowed_groups=devops", |_| Vec::new()).await;
     let url = site.caddy.url("app", "/dashboards");
     let cookie = site.login(&url, "alice@example.com").await;
     let seen = site.echoed(&url, &cookie).await;
@@ -321,11 +319,12 @@ async fn caddy_query_conditions_protect_a_host_without_a_route() {
 /// admins) passes the route for devops but not `allowed_groups=auditors`.
 #[tokio::test]
 async fn caddy_query_conditions_and_the_route_both_decide() {
-    let site = site_with("allowed_groups=auditors,admins", Some((None, &["devops"]))).await;
+    let devops = |app: &str| vec![route(0, app, None, &["devops"])];
+    let site = site_with("allowed_groups=auditors,admins", devops).await;
     let url = site.caddy.url("app", "/");
     let alice = site.login(&url, "alice@example.com").await;
     site.echoed(&url, &alice).await;
-    let site = site_with("allowed_groups=auditors", Some((None, &["devops"]))).await;
+    let site = site_with("allowed_groups=auditors", devops).await;
     let url = site.caddy.url("app", "/");
     let alice = site.login(&url, "alice@example.com").await;
     let response = site.get(&url, "application/json", &[alice]).await;
@@ -338,7 +337,7 @@ async fn caddy_query_conditions_and_the_route_both_decide() {
 /// `/in` is any signed-in user's).
 #[tokio::test]
 async fn caddy_client_query_is_never_the_conditions() {
-    let site = site_with("", Some((Some("/in"), &[]))).await;
+    let site = site_with("", |app| vec![route(0, app, Some("/in"), &[])]).await;
     let url = site.caddy.url("app", "/?allowed_email_domains=example.com");
     let alice = site
         .login(&site.caddy.url("app", "/in"), "alice@example.com")
@@ -346,4 +345,17 @@ async fn caddy_client_query_is_never_the_conditions() {
     let response = site.get(&url, "application/json", &[alice]).await;
     assert_eq!(response.status(), 403, "{}", site.caddy.log());
     assert!(site.upstream.received().is_empty());
+}
+
+/// The client's address reaches a `source_ip` policy through Caddy (its
+/// X-Forwarded-For, believed from a trusted Caddy): a client connecting
+/// from 127.0.0.5 gets in, one from 127.0.0.6 gets 403, also when it writes
+/// 127.0.0.5 into its own X-Forwarded-For.
+#[tokio::test]
+async fn caddy_passes_the_client_address_to_source_ip() {
+    let site = site_with("", |app| {
+        vec![crate::fixture::source_ip_route(0, app, "127.0.0.5/32")]
+    })
+    .await;
+    site.caddy.assert_source_ip_decides(&site.upstream).await;
 }

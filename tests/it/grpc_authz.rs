@@ -545,3 +545,42 @@ async fn grpc_context_extensions_are_the_proxys_conditions() {
     assert_eq!(status(OPS, &alice, email).await.http_status, 403);
     assert_eq!(status(OPS, &alice, &[]).await.http_status, 403);
 }
+
+/// `attributes.source.address` is the client's address for a `source_ip`
+/// policy (`10.0.0.0/8` here): inside it the Check is allowed, outside it
+/// or without a source it is refused (403, signing in would not help).
+#[tokio::test]
+async fn grpc_source_address_decides_source_ip() {
+    use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::Peer;
+
+    let stack = Stack::start_with(
+        vec![crate::fixture::source_ip_route(
+            0,
+            "https://app.example.test",
+            "10.0.0.0/8",
+        )],
+        |_| {},
+    )
+    .await;
+    let s = GrpcStack::on(stack).await;
+    let from = |ip: Option<&str>| {
+        let mut request = envoy_request("GET", APP, &[("accept", "application/json")]);
+        if let Some(ip) = ip {
+            request.attributes.as_mut().expect("attributes").source = Some(Peer {
+                address: Some(Address {
+                    address: Some(address::Address::SocketAddress(SocketAddress {
+                        address: ip.to_owned(),
+                        ..SocketAddress::default()
+                    })),
+                }),
+                ..Peer::default()
+            });
+        }
+        let s = &s;
+        async move { seen(&s.check(request).await).http_status }
+    };
+    assert_eq!(from(Some("10.1.2.3")).await, 200);
+    assert_eq!(from(Some("192.0.2.1")).await, 403);
+    assert_eq!(from(None).await, 403);
+}

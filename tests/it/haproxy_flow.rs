@@ -5,6 +5,7 @@
 //! the redirect to sign in, the 401, the 403, the identity headers — and
 //! a 503 when authgate does not answer.
 
+use authgate::config::RouteConfig;
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -24,12 +25,15 @@ struct Site {
 }
 
 async fn site() -> Site {
-    site_with(None, Some(&["devops"])).await
+    site_with(None, |app| vec![route(0, app, None, &["devops"])]).await
 }
 
 /// HAProxy with `allowed_groups` set for `app` in its configuration, and
-/// a route for `app` admitting `groups` (`None`: no route at all).
-async fn site_with(allowed_groups: Option<&str>, groups: Option<&[&str]>) -> Site {
+/// the routes `routes` makes from the app's URL.
+async fn site_with(
+    allowed_groups: Option<&str>,
+    routes: impl FnOnce(&str) -> Vec<RouteConfig>,
+) -> Site {
     let ca = TestCa::new("authgate haproxy test CA");
     let upstream = EchoUpstream::start().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -44,10 +48,7 @@ async fn site_with(allowed_groups: Option<&str>, groups: Option<&[&str]>) -> Sit
     })
     .await;
     let login_base = haproxy.url("auth", "");
-    let routes = groups
-        .map(|groups| route(0, &haproxy.url("app", ""), None, groups))
-        .into_iter()
-        .collect();
+    let routes = routes(&haproxy.url("app", ""));
     let spoe_address = spoe.local_addr().expect("addr");
     let stack = Stack::start_on(listener, routes, |config| {
         config.authenticate_service_url = Url::parse(&login_base).expect("login base");
@@ -277,7 +278,7 @@ async fn haproxy_decides_on_the_host_it_routes() {
 /// reaches the app; bob gets 403. With a route, both must allow.
 #[tokio::test]
 async fn haproxy_conditions_protect_a_host_without_a_route() {
-    let site = site_with(Some("devops"), None).await;
+    let site = site_with(Some("devops"), |_| Vec::new()).await;
     let url = site.haproxy.url("app", "/dashboards");
     let alice = site.login(&url, "alice@example.com").await;
     let response = site.get(&url, "application/json", &[alice]).await;
@@ -291,10 +292,25 @@ async fn haproxy_conditions_protect_a_host_without_a_route() {
 
     // A route for devops, and HAProxy's own `auditors`: alice passes the
     // route, not the conditions.
-    let site = site_with(Some("auditors"), Some(&["devops"])).await;
+    let site = site_with(Some("auditors"), |app| {
+        vec![route(0, app, None, &["devops"])]
+    })
+    .await;
     let url = site.haproxy.url("app", "/");
     let alice = site.login(&url, "alice@example.com").await;
     let response = site.get(&url, "application/json", &[alice]).await;
     assert_eq!(response.status(), 403, "{}", site.haproxy.log());
     assert!(site.upstream.received().is_empty());
+}
+
+/// HAProxy's `src` reaches a `source_ip` policy: a client connecting from
+/// 127.0.0.5 gets in, one from 127.0.0.6 gets 403 whatever
+/// X-Forwarded-For it sends.
+#[tokio::test]
+async fn haproxy_passes_the_client_address_to_source_ip() {
+    let site = site_with(None, |app| {
+        vec![crate::fixture::source_ip_route(0, app, "127.0.0.5/32")]
+    })
+    .await;
+    site.haproxy.assert_source_ip_decides(&site.upstream).await;
 }

@@ -359,12 +359,11 @@ async fn ingress_auth_url_conditions_protect_a_host_without_a_route() {
 async fn nginx_passes_the_client_address_to_source_ip() {
     let site = site_full(
         |nginx| {
-            let mut hello = route(0, &nginx.url("hello", ""), None, &[]);
-            hello.allow_any_authenticated_user = false;
-            hello.policy = Some(authgate::policy::ppl::Tree::from_json(
-                &serde_json::json!({ "allow": { "and": [{ "source_ip": "127.0.0.5/32" }] } }),
-            ));
-            vec![hello]
+            vec![crate::fixture::source_ip_route(
+                0,
+                &nginx.url("hello", ""),
+                "127.0.0.5/32",
+            )]
         },
         &[],
         |config| {
