@@ -694,7 +694,7 @@ pub fn haproxy(config: &Config, args: &PrintArgs) -> String {
         }
         let _ = write!(
             out,
-            "    acl login_path path / /oauth2/start /oauth2/callback /oauth2/sign_out /oauth2/userinfo /.well-known/authgate/jwks.json\n    acl authgate_path path_beg /.authgate/\n\n    filter spoe engine authgate config {HAPROXY_SPOE_PATH}\n\n{rules}\n    use_backend authgate if login_host login_path\n"
+            "    acl login_path path / /oauth2/start /oauth2/callback /oauth2/sign_out /oauth2/userinfo /.well-known/authgate/jwks.json\n    acl authgate_path path_beg /.authgate/\n\n    # HAProxy's own conditions for a host, besides its routes (docs/frontends.md):\n    #tcp-request content set-var(txn.allowed_groups) str(<groups>) if <the host's acl>\n\n    filter spoe engine authgate config {HAPROXY_SPOE_PATH}\n\n{rules}\n    use_backend authgate if login_host login_path\n"
         );
         for (i, _, _) in &here {
             let _ = writeln!(out, "    use_backend authgate if site{i} authgate_path");
