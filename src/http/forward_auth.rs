@@ -20,6 +20,11 @@
 //! A trusted peer sending `X-Forwarded-Uri` to a `/forward-auth/<path>` URL
 //! is refused: one of the two is a misconfiguration (say, Caddy with
 //! `uri /forward-auth/`), and guessing could authorise the wrong path.
+//!
+//! # The proxy's conditions
+//! `/forward-auth?allowed_groups=…` (Traefik's `address`, Caddy's `uri`):
+//! the proxy's own conditions ([`ProxyConditions::from_query`]). Envoy's
+//! `/forward-auth/<path>?<query>` carries the client's query: none there.
 
 use std::sync::Arc;
 
