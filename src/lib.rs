@@ -47,6 +47,7 @@ pub mod config;
 pub mod decision;
 pub mod demo;
 pub mod devidp;
+pub mod explain;
 pub mod fault;
 pub mod grpc;
 pub mod handoff;

@@ -231,6 +231,7 @@ pub struct Metrics {
     store_errors: Family<StoreLabels, Counter>,
     config_reloads: Family<ReloadLabels, Counter>,
     config_last_reload_success: Gauge,
+    logins_without_groups: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -293,6 +294,12 @@ impl Metrics {
             "Configuration reloads, by result",
             config_reloads.clone(),
         );
+        let logins_without_groups = Counter::default();
+        registry.register(
+            "logins_without_groups",
+            "Logins whose ID token had no groups claim although a route asks for groups",
+            logins_without_groups.clone(),
+        );
         let config_last_reload_success = Gauge::default();
         registry.register(
             "config_last_reload_success_timestamp_seconds",
@@ -344,6 +351,7 @@ impl Metrics {
             store_errors,
             config_reloads,
             config_last_reload_success,
+            logins_without_groups,
         };
         metrics.set_last_reload_now();
         metrics
@@ -373,6 +381,12 @@ impl Metrics {
                 reason: None,
             })
             .inc();
+    }
+
+    /// A login whose ID token had no `groups` claim while routes ask for
+    /// groups: those routes will refuse the user.
+    pub fn login_without_groups(&self) {
+        self.logins_without_groups.inc();
     }
 
     pub fn login_failed(&self, reason: LoginFailure) {

@@ -131,6 +131,36 @@ pub(crate) struct RawConfig {
     pub policy: Option<List<RawRoute>>,
     /// The same as `policy`, under Pomerium's newer name; not both.
     pub routes: Option<List<RawRoute>>,
+    /// Requests and what the routes must answer them; `check-config`,
+    /// `serve` and every reload refuse a configuration that fails one.
+    pub tests: Option<List<RawPolicyTest>>,
+}
+
+/// One `tests` entry.
+#[derive(Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicyTest {
+    /// The request's URL. Required.
+    pub url: Option<Val<String>>,
+    /// Default GET.
+    pub method: Option<Val<String>>,
+    /// The client's address as the proxy would report it.
+    pub source_ip: Option<Val<String>>,
+    /// Who is signed in; none: nobody.
+    pub user: Option<Val<RawTestUser>>,
+    /// `allow`, `deny` or `sign_in`. Required.
+    pub expect: Option<Val<String>>,
+}
+
+/// The signed-in user of a `tests` entry.
+#[derive(Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTestUser {
+    /// A verified email.
+    pub email: Option<Val<String>>,
+    pub groups: Option<List<String>>,
+    /// Other ID-token claims.
+    pub claims: Option<Val<Entries<Value>>>,
 }
 
 /// One `policy`/`routes` entry as written.
@@ -325,4 +355,4 @@ pub(crate) const LIST_KEYS: &[&str] = &[
 
 /// Top-level keys that cannot come from the environment (Pomerium reads
 /// `POLICY` as base64 YAML; authgate does not).
-pub(crate) const NOT_FROM_ENV: &[&str] = &["policy", "routes"];
+pub(crate) const NOT_FROM_ENV: &[&str] = &["policy", "routes", "tests"];

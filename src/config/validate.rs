@@ -16,15 +16,15 @@ use url::Url;
 use super::duration::parse_duration;
 use super::keys::{private_key_from_pem, public_key_from_pem};
 use super::node::{self, At, Key, Kind, Located, Node, Origin, Problem, Sink, Val};
-use super::raw::{self, List, RawConfig, RawRoute};
+use super::raw::{self, List, RawConfig, RawPolicyTest, RawRoute};
 use super::{
     ClaimHeader, Config, CookieConfig, DEFAULT_REFRESH_GRACE, IdpConfig, LogFormat, Secret,
     ServingConfig, SessionStoreConfig, SigningConfig,
 };
-use crate::policy::ppl;
 use crate::policy::route::{
     Route, RouteConfig, RouteField, Routes, claim_header_names, is_token_byte, looks_like_domain,
 };
+use crate::policy::{check, ppl};
 use crate::templates::Pages;
 
 const DEFAULT_SCOPES: &[&str] = &["openid", "email", "profile", "groups", "offline_access"];
@@ -281,6 +281,9 @@ impl Validator {
         let serving = self.serving(raw);
         let jwt_claims_headers = self.top_claim_headers(raw);
         let routes = self.routes(raw, jwt_claims_headers.as_deref().unwrap_or_default());
+        if let Some(routes) = &routes {
+            self.policy_tests(raw, routes);
+        }
         let signing = self.signing(raw);
         let log_format = self.parsed(&raw.log_format, LogFormat::Pretty, |s| match s {
             "pretty" => Ok(LogFormat::Pretty),
@@ -795,6 +798,107 @@ impl Validator {
                 None
             }
         }
+    }
+
+    /// Runs every `tests` entry against the routes; each failure is an
+    /// error at its entry.
+    fn policy_tests(&mut self, raw: &RawConfig, routes: &Routes) {
+        let Some(list) = raw.tests.as_ref().and_then(|l| l.value.as_ref()) else {
+            return;
+        };
+        let policy = crate::policy::Policy::compile(routes.clone());
+        let now = chrono::Utc::now().timestamp();
+        for entry in list {
+            let Some(test) = &entry.value else { continue };
+            let Some(case) = self.policy_case(test, &entry.at) else {
+                continue;
+            };
+            let Some((expect, expect_at)) = test
+                .expect
+                .as_ref()
+                .and_then(|v| Some((v.value.as_deref()?, &v.at)))
+            else {
+                self.error(
+                    &At {
+                        path: format!("{}.expect", entry.at.path),
+                        origin: entry.at.origin.clone(),
+                    },
+                    "required: allow, deny or sign_in".to_owned(),
+                );
+                continue;
+            };
+            let Some(expect) = check::Expect::parse(expect) else {
+                self.error(
+                    expect_at,
+                    format!("expected allow, deny or sign_in, found `{expect}`"),
+                );
+                continue;
+            };
+            match case.ask(&policy, now) {
+                Ok(report) if report.outcome == expect => {}
+                Ok(report) => self.error(
+                    &entry.at,
+                    format!(
+                        "policy test failed: {} {} expected {}, got {}{} (`authgate explain` shows each rule)",
+                        case.method,
+                        case.url,
+                        expect.name(),
+                        report.outcome.name(),
+                        report.reason.map(|r| format!(": {r}")).unwrap_or_default(),
+                    ),
+                ),
+                Err(message) => self.error(&entry.at, message),
+            }
+        }
+    }
+
+    /// The request of a `tests` entry.
+    fn policy_case(&mut self, test: &RawPolicyTest, at: &At) -> Option<check::Case> {
+        let Some((url, _)) = get(&test.url) else {
+            self.error(
+                &At {
+                    path: format!("{}.url", at.path),
+                    origin: at.origin.clone(),
+                },
+                "required".to_owned(),
+            );
+            return None;
+        };
+        let source_ip = match &test.source_ip {
+            Some(v) => match v.value.as_deref().map(|s| s.trim().parse::<IpAddr>()) {
+                Some(Ok(ip)) => Some(ip),
+                Some(Err(_)) => {
+                    self.error(&v.at, "not an IP address".to_owned());
+                    return None;
+                }
+                None => return None,
+            },
+            None => None,
+        };
+        let user = match &test.user {
+            Some(v) => {
+                let u = v.value.as_ref()?;
+                let (groups, _) = strings(&u.groups);
+                let claims = u
+                    .claims
+                    .as_ref()
+                    .and_then(|c| c.value.as_ref())
+                    .map(|entries| entries.0.iter().cloned().collect())
+                    .unwrap_or_default();
+                Some(check::test_user(
+                    get(&u.email).map(|(e, _)| e.as_str()),
+                    groups,
+                    claims,
+                ))
+            }
+            None => None,
+        };
+        Some(check::Case {
+            url: url.clone(),
+            method: get(&test.method).map_or_else(|| "GET".to_owned(), |(m, _)| m.clone()),
+            source_ip,
+            user,
+        })
     }
 
     fn route(

@@ -230,6 +230,7 @@ impl Decider {
                 return Err(Decision::Deny {
                     route: None,
                     session: None,
+                    unmet: None,
                     reason: Refusal::BadTarget,
                 });
             }
@@ -395,6 +396,11 @@ impl Decider {
             },
             Verdict::Deny { route, reason } => Decision::Deny {
                 route,
+                // Only refusals pay for the words (a second evaluation).
+                unmet: policy
+                    .explain(target, &facts)
+                    .reason()
+                    .map(String::into_boxed_str),
                 session,
                 reason: match reason {
                     DenyReason::NoRoute => Refusal::NoRoute,

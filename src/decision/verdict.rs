@@ -78,6 +78,10 @@ pub enum Decision {
         route: Option<RouteId>,
         session: Option<Arc<SessionRecord>>,
         reason: Refusal,
+        /// What the route asked for that the request lacks, in words
+        /// ("needs group devops; you are in: developers"), for the log and
+        /// the 403 page.
+        unmet: Option<Box<str>>,
     },
     /// The session store or the provider could not answer: fail closed.
     Unavailable,

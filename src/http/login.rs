@@ -221,15 +221,25 @@ async fn login_callback(
     let refresh_due_at = crate::app::refresh_policy(app.config())
         .next_due(app.clock().now(), outcome.id_token_expires_at);
     let user = outcome.identity.display_name().to_owned();
-    if outcome.identity.groups.is_empty() && app.config().idp.scopes.iter().any(|s| s == "groups") {
+    if outcome.identity.groups.is_empty() && app.policy().asks_for_groups() {
         // Routes that admit by group will refuse this user; the usual cause
-        // is the provider's group search, not the policy (issue 23).
-        tracing::warn!(
-            %user,
-            "the sign-in carried no groups although the `groups` scope was asked for: with Dex's \
-             LDAP connector, check groupSearch.filter (FreeIPA's non-POSIX groups need \
-             (objectClass=ipaUserGroup))"
-        );
+        // is the scope or the provider's group search, not the policy.
+        app.metrics().login_without_groups();
+        if app.config().idp.scopes.iter().any(|s| s == "groups") {
+            tracing::warn!(
+                %user,
+                "the ID token has no `groups` claim although routes ask for groups and the \
+                 `groups` scope was asked for: with Dex's LDAP connector, the user is in no group \
+                 its groupSearch finds (check groupSearch.filter; FreeIPA's non-POSIX groups need \
+                 (objectClass=ipaUserGroup))"
+            );
+        } else {
+            tracing::warn!(
+                %user,
+                "the ID token has no `groups` claim although routes ask for groups: add `groups` \
+                 to idp_scopes (Dex sends groups only for that scope)"
+            );
+        }
     }
     let groups = outcome.identity.groups.clone();
     let (value, _record) = app
@@ -433,19 +443,27 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
             session,
             reason,
             route,
+            unmet,
         } => (
             session
                 .as_ref()
                 .map(|s| s.identity.display_name().to_owned()),
-            route.map(|r| policy.route_name(r).to_owned()),
-            match reason {
-                Refusal::NoRoute => "No route serves this address.",
-                Refusal::NotAllowed => "Your account is not allowed to open this address.",
-                Refusal::BadTarget => "The address could not be understood.",
-                Refusal::MethodNotAllowed => "This address does not accept this kind of request.",
+            route.map(|r| policy.route_label(r).to_owned()),
+            match (reason, unmet) {
+                (Refusal::NotAllowed | Refusal::MethodNotAllowed, Some(unmet)) => {
+                    format!("This address {unmet}.")
+                }
+                (Refusal::NoRoute, _) => "No route serves this address.".to_owned(),
+                (Refusal::NotAllowed, None) => {
+                    "Your account is not allowed to open this address.".to_owned()
+                }
+                (Refusal::BadTarget, _) => "The address could not be understood.".to_owned(),
+                (Refusal::MethodNotAllowed, None) => {
+                    "This address does not accept this kind of request.".to_owned()
+                }
             },
         ),
-        _ => (None, None, "Access was refused."),
+        _ => (None, None, "Access was refused.".to_owned()),
     };
     let message = match (&who, &decision) {
         (
@@ -453,14 +471,15 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
             Decision::Deny {
                 session: Some(session),
                 reason: Refusal::NotAllowed,
+                unmet,
                 ..
             },
-        ) => format!(
+        ) if unmet.as_deref().is_none_or(|u| u.contains("group")) => format!(
             "You are signed in as {who}. {why} {}",
             groups_hint(&session.identity.groups)
         ),
         (Some(who), _) => format!("You are signed in as {who}. {why}"),
-        (None, _) => why.to_owned(),
+        (None, _) => why,
     };
     View::forbidden(message, who, route, shown_url).with_link(sign_out, "Sign out")
 }

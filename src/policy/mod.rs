@@ -18,6 +18,7 @@
 //! `^(?:…)$`; all compare the canonical path, never the query.
 
 mod authz;
+pub mod check;
 pub mod conditions;
 pub mod ppl;
 pub mod route;
@@ -433,22 +434,43 @@ impl Policy {
                 Verdict::Deny {
                     reason: DenyReason::MethodNotAllowed,
                     ..
-                } => explain.unmet.push(format!(
+                } => explain.unmet_deny.push(format!(
                     "does not take {} requests (allowed_methods: {})",
                     facts.method.unwrap_or("these"),
                     r.methods.join(", ")
                 )),
                 _ => {
-                    r.outcomes(&facts.input(&target.path), &mut explain);
+                    if r.public {
+                        explain
+                            .lines
+                            .push("  allow_public_unauthenticated_access: yes".to_owned());
+                    }
+                    if r.authz.has_rules() {
+                        let admitted = facts.identity.map(|i| r.authz.allows(i));
+                        explain.lines.push(format!(
+                            "  allowed_* keys: {}",
+                            match admitted {
+                                None => "needs sign-in",
+                                Some(true) => "yes",
+                                Some(false) => "no",
+                            }
+                        ));
+                    }
+                    let (allow, deny) = r.outcomes(&facts.input(&target.path), &mut explain);
+                    if allow.value || deny.value {
+                        // Some allow matched, or a deny refuses anyway: the
+                        // allows that did not match are not why.
+                        explain.unmet_allow.clear();
+                    }
                     if let Some(identity) = facts.identity {
-                        if !r.public && r.authz.has_rules() && !r.authz.allows(identity) {
-                            explain.unmet.push(r.authz.unmet(identity));
+                        if !allow.value && r.authz.has_rules() && !r.authz.allows(identity) {
+                            explain.unmet_allow.insert(0, r.authz.unmet(identity));
                         }
                         if let Some(unmet) = facts.conditions.unmet(identity) {
                             explain
                                 .lines
                                 .push(format!("  the proxy's conditions: {unmet}"));
-                            explain.unmet.push(unmet);
+                            explain.unmet_deny.push(unmet);
                         }
                     }
                 }
@@ -457,8 +479,16 @@ impl Policy {
         Explanation {
             route: route.map(|id| self.route_label(id).to_owned()),
             verdict,
+            unmet: if matches!(verdict, Verdict::Deny { .. }) {
+                explain
+                    .unmet_deny
+                    .into_iter()
+                    .chain(explain.unmet_allow)
+                    .collect()
+            } else {
+                Vec::new()
+            },
             lines: explain.lines,
-            unmet: explain.unmet,
         }
     }
 

@@ -165,9 +165,19 @@ pub(crate) enum Criterion {
 #[derive(Clone, Debug)]
 pub(crate) struct StrMatch {
     ops: Box<[StrOp]>,
-    /// Compare without regard to ASCII case (emails, domains, methods):
-    /// the operands were lower-cased at compile time.
-    fold: bool,
+    case: Case,
+}
+
+/// How a matcher treats ASCII case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Case {
+    /// As written (paths, user ids).
+    Exact,
+    /// Either case (emails, domains): operands lower-cased when compiled,
+    /// the value when compared.
+    Fold,
+    /// Methods: operands upper-cased when compiled, compared as sent.
+    Upper,
 }
 
 #[derive(Clone, Debug)]
@@ -393,17 +403,17 @@ fn parse_criterion(item: &Tree) -> Result<Criterion, PplError> {
             &format!("`{name}` takes no sub-path (`{key}`)"),
         ));
     }
-    let user_string = |fold| parse_str_match(value, fold);
+    let user_string = |case| parse_str_match(value, case);
     Ok(match name {
         "accept" => Criterion::Accept,
         "reject" => Criterion::Reject,
         "authenticated_user" => Criterion::AuthenticatedUser,
         "cors_preflight" => Criterion::CorsPreflight,
-        "email" => Criterion::Email(user_string(true)?),
-        "domain" => Criterion::Domain(user_string(true)?),
-        "user" => Criterion::User(user_string(false)?),
-        "http_method" => Criterion::HttpMethod(user_string(true)?),
-        "http_path" => Criterion::HttpPath(user_string(false)?),
+        "email" => Criterion::Email(user_string(Case::Fold)?),
+        "domain" => Criterion::Domain(user_string(Case::Fold)?),
+        "user" => Criterion::User(user_string(Case::Exact)?),
+        "http_method" => Criterion::HttpMethod(user_string(Case::Upper)?),
+        "http_path" => Criterion::HttpPath(user_string(Case::Exact)?),
         "groups" => Criterion::Groups(parse_list_match(value)?),
         "claim" => match sub {
             Some(claim) if !claim.is_empty() => Criterion::Claim {
@@ -434,12 +444,17 @@ fn parse_criterion(item: &Tree) -> Result<Criterion, PplError> {
 }
 
 /// A string matcher: an object of operators, or a bare scalar (`is`).
-fn parse_str_match(value: &Tree, fold: bool) -> Result<StrMatch, PplError> {
+fn parse_str_match(value: &Tree, case: Case) -> Result<StrMatch, PplError> {
     let text = |v: &Tree| -> Result<Box<str>, PplError> {
         let s = v
             .scalar_text()
             .ok_or_else(|| error(v, &format!("expected a string, found {}", v.describe())))?;
-        Ok(if fold { s.to_ascii_lowercase() } else { s }.into())
+        Ok(match case {
+            Case::Exact => s,
+            Case::Fold => s.to_ascii_lowercase(),
+            Case::Upper => s.to_ascii_uppercase(),
+        }
+        .into())
     };
     let set = |v: &Tree| -> Result<StrSet, PplError> {
         let TreeKind::Seq(items) = &v.kind else {
@@ -480,7 +495,7 @@ fn parse_str_match(value: &Tree, fold: bool) -> Result<StrMatch, PplError> {
     }
     Ok(StrMatch {
         ops: ops.into(),
-        fold,
+        case,
     })
 }
 
@@ -928,7 +943,7 @@ fn claim<'i>(identity: &'i Identity, name: &str) -> Option<&'i Value> {
 
 impl StrMatch {
     fn matches(&self, value: &str) -> bool {
-        if self.fold {
+        if self.case == Case::Fold {
             with_ascii_lowercase(value, |v| self.matches_exact(v))
         } else {
             self.matches_exact(value)
@@ -992,9 +1007,11 @@ impl Trace for NoTrace {}
 #[derive(Default)]
 pub(crate) struct Explain {
     pub(crate) lines: Vec<String>,
-    /// Sentences for the criteria that kept an `allow` from matching (or
-    /// made a `deny` match), for the 403 page.
-    pub(crate) unmet: Vec<String>,
+    /// Sentences for the criteria that kept an `allow` from matching, for
+    /// the 403 page.
+    pub(crate) unmet_allow: Vec<String>,
+    /// … and for those that made a `deny` match.
+    pub(crate) unmet_deny: Vec<String>,
 }
 
 impl Trace for Explain {
@@ -1013,8 +1030,8 @@ impl Trace for Explain {
             (false, false) => "no",
         };
         self.lines.push(format!(
-            "  {action} {}: {:<48} {verdict}",
-            op.name(),
+            "  {:<10} {:<50} {verdict}",
+            format!("{action} {}:", op.name()),
             criterion.to_string(),
         ));
         // What to tell a refused user: an allow criterion that failed (in
@@ -1026,7 +1043,12 @@ impl Trace for Explain {
             (false, Op::Not | Op::Nor) => !outcome.value,
         };
         if blocking && !outcome.needs_login {
-            self.unmet.push(criterion.unmet(allow, op, input));
+            let list = if allow {
+                &mut self.unmet_allow
+            } else {
+                &mut self.unmet_deny
+            };
+            list.push(criterion.unmet(allow, op, input));
         }
     }
 }

@@ -414,7 +414,7 @@ fn explanation_names_the_unmet_criterion() {
     let mut explain = Explain::default();
     p.evaluate(&input(Some(&dev)), &mut explain);
     assert_eq!(
-        explain.unmet,
+        explain.unmet_allow,
         ["needs group devops; you are in: developers"]
     );
     assert!(
