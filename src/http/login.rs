@@ -25,6 +25,7 @@ use crate::app::App;
 use crate::decision::{Decision, Refusal};
 use crate::metrics::{LoginFailure, ProviderOperation, StoreOperation};
 use crate::oidc::LoginState;
+use crate::policy::ProxyConditions;
 use crate::session::{Purpose, SessionCookie};
 
 /// How long a login attempt may take between start and callback.
@@ -424,14 +425,17 @@ pub(super) async fn status_get(
 /// anything (and it is not counted again: the auth request was).
 pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request) -> View {
     let headers = request.headers();
-    let target =
-        super::nginx::nginx_target(&app, request.uri().query(), headers, peer_ip(&request));
+    let (query, peer) = (request.uri().query(), peer_ip(&request));
+    let target = super::nginx::nginx_target(&app, query, headers, peer);
     let shown_url = target
         .as_ref()
         .ok()
         .map(|t| loggable(&t.return_url()).to_owned());
     let policy = app.policy();
-    let asked = super::nginx::nginx_request(&app, headers, &target);
+    // No conditions from this query: nginx's `rewrite` to this page passes
+    // the client's query on, and the page must not explain a policy the
+    // client wrote.
+    let asked = super::nginx::nginx_request(&app, headers, &target, peer, &ProxyConditions::NONE);
     let decision = app.decider().decide(&policy, asked).await;
     let sign_out = format!("{}/oauth2/sign_out", app.login_base().trim_end_matches('/'));
     let (who, route, why) = match &decision {
