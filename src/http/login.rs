@@ -453,7 +453,12 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
                 (Refusal::NotAllowed | Refusal::MethodNotAllowed, Some(unmet)) => {
                     format!("This address {unmet}.")
                 }
-                (Refusal::NoRoute, _) => "No route serves this address.".to_owned(),
+                // The page cannot see conditions the proxy set on its auth
+                // request (its own query is the client's), so it names both.
+                (Refusal::NoRoute, _) => "No route serves this address, or the proxy's own \
+                     conditions for it (allowed_groups, allowed_emails, allowed_email_domains) \
+                     did not admit you."
+                    .to_owned(),
                 (Refusal::NotAllowed, None) => {
                     "Your account is not allowed to open this address.".to_owned()
                 }
