@@ -98,20 +98,24 @@ fn decision_path(c: &mut Criterion) {
     let (cookie, _) = runtime
         .block_on(sessions.create(identity, None, i64::MAX))
         .expect("session");
-    // Warm the cache, as every request after the first finds it warm.
-    runtime
-        .block_on(sessions.resolve(&cookie))
-        .expect("resolved")
-        .expect("a session");
+    // Warm the cache, as every request after the first finds it warm; again
+    // before each policy, since the cache entry's time to live may pass
+    // during a long run.
+    let warm = || {
+        runtime
+            .block_on(sessions.resolve(&cookie))
+            .expect("resolved")
+            .expect("a session");
+    };
     let decider = Decider::new(
-        sessions,
+        sessions.clone(),
         &Url::parse("https://auth.example.com").expect("url"),
     );
     let metrics = Arc::new(Metrics::new());
     for (kind, routes) in [("", routes(1000)), ("_ppl", ppl_routes(1000))] {
         let policy = Arc::new(Policy::compile(Routes::parse(routes).expect("routes")));
         let in_force = PolicyInForce::new(policy, Some(metrics.clone()));
-        bench_policy(c, kind, &in_force, &decider, &cookie);
+        bench_policy(c, kind, &in_force, &decider, &cookie, &warm);
     }
 }
 
@@ -122,6 +126,7 @@ fn bench_policy(
     in_force: &PolicyInForce,
     decider: &Decider,
     cookie: &str,
+    warm: &dyn Fn(),
 ) {
     // What `/oauth2/auth` does per request on its no-I/O lane: translate,
     // decide, record the metrics and the log line, build the answer.
@@ -149,6 +154,7 @@ fn bench_policy(
         (decision, answer.upstream)
     };
     let url = "https://app999.example.com/api/items?q=1";
+    warm();
     let (decision, headers) = ask(url, cookie);
     assert!(matches!(decision, Decision::Allow { .. }), "{decision:?}");
     assert_eq!(headers.len(), 4, "user, email, username, groups");
@@ -157,6 +163,7 @@ fn bench_policy(
     });
     // The 403 path: a valid session on a route whose groups it lacks.
     let denied = "https://app998.example.com/other";
+    warm();
     assert!(matches!(ask(denied, cookie).0, Decision::Deny { .. }));
     c.bench_function(&format!("decide_deny_1000{kind}_routes"), |b| {
         b.iter(|| black_box(ask(denied, cookie)))
