@@ -20,12 +20,12 @@ use subtle::ConstantTimeEq;
 use super::cookies::{append_cookie, redirect_with_cookies};
 use super::error::AppError;
 use super::pages::View;
-use super::request::{peer_ip, session_cookie_values};
+use super::request::{peer_ip, reported_client, session_cookie_values};
 use crate::app::App;
 use crate::decision::{Decision, Refusal};
 use crate::metrics::{LoginFailure, ProviderOperation, StoreOperation};
 use crate::oidc::LoginState;
-use crate::session::{Purpose, SessionCookie};
+use crate::session::{Origin, Purpose, SessionCookie};
 
 /// How long a login attempt may take between start and callback.
 pub const LOGIN_ATTEMPT_TTL: Duration = Duration::from_secs(600);
@@ -132,10 +132,18 @@ pub(super) struct CallbackQuery {
 /// `GET /oauth2/callback`: the redirect URI registered at the provider.
 pub(super) async fn login_callback_get(
     State(app): State<Arc<App>>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     query: Query<CallbackQuery>,
 ) -> Result<Response, AppError> {
-    let result = login_callback(&app, &headers, query).await;
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    let origin = Origin {
+        client_addr: reported_client(&headers, peer, app.is_trusted(peer)).map(|ip| ip.to_string()),
+        user_agent: super::request::header_text(&headers, "user-agent").map(str::to_owned),
+    };
+    let result = login_callback(&app, &headers, query, origin).await;
     match &result {
         Ok(_) => app.metrics().login_completed(),
         Err(error) => login_failed(&app, error),
@@ -147,6 +155,7 @@ async fn login_callback(
     app: &App,
     headers: &HeaderMap,
     Query(query): Query<CallbackQuery>,
+    origin: Origin,
 ) -> Result<Response, AppError> {
     let state = query
         .state
@@ -233,7 +242,12 @@ async fn login_callback(
     let groups = outcome.identity.groups.clone();
     let (value, _record) = app
         .sessions()
-        .create(outcome.identity, outcome.refresh_token, refresh_due_at)
+        .create_from(
+            outcome.identity,
+            outcome.refresh_token,
+            refresh_due_at,
+            origin,
+        )
         .await?;
     tracing::info!(%user, groups = ?groups, return_to = loggable(&login.return_to), "login completed");
     let session_cookie = app.session_cookie(value.clone(), app.config().cookie.expire);

@@ -22,6 +22,32 @@ pub(crate) fn peer_ip(request: &Request) -> Option<IpAddr> {
         .map(|ConnectInfo(addr)| addr.ip())
 }
 
+/// The client's address as the proxy reported it — `X-Real-IP`, else the
+/// last `X-Forwarded-For` hop (the one that proxy added) — when `trusted`
+/// (the peer is in `trusted_proxies`), else the peer itself. Shown with a
+/// session, never used to decide.
+pub(crate) fn reported_client(
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    trusted: bool,
+) -> Option<IpAddr> {
+    if !trusted {
+        return peer;
+    }
+    let real_ip = header_text(headers, "x-real-ip").map(str::trim);
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .last()
+        .map(str::trim);
+    real_ip
+        .or(forwarded)
+        .and_then(|text| text.parse().ok())
+        .or(peer)
+}
+
 /// Every value of a cookie named `name` across all `Cookie` headers, without
 /// allocating ([`crate::session::cookie_values`], as every front end).
 pub(crate) fn session_cookie_values<'h>(
@@ -59,6 +85,26 @@ pub(crate) fn header_map(pairs: &[(&str, &str)]) -> HeaderMap {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    /// Behind a trusted proxy the address it reports is taken (X-Real-IP
+    /// first, else its X-Forwarded-For hop); from anyone else, or when the
+    /// header is garbage, the peer.
+    #[test]
+    fn reported_client_believes_trusted_proxies_only() {
+        let peer = Some(IpAddr::from([10, 0, 0, 1]));
+        let h = header_map(&[
+            ("x-forwarded-for", "198.51.100.9, 203.0.113.5"),
+            ("x-real-ip", "203.0.113.7"),
+        ]);
+        let ip =
+            |h: &HeaderMap, trusted| reported_client(h, peer, trusted).map(|ip| ip.to_string());
+        assert_eq!(ip(&h, true).as_deref(), Some("203.0.113.7"));
+        assert_eq!(ip(&h, false).as_deref(), Some("10.0.0.1"));
+        let h = header_map(&[("x-forwarded-for", "198.51.100.9, 203.0.113.5")]);
+        assert_eq!(ip(&h, true).as_deref(), Some("203.0.113.5"));
+        let h = header_map(&[("x-real-ip", "not an address")]);
+        assert_eq!(ip(&h, true).as_deref(), Some("10.0.0.1"));
+    }
 
     /// The session cookie is found among others, in every Cookie header, and
     /// a cookie whose name merely starts with ours is not taken.

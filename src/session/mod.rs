@@ -16,6 +16,7 @@
 
 mod cookie;
 mod embedded;
+mod index;
 mod manager;
 mod memory;
 mod open;
@@ -33,6 +34,7 @@ pub(crate) mod test_redis;
 pub use self::redis::{CHANGES_CHANNEL, Credentials, RedisStore, RedisTarget};
 pub use cookie::{SessionCookie, cookie_values};
 pub use embedded::EmbeddedStore;
+pub use index::{Origin, SessionIndex, SessionInfo, Target, session_key, user_key, user_of};
 pub use manager::{
     COOKIE_VALUE_LEN, CachedLookup, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL, Resolved,
     SessionError, Sessions, touch_interval,
@@ -42,6 +44,6 @@ pub use open::open_store;
 pub use record::{EncodeError, SessionRecord};
 pub use seal::{MAX_SEALED_LEN, Purpose, SECRET_LEN, SealError, Sealer};
 pub use store::{
-    ChangeFeed, KEY_PREFIX, SessionStore, StoreChange, StoreError, StoreFuture, parse_store_key,
-    store_key,
+    ChangeFeed, IndexEntry, KEY_PREFIX, SessionStore, StoreChange, StoreError, StoreFuture,
+    parse_store_key, store_key,
 };
