@@ -33,11 +33,14 @@
 //! - [`listener`]: the accept loop of every listener: connection caps,
 //!   timeouts, drain.
 //! - [`reload`]: live reload of the routes on SIGHUP and file change.
+//! - [`admin`]: `authgate sessions list|revoke` and the embedded store's
+//!   admin socket.
 //! - [`print`]: `authgate print nginx|envoy|haproxy`, proxy config from the routes.
 //! - [`metrics`]: the Prometheus series behind `/metrics`.
 //! - [`telemetry`]: log setup and the log lines of decisions.
 //! - [`identity`], [`clock`], [`fault`]: shared small pieces.
 
+pub mod admin;
 pub mod app;
 pub mod assertion;
 pub mod bearer;

@@ -53,7 +53,8 @@ pub struct SessionInfo {
 }
 
 /// Whose sessions to end.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Target {
     /// Every session of a user (email or subject, as listed).
     User(String),

@@ -39,6 +39,7 @@ mod print;
 mod reload;
 mod schema;
 mod serving;
+mod session_admin;
 mod sessions;
 mod stack_selftest;
 mod store_disk;
