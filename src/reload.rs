@@ -277,6 +277,8 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         refresh_interval,
         refresh_grace,
         trusted_proxies,
+        // Read on each admin API request: reloads.
+        admin_groups: _,
         // The top-level list is copied into the routes at validation, so it
         // reloads with them.
         routes: _,

@@ -315,7 +315,7 @@ pub(super) async fn sign_out_post(
 /// `Origin`. A request with neither comes from a program, or from an old
 /// browser's link: believed for a POST (browsers send `Origin` with a
 /// cross-site form) and not for a GET.
-fn from_this_site(app: &App, headers: &HeaderMap, post: bool) -> bool {
+pub(super) fn from_this_site(app: &App, headers: &HeaderMap, post: bool) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = header("sec-fetch-site") {
         return matches!(site, "same-origin" | "same-site" | "none");

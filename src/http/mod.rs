@@ -3,6 +3,7 @@
 //! and the operational endpoints. The front ends only translate; the login
 //! host's handlers live in `login` and `handoff`.
 
+mod admin;
 mod cookies;
 mod error;
 pub mod forward_auth;
@@ -41,6 +42,10 @@ pub fn router(app: Arc<App>) -> Router {
             get(login::sign_out_get).post(login::sign_out_post),
         )
         .route("/oauth2/userinfo", get(login::userinfo_get))
+        .route(
+            "/oauth2/admin/sessions",
+            get(admin::sessions_get).delete(admin::sessions_delete),
+        )
         .route("/oauth2/forbidden", get(login::forbidden_get))
         .route(
             crate::handoff::CALLBACK_PATH,

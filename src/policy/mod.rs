@@ -17,6 +17,7 @@
 //! in `/` matches what starts with it), `path` is exact, `regex` is anchored
 //! `^(?:…)$`; all compare the canonical path, never the query.
 
+mod admin;
 mod authz;
 pub mod route;
 pub mod target;
@@ -28,6 +29,7 @@ use http::HeaderName;
 
 use crate::identity::Identity;
 
+pub use admin::AdminAccess;
 use authz::Authz;
 use route::Routes;
 use route::{HostMatch, PathMatch};

@@ -14,6 +14,7 @@
 //! every deletion or replacement is also published, so each replica drops
 //! its cached copy at once ([`Sessions::follow_changes`]).
 
+mod admin;
 mod cookie;
 mod embedded;
 mod index;
@@ -32,6 +33,7 @@ pub(crate) mod conformance;
 pub(crate) mod test_redis;
 
 pub use self::redis::{CHANGES_CHANNEL, Credentials, RedisStore, RedisTarget};
+pub use admin::{Reply, Request, Scope, perform};
 pub use cookie::{SessionCookie, cookie_values};
 pub use embedded::EmbeddedStore;
 pub use index::{Origin, SessionIndex, SessionInfo, Target, session_key, user_key, user_of};

@@ -407,3 +407,90 @@ async fn embedded_store_through_the_admin_socket_or_the_file() {
         text(&refused.stderr)
     );
 }
+
+/// The admin API on the login host: members of `admin_groups` list and
+/// revoke anyone's sessions; others get 403, anonymous callers 401; a
+/// cross-site DELETE is refused before anything happens; the revoked
+/// cookie is refused at once.
+#[tokio::test]
+async fn admin_api_is_for_admin_groups_only() {
+    let stack = crate::fixture::Stack::start_with(crate::fixture::default_routes(), |c| {
+        c.admin_groups = vec!["admins".into()];
+    })
+    .await;
+    let app = "https://app.example.test/";
+    let alice = stack.login(ALICE, app).await;
+    let bob = stack.login(BOB, app).await;
+    let api = format!("{}/oauth2/admin/sessions", stack.base);
+    let http = client();
+    let call = |method: reqwest::Method, query: &str, cookie: Option<&str>, site: &str| {
+        let mut request = http
+            .request(method, format!("{api}{query}"))
+            .header("Sec-Fetch-Site", site);
+        if let Some(cookie) = cookie {
+            request = request.header("Cookie", format!("{COOKIE}={cookie}"));
+        }
+        async move {
+            let response = request.send().await.expect("admin API");
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            (status, body)
+        }
+    };
+    let (get, delete) = (reqwest::Method::GET, reqwest::Method::DELETE);
+    let same = "same-origin";
+
+    assert_eq!(call(get.clone(), "", None, same).await.0, 401);
+    assert_eq!(call(get.clone(), "", Some(&bob), same).await.0, 403);
+    assert_eq!(
+        call(delete.clone(), "?all=true", Some(&bob), same).await.0,
+        403
+    );
+    let (status, all) = call(get.clone(), "", Some(&alice), same).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["sessions"].as_array().map(Vec::len), Some(2), "{all}");
+    let (_, only_bob) = call(get.clone(), &format!("?user={BOB}"), Some(&alice), same).await;
+    assert_eq!(only_bob["sessions"][0]["user"], BOB, "{only_bob}");
+
+    // Cross-site, or ambiguous: nothing happens.
+    let bob_query = format!("?user={BOB}");
+    assert_eq!(
+        call(delete.clone(), &bob_query, Some(&alice), "cross-site")
+            .await
+            .0,
+        403
+    );
+    let (status, body) = call(
+        delete.clone(),
+        &format!("{bob_query}&all=true"),
+        Some(&alice),
+        same,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        stack.auth(app, Some(&bob)).await.status(),
+        403,
+        "bob still signed in"
+    );
+
+    let (status, revoked) = call(delete.clone(), &bob_query, Some(&alice), same).await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(
+        revoked["sessions"].as_array().map(Vec::len),
+        Some(1),
+        "{revoked}"
+    );
+    assert_eq!(revoked["sessions"][0]["user"], BOB);
+    assert_eq!(
+        stack.auth(app, Some(&bob)).await.status(),
+        401,
+        "bob must sign in again"
+    );
+    assert_eq!(
+        stack.auth(app, Some(&alice)).await.status(),
+        200,
+        "alice untouched"
+    );
+}
