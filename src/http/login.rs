@@ -343,7 +343,15 @@ async fn sign_out(
     headers: &HeaderMap,
     Query(query): Query<ReturnTo>,
 ) -> Result<Response, AppError> {
+    // Whose session this was, for the signed-out page's "sign out of all
+    // my sessions"; a store that cannot answer only loses that offer.
+    let mut offer = None;
     for value in session_cookie_values(headers, &app.config().cookie.name) {
+        if offer.is_none()
+            && let Ok(Some(resolved)) = app.sessions().resolve(value).await
+        {
+            offer = super::own_sessions::sign_out_all_token(app, &resolved);
+        }
         if let Err(error) = app.sessions().revoke(value).await {
             app.metrics().store_error(StoreOperation::SignOut);
             return Err(error.into());
@@ -361,7 +369,11 @@ async fn sign_out(
         None => {
             // Released Dex has no logout endpoint: its own login session
             // (if any) outlives ours, and the page says so.
-            let mut response = View::signed_out()
+            let view = match offer {
+                Some(token) => View::signed_out_offering_all(token),
+                None => View::signed_out(),
+            };
+            let mut response = view
                 .with_link(app.login_base(), "Sign in again")
                 .into_response();
             append_cookie(&mut response, &clear);
@@ -379,6 +391,21 @@ pub(super) async fn userinfo_get(
     for value in session_cookie_values(&headers, &app.config().cookie.name) {
         if let Some(resolved) = app.sessions().resolve(value).await? {
             let id = &resolved.record.identity;
+            let this = crate::session::public_id(&resolved.id);
+            let sessions: Vec<_> = super::own_sessions::own_sessions(&app, &resolved)
+                .await?
+                .into_iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "id": s.id,
+                        "started_at": s.started_at,
+                        "expires_at": s.expires_at,
+                        "client_addr": s.client_addr,
+                        "user_agent": s.user_agent,
+                        "current": s.id == this,
+                    })
+                })
+                .collect();
             let mut response = Json(serde_json::json!({
                 "user": id.subject,
                 "email": id.email,
@@ -386,6 +413,7 @@ pub(super) async fn userinfo_get(
                 "name": id.name,
                 "groups": id.groups,
                 "expires_at": resolved.record.expires_at,
+                "sessions": sessions,
             }))
             .into_response();
             response

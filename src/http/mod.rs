@@ -10,6 +10,7 @@ pub mod forward_auth;
 mod handoff;
 mod login;
 pub mod nginx;
+mod own_sessions;
 pub mod pages;
 mod request;
 
@@ -42,6 +43,14 @@ pub fn router(app: Arc<App>) -> Router {
             get(login::sign_out_get).post(login::sign_out_post),
         )
         .route("/oauth2/userinfo", get(login::userinfo_get))
+        .route(
+            "/oauth2/sessions",
+            get(own_sessions::sessions_get).post(own_sessions::sessions_post),
+        )
+        .route(
+            "/oauth2/sign_out_all",
+            axum::routing::post(own_sessions::sign_out_all_post),
+        )
         .route(
             "/oauth2/admin/sessions",
             get(admin::sessions_get).delete(admin::sessions_delete),

@@ -98,7 +98,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The listed id of session `id`.
-pub(crate) fn public_id(id: &[u8; 16]) -> String {
+pub fn public_id(id: &[u8; 16]) -> String {
     hex(id)
 }
 

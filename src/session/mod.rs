@@ -36,7 +36,9 @@ pub use self::redis::{CHANGES_CHANNEL, Credentials, RedisStore, RedisTarget};
 pub use admin::{Reply, Request, Scope, perform};
 pub use cookie::{SessionCookie, cookie_values};
 pub use embedded::EmbeddedStore;
-pub use index::{Origin, SessionIndex, SessionInfo, Target, session_key, user_key, user_of};
+pub use index::{
+    Origin, SessionIndex, SessionInfo, Target, public_id, session_key, user_key, user_of,
+};
 pub use manager::{
     COOKIE_VALUE_LEN, CachedLookup, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL, Resolved,
     SessionError, Sessions, touch_interval,

@@ -494,3 +494,168 @@ async fn admin_api_is_for_admin_groups_only() {
         "alice untouched"
     );
 }
+
+/// The value of the hidden field `name` in `html`.
+fn hidden_field(html: &str, name: &str) -> Option<String> {
+    let start = html.find(&format!("name=\"{name}\" value=\""))? + name.len() + 15;
+    Some(html[start..].split('"').next()?.to_owned())
+}
+
+/// A user's own sessions: `/oauth2/userinfo` and `/oauth2/sessions` list
+/// them (this browser marked); each can be ended from this site only, and
+/// only the user's own; after sign-out, the signed-out page's button ends
+/// all the user's other sessions, and nobody else's.
+#[tokio::test]
+async fn users_list_and_end_their_own_sessions() {
+    let stack = crate::fixture::Stack::start().await;
+    let app = "https://app.example.test/";
+    let laptop = stack.login(ALICE, app).await;
+    let phone = stack.login(ALICE, app).await;
+    let bob = stack.login(BOB, app).await;
+    let http = client();
+    let base = stack.base.clone();
+    let userinfo = |cookie: String| {
+        let request = http
+            .get(format!("{base}/oauth2/userinfo"))
+            .header("Cookie", format!("{COOKIE}={cookie}"));
+        async move {
+            let text = request
+                .send()
+                .await
+                .expect("userinfo")
+                .text()
+                .await
+                .expect("body");
+            serde_json::from_str::<serde_json::Value>(&text).expect("JSON")
+        }
+    };
+    let mine = userinfo(laptop.clone()).await;
+    let sessions = mine["sessions"].as_array().expect("sessions").clone();
+    assert_eq!(sessions.len(), 2, "{mine}");
+    let current: Vec<_> = sessions.iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(current.len(), 1, "{mine}");
+    let phone_id = sessions
+        .iter()
+        .find(|s| s["current"] == false)
+        .and_then(|s| s["id"].as_str())
+        .unwrap()
+        .to_owned();
+    let bob_id = userinfo(bob.clone()).await["sessions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let page = http
+        .get(format!("{base}/oauth2/sessions"))
+        .header("Cookie", format!("{COOKIE}={laptop}"))
+        .send()
+        .await
+        .expect("sessions page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(&phone_id) && html.contains("this browser"),
+        "{html}"
+    );
+    assert!(!html.contains(&bob_id), "{html}");
+
+    let post = |path: &str, cookie: Option<&str>, form: Vec<(&str, String)>, site: &str| {
+        let mut request = http
+            .post(format!("{base}{path}"))
+            .header("Sec-Fetch-Site", site)
+            .form(&form);
+        if let Some(cookie) = cookie {
+            request = request.header("Cookie", format!("{COOKIE}={cookie}"));
+        }
+        async move {
+            let response = request.send().await.expect("post");
+            (
+                response.status().as_u16(),
+                response.text().await.unwrap_or_default(),
+            )
+        }
+    };
+    let same = "same-origin";
+    let end_phone = vec![("session", phone_id.clone())];
+    assert_eq!(
+        post(
+            "/oauth2/sessions",
+            Some(&laptop),
+            end_phone.clone(),
+            "cross-site"
+        )
+        .await
+        .0,
+        403
+    );
+    let not_mine = vec![("session", bob_id.clone())];
+    assert_eq!(
+        post("/oauth2/sessions", Some(&laptop), not_mine, same)
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        stack.auth(app, Some(&bob)).await.status(),
+        403,
+        "bob still signed in"
+    );
+    assert_eq!(stack.auth(app, Some(&phone)).await.status(), 200);
+    assert_eq!(
+        post("/oauth2/sessions", Some(&laptop), end_phone, same)
+            .await
+            .0,
+        302
+    );
+    assert_eq!(
+        stack.auth(app, Some(&phone)).await.status(),
+        401,
+        "phone ended"
+    );
+    assert_eq!(
+        stack.auth(app, Some(&laptop)).await.status(),
+        200,
+        "laptop kept"
+    );
+
+    // Sign out here, then "sign out of all my sessions" from that page.
+    let tablet = stack.login(ALICE, app).await;
+    let signed_out = crate::fixture::sign_out(
+        &http,
+        &format!("{base}/oauth2/sign_out"),
+        &format!("{COOKIE}={laptop}"),
+    )
+    .await;
+    let html = signed_out.text().await.unwrap();
+    assert!(html.contains("Sign out of all my sessions"), "{html}");
+    let token = hidden_field(&html, "token").expect("token field");
+    let all = vec![("token", token)];
+    assert_eq!(
+        post("/oauth2/sign_out_all", None, all.clone(), "cross-site")
+            .await
+            .0,
+        403
+    );
+    let garbage = vec![("token", "x".repeat(40))];
+    assert_eq!(
+        post("/oauth2/sign_out_all", None, garbage, same).await.0,
+        400
+    );
+    assert_eq!(stack.auth(app, Some(&tablet)).await.status(), 200);
+    let (status, html) = post("/oauth2/sign_out_all", None, all, same).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("signed out of all your sessions (1 more ended)"),
+        "{html}"
+    );
+    assert_eq!(
+        stack.auth(app, Some(&tablet)).await.status(),
+        401,
+        "tablet ended"
+    );
+    assert_eq!(
+        stack.auth(app, Some(&bob)).await.status(),
+        403,
+        "bob untouched"
+    );
+}
