@@ -16,6 +16,7 @@
 //! - [`session`]: the sealed cookie, the session store and its cache.
 //! - [`oidc`]: discovery, login, callback, ID-token verification.
 //! - [`refresh`]: re-validating due sessions with the provider, once each.
+//! - [`backchannel`]: the provider's back-channel logout token, checked.
 //! - [`bearer`]: `Authorization: Bearer` tokens from the provider, for API clients.
 //! - [`claims`]: the claim checks ID tokens and Bearer tokens share.
 //! - [`decision`]: the core every front end asks — request facts in, the
@@ -43,6 +44,7 @@
 pub mod admin;
 pub mod app;
 pub mod assertion;
+pub mod backchannel;
 pub mod bearer;
 pub mod claims;
 pub mod clock;

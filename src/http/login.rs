@@ -14,7 +14,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cookie::{Cookie, SameSite};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::cookies::{append_cookie, redirect_with_cookies};
@@ -246,6 +246,7 @@ async fn login_callback(
             outcome.identity,
             outcome.refresh_token,
             refresh_due_at,
+            Some(outcome.id_token),
             origin,
         )
         .await?;
@@ -344,13 +345,16 @@ async fn sign_out(
     Query(query): Query<ReturnTo>,
 ) -> Result<Response, AppError> {
     // Whose session this was, for the signed-out page's "sign out of all
-    // my sessions"; a store that cannot answer only loses that offer.
+    // my sessions", and its ID token for the provider's logout; a store
+    // that cannot answer only loses those.
     let mut offer = None;
+    let mut id_token = None;
     for value in session_cookie_values(headers, &app.config().cookie.name) {
         if offer.is_none()
             && let Ok(Some(resolved)) = app.sessions().resolve(value).await
         {
             offer = super::own_sessions::sign_out_all_token(app, &resolved);
+            id_token = resolved.record.id_token.clone();
         }
         if let Err(error) = app.sessions().revoke(value).await {
             app.metrics().store_error(StoreOperation::SignOut);
@@ -364,7 +368,55 @@ async fn sign_out(
         .as_deref()
         .filter(|rd| !rd.is_empty())
         .and_then(|rd| app.redirects().check(rd, &app.policy()).ok());
-    Ok(match target {
+    // The provider's own logout (RP-initiated), when it offers one: it
+    // sends the browser back to /oauth2/signed_out, and `state` says where
+    // to go from there.
+    if let Some(mut endpoint) = app.oidc().end_session_endpoint() {
+        let state = LogoutState { rd: target, offer };
+        let state = app.sessions().sealer().seal(
+            Purpose::LogoutState,
+            &serde_json::to_vec(&state).map_err(|e| AppError::Internal(e.to_string()))?,
+        );
+        {
+            let mut query = endpoint.query_pairs_mut();
+            if let Some(hint) = &id_token {
+                query.append_pair("id_token_hint", hint);
+            }
+            query
+                .append_pair("client_id", app.oidc().client_id())
+                .append_pair(
+                    "post_logout_redirect_uri",
+                    &format!("{}{SIGNED_OUT_PATH}", app.login_base()),
+                )
+                .append_pair("state", &state);
+        }
+        tracing::info!("continuing sign-out at the provider");
+        return Ok(redirect_with_cookies(endpoint.as_str(), &[clear]));
+    }
+    Ok(signed_out_here(app, target, offer, clear))
+}
+
+/// Where the provider's logout sends the browser back.
+pub(super) const SIGNED_OUT_PATH: &str = "/oauth2/signed_out";
+
+/// What RP-initiated logout's `state` carries through the provider.
+#[derive(Serialize, Deserialize)]
+struct LogoutState {
+    /// The checked `rd` of the sign-out.
+    rd: Option<String>,
+    /// The signed-out page's "sign out of all my sessions" token.
+    offer: Option<String>,
+}
+
+/// The end of a sign-out: `rd`, or the signed-out page (with the offer to
+/// sign out of every session), clearing `clear`.
+fn signed_out_here(
+    app: &App,
+    target: Option<String>,
+    offer: Option<String>,
+    clear: Cookie<'static>,
+) -> Response {
+    match target {
         Some(target) => redirect_with_cookies(&target, &[clear]),
         None => {
             // Released Dex has no logout endpoint: its own login session
@@ -379,7 +431,34 @@ async fn sign_out(
             append_cookie(&mut response, &clear);
             response
         }
-    })
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct SignedOutQuery {
+    state: Option<String>,
+}
+
+/// `GET /oauth2/signed_out`: back from the provider's logout. A `state`
+/// that does not open (forged, or from an older secret) only loses the
+/// return address; `rd` is checked again.
+pub(super) async fn signed_out_get(
+    State(app): State<Arc<App>>,
+    Query(query): Query<SignedOutQuery>,
+) -> Response {
+    let state: Option<LogoutState> = query
+        .state
+        .and_then(|state| {
+            app.sessions()
+                .sealer()
+                .open(Purpose::LogoutState, &state)
+                .ok()
+        })
+        .and_then(|plain| serde_json::from_slice(&plain).ok());
+    let (rd, offer) = state.map_or((None, None), |s| (s.rd, s.offer));
+    let target = rd.and_then(|rd| app.redirects().check(&rd, &app.policy()).ok());
+    let clear = app.session_cookie(String::new(), Duration::ZERO);
+    signed_out_here(&app, target, offer, clear)
 }
 
 /// `GET /oauth2/userinfo`: the current session's identity as JSON; 401

@@ -4,6 +4,7 @@
 //! host's handlers live in `login` and `handoff`.
 
 mod admin;
+mod backchannel;
 mod cookies;
 mod error;
 pub mod forward_auth;
@@ -43,6 +44,11 @@ pub fn router(app: Arc<App>) -> Router {
             get(login::sign_out_get).post(login::sign_out_post),
         )
         .route("/oauth2/userinfo", get(login::userinfo_get))
+        .route(login::SIGNED_OUT_PATH, get(login::signed_out_get))
+        .route(
+            "/oauth2/backchannel_logout",
+            axum::routing::post(backchannel::backchannel_logout_post),
+        )
         .route(
             "/oauth2/sessions",
             get(own_sessions::sessions_get).post(own_sessions::sessions_post),

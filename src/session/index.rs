@@ -50,6 +50,10 @@ pub struct SessionInfo {
     pub expires_at: i64,
     pub client_addr: Option<String>,
     pub user_agent: Option<String>,
+    /// The provider's session id (`sid` of the ID token), which a
+    /// back-channel logout may name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// Whose sessions to end.
@@ -62,6 +66,12 @@ pub enum Target {
     Session(String),
     /// Every session.
     All,
+    /// The sessions a provider's back-channel logout names: its session id
+    /// (`sid`) and/or user (`sub`), both matching when both are given.
+    Provider {
+        sub: Option<String>,
+        sid: Option<String>,
+    },
 }
 
 impl std::fmt::Display for Target {
@@ -70,6 +80,12 @@ impl std::fmt::Display for Target {
             Target::User(user) => write!(f, "user {user}"),
             Target::Session(id) => write!(f, "session {id}"),
             Target::All => f.write_str("all sessions"),
+            Target::Provider { sub, sid } => write!(
+                f,
+                "provider logout (sub {}, sid {})",
+                sub.as_deref().unwrap_or("-"),
+                sid.as_deref().unwrap_or("-")
+            ),
         }
     }
 }
@@ -120,6 +136,11 @@ impl SessionInfo {
             user_agent: origin
                 .user_agent
                 .map(|ua| ua.chars().take(MAX_USER_AGENT).collect()),
+            sid: identity
+                .claims
+                .get("sid")
+                .and_then(|sid| sid.as_str())
+                .map(str::to_owned),
         }
     }
 
@@ -180,6 +201,22 @@ impl SessionIndex {
         let live = match target {
             Target::User(user) => self.list(Some(user), now).await?,
             Target::All => self.list(None, now).await?,
+            Target::Provider { sub, sid } => {
+                if sub.is_none() && sid.is_none() {
+                    return Ok(Vec::new());
+                }
+                let matches = |info: &SessionInfo| {
+                    sub.as_ref().is_none_or(|sub| *sub == info.subject)
+                        && sid
+                            .as_ref()
+                            .is_none_or(|sid| Some(sid) == info.sid.as_ref())
+                };
+                self.list(None, now)
+                    .await?
+                    .into_iter()
+                    .filter(matches)
+                    .collect()
+            }
             Target::Session(id) => {
                 let Some(key) = session_key(id) else {
                     return Ok(Vec::new());
@@ -295,7 +332,7 @@ mod tests {
     }
 
     async fn login(s: &Sessions, email: &str, o: Origin) -> String {
-        s.create_from(person(email), None, i64::MAX, o)
+        s.create_from(person(email), None, i64::MAX, None, o)
             .await
             .unwrap()
             .0

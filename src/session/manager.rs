@@ -35,6 +35,9 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
 /// Store key prefix of the used-login-state marks
 /// ([`Sessions::consume_login_state`]); never a session key.
 pub const USED_LOGIN_STATE_PREFIX: &str = "authgate:login-state-used:";
+/// Store key prefix of the used back-channel logout tokens; never a session
+/// key.
+pub const USED_LOGOUT_TOKEN_PREFIX: &str = "authgate:logout-token-used:";
 
 /// Why a session operation failed. "No valid session" is never an error
 /// (it is `Ok(None)`); these mean the caller must fail closed.
@@ -257,17 +260,25 @@ impl Sessions {
         refresh_token: Option<String>,
         refresh_due_at: i64,
     ) -> Result<(String, Arc<SessionRecord>), SessionError> {
-        self.create_from(identity, refresh_token, refresh_due_at, Origin::default())
-            .await
+        self.create_from(
+            identity,
+            refresh_token,
+            refresh_due_at,
+            None,
+            Origin::default(),
+        )
+        .await
     }
 
-    /// [`Sessions::create`], recording where the login came from in the
-    /// user's session index (written first: no session goes unlisted).
+    /// [`Sessions::create`] keeping the login's ID token (for RP-initiated
+    /// logout), recording where the login came from in the user's session
+    /// index (written first: no session goes unlisted).
     pub async fn create_from(
         &self,
         identity: Identity,
         refresh_token: Option<String>,
         refresh_due_at: i64,
+        id_token: Option<String>,
         origin: Origin,
     ) -> Result<(String, Arc<SessionRecord>), SessionError> {
         let now = self.clock.now();
@@ -282,6 +293,7 @@ impl Sessions {
             refresh_due_at,
             refreshed_at: now,
             last_seen_at: now,
+            id_token,
             headers: Default::default(),
         };
         let sealed = record.seal(&ticket.id, &ticket.key)?;
@@ -581,11 +593,34 @@ impl Sessions {
         state: &str,
         ttl: Duration,
     ) -> Result<bool, SessionError> {
+        self.mark_used(USED_LOGIN_STATE_PREFIX, state, ttl).await
+    }
+
+    /// Marks a back-channel logout token (`iss` and `jti`) as used, as
+    /// [`Sessions::consume_login_state`] does a login state: `Ok(false)` for
+    /// a replay, on any replica.
+    pub async fn consume_logout_token(
+        &self,
+        issuer: &str,
+        jti: &str,
+        ttl: Duration,
+    ) -> Result<bool, SessionError> {
+        self.mark_used(USED_LOGOUT_TOKEN_PREFIX, &format!("{issuer}\0{jti}"), ttl)
+            .await
+    }
+
+    /// Writes `prefix` + SHA-256 of `value` if absent: whether it was.
+    async fn mark_used(
+        &self,
+        prefix: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, SessionError> {
         use base64::Engine as _;
         use sha2::{Digest as _, Sha256};
-        let digest = Sha256::digest(state.as_bytes());
+        let digest = Sha256::digest(value.as_bytes());
         let key = format!(
-            "{USED_LOGIN_STATE_PREFIX}{}",
+            "{prefix}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
         );
         Ok(self.store.compare_and_swap(&key, None, b"1", ttl).await?)

@@ -57,15 +57,19 @@ pub enum Purpose {
     /// The signed-out page's "sign out of all my sessions" form: whose
     /// sessions, until when (the session cookie is already gone).
     SignOutAll,
+    /// The `state` of RP-initiated logout: where to go once the provider
+    /// sends the browser back.
+    LogoutState,
 }
 
 impl Purpose {
-    const ALL: [Purpose; 5] = [
+    const ALL: [Purpose; 6] = [
         Purpose::SessionCookie,
         Purpose::LoginState,
         Purpose::Handoff,
         Purpose::HostSessionCookie,
         Purpose::SignOutAll,
+        Purpose::LogoutState,
     ];
 
     /// The HKDF `info` string. Changing one invalidates every value sealed
@@ -77,6 +81,7 @@ impl Purpose {
             Purpose::Handoff => b"authgate v1 handoff token",
             Purpose::HostSessionCookie => b"authgate v1 host session cookie",
             Purpose::SignOutAll => b"authgate v1 sign out of all sessions",
+            Purpose::LogoutState => b"authgate v1 logout state",
         }
     }
 
@@ -87,6 +92,7 @@ impl Purpose {
             Purpose::Handoff => 2,
             Purpose::HostSessionCookie => 3,
             Purpose::SignOutAll => 4,
+            Purpose::LogoutState => 5,
         }
     }
 }
