@@ -116,6 +116,9 @@ mod tests {
 
     const NOW: i64 = 1_700_000_000;
 
+    /// A change that breaks one rule.
+    type Breaks = Box<dyn Fn(&mut Map<String, Value>)>;
+
     fn expected(audiences: &[String]) -> Expected<'_> {
         Expected {
             issuer: "https://op.example",
@@ -153,7 +156,7 @@ mod tests {
         assert_eq!(ok.sid.as_deref(), Some("s-1"));
         assert_eq!(ok.jti, "j-1");
 
-        let broken: Vec<(&str, Box<dyn Fn(&mut Map<String, Value>)>)> = vec![
+        let broken: Vec<(&str, Breaks)> = vec![
             (
                 "iss",
                 Box::new(|t| drop(t.insert("iss".into(), json!("https://evil")))),
