@@ -36,6 +36,7 @@ mod observability;
 mod packaging;
 mod pages;
 mod print;
+mod provider_logout;
 mod reload;
 mod schema;
 mod serving;

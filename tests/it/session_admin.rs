@@ -74,7 +74,7 @@ fn config_text(login_base: &str, issuer: &str, store: &str, app: &str) -> String
 }
 
 /// `authgate serve` on `addr`, ready (provider discovered, store answering).
-async fn serve(config: &Path, addr: SocketAddr, name: &str) -> ChildGuard {
+pub(crate) async fn serve(config: &Path, addr: SocketAddr, name: &str) -> ChildGuard {
     let mut command = Command::new(BIN);
     command
         .args(["serve", "--config"])
@@ -111,7 +111,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// `/oauth2/auth` as nginx asks it, straight to one replica.
-async fn decide(replica: SocketAddr, url: &str, cookie: &str) -> u16 {
+pub(crate) async fn decide(replica: SocketAddr, url: &str, cookie: &str) -> u16 {
     client()
         .get(format!("http://{replica}/oauth2/auth"))
         .header("X-Original-URL", url)
