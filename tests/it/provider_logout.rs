@@ -370,3 +370,92 @@ async fn rp_initiated_and_back_channel_logout_with_oidc_provider() {
             .contains("backchannel logout to authgate delivered")
     );
 }
+
+/// A change to a token's claims.
+type Edit = Box<dyn Fn(&mut serde_json::Map<String, serde_json::Value>) + Send>;
+
+/// The back-channel endpoint's own checks, with logout tokens the test
+/// provider signs with its real key: a valid token ends the user's
+/// sessions once; the same token again (its `jti`) is refused, as are a
+/// token without the logout event, one carrying a `nonce` (an ID token),
+/// one for another client, a tampered one and none at all (each 400,
+/// nothing ended).
+#[tokio::test]
+async fn back_channel_logout_tokens_are_checked() {
+    use std::sync::{Arc, Mutex};
+    let stack = crate::fixture::Stack::start().await;
+    let alice = stack.login("alice@example.com", APP).await;
+    let bob = stack.login("bob@example.com", APP).await;
+    let endpoint = format!("{}/oauth2/backchannel_logout", stack.base);
+    let edit: Arc<Mutex<Edit>> = Arc::new(Mutex::new(Box::new(|_| {})));
+    let hook = edit.clone();
+    stack.idp.set_claims_hook(Some(Arc::new(move |claims| {
+        claims.remove("nonce");
+        claims.insert(
+            "events".into(),
+            serde_json::json!({ authgate::backchannel::LOGOUT_EVENT: {} }),
+        );
+        claims.insert("jti".into(), serde_json::json!("jti-1"));
+        (hook.lock().unwrap())(claims);
+    })));
+    let token = |change: Edit| {
+        *edit.lock().unwrap() = change;
+        stack
+            .idp
+            .tokens_for("alice@example.com", crate::fixture::CLIENT_ID)
+            .expect("tokens")
+            .expect("alice")
+            .1
+    };
+    let post = |token: Option<String>| {
+        let request = stack.http.post(&endpoint);
+        let request = match token {
+            Some(token) => request.form(&[("logout_token", token)]),
+            None => request.form(&[("other", "x")]),
+        };
+        async move {
+            request
+                .send()
+                .await
+                .expect("back-channel POST")
+                .status()
+                .as_u16()
+        }
+    };
+
+    let no_event = token(Box::new(|c| drop(c.remove("events"))));
+    let nonce = token(Box::new(|c| drop(c.insert("nonce".into(), "n".into()))));
+    let other_client = token(Box::new(|c| {
+        drop(c.insert("aud".into(), "someone-else".into()))
+    }));
+    let mut tampered = token(Box::new(|_| {}));
+    tampered.push('x');
+    for (what, bad) in [
+        ("no event", Some(no_event)),
+        ("nonce", Some(nonce)),
+        ("aud", Some(other_client)),
+        ("signature", Some(tampered)),
+        ("missing", None),
+    ] {
+        assert_eq!(post(bad).await, 400, "{what}");
+    }
+    assert_eq!(
+        stack.auth(APP, Some(&alice)).await.status(),
+        200,
+        "nothing ended yet"
+    );
+
+    let valid = token(Box::new(|_| {}));
+    assert_eq!(post(Some(valid.clone())).await, 200);
+    assert_eq!(
+        stack.auth(APP, Some(&alice)).await.status(),
+        401,
+        "alice's session ended"
+    );
+    assert_eq!(
+        stack.auth(APP, Some(&bob)).await.status(),
+        403,
+        "bob's kept"
+    );
+    assert_eq!(post(Some(valid)).await, 400, "a replayed jti is refused");
+}
