@@ -106,7 +106,7 @@ pub async fn run(config: Config, args: SessionsArgs) -> Result<(), String> {
             let scope = Scope::Offline(SessionIndex::new(Arc::new(store)));
             perform(&scope, &request, &os_user())
                 .await
-                .map_err(|e| chain(&e))?
+                .map_err(|e| crate::fault::error_chain(&e))?
         }
         SessionStoreConfig::Embedded(path) => embedded(path, &request).await?,
     };
@@ -140,19 +140,7 @@ async fn embedded(path: &Path, request: &Request) -> Result<Vec<SessionInfo>, St
     let scope = Scope::Offline(SessionIndex::new(Arc::new(store)));
     perform(&scope, request, &os_user())
         .await
-        .map_err(|e| chain(&e))
-}
-
-/// An error with its causes, for the operator: `a: b: c`.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+        .map_err(|e| crate::fault::error_chain(&e))
 }
 
 /// One request over the admin socket.
