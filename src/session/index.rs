@@ -170,6 +170,17 @@ impl SessionIndex {
 
     /// The live sessions of `user`, or of everybody, oldest first.
     pub async fn list(&self, user: Option<&str>, now: i64) -> Result<Vec<SessionInfo>, StoreError> {
+        self.list_matching(user, now, |_| true).await
+    }
+
+    /// [`SessionIndex::list`] of the entries `wanted` picks: only their
+    /// records are read.
+    async fn list_matching(
+        &self,
+        user: Option<&str>,
+        now: i64,
+        wanted: impl Fn(&SessionInfo) -> bool,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
         let mut live = Vec::new();
         for (user, entries) in self.entries(user).await? {
             let mut dead = Vec::new();
@@ -178,6 +189,9 @@ impl SessionIndex {
                     dead.push(id);
                     continue;
                 };
+                if !wanted(&info) {
+                    continue;
+                }
                 if self.store.load(&info.store_key()).await?.is_some() {
                     live.push(info);
                 } else if now.saturating_sub(info.started_at) >= WRITE_GRACE {
@@ -221,12 +235,7 @@ impl SessionIndex {
                 let Some(key) = session_key(id) else {
                     return Ok(Vec::new());
                 };
-                let found: Vec<_> = self
-                    .list(None, now)
-                    .await?
-                    .into_iter()
-                    .filter(|info| info.id == *id)
-                    .collect();
+                let found = self.list_matching(None, now, |info| info.id == *id).await?;
                 // Even an unlisted session (one started before the index
                 // existed) ends.
                 self.store.delete(&key).await?;
