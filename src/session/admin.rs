@@ -89,7 +89,7 @@ pub async fn perform(
             actor,
             action,
             scope = %what,
-            %error,
+            error = %crate::fault::error_chain(error),
             "sessions {action} failed"
         ),
     }

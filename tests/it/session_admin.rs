@@ -379,6 +379,7 @@ async fn embedded_store_through_the_admin_socket_or_the_file() {
         .find(|l| l.contains("authgate::audit") && l.contains("\"revoke\""))
         .unwrap_or_else(|| panic!("no audit line in the server's log:\n{log}"));
     assert!(audit.contains("unix-socket:uid"), "{audit}");
+    println!("the server's audit line:\n{audit}");
     assert!(audit.contains(&id), "{audit}");
 
     // No server: the command opens the file itself.
