@@ -357,12 +357,15 @@ async fn rp_initiated_and_back_channel_logout_with_oidc_provider() {
         "C's provider session was not logged out"
     );
     let log = setup.authgate.log();
-    assert!(
-        log.lines().any(|l| l.contains("authgate::audit")
-            && l.contains(&format!("provider:{}", setup.issuer))
-            && l.contains("\"sessions\":1")),
-        "{log}"
-    );
+    let audit = log
+        .lines()
+        .find(|l| {
+            l.contains("authgate::audit")
+                && l.contains(&format!("provider:{}", setup.issuer))
+                && l.contains("\"sessions\":1")
+        })
+        .unwrap_or_else(|| panic!("no audit line of the back-channel logout: {log}"));
+    println!("back-channel logout, authgate's audit line:\n{audit}");
     assert!(
         setup
             .provider
