@@ -50,6 +50,8 @@ enum Command {
     /// Print the nginx or Envoy configuration for the routes in the
     /// configuration file, to stdout.
     Print(authgate::print::PrintArgs),
+    /// List or revoke sessions in the configured session store.
+    Sessions(authgate::admin::SessionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +62,10 @@ fn main() -> ExitCode {
         Command::Demo(args) => run_async(authgate::demo::run(args)),
         Command::Print(args) => print(&cli.config, &args),
         Command::Explain(args) => explain(&cli.config, args),
+        Command::Sessions(args) => match load(&cli.config) {
+            Ok(loaded) => run_async(authgate::admin::run(loaded.config, args)),
+            Err(code) => code,
+        },
     }
 }
 
@@ -136,6 +142,8 @@ fn serve(path: &std::path::Path) -> ExitCode {
         let listeners = server::Listeners::bind(app.config())
             .await
             .map_err(|e| e.to_string())?;
+        let _admin_socket = authgate::admin::listen(&app)
+            .map_err(|e| format!("cannot open the session store's admin socket: {e}"))?;
         let login = app.login_base().to_owned();
         tracing::info!(
             %address,

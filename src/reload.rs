@@ -277,6 +277,7 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         refresh_interval,
         refresh_grace,
         trusted_proxies,
+        admin_groups,
         // The top-level list is copied into the routes at validation, so it
         // reloads with them.
         routes: _,
@@ -303,6 +304,7 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         "authenticate_service_url",
         *authenticate_service_url == running.authenticate_service_url,
     );
+    check("admin_groups", *admin_groups == running.admin_groups);
     check("idp_provider", idp.provider == running.idp.provider);
     check("idp_provider_url", idp.issuer_url == running.idp.issuer_url);
     check("idp_client_id", idp.client_id == running.idp.client_id);

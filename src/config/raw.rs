@@ -120,6 +120,10 @@ pub(crate) struct RawConfig {
     /// `/oauth2/auth` answers these peers only (403 to anyone else).
     /// Default none: every peer is answered, X-Forwarded-* from nobody.
     pub trusted_proxies: Option<List<String>>,
+    /// Groups whose members may use the session admin API
+    /// (`/oauth2/admin/sessions`: list and revoke anyone's sessions), as a
+    /// route's `allowed_groups` (authgate's own key). Default none: nobody.
+    pub admin_groups: Option<List<String>>,
     /// `pretty` (default) or `json`.
     pub log_format: Option<Val<String>>,
     /// A tracing filter. Default `info`.
@@ -346,6 +350,7 @@ pub(crate) fn extra_key(struct_name: &str, key: &str) -> Extra {
 
 /// Top-level keys whose environment variable is a comma-separated list.
 pub(crate) const LIST_KEYS: &[&str] = &[
+    "admin_groups",
     "idp_allowed_audiences",
     "idp_scopes",
     "previous_cookie_secrets",

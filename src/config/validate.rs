@@ -278,6 +278,7 @@ impl Validator {
             self.duration(&raw.refresh_interval, Duration::from_secs(300), positive);
         let refresh_grace = self.duration(&raw.refresh_grace, DEFAULT_REFRESH_GRACE, |_| Ok(()));
         let trusted_proxies = self.trusted_proxies(raw);
+        let admin_groups = self.admin_groups(raw);
         let serving = self.serving(raw);
         let jwt_claims_headers = self.top_claim_headers(raw);
         let routes = self.routes(raw, jwt_claims_headers.as_deref().unwrap_or_default());
@@ -325,6 +326,7 @@ impl Validator {
             refresh_interval: refresh_interval?,
             refresh_grace: refresh_grace?,
             trusted_proxies: trusted_proxies?,
+            admin_groups: admin_groups?,
             routes: routes?,
             signing: signing?,
             jwt_claims_headers: jwt_claims_headers?,
@@ -706,6 +708,25 @@ impl Validator {
             }
             (None, None) => Some(Vec::new()),
         }
+    }
+
+    /// `admin_groups`: group names, none empty (an empty one would look
+    /// like "everybody" and match nobody).
+    fn admin_groups(&mut self, raw: &RawConfig) -> Option<Vec<String>> {
+        if raw.admin_groups.as_ref().is_some_and(|v| v.value.is_none()) {
+            return None;
+        }
+        let mut ok = true;
+        let mut out = Vec::new();
+        for (text, at) in items(&raw.admin_groups) {
+            if text.trim().is_empty() {
+                self.error(at, "a group name must not be empty".to_owned());
+                ok = false;
+            } else {
+                out.push(text.to_owned());
+            }
+        }
+        ok.then_some(out)
     }
 
     fn trusted_proxies(&mut self, raw: &RawConfig) -> Option<Vec<IpNet>> {

@@ -14,19 +14,19 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cookie::{Cookie, SameSite};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use super::cookies::{append_cookie, redirect_with_cookies};
 use super::error::AppError;
 use super::pages::View;
-use super::request::{peer_ip, session_cookie_values};
+use super::request::{client_ip, peer_ip, session_cookie_values};
 use crate::app::App;
 use crate::decision::{Decision, Refusal};
 use crate::metrics::{LoginFailure, ProviderOperation, StoreOperation};
 use crate::oidc::LoginState;
 use crate::policy::ProxyConditions;
-use crate::session::{Purpose, SessionCookie};
+use crate::session::{Origin, Purpose, SessionCookie};
 
 /// How long a login attempt may take between start and callback.
 pub const LOGIN_ATTEMPT_TTL: Duration = Duration::from_secs(600);
@@ -133,10 +133,19 @@ pub(super) struct CallbackQuery {
 /// `GET /oauth2/callback`: the redirect URI registered at the provider.
 pub(super) async fn login_callback_get(
     State(app): State<Arc<App>>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     query: Query<CallbackQuery>,
 ) -> Result<Response, AppError> {
-    let result = login_callback(&app, &headers, query).await;
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    let origin = Origin {
+        client_addr: client_ip(&headers, peer, &app.config().trusted_proxies)
+            .map(|ip| ip.to_string()),
+        user_agent: super::request::header_text(&headers, "user-agent").map(str::to_owned),
+    };
+    let result = login_callback(&app, &headers, query, origin).await;
     match &result {
         Ok(_) => app.metrics().login_completed(),
         Err(error) => login_failed(&app, error),
@@ -148,6 +157,7 @@ async fn login_callback(
     app: &App,
     headers: &HeaderMap,
     Query(query): Query<CallbackQuery>,
+    origin: Origin,
 ) -> Result<Response, AppError> {
     let state = query
         .state
@@ -244,7 +254,13 @@ async fn login_callback(
     let groups = outcome.identity.groups.clone();
     let (value, _record) = app
         .sessions()
-        .create(outcome.identity, outcome.refresh_token, refresh_due_at)
+        .create_from(
+            outcome.identity,
+            outcome.refresh_token,
+            refresh_due_at,
+            Some(outcome.id_token),
+            origin,
+        )
         .await?;
     tracing::info!(%user, groups = ?groups, return_to = loggable(&login.return_to), "login completed");
     let session_cookie = app.session_cookie(value.clone(), app.config().cookie.expire);
@@ -312,7 +328,7 @@ pub(super) async fn sign_out_post(
 /// `Origin`. A request with neither comes from a program, or from an old
 /// browser's link: believed for a POST (browsers send `Origin` with a
 /// cross-site form) and not for a GET.
-fn from_this_site(app: &App, headers: &HeaderMap, post: bool) -> bool {
+pub(super) fn from_this_site(app: &App, headers: &HeaderMap, post: bool) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = header("sec-fetch-site") {
         return matches!(site, "same-origin" | "same-site" | "none");
@@ -340,7 +356,18 @@ async fn sign_out(
     headers: &HeaderMap,
     Query(query): Query<ReturnTo>,
 ) -> Result<Response, AppError> {
+    // Whose session this was, for the signed-out page's "sign out of all
+    // my sessions", and its ID token for the provider's logout; a store
+    // that cannot answer only loses those.
+    let mut offer = None;
+    let mut id_token = None;
     for value in session_cookie_values(headers, &app.config().cookie.name) {
+        if offer.is_none()
+            && let Ok(Some(resolved)) = app.sessions().resolve(value).await
+        {
+            offer = super::own_sessions::sign_out_all_token(app, &resolved);
+            id_token = resolved.record.id_token.clone();
+        }
         if let Err(error) = app.sessions().revoke(value).await {
             app.metrics().store_error(StoreOperation::SignOut);
             return Err(error.into());
@@ -353,18 +380,97 @@ async fn sign_out(
         .as_deref()
         .filter(|rd| !rd.is_empty())
         .and_then(|rd| app.redirects().check(rd, &app.policy()).ok());
-    Ok(match target {
+    // The provider's own logout (RP-initiated), when it offers one: it
+    // sends the browser back to /oauth2/signed_out, and `state` says where
+    // to go from there.
+    if let Some(mut endpoint) = app.oidc().end_session_endpoint() {
+        let state = LogoutState { rd: target, offer };
+        let state = app.sessions().sealer().seal(
+            Purpose::LogoutState,
+            &serde_json::to_vec(&state).map_err(|e| AppError::Internal(e.to_string()))?,
+        );
+        {
+            let mut query = endpoint.query_pairs_mut();
+            if let Some(hint) = &id_token {
+                query.append_pair("id_token_hint", hint);
+            }
+            query
+                .append_pair("client_id", app.oidc().client_id())
+                .append_pair(
+                    "post_logout_redirect_uri",
+                    &format!("{}{SIGNED_OUT_PATH}", app.login_base()),
+                )
+                .append_pair("state", &state);
+        }
+        tracing::info!("continuing sign-out at the provider");
+        return Ok(redirect_with_cookies(endpoint.as_str(), &[clear]));
+    }
+    Ok(signed_out_here(app, target, offer, clear))
+}
+
+/// Where the provider's logout sends the browser back.
+pub(super) const SIGNED_OUT_PATH: &str = "/oauth2/signed_out";
+
+/// What RP-initiated logout's `state` carries through the provider.
+#[derive(Serialize, Deserialize)]
+struct LogoutState {
+    /// The checked `rd` of the sign-out.
+    rd: Option<String>,
+    /// The signed-out page's "sign out of all my sessions" token.
+    offer: Option<String>,
+}
+
+/// The end of a sign-out: `rd`, or the signed-out page (with the offer to
+/// sign out of every session), clearing `clear`.
+fn signed_out_here(
+    app: &App,
+    target: Option<String>,
+    offer: Option<String>,
+    clear: Cookie<'static>,
+) -> Response {
+    match target {
         Some(target) => redirect_with_cookies(&target, &[clear]),
         None => {
             // Released Dex has no logout endpoint: its own login session
             // (if any) outlives ours, and the page says so.
-            let mut response = View::signed_out()
+            let view = match offer {
+                Some(token) => View::signed_out_offering_all(token),
+                None => View::signed_out(),
+            };
+            let mut response = view
                 .with_link(app.login_base(), "Sign in again")
                 .into_response();
             append_cookie(&mut response, &clear);
             response
         }
-    })
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct SignedOutQuery {
+    state: Option<String>,
+}
+
+/// `GET /oauth2/signed_out`: back from the provider's logout. A `state`
+/// that does not open (forged, or from an older secret) only loses the
+/// return address; `rd` is checked again.
+pub(super) async fn signed_out_get(
+    State(app): State<Arc<App>>,
+    Query(query): Query<SignedOutQuery>,
+) -> Response {
+    let state: Option<LogoutState> = query
+        .state
+        .and_then(|state| {
+            app.sessions()
+                .sealer()
+                .open(Purpose::LogoutState, &state)
+                .ok()
+        })
+        .and_then(|plain| serde_json::from_slice(&plain).ok());
+    let (rd, offer) = state.map_or((None, None), |s| (s.rd, s.offer));
+    let target = rd.and_then(|rd| app.redirects().check(&rd, &app.policy()).ok());
+    let clear = app.session_cookie(String::new(), Duration::ZERO);
+    signed_out_here(&app, target, offer, clear)
 }
 
 /// `GET /oauth2/userinfo`: the current session's identity as JSON; 401
@@ -376,6 +482,21 @@ pub(super) async fn userinfo_get(
     for value in session_cookie_values(&headers, &app.config().cookie.name) {
         if let Some(resolved) = app.sessions().resolve(value).await? {
             let id = &resolved.record.identity;
+            let this = crate::session::public_id(&resolved.id);
+            let sessions: Vec<_> = super::own_sessions::own_sessions(&app, &resolved)
+                .await?
+                .into_iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "id": s.id,
+                        "started_at": s.started_at,
+                        "expires_at": s.expires_at,
+                        "client_addr": s.client_addr,
+                        "user_agent": s.user_agent,
+                        "current": s.id == this,
+                    })
+                })
+                .collect();
             let mut response = Json(serde_json::json!({
                 "user": id.subject,
                 "email": id.email,
@@ -383,6 +504,7 @@ pub(super) async fn userinfo_get(
                 "name": id.name,
                 "groups": id.groups,
                 "expires_at": resolved.record.expires_at,
+                "sessions": sessions,
             }))
             .into_response();
             response

@@ -17,6 +17,7 @@
 //! in `/` matches what starts with it), `path` is exact, `regex` is anchored
 //! `^(?:…)$`; all compare the canonical path, never the query.
 
+mod admin;
 mod authz;
 pub mod check;
 pub mod conditions;
@@ -32,6 +33,7 @@ use http::HeaderName;
 
 use crate::identity::Identity;
 
+pub use admin::AdminAccess;
 use authz::Authz;
 pub use conditions::ProxyConditions;
 use ppl::{Explain, Input, NoTrace, Outcome, Ppl, Trace};

@@ -105,6 +105,7 @@ pub fn test_config(login_base: &str, idp_issuer: &str, routes: Vec<RouteConfig>)
         // None: X-Forwarded-* believed from nobody (so not from the tests'
         // loopback client), and /oauth2/auth answers every peer.
         trusted_proxies: Vec::new(),
+        admin_groups: Vec::new(),
         routes: Routes::parse(routes).expect("routes"),
         signing: Default::default(),
         jwt_claims_headers: Vec::new(),
