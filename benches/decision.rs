@@ -23,7 +23,8 @@ use authgate::decision::{Answer, Decider, Decision, Mode, Request};
 use authgate::identity::Identity;
 use authgate::in_force::PolicyInForce;
 use authgate::metrics::{FrontEnd, Metrics};
-use authgate::policy::{Policy, Target};
+use authgate::policy::ppl::Tree;
+use authgate::policy::{Policy, ProxyConditions, Target};
 use authgate::session::{MemoryStore, Sealer, Sessions};
 use authgate::telemetry::Asker;
 
@@ -41,6 +42,33 @@ fn routes(count: usize) -> Vec<RouteConfig> {
                 vec![format!("team{i}"), "devops".to_owned()]
             },
             ..RouteConfig::default()
+        })
+        .collect()
+}
+
+/// The same routes written in Pomerium's policy language, as a Pomerium
+/// user would: domain and group, a department claim as an alternative, a
+/// deny for one address range and for writes by anyone outside `admins`.
+fn ppl_routes(count: usize) -> Vec<RouteConfig> {
+    routes(count)
+        .into_iter()
+        .map(|mut route| {
+            let groups = std::mem::take(&mut route.allowed_groups);
+            let policy = serde_json::json!([
+                {"allow": {
+                    "and": [{"domain": {"is": "example.com"}}, {"groups": {"has": groups.last()}}],
+                    "or": [{"claim/department": "platform"}],
+                }},
+                {"deny": {
+                    "or": [{"source_ip": ["203.0.113.0/24", "198.51.100.0/24"]}],
+                    "and": [
+                        {"http_method": {"not_in": ["GET", "HEAD", "OPTIONS"]}},
+                        {"groups": {"exclude": "admins"}},
+                    ],
+                }},
+            ]);
+            route.policy = Some(Tree::from_json(&policy));
+            route
         })
         .collect()
 }
@@ -70,26 +98,43 @@ fn decision_path(c: &mut Criterion) {
     let (cookie, _) = runtime
         .block_on(sessions.create(identity, None, i64::MAX))
         .expect("session");
-    // Warm the cache, as every request after the first finds it warm.
-    runtime
-        .block_on(sessions.resolve(&cookie))
-        .expect("resolved")
-        .expect("a session");
-    let policy = Arc::new(Policy::compile(
-        Routes::parse(routes(1000)).expect("routes"),
-    ));
+    // Warm the cache, as every request after the first finds it warm; again
+    // before each policy, since the cache entry's time to live may pass
+    // during a long run.
+    let warm = || {
+        runtime
+            .block_on(sessions.resolve(&cookie))
+            .expect("resolved")
+            .expect("a session");
+    };
     let decider = Decider::new(
-        sessions,
+        sessions.clone(),
         &Url::parse("https://auth.example.com").expect("url"),
     );
-    let in_force = PolicyInForce::new(policy, Some(Arc::new(Metrics::new())));
+    let metrics = Arc::new(Metrics::new());
+    for (kind, routes) in [("", routes(1000)), ("_ppl", ppl_routes(1000))] {
+        let policy = Arc::new(Policy::compile(Routes::parse(routes).expect("routes")));
+        let in_force = PolicyInForce::new(policy, Some(metrics.clone()));
+        bench_policy(c, kind, &in_force, &decider, &cookie, &warm);
+    }
+}
+
+/// Allow, deny and sign-in under one policy (`kind` names it).
+fn bench_policy(
+    c: &mut Criterion,
+    kind: &str,
+    in_force: &PolicyInForce,
+    decider: &Decider,
+    cookie: &str,
+    warm: &dyn Fn(),
+) {
     // What `/oauth2/auth` does per request on its no-I/O lane: translate,
     // decide, record the metrics and the log line, build the answer.
     let ask = |url: &str, cookie: &str| {
         let target = Target::parse(black_box(url));
         let decision = in_force
             .decide_now(
-                &decider,
+                decider,
                 Asker {
                     front_end: FrontEnd::Nginx,
                     request_id: None,
@@ -101,6 +146,8 @@ fn decision_path(c: &mut Criterion) {
                     method: Some("GET"),
                     authorization: None,
                     preflight: false,
+                    source_ip: None,
+                    conditions: &ProxyConditions::NONE,
                 },
             )
             .expect("decided without I/O");
@@ -108,21 +155,26 @@ fn decision_path(c: &mut Criterion) {
         (decision, answer.upstream)
     };
     let url = "https://app999.example.com/api/items?q=1";
-    let (decision, headers) = ask(url, &cookie);
-    assert!(matches!(decision, Decision::Allow { .. }));
+    warm();
+    let (decision, headers) = ask(url, cookie);
+    assert!(matches!(decision, Decision::Allow { .. }), "{decision:?}");
     assert_eq!(headers.len(), 4, "user, email, username, groups");
-    c.bench_function("decide_allow_1000_routes", |b| {
-        b.iter(|| black_box(ask(url, &cookie)))
+    c.bench_function(&format!("decide_allow_1000{kind}_routes"), |b| {
+        b.iter(|| black_box(ask(url, cookie)))
     });
     // The 403 path: a valid session on a route whose groups it lacks.
     let denied = "https://app998.example.com/other";
-    assert!(matches!(ask(denied, &cookie).0, Decision::Deny { .. }));
-    c.bench_function("decide_deny_1000_routes", |b| {
-        b.iter(|| black_box(ask(denied, &cookie)))
+    warm();
+    assert!(matches!(ask(denied, cookie).0, Decision::Deny { .. }));
+    c.bench_function(&format!("decide_deny_1000{kind}_routes"), |b| {
+        b.iter(|| black_box(ask(denied, cookie)))
     });
+    if !kind.is_empty() {
+        return;
+    }
     // The 401 path: a cookie of the right length that does not open (one
     // character changed), so the sign-in URL is built.
-    let mut tampered = cookie.clone().into_bytes();
+    let mut tampered = cookie.to_owned().into_bytes();
     let middle = tampered.len() / 2;
     tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).expect("ascii");

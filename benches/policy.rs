@@ -17,7 +17,7 @@ use std::hint::black_box;
 
 use authgate::config::{RouteConfig, Routes};
 use authgate::identity::Identity;
-use authgate::policy::{Policy, Target, Verdict};
+use authgate::policy::{Facts, Policy, Target, Verdict};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use url::Url;
 
@@ -82,12 +82,12 @@ fn bench(c: &mut Criterion) {
         // Make sure the benchmark measures what it claims.
         let target = Target::parse(&url).unwrap_or_else(|e| panic!("{e}"));
         assert!(
-            matches!(policy.evaluate(&target, Some(&identity)), Verdict::Allow { route } if route.0 as usize == WILDCARDS + n - 1)
+            matches!(policy.evaluate(&target, &Facts::who(Some(&identity))), Verdict::Allow { route } if route.0 as usize == WILDCARDS + n - 1)
         );
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
                 let target = Target::parse(black_box(&url)).ok()?;
-                Some(policy.evaluate(&target, Some(black_box(&identity))))
+                Some(policy.evaluate(&target, &Facts::who(Some(black_box(&identity)))))
             })
         });
     }
@@ -104,7 +104,7 @@ fn bench(c: &mut Criterion) {
     one.groups.drain(..299);
     for (name, identity) in [("1_group", &one), ("300_groups", &many)] {
         group.bench_function(name, |b| {
-            b.iter(|| policy.evaluate(black_box(&target), Some(black_box(identity))))
+            b.iter(|| policy.evaluate(black_box(&target), &Facts::who(Some(black_box(identity)))))
         });
     }
     group.finish();

@@ -26,7 +26,7 @@ use authgate::clock::{SharedClock, SystemClock};
 use authgate::config::{RouteConfig, Routes, Secret, SessionStoreConfig};
 use authgate::decision::{Decider, Decision, Request};
 use authgate::identity::Identity;
-use authgate::policy::{Policy, Target};
+use authgate::policy::{Policy, ProxyConditions, Target};
 use authgate::session::{Sealer, Sessions, open_store};
 use url::Url;
 
@@ -136,6 +136,8 @@ fn throughput(store: &str) -> Result<(), Box<dyn std::error::Error>> {
                                 method: Some("GET"),
                                 authorization: None,
                                 preflight: false,
+                                source_ip: None,
+                                conditions: &ProxyConditions::NONE,
                             },
                         )
                         .await;

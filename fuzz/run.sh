@@ -22,7 +22,7 @@ FUZZ_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
 TARGETS=("$@")
-((${#TARGETS[@]})) || TARGETS=(cookie redirect nginx_request envoy_check config)
+((${#TARGETS[@]})) || TARGETS=(cookie redirect nginx_request envoy_check config ppl)
 CARGO_FUZZ_VERSION="${FUZZ_CARGO_FUZZ_VERSION:-0.13.2}"
 export PATH="$PATH:$HOME/.cargo/bin"
 export RUSTC_BOOTSTRAP=1

@@ -157,6 +157,22 @@ def main():
           "cookie_expire: 1h30m\nrefresh_interval: 90s\ntrusted_proxies: [10.0.0.0/8, \"::1\"]\n")
     write("config", base + "x: &a [1, *a]\n")
     write("config", "a: {b: [c, {d: e}]}\n---\nf: g\n")
+    write("config", base + "routes:\n  - from: https://a.example.com\n    policy:\n"
+          "      allow: {and: [{domain: {is: example.com}}, {groups: {has: devops}}]}\n"
+          "tests:\n  - url: https://a.example.com/\n    user: {email: a@example.com}\n    expect: deny\n")
+
+    # PPL: Pomerium's documented shapes, every criterion and operator.
+    for policy in [
+        "allow:\n  and:\n    - domain:\n        is: example.com\ndeny:\n  or:\n    - email:\n        is: user2@example.com\n",
+        "- allow:\n    and:\n      - claim/family_name: Smith\n- allow:\n    or:\n      - domain: {is: domain1.com}\n",
+        "allow:\n  not:\n    - groups: {has: contractors}\n  nor:\n    - claim/org/unit: x\n    - user: {starts_with: a}\n",
+        "allow:\n  and:\n    - source_ip: [10.0.0.0/8, '::1']\n    - http_path: {starts_with: /api, not_in: [/api/x]}\n    - http_method: {in: [GET]}\n",
+        "allow:\n  or:\n    - cors_preflight: true\n    - accept: true\n    - reject: true\n    - authenticated_user: 1\n",
+        "allow:\n  and:\n    - date: {after: 2020-01-02T16:20:00, before: 2150-01-02}\n    - day_of_week: mon-fri\n"
+        "    - time_of_day: {timezone: Europe/Berlin, after: '9:00 AM', before: '17:30'}\n",
+        "allow:\n  and:\n    - device: {type: any}\n    - email: [a, b]\n",
+    ]:
+        write("ppl", policy)
 
 
 if __name__ == "__main__":

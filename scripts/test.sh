@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The one command that runs every test on a fresh machine (Debian 12, root,
-# Rust, Go and Python 3 present): installs what the end-to-end suite needs,
-# builds the pinned Dex, grpcurl, Caddy, helm and cargo-deny once (cached),
+# Rust, Go, Python 3 and Node.js with npm present): installs what the
+# end-to-end suite needs,
+# builds the pinned Dex, grpcurl, Caddy, helm and cargo-deny and installs
+# oidc-provider (npm ci) once (cached),
 # checks the dependency tree (cargo deny), formatting and lints (cargo fmt,
 # cargo clippy), then runs the whole cargo test suite.
 #
@@ -154,6 +156,28 @@ install_kubernetes_validate() {
     export AUTHGATE_KUBERNETES_VALIDATE_BIN="$bin"
 }
 
+# oidc-provider (npm, OpenID-certified), the provider of the RP-initiated and
+# back-channel logout tests (tests/it/provider_logout.rs): `npm ci` from
+# tests/oidc-provider's committed lock file into the cache, once per lock
+# file (the directory is named after its hash, which the test computes too).
+install_oidc_provider() {
+    local src="$REPO_ROOT/tests/oidc-provider" key dir
+    command -v node >/dev/null || die "node not found (needed for oidc-provider)"
+    command -v npm >/dev/null || die "npm not found (needed for oidc-provider)"
+    key="$(sha256sum "$src/package-lock.json" | cut -c1-16)"
+    dir="$CACHE_DIR/oidc-provider-$key"
+    if [[ -f "$dir/node_modules/oidc-provider/package.json" ]]; then
+        log "oidc-provider cached at $dir"
+    else
+        log "installing oidc-provider (npm ci) into $dir"
+        rm -rf "$dir" && mkdir -p "$dir"
+        cp "$src/package.json" "$src/package-lock.json" "$dir/"
+        (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) \
+            || die "npm ci of oidc-provider failed (see the npm output above)"
+    fi
+    export AUTHGATE_OIDC_PROVIDER_MODULES="$dir/node_modules"
+}
+
 # Licences, duplicate crates and sources of the dependency tree (deny.toml).
 # Not `advisories`: the RustSec database is fetched with git from outside
 # the package registries, which this CI cannot reach.
@@ -199,6 +223,7 @@ main() {
     install_go_tool jaeger github.com/jaegertracing/jaeger/cmd/jaeger "$JAEGER_VERSION" \
         AUTHGATE_JAEGER_BIN version "$REPO_ROOT/tests/e2e/jaeger"
     install_kubernetes_validate
+    install_oidc_provider
     run_cargo_deny
     run_cargo_tests
 }

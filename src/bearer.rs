@@ -185,11 +185,21 @@ impl BearerVerifier {
             self.cache.invalidate(&digest);
             return Err(ClaimError::Expired.into());
         }
+        let claims = self.signed_claims(token).await?;
+        let verified = Arc::new(self.check_claims(claims, digest, now, skew)?);
+        self.cache.insert(digest, verified.clone());
+        Ok(verified)
+    }
+
+    /// The claims of a JWT the provider signed (RS256 or ES256, with one of
+    /// its keys, fetched again once for an unknown `kid`); nothing else is
+    /// checked. Also for the back-channel logout token.
+    pub async fn signed_claims(&self, token: &str) -> Result<Map<String, Value>, BearerError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| BearerError::Malformed)?;
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
             return Err(BearerError::Algorithm);
         }
-        let claims = match self.check_signature(token, header.kid.as_deref(), header.alg) {
+        match self.check_signature(token, header.kid.as_deref(), header.alg) {
             Err(BearerError::UnknownKey) => {
                 match self.oidc.refresh_provider_keys().await {
                     Ok(()) => {}
@@ -197,13 +207,10 @@ impl BearerVerifier {
                     Err(OidcError::InvalidToken(_)) => return Err(BearerError::UnknownKey),
                     Err(e) => return Err(BearerError::Unavailable(e.to_string())),
                 }
-                self.check_signature(token, header.kid.as_deref(), header.alg)?
+                self.check_signature(token, header.kid.as_deref(), header.alg)
             }
-            other => other?,
-        };
-        let verified = Arc::new(self.check_claims(claims, digest, now, skew)?);
-        self.cache.insert(digest, verified.clone());
-        Ok(verified)
+            other => other,
+        }
     }
 
     /// The signature, with the key named by `kid`; the claims if it holds.
@@ -276,6 +283,7 @@ impl BearerVerifier {
                 refresh_due_at: exp,
                 refreshed_at: issued_at,
                 last_seen_at: issued_at,
+                id_token: None,
                 headers: Default::default(),
             }),
         })

@@ -94,6 +94,7 @@ pub fn demo_config(args: &DemoArgs) -> Result<Config, String> {
         refresh_interval: Duration::from_secs(300),
         refresh_grace: crate::config::DEFAULT_REFRESH_GRACE,
         trusted_proxies: Vec::new(),
+        admin_groups: Vec::new(),
         routes: Routes::parse(vec![
             route(0, Some("/admin"), &["admins"])?,
             route(1, None, &["devops"])?,

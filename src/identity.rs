@@ -60,6 +60,16 @@ impl Identity {
     }
 }
 
+/// "you are in: a, b", or that the sign-in carried no group: the second
+/// half of every "needs group …" explanation.
+pub fn groups_sentence(groups: &[String]) -> String {
+    if groups.is_empty() {
+        "your sign-in carried no groups".to_owned()
+    } else {
+        format!("you are in: {}", groups.join(", "))
+    }
+}
+
 /// A session's identity headers (user, email, preferred username, groups),
 /// rendered on first use and kept beside the cached record. Every later
 /// decision for the session clones reference-counted values instead of

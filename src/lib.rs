@@ -16,6 +16,7 @@
 //! - [`session`]: the sealed cookie, the session store and its cache.
 //! - [`oidc`]: discovery, login, callback, ID-token verification.
 //! - [`refresh`]: re-validating due sessions with the provider, once each.
+//! - [`backchannel`]: the provider's back-channel logout token, checked.
 //! - [`bearer`]: `Authorization: Bearer` tokens from the provider, for API clients.
 //! - [`claims`]: the claim checks ID tokens and Bearer tokens share.
 //! - [`decision`]: the core every front end asks — request facts in, the
@@ -33,14 +34,18 @@
 //! - [`listener`]: the accept loop of every listener: connection caps,
 //!   timeouts, drain.
 //! - [`reload`]: live reload of the routes on SIGHUP and file change.
+//! - [`admin`]: `authgate sessions list|revoke` and the embedded store's
+//!   admin socket.
 //! - [`print`]: `authgate print nginx|envoy|haproxy`, proxy config from the routes.
 //! - [`metrics`]: the Prometheus series behind `/metrics`.
 //! - [`telemetry`]: log setup and the log lines of decisions.
 //! - [`traces`]: OpenTelemetry traces over OTLP, continuing the proxy's trace.
 //! - [`identity`], [`clock`], [`fault`]: shared small pieces.
 
+pub mod admin;
 pub mod app;
 pub mod assertion;
+pub mod backchannel;
 pub mod bearer;
 pub mod claims;
 pub mod clock;
@@ -48,6 +53,7 @@ pub mod config;
 pub mod decision;
 pub mod demo;
 pub mod devidp;
+pub mod explain;
 pub mod fault;
 pub mod grpc;
 pub mod handoff;

@@ -44,9 +44,14 @@ enum Command {
     /// The whole flow on this machine: a development identity provider,
     /// in-memory sessions, loopback only. NOT FOR PRODUCTION.
     Demo(authgate::demo::DemoArgs),
+    /// What the routes make of one request, rule by rule: exit 0 allowed,
+    /// 1 refused (denied or sent to sign in), 2 bad invocation.
+    Explain(authgate::explain::ExplainArgs),
     /// Print the nginx or Envoy configuration for the routes in the
     /// configuration file, to stdout.
     Print(authgate::print::PrintArgs),
+    /// List or revoke sessions in the configured session store.
+    Sessions(authgate::admin::SessionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +61,26 @@ fn main() -> ExitCode {
         Command::CheckConfig => check_config(&cli.config),
         Command::Demo(args) => run_async(authgate::demo::run(args)),
         Command::Print(args) => print(&cli.config, &args),
+        Command::Explain(args) => explain(&cli.config, args),
+        Command::Sessions(args) => match load(&cli.config) {
+            Ok(loaded) => run_async(authgate::admin::run(loaded.config, args)),
+            Err(code) => code,
+        },
+    }
+}
+
+fn explain(path: &std::path::Path, args: authgate::explain::ExplainArgs) -> ExitCode {
+    let Ok(loaded) = load(path) else {
+        return ExitCode::from(2);
+    };
+    let now = chrono::Utc::now().timestamp();
+    match authgate::explain::run(&loaded.config, args, now) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -122,6 +147,8 @@ fn serve(path: &std::path::Path) -> ExitCode {
         let listeners = server::Listeners::bind(app.config())
             .await
             .map_err(|e| e.to_string())?;
+        let _admin_socket = authgate::admin::listen(&app)
+            .map_err(|e| format!("cannot open the session store's admin socket: {e}"))?;
         let login = app.login_base().to_owned();
         tracing::info!(
             %address,

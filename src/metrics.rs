@@ -232,6 +232,7 @@ pub struct Metrics {
     config_reloads: Family<ReloadLabels, Counter>,
     config_last_reload_success: Gauge,
     ready: Gauge,
+    logins_without_groups: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -294,6 +295,12 @@ impl Metrics {
             "Configuration reloads, by result",
             config_reloads.clone(),
         );
+        let logins_without_groups = Counter::default();
+        registry.register(
+            "logins_without_groups",
+            "Logins whose ID token had no groups claim although a route asks for groups",
+            logins_without_groups.clone(),
+        );
         let config_last_reload_success = Gauge::default();
         registry.register(
             "config_last_reload_success_timestamp_seconds",
@@ -352,6 +359,7 @@ impl Metrics {
             config_reloads,
             config_last_reload_success,
             ready,
+            logins_without_groups,
         };
         metrics.set_last_reload_now();
         metrics
@@ -381,6 +389,12 @@ impl Metrics {
                 reason: None,
             })
             .inc();
+    }
+
+    /// A login whose ID token had no `groups` claim while routes ask for
+    /// groups: those routes will refuse the user.
+    pub fn login_without_groups(&self) {
+        self.logins_without_groups.inc();
     }
 
     pub fn login_failed(&self, reason: LoginFailure) {
@@ -461,8 +475,9 @@ type Row = [Counter; FRONT_ENDS * OUTCOMES];
 impl DecisionMetrics {
     /// The table for `policy`'s routes, recording into `metrics`.
     pub fn new(metrics: &Metrics, policy: &Policy) -> DecisionMetrics {
-        let names: Arc<[Box<str>]> = (0..policy.len())
-            .map(|i| policy.route_name(RouteId(i as u32)).into())
+        let names: Arc<[Box<str>]> = policy
+            .route_names()
+            .map(Into::into)
             .chain(std::iter::once("".into()))
             .collect();
         let latency = std::array::from_fn(|i| {

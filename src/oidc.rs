@@ -28,8 +28,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreErrorResponseType, CoreIdToken,
-    CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+    CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
+    CoreClientAuthMethod, CoreErrorResponseType, CoreGrantType, CoreIdToken, CoreIdTokenVerifier,
+    CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
+    CoreSubjectIdentifierType,
 };
 use openidconnect::{
     AccessTokenHash, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl,
@@ -113,6 +116,30 @@ impl std::fmt::Debug for LoginState {
     }
 }
 
+/// What discovery says besides OpenID Connect Core: where RP-initiated
+/// logout continues (Dex advertises none).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+struct LogoutMetadata {
+    end_session_endpoint: Option<Url>,
+}
+
+impl openidconnect::AdditionalProviderMetadata for LogoutMetadata {}
+
+type ProviderMetadata = openidconnect::ProviderMetadata<
+    LogoutMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
 /// A completed login or refresh: who the user is, and what to keep.
 pub struct LoginOutcome {
     pub identity: Identity,
@@ -120,6 +147,8 @@ pub struct LoginOutcome {
     pub refresh_token: Option<String>,
     /// The ID token's `exp`.
     pub id_token_expires_at: i64,
+    /// The ID token itself, for RP-initiated logout's `id_token_hint`.
+    pub id_token: String,
 }
 
 impl std::fmt::Debug for LoginOutcome {
@@ -133,7 +162,7 @@ impl std::fmt::Debug for LoginOutcome {
 
 /// What discovery found, plus the provider's current keys.
 struct Discovered {
-    metadata: CoreProviderMetadata,
+    metadata: ProviderMetadata,
     jwks: ArcSwapOption<CoreJsonWebKeySet>,
     auth_type: AuthType,
     algs: Vec<CoreJwsSigningAlgorithm>,
@@ -219,7 +248,7 @@ impl Oidc {
 
     /// Fetches the discovery document and the keys once.
     pub async fn discover(&self) -> Result<(), OidcError> {
-        let metadata = CoreProviderMetadata::discover_async(self.issuer.clone(), &self.http)
+        let metadata = ProviderMetadata::discover_async(self.issuer.clone(), &self.http)
             .await
             .map_err(|e| {
                 OidcError::Unavailable(format!("discovery: {}", crate::fault::error_chain(&e)))
@@ -353,6 +382,17 @@ impl Oidc {
     }
 
     /// `idp_provider_url`, exactly as configured.
+    /// The provider's `end_session_endpoint` (RP-initiated logout), if
+    /// discovery advertised one.
+    pub fn end_session_endpoint(&self) -> Option<Url> {
+        self.discovered.load().as_ref().and_then(|d| {
+            d.metadata
+                .additional_metadata()
+                .end_session_endpoint
+                .clone()
+        })
+    }
+
     pub fn issuer(&self) -> &str {
         self.issuer.as_str()
     }
@@ -455,6 +495,7 @@ impl Oidc {
             identity,
             refresh_token: response.refresh_token().map(|t| t.secret().clone()),
             id_token_expires_at: exp,
+            id_token: id_token.to_string(),
         })
     }
 
@@ -488,6 +529,7 @@ impl Oidc {
                     .unwrap_or_else(|| refresh_token.to_owned()),
             ),
             id_token_expires_at: exp,
+            id_token: id_token.to_string(),
         })
     }
 

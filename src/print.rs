@@ -268,6 +268,9 @@ const NGINX_PROTECTED: &str = r#"
         proxy_pass http://authgate_app;
     }
 
+    # Conditions of nginx's own for this host (oauth2-proxy's
+    # allowed_groups, allowed_emails, allowed_email_domains), required
+    # besides its routes: `proxy_pass http://authgate/oauth2/auth?allowed_groups=devops;`.
     location = /oauth2/auth {
         internal;
         proxy_pass http://authgate;
@@ -691,7 +694,7 @@ pub fn haproxy(config: &Config, args: &PrintArgs) -> String {
         }
         let _ = write!(
             out,
-            "    acl login_path path / /oauth2/start /oauth2/callback /oauth2/sign_out /oauth2/userinfo /.well-known/authgate/jwks.json\n    acl authgate_path path_beg /.authgate/\n\n    filter spoe engine authgate config {HAPROXY_SPOE_PATH}\n\n{rules}\n    use_backend authgate if login_host login_path\n"
+            "    acl login_path path / /oauth2/start /oauth2/callback /oauth2/sign_out /oauth2/userinfo /.well-known/authgate/jwks.json\n    acl authgate_path path_beg /.authgate/\n\n    # HAProxy's own conditions for a host, besides its routes (docs/frontends.md):\n    #tcp-request content set-var(txn.allowed_groups) str(<groups>) if <the host's acl>\n\n    filter spoe engine authgate config {HAPROXY_SPOE_PATH}\n\n{rules}\n    use_backend authgate if login_host login_path\n"
         );
         for (i, _, _) in &here {
             let _ = writeln!(out, "    use_backend authgate if site{i} authgate_path");

@@ -289,6 +289,7 @@ impl Inner {
                     refresh_due_at: self.policy.next_due(now, outcome.id_token_expires_at),
                     refreshed_at: now,
                     last_seen_at: current.last_seen_at,
+                    id_token: Some(outcome.id_token),
                     headers: Default::default(),
                 };
                 tracing::debug!(%user, groups = next.identity.groups.len(), "session refreshed");
@@ -419,6 +420,7 @@ mod tests {
                     identity,
                     refresh_token: Some(current.clone()),
                     id_token_expires_at: T0 + 86_400,
+                    id_token: format!("id-token-{n}"),
                 })
             })
         }

@@ -277,6 +277,7 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         refresh_interval,
         refresh_grace,
         trusted_proxies,
+        admin_groups,
         // The top-level list is copied into the routes at validation, so it
         // reloads with them.
         routes: _,
@@ -304,6 +305,7 @@ pub fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
         "authenticate_service_url",
         *authenticate_service_url == running.authenticate_service_url,
     );
+    check("admin_groups", *admin_groups == running.admin_groups);
     check("idp_provider", idp.provider == running.idp.provider);
     check("idp_provider_url", idp.issuer_url == running.idp.issuer_url);
     check("idp_client_id", idp.client_id == running.idp.client_id);
@@ -396,7 +398,7 @@ mod tests {
     use super::*;
     use crate::clock::SystemClock;
     use crate::identity::Identity;
-    use crate::policy::{Policy, Target, Verdict};
+    use crate::policy::{Facts, Policy, Target, Verdict};
 
     /// A complete configuration whose one route lets `group` into
     /// `https://app.example.com`; `extra` is appended at the top level.
@@ -441,7 +443,7 @@ mod tests {
         };
         let target = Target::parse("https://app.example.com/x").unwrap();
         matches!(
-            policy.evaluate(&target, Some(&identity)),
+            policy.evaluate(&target, &Facts::who(Some(&identity))),
             Verdict::Allow { .. }
         )
     }

@@ -33,6 +33,7 @@ use crate::config::{ServingConfig, is_trusted_proxy};
 use crate::decision::{self, Answer, Client, Mode};
 use crate::listener::{self, Phase, Role, Shutdown};
 use crate::metrics::FrontEnd;
+use crate::policy::ProxyConditions;
 use crate::policy::{Target, TargetError};
 use crate::telemetry::Asker;
 
@@ -43,7 +44,10 @@ pub const MESSAGE: &str = "authgate-check";
 /// `txn.authgate.<name>`.
 pub const VAR_PREFIX: &str = "authgate";
 
-/// The message's arguments (`args name=<sample>`).
+/// The message's arguments (`args name=<sample>`). Besides these, the
+/// proxy's own conditions under oauth2-proxy's names
+/// ([`crate::policy::conditions`]: `allowed_groups=var(txn.allowed_groups)`,
+/// set per host by HAProxy's configuration); a missing sample is none.
 pub mod arg {
     /// `method`: the request's method.
     pub const METHOD: &str = "method";
@@ -55,6 +59,9 @@ pub mod arg {
     pub const TLS: &str = "tls";
     /// `unique-id`: the request's id, for the decision's log line.
     pub const REQUEST_ID: &str = "request_id";
+    /// `src`: the client's address as HAProxy sees it (behind a load
+    /// balancer, `accept-proxy` makes it the client the PROXY protocol names).
+    pub const SOURCE_IP: &str = "source_ip";
     /// Request headers are passed under their names with `-` as `_`
     /// (`x_requested_with=req.fhdr(x-requested-with)`): `cookie`,
     /// `authorization`, `accept`, `x_requested_with`, `content_type`,
@@ -166,6 +173,14 @@ pub async fn serve_scheduled(
 
 /// Decides the request [`MESSAGE`] describes; its variables.
 async fn check(app: &App, message: &Message) -> Vec<Action> {
+    // Every `allowed_…` argument: an unknown one refuses everyone, as in a
+    // query string.
+    let conditions = ProxyConditions::from_pairs(
+        message
+            .args
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), text(value)?))),
+    );
     let text = |name: &str| message.get(name).and_then(text);
     let header = |name: &str| header_arg(message, name);
     let method = text(arg::METHOD);
@@ -200,6 +215,8 @@ async fn check(app: &App, message: &Message) -> Vec<Action> {
                 method,
                 authorization: header("authorization"),
                 preflight: decision::is_preflight(method, header),
+                source_ip: message.get(arg::SOURCE_IP).and_then(ip),
+                conditions: &conditions,
             },
         )
         .await;
@@ -248,6 +265,16 @@ fn actions(answer: &Answer) -> Vec<Action> {
         }
     }
     actions
+}
+
+/// An address argument (`src` is IPv4 or IPv6; a string is parsed).
+fn ip(value: &TypedData) -> Option<std::net::IpAddr> {
+    let ip = match value {
+        TypedData::IPv4(ip) => (*ip).into(),
+        TypedData::IPv6(ip) => (*ip).into(),
+        other => text(other)?.trim().parse().ok()?,
+    };
+    Some(std::net::IpAddr::to_canonical(&ip))
 }
 
 /// A string argument's text (HAProxy sends a missing sample as NULL).
@@ -776,6 +803,30 @@ mod tests {
             direct(Client::Browser, true),
         )));
         assert_eq!(unavailable[0], ("status".into(), TypedData::UInt32(503)));
+    }
+
+    /// `src` arrives typed (IPv4, IPv6); a string is parsed; anything else
+    /// is no address.
+    #[test]
+    fn source_ip_argument() {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let v4 = Ipv4Addr::new(192, 0, 2, 1);
+        assert_eq!(ip(&TypedData::IPv4(v4)), Some(IpAddr::V4(v4)));
+        let v6: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        assert_eq!(ip(&TypedData::IPv6(v6)), Some(IpAddr::V6(v6)));
+        let mapped = v4.to_ipv6_mapped();
+        assert_eq!(ip(&TypedData::IPv6(mapped)), Some(IpAddr::V4(v4)));
+        assert_eq!(
+            ip(&TypedData::String("192.0.2.1".into())),
+            Some(IpAddr::V4(v4))
+        );
+        for other in [
+            TypedData::Null,
+            TypedData::String("unknown".into()),
+            TypedData::UInt32(1),
+        ] {
+            assert_eq!(ip(&other), None, "{other:?}");
+        }
     }
 
     #[test]

@@ -208,11 +208,14 @@ pub fn log_decision(
             route,
             session,
             reason,
+            unmet,
         } => {
             let user = session.as_deref().map(|s| s.identity.display_name());
             tracing::info!(
                 front_end,
                 route = route.map(|r| policy.route_name(r)),
+                route_label = route.map(|r| policy.route_label(r)),
+                unmet = unmet.as_deref(),
                 user,
                 reason = refusal_reason(*reason),
                 host,

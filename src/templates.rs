@@ -67,10 +67,13 @@ pub enum Page {
     /// A step that needs a POST from the browser: the handoff of a session
     /// to another host (sent at once), or a sign-out to confirm.
     Continue,
+    /// `/oauth2/sessions`: the user's own sessions, each with a sign-out
+    /// button.
+    Sessions,
 }
 
 impl Page {
-    pub const ALL: [Page; 8] = [
+    pub const ALL: [Page; 9] = [
         Page::SignInError,
         Page::Forbidden,
         Page::Unavailable,
@@ -79,6 +82,7 @@ impl Page {
         Page::Status,
         Page::Error,
         Page::Continue,
+        Page::Sessions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,6 +95,7 @@ impl Page {
             Page::Status => "status",
             Page::Error => "error",
             Page::Continue => "continue",
+            Page::Sessions => "sessions",
         }
     }
 
@@ -104,6 +109,7 @@ impl Page {
             Page::Status => "status.html",
             Page::Error => "error.html",
             Page::Continue => "continue.html",
+            Page::Sessions => "sessions.html",
         }
     }
 
@@ -117,12 +123,26 @@ impl Page {
             Page::Status => include_str!("http/templates/status.html"),
             Page::Error => include_str!("http/templates/error.html"),
             Page::Continue => include_str!("http/templates/continue.html"),
+            Page::Sessions => include_str!("http/templates/sessions.html"),
         }
     }
 
     fn file_names() -> String {
         Page::ALL.map(Page::file).join(", ")
     }
+}
+
+/// One of the user's sessions on the sessions page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRow {
+    /// Posted back to end it.
+    pub id: String,
+    /// When it started, UTC.
+    pub started: String,
+    pub client: Option<String>,
+    pub device: Option<String>,
+    /// The session of this browser.
+    pub current: bool,
 }
 
 /// A link shown as the page's button.
@@ -178,6 +198,8 @@ pub struct View {
     pub url: Option<String>,
     pub link: Option<Link>,
     pub form: Option<Form>,
+    /// The sessions page's rows (`sessions`).
+    pub sessions: Vec<SessionRow>,
 }
 
 impl View {
@@ -198,6 +220,7 @@ impl View {
             url: None,
             link: None,
             form: None,
+            sessions: Vec::new(),
         }
     }
 
@@ -263,6 +286,34 @@ impl View {
         )
     }
 
+    /// After sign-out, offering to end the user's other sessions too:
+    /// `token` names them (see `Purpose::SignOutAll`).
+    pub fn signed_out_offering_all(token: String) -> View {
+        View {
+            form: Some(Form {
+                action: "/oauth2/sign_out_all".into(),
+                fields: vec![("token".into(), token)],
+                label: "Sign out of all my sessions".into(),
+                auto_submit: false,
+            }),
+            ..View::signed_out()
+        }
+    }
+
+    /// The user's own sessions, each with a sign-out button.
+    pub fn sessions(user: String, sessions: Vec<SessionRow>) -> View {
+        View {
+            user: Some(user),
+            sessions,
+            ..View::new(
+                Page::Sessions,
+                StatusCode::OK,
+                "Your sessions",
+                "Where you are signed in. Signing out a session ends it on that device at once.",
+            )
+        }
+    }
+
     /// 404.
     pub fn not_found() -> View {
         View::new(
@@ -304,6 +355,13 @@ impl View {
                 label: "Continue".into(),
                 auto_submit: true,
             }),
+            sessions: vec![SessionRow {
+                id: "0123456789abcdef0123456789abcdef".into(),
+                started: "2026-01-01 00:00 UTC".into(),
+                client: Some("203.0.113.7".into()),
+                device: Some("Mozilla/5.0".into()),
+                current: true,
+            }],
             ..View::new(page, StatusCode::OK, "Title", "Message.")
         }
         .with_link("/", "Link")
@@ -461,6 +519,13 @@ fn render_with(
         form_fields => form.map(|f| f.fields.clone()),
         form_label => form.map(|f| f.label.as_str()),
         form_auto_submit => form.is_some_and(|f| f.auto_submit),
+        sessions => view.sessions.iter().map(|s| context! {
+            id => s.id.as_str(),
+            started => s.started.as_str(),
+            client => s.client.as_deref(),
+            device => s.device.as_deref(),
+            current => s.current,
+        }).collect::<Vec<_>>(),
         nonce => nonce,
         style => STYLE,
     })

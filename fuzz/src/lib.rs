@@ -107,7 +107,10 @@ pub fn alice() -> Identity {
 /// `target`: what any 200 answer must agree with.
 pub fn policy_allows(target: &authgate::policy::Target<'_>, identity: Option<&Identity>) -> bool {
     matches!(
-        FIXTURE.app.policy().evaluate(target, identity),
+        FIXTURE
+            .app
+            .policy()
+            .evaluate(target, &authgate::policy::Facts::who(identity)),
         authgate::policy::Verdict::Allow { .. } | authgate::policy::Verdict::Public { .. }
     )
 }

@@ -213,6 +213,8 @@ pub struct Config {
     /// and, when not empty, the only peers `/oauth2/auth` answers.
     /// Default: none.
     pub trusted_proxies: Vec<IpNet>,
+    /// `admin_groups`: who may use the session admin API. Default none.
+    pub admin_groups: Vec<String>,
     /// `policy` / `routes`, parsed, in file order: the first match wins.
     pub routes: Routes,
     /// The key signing `X-Auth-Request-Jwt` and the keys it replaced.

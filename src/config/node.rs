@@ -887,6 +887,81 @@ pub(crate) fn struct_fields<'de, T: Deserialize<'de>>() -> &'static [&'static st
     }
 }
 
+/// A value of any shape with the location of every node: a route's
+/// `policy`, whose problems are placed at the criterion that has them.
+pub(crate) enum Located {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    Str(String),
+    Seq(Vec<Val<Located>>),
+    Map(Vec<(String, Val<Located>)>),
+}
+
+/// In the schema: a Pomerium policy, a rule or a list of rules.
+impl schemars::JsonSchema for Located {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Policy".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Pomerium Policy Language: a rule (`allow`/`deny` → `and`/`or`/`not`/`nor` → criteria) or a list of rules",
+            "type": ["object", "array"],
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Located {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct LocatedVisitor;
+        impl<'de> Visitor<'de> for LocatedVisitor {
+            type Value = Located;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Located, E> {
+                Ok(Located::Null)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Located, E> {
+                Ok(Located::Null)
+            }
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<Located, E> {
+                Ok(Located::Bool(b))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Located, E> {
+                Ok(Located::Number(n.into()))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Located, E> {
+                Ok(Located::Number(n.into()))
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Located, E> {
+                serde_json::Number::from_f64(n)
+                    .map(Located::Number)
+                    .ok_or_else(|| E::custom("not a finite number"))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Located, E> {
+                Ok(Located::Str(s.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Located, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Located::Seq(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Located, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    entries.push((key, map.next_value()?));
+                }
+                Ok(Located::Map(entries))
+            }
+        }
+        d.deserialize_any(LocatedVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

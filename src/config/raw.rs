@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::node::{Entries, Extra, Val};
+use super::node::{Entries, Extra, Located, Val};
 
 /// A list whose elements each keep their own location.
 pub(crate) type List<T> = Val<Vec<Val<T>>>;
@@ -120,6 +120,10 @@ pub(crate) struct RawConfig {
     /// `/oauth2/auth` answers these peers only (403 to anyone else).
     /// Default none: every peer is answered, X-Forwarded-* from nobody.
     pub trusted_proxies: Option<List<String>>,
+    /// Groups whose members may use the session admin API
+    /// (`/oauth2/admin/sessions`: list and revoke anyone's sessions), as a
+    /// route's `allowed_groups` (authgate's own key). Default none: nobody.
+    pub admin_groups: Option<List<String>>,
     /// `pretty` (default) or `json`.
     pub log_format: Option<Val<String>>,
     /// A tracing filter. Default `info`.
@@ -146,6 +150,36 @@ pub(crate) struct RawConfig {
     pub policy: Option<List<RawRoute>>,
     /// The same as `policy`, under Pomerium's newer name; not both.
     pub routes: Option<List<RawRoute>>,
+    /// Requests and what the routes must answer them; `check-config`,
+    /// `serve` and every reload refuse a configuration that fails one.
+    pub tests: Option<List<RawPolicyTest>>,
+}
+
+/// One `tests` entry.
+#[derive(Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicyTest {
+    /// The request's URL. Required.
+    pub url: Option<Val<String>>,
+    /// Default GET.
+    pub method: Option<Val<String>>,
+    /// The client's address as the proxy would report it.
+    pub source_ip: Option<Val<String>>,
+    /// Who is signed in; none: nobody.
+    pub user: Option<Val<RawTestUser>>,
+    /// `allow`, `deny` or `sign_in`. Required.
+    pub expect: Option<Val<String>>,
+}
+
+/// The signed-in user of a `tests` entry.
+#[derive(Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTestUser {
+    /// A verified email.
+    pub email: Option<Val<String>>,
+    pub groups: Option<List<String>>,
+    /// Other ID-token claims.
+    pub claims: Option<Val<Entries<Value>>>,
 }
 
 /// One `policy`/`routes` entry as written.
@@ -154,6 +188,12 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawRoute {
     /// A stable name for logs and metrics; unique. Default: the position.
     pub id: Option<Val<String>>,
+    /// What people are told the route is (the 403 page, `explain`).
+    /// Default: `id`, else `from` and the path matcher.
+    pub name: Option<Val<String>>,
+    /// Pomerium Policy Language rules, OR-ed with the `allowed_*` keys;
+    /// `deny` rules win.
+    pub policy: Option<Val<Located>>,
     /// `https://hello.example.com`, `https://*.example.com[:port]`. Required.
     pub from: Option<Val<String>>,
     /// Match paths under this prefix, whole segments only.
@@ -325,6 +365,7 @@ pub(crate) fn extra_key(struct_name: &str, key: &str) -> Extra {
 
 /// Top-level keys whose environment variable is a comma-separated list.
 pub(crate) const LIST_KEYS: &[&str] = &[
+    "admin_groups",
     "idp_allowed_audiences",
     "idp_scopes",
     "previous_cookie_secrets",
@@ -334,4 +375,4 @@ pub(crate) const LIST_KEYS: &[&str] = &[
 
 /// Top-level keys that cannot come from the environment (Pomerium reads
 /// `POLICY` as base64 YAML; authgate does not).
-pub(crate) const NOT_FROM_ENV: &[&str] = &["policy", "routes"];
+pub(crate) const NOT_FROM_ENV: &[&str] = &["policy", "routes", "tests"];

@@ -15,8 +15,8 @@ use url::Url;
 
 use super::duration::parse_duration;
 use super::keys::{private_key_from_pem, public_key_from_pem};
-use super::node::{self, At, Key, Kind, Node, Origin, Problem, Sink, Val};
-use super::raw::{self, List, RawConfig, RawRoute};
+use super::node::{self, At, Key, Kind, Located, Node, Origin, Problem, Sink, Val};
+use super::raw::{self, List, RawConfig, RawPolicyTest, RawRoute};
 use super::{
     ClaimHeader, Config, CookieConfig, DEFAULT_REFRESH_GRACE, IdpConfig, LogFormat, Secret,
     ServingConfig, SessionStoreConfig, SigningConfig, TracingConfig,
@@ -24,6 +24,7 @@ use super::{
 use crate::policy::route::{
     Route, RouteConfig, RouteField, Routes, claim_header_names, is_token_byte, looks_like_domain,
 };
+use crate::policy::{check, ppl};
 use crate::templates::Pages;
 
 const DEFAULT_SCOPES: &[&str] = &["openid", "email", "profile", "groups", "offline_access"];
@@ -328,9 +329,13 @@ impl Validator {
             self.duration(&raw.refresh_interval, Duration::from_secs(300), positive);
         let refresh_grace = self.duration(&raw.refresh_grace, DEFAULT_REFRESH_GRACE, |_| Ok(()));
         let trusted_proxies = self.trusted_proxies(raw);
+        let admin_groups = self.admin_groups(raw);
         let serving = self.serving(raw);
         let jwt_claims_headers = self.top_claim_headers(raw);
         let routes = self.routes(raw, jwt_claims_headers.as_deref().unwrap_or_default());
+        if let Some(routes) = &routes {
+            self.policy_tests(raw, routes);
+        }
         let signing = self.signing(raw);
         let log_format = self.parsed(&raw.log_format, LogFormat::Pretty, |s| match s {
             "pretty" => Ok(LogFormat::Pretty),
@@ -373,6 +378,7 @@ impl Validator {
             refresh_interval: refresh_interval?,
             refresh_grace: refresh_grace?,
             trusted_proxies: trusted_proxies?,
+            admin_groups: admin_groups?,
             routes: routes?,
             signing: signing?,
             jwt_claims_headers: jwt_claims_headers?,
@@ -801,6 +807,25 @@ impl Validator {
         }
     }
 
+    /// `admin_groups`: group names, none empty (an empty one would look
+    /// like "everybody" and match nobody).
+    fn admin_groups(&mut self, raw: &RawConfig) -> Option<Vec<String>> {
+        if raw.admin_groups.as_ref().is_some_and(|v| v.value.is_none()) {
+            return None;
+        }
+        let mut ok = true;
+        let mut out = Vec::new();
+        for (text, at) in items(&raw.admin_groups) {
+            if text.trim().is_empty() {
+                self.error(at, "a group name must not be empty".to_owned());
+                ok = false;
+            } else {
+                out.push(text.to_owned());
+            }
+        }
+        ok.then_some(out)
+    }
+
     fn trusted_proxies(&mut self, raw: &RawConfig) -> Option<Vec<IpNet>> {
         if raw
             .trusted_proxies
@@ -893,6 +918,107 @@ impl Validator {
         }
     }
 
+    /// Runs every `tests` entry against the routes; each failure is an
+    /// error at its entry.
+    fn policy_tests(&mut self, raw: &RawConfig, routes: &Routes) {
+        let Some(list) = raw.tests.as_ref().and_then(|l| l.value.as_ref()) else {
+            return;
+        };
+        let policy = crate::policy::Policy::compile(routes.clone());
+        let now = chrono::Utc::now().timestamp();
+        for entry in list {
+            let Some(test) = &entry.value else { continue };
+            let Some(case) = self.policy_case(test, &entry.at) else {
+                continue;
+            };
+            let Some((expect, expect_at)) = test
+                .expect
+                .as_ref()
+                .and_then(|v| Some((v.value.as_deref()?, &v.at)))
+            else {
+                self.error(
+                    &At {
+                        path: format!("{}.expect", entry.at.path),
+                        origin: entry.at.origin.clone(),
+                    },
+                    "required: allow, deny or sign_in".to_owned(),
+                );
+                continue;
+            };
+            let Some(expect) = check::Expect::parse(expect) else {
+                self.error(
+                    expect_at,
+                    format!("expected allow, deny or sign_in, found `{expect}`"),
+                );
+                continue;
+            };
+            match case.ask(&policy, now) {
+                Ok(report) if report.outcome == expect => {}
+                Ok(report) => self.error(
+                    &entry.at,
+                    format!(
+                        "policy test failed: {} {} expected {}, got {}{} (`authgate explain` shows each rule)",
+                        case.method,
+                        case.url,
+                        expect.name(),
+                        report.outcome.name(),
+                        report.reason.map(|r| format!(": {r}")).unwrap_or_default(),
+                    ),
+                ),
+                Err(message) => self.error(&entry.at, message),
+            }
+        }
+    }
+
+    /// The request of a `tests` entry.
+    fn policy_case(&mut self, test: &RawPolicyTest, at: &At) -> Option<check::Case> {
+        let Some((url, _)) = get(&test.url) else {
+            self.error(
+                &At {
+                    path: format!("{}.url", at.path),
+                    origin: at.origin.clone(),
+                },
+                "required".to_owned(),
+            );
+            return None;
+        };
+        let source_ip = match &test.source_ip {
+            Some(v) => match v.value.as_deref().map(|s| s.trim().parse::<IpAddr>()) {
+                Some(Ok(ip)) => Some(ip),
+                Some(Err(_)) => {
+                    self.error(&v.at, "not an IP address".to_owned());
+                    return None;
+                }
+                None => return None,
+            },
+            None => None,
+        };
+        let user = match &test.user {
+            Some(v) => {
+                let u = v.value.as_ref()?;
+                let (groups, _) = strings(&u.groups);
+                let claims = u
+                    .claims
+                    .as_ref()
+                    .and_then(|c| c.value.as_ref())
+                    .map(|entries| entries.0.iter().cloned().collect())
+                    .unwrap_or_default();
+                Some(check::test_user(
+                    get(&u.email).map(|(e, _)| e.as_str()),
+                    groups,
+                    claims,
+                ))
+            }
+            None => None,
+        };
+        Some(check::Case {
+            url: url.clone(),
+            method: get(&test.method).map_or_else(|| "GET".to_owned(), |(m, _)| m.clone()),
+            source_ip,
+            user,
+        })
+    }
+
     fn route(
         &mut self,
         index: usize,
@@ -938,9 +1064,16 @@ impl Validator {
             .flatten()
             .or_else(|| (!top_headers.is_empty()).then(|| top_headers.to_vec()));
         let has_from = from.is_some();
+        let mut policy_places = Vec::new();
+        let policy = raw
+            .policy
+            .as_ref()
+            .and_then(|v| policy_tree(v, &mut policy_places));
         let spec = RouteConfig {
             index,
             id: get(&raw.id).map(|(s, _)| s.clone()),
+            name: get(&raw.name).map(|(s, _)| s.clone()),
+            policy,
             // Without a usable `from` the other values are still checked.
             from: from.unwrap_or_else(|| RouteConfig::default().from),
             prefix: get(&raw.prefix).map(|(s, _)| s.clone()),
@@ -986,6 +1119,7 @@ impl Validator {
                         }
                         RouteField::JwtClaimsHeaders => at_of(&raw.jwt_claims_headers),
                         RouteField::AllowedMethods(i) => methods_at.get(i).cloned(),
+                        RouteField::Policy(place) => policy_places.get(place as usize).cloned(),
                     };
                     self.error(&place.unwrap_or_else(|| at.clone()), problem.message);
                 }
@@ -997,7 +1131,8 @@ impl Validator {
         }
         let route = route?;
         let spec = route.spec();
-        if !spec.allow_public_unauthenticated_access
+        if spec.policy.is_none()
+            && !spec.allow_public_unauthenticated_access
             && !spec.allow_any_authenticated_user
             && spec.allowed_users.is_empty()
             && spec.allowed_groups.is_empty()
@@ -1178,6 +1313,33 @@ fn strings(field: &Option<List<String>>) -> (Vec<String>, Vec<At>) {
 
 /// `allowed_idp_claims`: claim → values as written (their types are
 /// checked by [`Route::parse`]), and where each value is.
+/// A located `policy` value as the policy module's tree; each node's place
+/// is its index in `places`. `None` when a node had no usable value (its
+/// problem is already recorded).
+fn policy_tree(value: &Val<Located>, places: &mut Vec<At>) -> Option<ppl::Tree> {
+    let place = u32::try_from(places.len()).ok()?;
+    places.push(value.at.clone());
+    let kind = match value.value.as_ref()? {
+        Located::Null => ppl::TreeKind::Null,
+        Located::Bool(b) => ppl::TreeKind::Bool(*b),
+        Located::Number(n) => ppl::TreeKind::Number(n.clone()),
+        Located::Str(s) => ppl::TreeKind::Str(s.clone()),
+        Located::Seq(items) => ppl::TreeKind::Seq(
+            items
+                .iter()
+                .map(|item| policy_tree(item, places))
+                .collect::<Option<_>>()?,
+        ),
+        Located::Map(entries) => ppl::TreeKind::Map(
+            entries
+                .iter()
+                .map(|(k, v)| Some((k.clone(), policy_tree(v, places)?)))
+                .collect::<Option<_>>()?,
+        ),
+    };
+    Some(ppl::Tree { place, kind })
+}
+
 /// Claim → accepted values, as `RouteConfig::allowed_idp_claims` holds them.
 type Claims = Vec<(String, Vec<Value>)>;
 

@@ -271,6 +271,7 @@ mod tests {
             route: None,
             session: None,
             reason: Refusal::NoRoute,
+            unmet: None,
         };
         let browser = |safe_method| Mode::Direct {
             client: Client::Browser,

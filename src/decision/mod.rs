@@ -21,7 +21,7 @@ use http::HeaderValue;
 
 use crate::assertion::{AssertionSigner, Subject};
 use crate::bearer::{BearerError, BearerVerifier};
-use crate::policy::{DenyReason, Policy, Target, TargetError, Verdict};
+use crate::policy::{DenyReason, Facts, Policy, ProxyConditions, Target, TargetError, Verdict};
 use crate::refresh::Refresher;
 use crate::session::{
     CachedLookup, Resolved, SessionCookie, SessionError, SessionRecord, Sessions,
@@ -41,10 +41,20 @@ pub enum Step<'a, C> {
 /// goes on from here, so nothing decided so far is decided again.
 pub struct Pending<'a, C> {
     target: &'a Target<'a>,
-    method: Option<&'a str>,
+    how: How<'a>,
     wait: Wait<'a>,
     /// The session cookies not looked at yet.
     rest: C,
+}
+
+/// How the request was made: what the policy may look at besides the URL
+/// and the user.
+#[derive(Clone, Copy)]
+struct How<'a> {
+    method: Option<&'a str>,
+    source_ip: Option<std::net::IpAddr>,
+    preflight: bool,
+    conditions: &'a ProxyConditions<'a>,
 }
 
 /// What a pending decision waits for.
@@ -148,12 +158,17 @@ impl Decider {
             Ok(target) => target,
             Err(decision) => return Step::Done(decision),
         };
-        let method = request.method;
+        let how = How {
+            method: request.method,
+            source_ip: request.source_ip,
+            preflight: request.preflight,
+            conditions: request.conditions,
+        };
         let mut cookies = request.session_cookies.into_iter();
         let pending = |wait, rest| {
             Step::NeedsIo(Pending {
                 target,
-                method,
+                how,
                 wait,
                 rest,
             })
@@ -175,11 +190,11 @@ impl Decider {
                 }
                 CachedLookup::Found(resolved) => {
                     let identified = self.signed_in(resolved, false);
-                    return Step::Done(self.conclude(policy, target, identified, method));
+                    return Step::Done(self.conclude(policy, target, identified, how));
                 }
             }
         }
-        Step::Done(self.conclude(policy, target, Identified::default(), method))
+        Step::Done(self.conclude(policy, target, Identified::default(), how))
     }
 
     /// Finishes a decision [`Decider::try_now`] could not make without
@@ -190,12 +205,12 @@ impl Decider {
     {
         let Pending {
             target,
-            method,
+            how,
             wait,
             rest,
         } = pending;
         match self.identify(&target.host, wait, rest).await {
-            Some(identified) => self.conclude(policy, target, identified, method),
+            Some(identified) => self.conclude(policy, target, identified, how),
             None => Decision::Unavailable,
         }
     }
@@ -215,6 +230,7 @@ impl Decider {
                 return Err(Decision::Deny {
                     route: None,
                     session: None,
+                    unmet: None,
                     reason: Refusal::BadTarget,
                 });
             }
@@ -328,7 +344,7 @@ impl Decider {
         policy: &Policy,
         target: &Target<'_>,
         identified: Identified,
-        method: Option<&str>,
+        how: How<'_>,
     ) -> Decision {
         let Identified {
             session,
@@ -336,19 +352,15 @@ impl Decider {
             set_cookie,
             invalid_token,
         } = identified;
-        let identity = session.as_deref().map(|s| &s.identity);
-        let verdict = policy.evaluate(target, identity);
-        // A method the route never serves is refused whoever asks: a 403,
-        // not a sign-in.
-        if let Some(route) = verdict.route()
-            && let Some(route) = policy.refuses_method(target, route, method)
-        {
-            return Decision::Deny {
-                route: Some(route),
-                session,
-                reason: Refusal::MethodNotAllowed,
-            };
-        }
+        let facts = Facts {
+            identity: session.as_deref().map(|s| &s.identity),
+            method: how.method,
+            source_ip: how.source_ip,
+            preflight: how.preflight,
+            now: self.sessions.now(),
+            conditions: how.conditions,
+        };
+        let verdict = policy.evaluate(target, &facts);
         match verdict {
             Verdict::Allow { route } | Verdict::Public { route } => {
                 let pass_identity_headers = policy.pass_identity_headers(route);
@@ -384,10 +396,15 @@ impl Decider {
             },
             Verdict::Deny { route, reason } => Decision::Deny {
                 route,
+                // Only refusals pay for the words.
+                unmet: policy
+                    .refusal(target, &facts, verdict)
+                    .map(String::into_boxed_str),
                 session,
                 reason: match reason {
                     DenyReason::NoRoute => Refusal::NoRoute,
                     DenyReason::NotAllowed => Refusal::NotAllowed,
+                    DenyReason::MethodNotAllowed => Refusal::MethodNotAllowed,
                 },
             },
         }

@@ -1,10 +1,11 @@
 //! The request facts a front end hands the core, and the verdict it gets.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::HeaderValue;
 
-use crate::policy::{ClaimHeaders, RouteId, Target, TargetError};
+use crate::policy::{ClaimHeaders, ProxyConditions, RouteId, Target, TargetError};
 use crate::session::SessionRecord;
 
 /// What a front end knows about the request it is asked about.
@@ -23,6 +24,13 @@ pub struct Request<'a, C> {
     pub authorization: Option<&'a str>,
     /// A CORS preflight (see [`super::is_preflight`]).
     pub preflight: bool,
+    /// The client's address as the proxy reports it, for `source_ip`
+    /// policies; `None` when the front end cannot tell (such a policy then
+    /// does not match).
+    pub source_ip: Option<IpAddr>,
+    /// Conditions from the proxy's own configuration (the auth URL's
+    /// `allowed_groups=…`, Envoy's `context_extensions`).
+    pub conditions: &'a ProxyConditions<'a>,
 }
 
 /// Why a request was refused.
@@ -70,6 +78,10 @@ pub enum Decision {
         route: Option<RouteId>,
         session: Option<Arc<SessionRecord>>,
         reason: Refusal,
+        /// What the route asked for that the request lacks, in words
+        /// ("needs group devops; you are in: developers"), for the log and
+        /// the 403 page.
+        unmet: Option<Box<str>>,
     },
     /// The session store or the provider could not answer: fail closed.
     Unavailable,

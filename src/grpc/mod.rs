@@ -20,6 +20,8 @@ use envoy_types::ext_authz::v3::pb::{
     HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, HttpStatusCode,
     OkHttpResponse,
 };
+use envoy_types::pb::envoy::config::core::v3::address;
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::google::rpc;
 use tokio::net::TcpListener;
 
@@ -27,6 +29,7 @@ use crate::app::App;
 use crate::decision::{self, Answer, Client, Mode};
 use crate::listener::{self, Phase, Role, Shutdown};
 use crate::metrics::FrontEnd;
+use crate::policy::ProxyConditions;
 use crate::policy::{Target, TargetError};
 use crate::telemetry::Asker;
 
@@ -57,11 +60,19 @@ impl AuthzService {
     /// Decides one `CheckRequest`. Never fails: a request without the
     /// attributes needed is refused with 403.
     pub async fn answer(&self, request: &CheckRequest) -> CheckResponse {
-        let http = request
-            .attributes
-            .as_ref()
+        let attributes = request.attributes.as_ref();
+        let http = attributes
             .and_then(|a| a.request.as_ref())
             .and_then(|r| r.http.as_ref());
+        // The route's `check_settings.context_extensions`: Envoy's
+        // configuration, never the client.
+        let conditions = attributes.map_or(ProxyConditions::NONE, |a| {
+            ProxyConditions::from_pairs(
+                a.context_extensions
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+        });
         let empty = HashMap::new();
         let headers = match http {
             Some(http) => ClientHeaders::of(&http.headers, http.header_map.as_ref()),
@@ -97,6 +108,8 @@ impl AuthzService {
                     method,
                     authorization: headers.get("authorization"),
                     preflight: decision::is_preflight(method, |name| headers.get(name)),
+                    source_ip: attributes.and_then(source_ip),
+                    conditions: &conditions,
                 },
             )
             .await;
@@ -106,6 +119,28 @@ impl AuthzService {
                 .is_some_and(|m| m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("HEAD")),
         };
         check_response(Answer::new(&decision, mode))
+    }
+}
+
+/// The client's address: `attributes.source`, Envoy's downstream remote
+/// address (the client itself, or with `use_remote_address` and
+/// `xff_num_trusted_hops` the address its trusted proxies name). Anything
+/// else — a pipe, an unparsable string — is no address.
+fn source_ip(attributes: &AttributeContext) -> Option<std::net::IpAddr> {
+    let address = attributes
+        .source
+        .as_ref()?
+        .address
+        .as_ref()?
+        .address
+        .as_ref()?;
+    match address {
+        address::Address::SocketAddress(socket) => socket
+            .address
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| ip.to_canonical()),
+        _ => None,
     }
 }
 

@@ -185,3 +185,43 @@ fn descriptors_describe_the_authorization_service() {
                 .any(|s| s.name.as_deref() == Some("Authorization"))
     }));
 }
+
+/// `attributes.source`: a socket address's IP; a pipe, a missing source
+/// or an address that is not an IP is none.
+#[test]
+fn source_ip_is_the_socket_address() {
+    use envoy_types::pb::envoy::config::core::v3::{Address, Pipe, SocketAddress};
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::Peer;
+    let with = |address: Option<address::Address>| AttributeContext {
+        source: Some(Peer {
+            address: Some(Address { address }),
+            ..Peer::default()
+        }),
+        ..AttributeContext::default()
+    };
+    let socket = |ip: &str| {
+        Some(address::Address::SocketAddress(SocketAddress {
+            address: ip.to_owned(),
+            ..SocketAddress::default()
+        }))
+    };
+    assert_eq!(
+        source_ip(&with(socket("192.0.2.7"))),
+        Some("192.0.2.7".parse().unwrap())
+    );
+    assert_eq!(
+        source_ip(&with(socket("::ffff:192.0.2.7"))),
+        Some("192.0.2.7".parse().unwrap())
+    );
+    assert_eq!(
+        source_ip(&with(socket("2001:db8::7"))),
+        Some("2001:db8::7".parse().unwrap())
+    );
+    assert_eq!(source_ip(&with(socket("not-an-ip"))), None);
+    let pipe = Some(address::Address::Pipe(Pipe {
+        path: "/run/envoy.sock".into(),
+        ..Pipe::default()
+    }));
+    assert_eq!(source_ip(&with(pipe)), None);
+    assert_eq!(source_ip(&AttributeContext::default()), None);
+}

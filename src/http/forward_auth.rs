@@ -20,6 +20,11 @@
 //! A trusted peer sending `X-Forwarded-Uri` to a `/forward-auth/<path>` URL
 //! is refused: one of the two is a misconfiguration (say, Caddy with
 //! `uri /forward-auth/`), and guessing could authorise the wrong path.
+//!
+//! # The proxy's conditions
+//! `/forward-auth?allowed_groups=…` (Traefik's `address`, Caddy's `uri`):
+//! the proxy's own conditions ([`ProxyConditions::from_query`]). Envoy's
+//! `/forward-auth/<path>?<query>` carries the client's query: none there.
 
 use std::sync::Arc;
 
@@ -27,10 +32,11 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 
-use super::request::{header_text, peer_ip, request_id, session_cookie_values};
+use super::request::{client_ip, header_text, peer_ip, request_id, session_cookie_values};
 use crate::app::App;
 use crate::decision::{self, Answer, Client, Mode};
 use crate::metrics::FrontEnd;
+use crate::policy::ProxyConditions;
 use crate::policy::{Target, TargetError};
 use crate::telemetry::Asker;
 
@@ -47,8 +53,16 @@ const DEFAULT_SCHEME: &str = "https";
 
 /// `ANY /forward-auth` and `/forward-auth/*`.
 pub(super) async fn forward_auth_any(State(app): State<Arc<App>>, request: Request) -> Response {
-    let trusted = app.is_trusted(peer_ip(&request));
+    let peer = peer_ip(&request);
+    let trusted = app.is_trusted(peer);
     let headers = request.headers();
+    // The query of authgate's own URL (Caddy's `uri /forward-auth?…`,
+    // Traefik's `address`), which the proxy's configuration writes. Envoy's
+    // `/forward-auth/<path>` carries the client's query: no conditions.
+    let conditions = match request.uri().path() {
+        PREFIX => ProxyConditions::from_query(request.uri().query()),
+        _ => ProxyConditions::NONE,
+    };
     let asked = asked_request(request.uri(), request.method(), headers, trusted);
     let header = |name: &str| header_text(headers, name);
     let asker = Asker {
@@ -65,6 +79,8 @@ pub(super) async fn forward_auth_any(State(app): State<Arc<App>>, request: Reque
                 method: asked.method,
                 authorization: header("authorization"),
                 preflight: decision::is_preflight(asked.method, header),
+                source_ip: client_ip(headers, peer, &app.config().trusted_proxies),
+                conditions: &conditions,
             },
         )
         .await;
@@ -109,6 +125,9 @@ fn asked_request<'r>(
         if rest.is_empty() || rest.starts_with('?') {
             // Traefik / Caddy.
             match (forwarded("x-forwarded-host")?, uri_header) {
+                (Some(_), Some(original)) if conditions_are_the_clients(uri, original) => {
+                    Err(TargetError::Missing)
+                }
                 (Some(host), Some(uri)) => {
                     Target::from_parts(proto.unwrap_or(DEFAULT_SCHEME), host, uri)
                 }
@@ -141,6 +160,18 @@ fn asked_request<'r>(
         safe_method,
         method: Some(forwarded_method.unwrap_or(method.as_str())),
     }
+}
+
+/// Caddy's `forward_auth` keeps the client's query when its `uri` sets
+/// none: `allowed_…` conditions in a query equal to the original URL's
+/// are the client's, not the proxy's, and the request is refused rather
+/// than decided with them (a client could otherwise write the policy of a
+/// host without a route). A `uri /forward-auth?allowed_groups=…` replaces
+/// the client's query, so the two differ.
+fn conditions_are_the_clients(uri: &axum::http::Uri, original: &str) -> bool {
+    uri.query().is_some_and(|query| {
+        query.contains("allowed_") && original.split_once('?').map(|(_, q)| q) == Some(query)
+    })
 }
 
 /// The answer as an HTTP response: on allow, 200 with the identity headers
@@ -222,6 +253,38 @@ mod tests {
         assert!(!safe, "X-Forwarded-Method decides 302 vs 303");
         let (url, _) = asked("/forward-auth", Method::GET, &fwd, false);
         assert_eq!(url, "error: Missing");
+    }
+
+    /// Conditions in a query that is the original URL's own (Caddy passing
+    /// the client's query on) are refused; the proxy's own, or a client
+    /// query without conditions, are not.
+    #[test]
+    fn the_clients_query_is_not_the_proxys_conditions() {
+        let fwd = |uri: &'static str| {
+            [
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "app.example.test"),
+                ("x-forwarded-uri", uri),
+            ]
+        };
+        let url =
+            |auth: &str, original: &'static str| asked(auth, Method::GET, &fwd(original), true).0;
+        assert_eq!(
+            url("/forward-auth?allowed_groups=x", "/p?allowed_groups=x"),
+            "error: Missing"
+        );
+        assert_eq!(
+            url("/forward-auth?allowed_groups=devops", "/p?allowed_groups=x"),
+            "https://app.example.test/p?allowed_groups=x"
+        );
+        assert_eq!(
+            url("/forward-auth?q=1", "/p?q=1"),
+            "https://app.example.test/p?q=1"
+        );
+        assert_eq!(
+            url("/forward-auth?allowed_groups=devops", "/p"),
+            "https://app.example.test/p"
+        );
     }
 
     /// A trusted peer that sends X-Forwarded-Uri to a /forward-auth/<path>

@@ -14,7 +14,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cookie::{Cookie, SameSite};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tracing::Instrument as _;
 use tracing::field::Empty;
@@ -22,12 +22,13 @@ use tracing::field::Empty;
 use super::cookies::{append_cookie, redirect_with_cookies};
 use super::error::AppError;
 use super::pages::View;
-use super::request::{peer_ip, session_cookie_values};
+use super::request::{client_ip, peer_ip, session_cookie_values};
 use crate::app::App;
 use crate::decision::{Decision, Refusal};
 use crate::metrics::{LoginFailure, Metrics, ProviderOperation, StoreOperation};
 use crate::oidc::LoginState;
-use crate::session::{Purpose, SessionCookie};
+use crate::policy::ProxyConditions;
+use crate::session::{Origin, Purpose, SessionCookie};
 
 /// How long a login attempt may take between start and callback.
 pub const LOGIN_ATTEMPT_TTL: Duration = Duration::from_secs(600);
@@ -166,9 +167,18 @@ pub(super) struct CallbackQuery {
 /// `GET /oauth2/callback`: the redirect URI registered at the provider.
 pub(super) async fn login_callback_get(
     State(app): State<Arc<App>>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     query: Query<CallbackQuery>,
 ) -> Result<Response, AppError> {
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    let origin = Origin {
+        client_addr: client_ip(&headers, peer, &app.config().trusted_proxies)
+            .map(|ip| ip.to_string()),
+        user_agent: super::request::header_text(&headers, "user-agent").map(str::to_owned),
+    };
     let span = crate::traces::request_span(
         tracing::info_span!(target: crate::traces::TARGET, "authgate.login.callback",
             otel.kind = "server", otel.status_code = Empty, authgate.failure = Empty,
@@ -178,7 +188,7 @@ pub(super) async fn login_callback_get(
     login_step(
         &app,
         span,
-        login_callback(&app, &headers, query),
+        login_callback(&app, &headers, query, origin),
         Metrics::login_completed,
     )
     .await
@@ -188,6 +198,7 @@ async fn login_callback(
     app: &App,
     headers: &HeaderMap,
     Query(query): Query<CallbackQuery>,
+    origin: Origin,
 ) -> Result<Response, AppError> {
     let state = query
         .state
@@ -262,20 +273,36 @@ async fn login_callback(
         .next_due(app.clock().now(), outcome.id_token_expires_at);
     let user = outcome.identity.display_name().to_owned();
     tracing::Span::current().record("enduser.id", outcome.identity.subject.as_str());
-    if outcome.identity.groups.is_empty() && app.config().idp.scopes.iter().any(|s| s == "groups") {
+    if outcome.identity.groups.is_empty() && app.policy().asks_for_groups() {
         // Routes that admit by group will refuse this user; the usual cause
-        // is the provider's group search, not the policy (issue 23).
-        tracing::warn!(
-            %user,
-            "the sign-in carried no groups although the `groups` scope was asked for: with Dex's \
-             LDAP connector, check groupSearch.filter (FreeIPA's non-POSIX groups need \
-             (objectClass=ipaUserGroup))"
-        );
+        // is the scope or the provider's group search, not the policy.
+        app.metrics().login_without_groups();
+        if app.config().idp.scopes.iter().any(|s| s == "groups") {
+            tracing::warn!(
+                %user,
+                "the ID token has no `groups` claim although routes ask for groups and the \
+                 `groups` scope was asked for: with Dex's LDAP connector, the user is in no group \
+                 its groupSearch finds (check groupSearch.filter; FreeIPA's non-POSIX groups need \
+                 (objectClass=ipaUserGroup))"
+            );
+        } else {
+            tracing::warn!(
+                %user,
+                "the ID token has no `groups` claim although routes ask for groups: add `groups` \
+                 to idp_scopes (Dex sends groups only for that scope)"
+            );
+        }
     }
     let groups = outcome.identity.groups.clone();
     let (value, _record) = app
         .sessions()
-        .create(outcome.identity, outcome.refresh_token, refresh_due_at)
+        .create_from(
+            outcome.identity,
+            outcome.refresh_token,
+            refresh_due_at,
+            Some(outcome.id_token),
+            origin,
+        )
         .await?;
     tracing::info!(%user, groups = ?groups, return_to = loggable(&login.return_to), "login completed");
     let session_cookie = app.session_cookie(value.clone(), app.config().cookie.expire);
@@ -343,7 +370,7 @@ pub(super) async fn sign_out_post(
 /// `Origin`. A request with neither comes from a program, or from an old
 /// browser's link: believed for a POST (browsers send `Origin` with a
 /// cross-site form) and not for a GET.
-fn from_this_site(app: &App, headers: &HeaderMap, post: bool) -> bool {
+pub(super) fn from_this_site(app: &App, headers: &HeaderMap, post: bool) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = header("sec-fetch-site") {
         return matches!(site, "same-origin" | "same-site" | "none");
@@ -371,7 +398,18 @@ async fn sign_out(
     headers: &HeaderMap,
     Query(query): Query<ReturnTo>,
 ) -> Result<Response, AppError> {
+    // Whose session this was, for the signed-out page's "sign out of all
+    // my sessions", and its ID token for the provider's logout; a store
+    // that cannot answer only loses those.
+    let mut offer = None;
+    let mut id_token = None;
     for value in session_cookie_values(headers, &app.config().cookie.name) {
+        if offer.is_none()
+            && let Ok(Some(resolved)) = app.sessions().resolve(value).await
+        {
+            offer = super::own_sessions::sign_out_all_token(app, &resolved);
+            id_token = resolved.record.id_token.clone();
+        }
         if let Err(error) = app.sessions().revoke(value).await {
             app.metrics().store_error(StoreOperation::SignOut);
             return Err(error.into());
@@ -384,18 +422,97 @@ async fn sign_out(
         .as_deref()
         .filter(|rd| !rd.is_empty())
         .and_then(|rd| app.redirects().check(rd, &app.policy()).ok());
-    Ok(match target {
+    // The provider's own logout (RP-initiated), when it offers one: it
+    // sends the browser back to /oauth2/signed_out, and `state` says where
+    // to go from there.
+    if let Some(mut endpoint) = app.oidc().end_session_endpoint() {
+        let state = LogoutState { rd: target, offer };
+        let state = app.sessions().sealer().seal(
+            Purpose::LogoutState,
+            &serde_json::to_vec(&state).map_err(|e| AppError::Internal(e.to_string()))?,
+        );
+        {
+            let mut query = endpoint.query_pairs_mut();
+            if let Some(hint) = &id_token {
+                query.append_pair("id_token_hint", hint);
+            }
+            query
+                .append_pair("client_id", app.oidc().client_id())
+                .append_pair(
+                    "post_logout_redirect_uri",
+                    &format!("{}{SIGNED_OUT_PATH}", app.login_base()),
+                )
+                .append_pair("state", &state);
+        }
+        tracing::info!("continuing sign-out at the provider");
+        return Ok(redirect_with_cookies(endpoint.as_str(), &[clear]));
+    }
+    Ok(signed_out_here(app, target, offer, clear))
+}
+
+/// Where the provider's logout sends the browser back.
+pub(super) const SIGNED_OUT_PATH: &str = "/oauth2/signed_out";
+
+/// What RP-initiated logout's `state` carries through the provider.
+#[derive(Serialize, Deserialize)]
+struct LogoutState {
+    /// The checked `rd` of the sign-out.
+    rd: Option<String>,
+    /// The signed-out page's "sign out of all my sessions" token.
+    offer: Option<String>,
+}
+
+/// The end of a sign-out: `rd`, or the signed-out page (with the offer to
+/// sign out of every session), clearing `clear`.
+fn signed_out_here(
+    app: &App,
+    target: Option<String>,
+    offer: Option<String>,
+    clear: Cookie<'static>,
+) -> Response {
+    match target {
         Some(target) => redirect_with_cookies(&target, &[clear]),
         None => {
             // Released Dex has no logout endpoint: its own login session
             // (if any) outlives ours, and the page says so.
-            let mut response = View::signed_out()
+            let view = match offer {
+                Some(token) => View::signed_out_offering_all(token),
+                None => View::signed_out(),
+            };
+            let mut response = view
                 .with_link(app.login_base(), "Sign in again")
                 .into_response();
             append_cookie(&mut response, &clear);
             response
         }
-    })
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct SignedOutQuery {
+    state: Option<String>,
+}
+
+/// `GET /oauth2/signed_out`: back from the provider's logout. A `state`
+/// that does not open (forged, or from an older secret) only loses the
+/// return address; `rd` is checked again.
+pub(super) async fn signed_out_get(
+    State(app): State<Arc<App>>,
+    Query(query): Query<SignedOutQuery>,
+) -> Response {
+    let state: Option<LogoutState> = query
+        .state
+        .and_then(|state| {
+            app.sessions()
+                .sealer()
+                .open(Purpose::LogoutState, &state)
+                .ok()
+        })
+        .and_then(|plain| serde_json::from_slice(&plain).ok());
+    let (rd, offer) = state.map_or((None, None), |s| (s.rd, s.offer));
+    let target = rd.and_then(|rd| app.redirects().check(&rd, &app.policy()).ok());
+    let clear = app.session_cookie(String::new(), Duration::ZERO);
+    signed_out_here(&app, target, offer, clear)
 }
 
 /// `GET /oauth2/userinfo`: the current session's identity as JSON; 401
@@ -407,6 +524,21 @@ pub(super) async fn userinfo_get(
     for value in session_cookie_values(&headers, &app.config().cookie.name) {
         if let Some(resolved) = app.sessions().resolve(value).await? {
             let id = &resolved.record.identity;
+            let this = crate::session::public_id(&resolved.id);
+            let sessions: Vec<_> = super::own_sessions::own_sessions(&app, &resolved)
+                .await?
+                .into_iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "id": s.id,
+                        "started_at": s.started_at,
+                        "expires_at": s.expires_at,
+                        "client_addr": s.client_addr,
+                        "user_agent": s.user_agent,
+                        "current": s.id == this,
+                    })
+                })
+                .collect();
             let mut response = Json(serde_json::json!({
                 "user": id.subject,
                 "email": id.email,
@@ -414,6 +546,7 @@ pub(super) async fn userinfo_get(
                 "name": id.name,
                 "groups": id.groups,
                 "expires_at": resolved.record.expires_at,
+                "sessions": sessions,
             }))
             .into_response();
             response
@@ -456,14 +589,17 @@ pub(super) async fn status_get(
 /// anything (and it is not counted again: the auth request was).
 pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request) -> View {
     let headers = request.headers();
-    let target =
-        super::nginx::nginx_target(&app, request.uri().query(), headers, peer_ip(&request));
+    let (query, peer) = (request.uri().query(), peer_ip(&request));
+    let target = super::nginx::nginx_target(&app, query, headers, peer);
     let shown_url = target
         .as_ref()
         .ok()
         .map(|t| loggable(&t.return_url()).to_owned());
     let policy = app.policy();
-    let asked = super::nginx::nginx_request(&app, headers, &target);
+    // No conditions from this query: nginx's `rewrite` to this page passes
+    // the client's query on, and the page must not explain a policy the
+    // client wrote.
+    let asked = super::nginx::nginx_request(&app, headers, &target, peer, &ProxyConditions::NONE);
     let decision = app.decider().decide(&policy, asked).await;
     let sign_out = format!("{}/oauth2/sign_out", app.login_base().trim_end_matches('/'));
     let (who, route, why) = match &decision {
@@ -471,19 +607,32 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
             session,
             reason,
             route,
+            unmet,
         } => (
             session
                 .as_ref()
                 .map(|s| s.identity.display_name().to_owned()),
-            route.map(|r| policy.route_name(r).to_owned()),
-            match reason {
-                Refusal::NoRoute => "No route serves this address.",
-                Refusal::NotAllowed => "Your account is not allowed to open this address.",
-                Refusal::BadTarget => "The address could not be understood.",
-                Refusal::MethodNotAllowed => "This address does not accept this kind of request.",
+            route.map(|r| policy.route_label(r).to_owned()),
+            match (reason, unmet) {
+                (Refusal::NotAllowed | Refusal::MethodNotAllowed, Some(unmet)) => {
+                    format!("This address {unmet}.")
+                }
+                // The page cannot see conditions the proxy set on its auth
+                // request (its own query is the client's), so it names both.
+                (Refusal::NoRoute, _) => "No route serves this address, or the proxy's own \
+                     conditions for it (allowed_groups, allowed_emails, allowed_email_domains) \
+                     did not admit you."
+                    .to_owned(),
+                (Refusal::NotAllowed, None) => {
+                    "Your account is not allowed to open this address.".to_owned()
+                }
+                (Refusal::BadTarget, _) => "The address could not be understood.".to_owned(),
+                (Refusal::MethodNotAllowed, None) => {
+                    "This address does not accept this kind of request.".to_owned()
+                }
             },
         ),
-        _ => (None, None, "Access was refused."),
+        _ => (None, None, "Access was refused.".to_owned()),
     };
     let message = match (&who, &decision) {
         (
@@ -491,14 +640,15 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
             Decision::Deny {
                 session: Some(session),
                 reason: Refusal::NotAllowed,
+                unmet,
                 ..
             },
-        ) => format!(
+        ) if unmet.as_deref().is_none_or(|u| u.contains("group")) => format!(
             "You are signed in as {who}. {why} {}",
             groups_hint(&session.identity.groups)
         ),
         (Some(who), _) => format!("You are signed in as {who}. {why}"),
-        (None, _) => why.to_owned(),
+        (None, _) => why,
     };
     View::forbidden(message, who, route, shown_url).with_link(sign_out, "Sign out")
 }

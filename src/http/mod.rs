@@ -3,12 +3,15 @@
 //! and the operational endpoints. The front ends only translate; the login
 //! host's handlers live in `login` and `handoff`.
 
+mod admin;
+mod backchannel;
 mod cookies;
 mod error;
 pub mod forward_auth;
 mod handoff;
 mod login;
 pub mod nginx;
+mod own_sessions;
 pub mod pages;
 mod request;
 
@@ -41,6 +44,23 @@ pub fn router(app: Arc<App>) -> Router {
             get(login::sign_out_get).post(login::sign_out_post),
         )
         .route("/oauth2/userinfo", get(login::userinfo_get))
+        .route(login::SIGNED_OUT_PATH, get(login::signed_out_get))
+        .route(
+            "/oauth2/backchannel_logout",
+            axum::routing::post(backchannel::backchannel_logout_post),
+        )
+        .route(
+            "/oauth2/sessions",
+            get(own_sessions::sessions_get).post(own_sessions::sessions_post),
+        )
+        .route(
+            "/oauth2/sign_out_all",
+            axum::routing::post(own_sessions::sign_out_all_post),
+        )
+        .route(
+            "/oauth2/admin/sessions",
+            get(admin::sessions_get).delete(admin::sessions_delete),
+        )
         .route("/oauth2/forbidden", get(login::forbidden_get))
         .route(
             crate::handoff::CALLBACK_PATH,

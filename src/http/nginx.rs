@@ -15,11 +15,12 @@ use axum::http::{self, HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::response::Response;
 use hyper::body::Incoming;
 
-use super::request::{header_text, peer_ip, request_id, session_cookie_values};
+use super::request::{client_ip, header_text, peer_ip, request_id, session_cookie_values};
 use crate::app::App;
 use crate::decision::{self, Answer, Decision, Mode};
 use crate::listener::{self, Lane};
 use crate::metrics::FrontEnd;
+use crate::policy::ProxyConditions;
 use crate::policy::{Target, TargetError};
 use crate::telemetry::Asker;
 
@@ -46,8 +47,10 @@ impl Lane for AuthLane {
         }
         let peer = Some(peer.ip());
         let headers = request.headers();
-        let target = nginx_target(&self.app, request.uri().query(), headers, peer);
-        let asked = nginx_request(&self.app, headers, &target);
+        let query = request.uri().query();
+        let target = nginx_target(&self.app, query, headers, peer);
+        let conditions = ProxyConditions::from_query(query);
+        let asked = nginx_request(&self.app, headers, &target, peer, &conditions);
         if let Some(decision) = self.app.decide_now(asker(headers), asked) {
             return listener::Answer::Now(nginx_response(&decision));
         }
@@ -78,8 +81,12 @@ async fn auth_nginx(
     peer: Option<IpAddr>,
 ) -> Response {
     let target = nginx_target(app, query, headers, peer);
+    let conditions = ProxyConditions::from_query(query);
     let decision = app
-        .decide(asker(headers), nginx_request(app, headers, &target))
+        .decide(
+            asker(headers),
+            nginx_request(app, headers, &target, peer, &conditions),
+        )
         .await;
     nginx_response(&decision)
 }
@@ -114,12 +121,17 @@ pub(crate) fn nginx_target<'r>(
 
 /// What nginx's subrequest says about the original request besides its
 /// URL: the session cookies, `X-Original-Method` (nginx:
-/// `proxy_set_header X-Original-Method $request_method;`) and the client's
-/// `Authorization`, which the subrequest carries like every client header.
+/// `proxy_set_header X-Original-Method $request_method;`), the client's
+/// `Authorization`, which the subrequest carries like every client header,
+/// and the client's address ([`client_ip`]). `conditions` are the ones in
+/// the subrequest's own query ([`ProxyConditions::from_query`]): nginx's
+/// configuration writes that URI, never the client.
 pub(crate) fn nginx_request<'r>(
     app: &'r App,
     headers: &'r HeaderMap,
     target: &'r Result<Target<'r>, TargetError>,
+    peer: Option<IpAddr>,
+    conditions: &'r ProxyConditions<'r>,
 ) -> decision::Request<'r, impl Iterator<Item = &'r str> + 'r> {
     let method = headers.get(X_ORIGINAL_METHOD).and_then(|v| v.to_str().ok());
     decision::Request {
@@ -128,6 +140,8 @@ pub(crate) fn nginx_request<'r>(
         method,
         authorization: header_text(headers, header::AUTHORIZATION.as_str()),
         preflight: decision::is_preflight(method, |name| header_text(headers, name)),
+        source_ip: client_ip(headers, peer, &app.config().trusted_proxies),
+        conditions,
     }
 }
 

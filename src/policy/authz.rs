@@ -40,7 +40,7 @@ const LINEAR_MAX: usize = 8;
 /// turned away by one AND, without reading their bytes. Behind it, a linear
 /// search when small, a hash set when large.
 #[derive(Clone, Debug, Default)]
-struct StrSet {
+pub(crate) struct StrSet {
     lengths: u64,
     items: Items,
 }
@@ -79,7 +79,7 @@ impl StrSet {
         self.lengths == 0
     }
 
-    fn contains(&self, item: &str) -> bool {
+    pub(crate) fn contains(&self, item: &str) -> bool {
         if self.lengths & length_bit(item) == 0 {
             return false;
         }
@@ -93,6 +93,18 @@ impl StrSet {
             }),
             Items::Large(s) => s.contains(item),
         }
+    }
+}
+
+impl std::fmt::Display for StrSet {
+    /// `a, b, c`, sorted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut items: Vec<&str> = match &self.items {
+            Items::Small(v) => v.iter().map(|s| &**s).collect(),
+            Items::Large(s) => s.iter().map(|s| &**s).collect(),
+        };
+        items.sort_unstable();
+        f.write_str(&items.join(", "))
     }
 }
 
@@ -153,6 +165,51 @@ impl Authz {
         authz
     }
 
+    /// Whether `allowed_groups` names a group.
+    pub(crate) fn asks_for_groups(&self) -> bool {
+        !self.groups.is_empty()
+    }
+
+    /// Whether any key was given (a route with none admits nobody).
+    pub(crate) fn has_rules(&self) -> bool {
+        self.any_authenticated
+            || !self.user_subjects.is_empty()
+            || !self.domains.is_empty()
+            || !self.groups.is_empty()
+            || !self.claims.is_empty()
+    }
+
+    /// What the `allowed_*` keys ask for, in words, and who `identity` is
+    /// in those terms: "needs group devops; you are in: developers".
+    pub(crate) fn unmet(&self, identity: &Identity) -> String {
+        let mut needs = Vec::new();
+        if !self.groups.is_empty() {
+            needs.push(format!("group {}", self.groups));
+        }
+        if !self.domains.is_empty() {
+            needs.push(format!("an email at {}", self.domains));
+        }
+        if !self.user_emails.is_empty() {
+            needs.push("to be one of the route's allowed_users".to_owned());
+        }
+        for rule in &self.claims {
+            needs.push(format!("claim `{}` {}", rule.name, rule.describe()));
+        }
+        if needs.is_empty() {
+            return "this route allows nobody (it has no allowed_* keys)".to_owned();
+        }
+        let mut sentence = format!("needs {}", needs.join(" or "));
+        if !self.groups.is_empty() {
+            sentence.push_str("; ");
+            sentence.push_str(&crate::identity::groups_sentence(&identity.groups));
+        }
+        if !self.domains.is_empty() || !self.user_emails.is_empty() {
+            sentence.push_str("; you are ");
+            sentence.push_str(verified_email(identity).unwrap_or("without a verified email"));
+        }
+        sentence
+    }
+
     /// Does any rule admit this identity?
     pub(crate) fn allows(&self, identity: &Identity) -> bool {
         if self.any_authenticated {
@@ -190,6 +247,19 @@ impl Authz {
 }
 
 impl ClaimRule {
+    /// `in: a, 1, true`.
+    fn describe(&self) -> String {
+        let mut values: Vec<String> = vec![self.strings.to_string()];
+        values.retain(|v| !v.is_empty());
+        values.extend(self.numbers.iter().map(Number::to_string));
+        for (b, on) in [false, true].iter().zip(self.bools) {
+            if on {
+                values.push(b.to_string());
+            }
+        }
+        format!("one of {}", values.join(", "))
+    }
+
     fn matches(&self, identity: &Identity) -> bool {
         match identity.claims.get(&*self.name) {
             Some(Value::Array(items)) => items.iter().any(|v| self.accepts(v)),
@@ -210,7 +280,7 @@ impl ClaimRule {
 }
 
 /// `1`, `1.0` and `1e0` are the same number.
-fn number_eq(a: &Number, b: &Number) -> bool {
+pub(crate) fn number_eq(a: &Number, b: &Number) -> bool {
     if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
         return x == y;
     }
@@ -235,9 +305,16 @@ pub(crate) fn split_email(email: &str) -> Option<(&str, &str)> {
     Some((local, domain))
 }
 
+/// The identity's email, when it is one and not marked unverified: the only
+/// email any rule compares.
+pub(crate) fn verified_email(identity: &Identity) -> Option<&str> {
+    let email = identity.email.as_deref()?;
+    (identity.email_verified != Some(false) && split_email(email).is_some()).then_some(email)
+}
+
 /// Run `f` on the ASCII-lower-cased `s`, without allocating (`s` is at most
 /// [`MAX_EMAIL_LEN`] bytes, checked by [`split_email`]).
-fn with_ascii_lowercase(s: &str, f: impl FnOnce(&str) -> bool) -> bool {
+pub(crate) fn with_ascii_lowercase(s: &str, f: impl FnOnce(&str) -> bool) -> bool {
     if !s.bytes().any(|b| b.is_ascii_uppercase()) {
         return f(s);
     }

@@ -17,6 +17,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::authz::Authz;
+use super::ppl::{self, Ppl, Tree};
 use super::target::{self, Scheme};
 
 /// One `policy`/`routes` entry as written (after type checks), before
@@ -28,6 +29,11 @@ pub struct RouteConfig {
     pub index: usize,
     /// `id` (optional, authgate's): a stable name for logs and metrics.
     pub id: Option<String>,
+    /// `name` (optional, Pomerium's): what people are told the route is.
+    pub name: Option<String>,
+    /// `policy` (Pomerium Policy Language), OR-ed with the `allowed_*`
+    /// keys; its `deny` rules win over both.
+    pub policy: Option<Tree>,
     /// `from`: `https://hello.example.com`, `https://*.example.com`, with an
     /// optional port. Scheme and host as written (lower-cased).
     pub from: Url,
@@ -70,6 +76,8 @@ impl Default for RouteConfig {
         RouteConfig {
             index: 0,
             id: None,
+            name: None,
+            policy: None,
             from,
             prefix: None,
             path: None,
@@ -137,6 +145,8 @@ pub enum RouteField {
     JwtClaimsHeaders,
     /// `allowed_methods[i]`.
     AllowedMethods(usize),
+    /// A node of `policy`, by its [`Tree::place`].
+    Policy(u32),
 }
 
 /// A value [`Route::parse`] or [`Routes::new`] refuses.
@@ -169,6 +179,7 @@ impl fmt::Display for RouteField {
             }
             RouteField::JwtClaimsHeaders => f.write_str("jwt_claims_headers"),
             RouteField::AllowedMethods(i) => write!(f, "allowed_methods[{i}]"),
+            RouteField::Policy(_) => f.write_str("policy"),
         }
     }
 }
@@ -233,6 +244,10 @@ pub struct Route {
     pub(crate) port: u16,
     pub(crate) path: PathMatch,
     pub(crate) authz: Authz,
+    pub(crate) ppl: Option<Ppl>,
+    /// What people are told the route is: `name`, else `id`, else `from`
+    /// and its path matcher.
+    pub(crate) label: Box<str>,
     pub(crate) claim_headers: Vec<(String, HeaderName)>,
     pub(crate) methods: Box<[Box<str>]>,
 }
@@ -252,6 +267,15 @@ impl Route {
         if spec.id.as_deref().is_some_and(|id| id.trim().is_empty()) {
             error(RouteField::Id, "must not be empty".to_owned());
         }
+        let ppl = spec.policy.as_ref().and_then(|tree| {
+            ppl::parse(tree)
+                .map_err(|problems| {
+                    for p in problems {
+                        error(RouteField::Policy(p.place), p.message);
+                    }
+                })
+                .ok()
+        });
         let path = parse_path(&spec, &mut error);
         trim_all(
             &mut spec.allowed_users,
@@ -328,6 +352,8 @@ impl Route {
         spec.allowed_methods = methods;
         match (from, path) {
             (Ok((scheme, host, port)), Some(path)) if errors.is_empty() => Ok(Route {
+                label: label(&spec).into(),
+                ppl,
                 name: match &spec.id {
                     Some(id) => id.as_str().into(),
                     None => format!("route-{}", spec.index).into(),
@@ -363,6 +389,20 @@ impl Route {
     /// `id`, or `route-<index>`: its name in logs and metrics.
     pub fn name(&self) -> &str {
         &self.name
+    }
+}
+
+/// `name`, else `id`, else `from` with its path matcher.
+fn label(spec: &RouteConfig) -> String {
+    if let Some(name) = spec.name.as_deref().or(spec.id.as_deref()) {
+        return name.to_owned();
+    }
+    let from = spec.from.as_str().trim_end_matches('/');
+    match (&spec.prefix, &spec.path, &spec.regex) {
+        (Some(p), _, _) => format!("{from} (prefix {p})"),
+        (_, Some(p), _) => format!("{from} (path {p})"),
+        (_, _, Some(r)) => format!("{from} (regex {r})"),
+        _ => from.to_owned(),
     }
 }
 

@@ -36,7 +36,7 @@ fn user() -> Identity {
 /// not parse.
 fn verdict(policy: &Policy, url: &str) -> Option<Verdict> {
     let target = Target::parse(url).ok()?;
-    Some(policy.evaluate(&target, Some(&user())))
+    Some(policy.evaluate(&target, &Facts::who(Some(&user()))))
 }
 
 fn allowed(route: u32) -> Option<Verdict> {
@@ -121,7 +121,7 @@ fn query_and_fragment_never_match() {
             r.allowed_groups = vec!["admins".into()];
         }),
     ]);
-    let anon = |url: &str| policy.evaluate(&Target::parse(url).unwrap(), None);
+    let anon = |url: &str| policy.evaluate(&Target::parse(url).unwrap(), &Facts::who(None));
     assert_eq!(
         anon("https://app.example.com/public/x"),
         Verdict::Public { route: RouteId(0) }
@@ -242,25 +242,25 @@ fn public_login_and_deny() {
     let home = Target::parse("https://app.example.com/").unwrap();
     let elsewhere = Target::parse("https://other.example.com/").unwrap();
     assert_eq!(
-        policy.evaluate(&status, None),
+        policy.evaluate(&status, &Facts::who(None)),
         Verdict::Public { route: RouteId(0) }
     );
     assert_eq!(
-        policy.evaluate(&status, Some(&user())),
+        policy.evaluate(&status, &Facts::who(Some(&user()))),
         Verdict::Public { route: RouteId(0) }
     );
     assert_eq!(
-        policy.evaluate(&home, None),
+        policy.evaluate(&home, &Facts::who(None)),
         Verdict::NeedsLogin { route: RouteId(1) }
     );
     assert_eq!(
-        policy.evaluate(&home, Some(&user())),
+        policy.evaluate(&home, &Facts::who(Some(&user()))),
         Verdict::Allow { route: RouteId(1) }
     );
     let mut attacker = user();
     attacker.email = Some("attacker@evil.com@company.com".into());
     assert_eq!(
-        policy.evaluate(&home, Some(&attacker)),
+        policy.evaluate(&home, &Facts::who(Some(&attacker))),
         Verdict::Deny {
             route: Some(RouteId(1)),
             reason: DenyReason::NotAllowed
@@ -271,10 +271,13 @@ fn public_login_and_deny() {
         route: None,
         reason: DenyReason::NoRoute,
     };
-    assert_eq!(policy.evaluate(&elsewhere, None), no_route);
-    assert_eq!(policy.evaluate(&elsewhere, Some(&user())), no_route);
+    assert_eq!(policy.evaluate(&elsewhere, &Facts::who(None)), no_route);
     assert_eq!(
-        Policy::compile(Routes::default()).evaluate(&home, Some(&user())),
+        policy.evaluate(&elsewhere, &Facts::who(Some(&user()))),
+        no_route
+    );
+    assert_eq!(
+        Policy::compile(Routes::default()).evaluate(&home, &Facts::who(Some(&user()))),
         no_route
     );
 }
@@ -303,8 +306,12 @@ fn authorization_rules_table() {
     unverified.email_verified = Some(false);
 
     let target = Target::parse("https://app.example.com/").unwrap();
-    let allows =
-        |p: &Policy, id: &Identity| matches!(p.evaluate(&target, Some(id)), Verdict::Allow { .. });
+    let allows = |p: &Policy, id: &Identity| {
+        matches!(
+            p.evaluate(&target, &Facts::who(Some(id))),
+            Verdict::Allow { .. }
+        )
+    };
     assert!(allows(&groups, &admin) && !allows(&groups, &user()));
     assert!(allows(&users, &user()) && !allows(&users, &bob) && !allows(&users, &unverified));
     assert!(allows(&domains, &user()) && !allows(&domains, &bob) && !allows(&domains, &unverified));
@@ -474,10 +481,19 @@ fn preflight_and_methods_hold_for_every_reading() {
     ] {
         assert_eq!(policy.preflight_route(&target(url)), None, "{url}");
     }
-    let refuses = |url, method| {
-        let target = target(url);
-        let route = policy.evaluate(&target, Some(&user())).route().unwrap();
-        policy.refuses_method(&target, route, method)
+    let user = user();
+    let refuses = |url, method| match policy.evaluate(
+        &target(url),
+        &Facts {
+            method,
+            ..Facts::who(Some(&user))
+        },
+    ) {
+        Verdict::Deny {
+            route,
+            reason: DenyReason::MethodNotAllowed,
+        } => route,
+        _ => None,
     };
     assert_eq!(refuses("https://app.example.com/rw/x", Some("POST")), None);
     for url in [
@@ -488,4 +504,98 @@ fn preflight_and_methods_hold_for_every_reading() {
         assert_eq!(refuses(url, Some("POST")), Some(RouteId(2)), "{url}");
     }
     assert_eq!(refuses("https://app.example.com/ro/x", Some("GET")), None);
+}
+
+/// The proxy's conditions: with a route both must allow; on a host no
+/// route serves they are the whole policy (named `proxy-conditions`); with
+/// neither, no route.
+#[test]
+fn proxy_conditions_with_and_without_a_route() {
+    let policy = compile(vec![
+        route(0, "https://app.example.com", |_| {}),
+        route(1, "https://open.example.com", |r| {
+            r.allow_any_authenticated_user = false;
+            r.allow_public_unauthenticated_access = true;
+        }),
+    ]);
+    let staff = ProxyConditions::from_query(Some("allowed_groups=staff"));
+    let ops = ProxyConditions::from_query(Some("allowed_groups=ops"));
+    let ask = |url: &str, who: Option<&Identity>, conditions: &ProxyConditions<'_>| {
+        let target = Target::parse(url).unwrap();
+        policy.evaluate(
+            &target,
+            &Facts {
+                conditions,
+                ..Facts::who(who)
+            },
+        )
+    };
+    let alice = user();
+    let proxy = RouteId(2);
+    assert_eq!(policy.route_name(proxy), PROXY_ROUTE_NAME);
+
+    // A route and conditions: both.
+    let app = "https://app.example.com/x";
+    assert_eq!(
+        ask(app, Some(&alice), &staff),
+        Verdict::Allow { route: RouteId(0) }
+    );
+    assert_eq!(
+        ask(app, Some(&alice), &ops),
+        Verdict::Deny {
+            route: Some(RouteId(0)),
+            reason: DenyReason::NotAllowed
+        }
+    );
+    assert_eq!(
+        ask(app, None, &ops),
+        Verdict::NeedsLogin { route: RouteId(0) }
+    );
+    // A public route with conditions needs someone to check them on.
+    let open = "https://open.example.com/";
+    assert_eq!(
+        ask(open, None, &ProxyConditions::NONE),
+        Verdict::Public { route: RouteId(1) }
+    );
+    assert_eq!(
+        ask(open, None, &staff),
+        Verdict::NeedsLogin { route: RouteId(1) }
+    );
+    assert_eq!(
+        ask(open, Some(&alice), &staff),
+        Verdict::Allow { route: RouteId(1) }
+    );
+
+    // No route: the conditions alone.
+    let other = "https://wiki.example.com/";
+    assert_eq!(
+        ask(other, Some(&alice), &staff),
+        Verdict::Allow { route: proxy }
+    );
+    assert_eq!(
+        ask(other, None, &staff),
+        Verdict::NeedsLogin { route: proxy }
+    );
+    assert_eq!(
+        ask(other, Some(&alice), &ops),
+        Verdict::Deny {
+            route: Some(proxy),
+            reason: DenyReason::NotAllowed
+        }
+    );
+    assert_eq!(
+        Some(ask(other, Some(&alice), &ProxyConditions::NONE)),
+        NO_ROUTE
+    );
+    // Every method on the proxy's route.
+    let target = Target::parse(other).unwrap();
+    let delete = Facts {
+        method: Some("DELETE"),
+        conditions: &staff,
+        ..Facts::who(Some(&alice))
+    };
+    assert_eq!(
+        policy.evaluate(&target, &delete),
+        Verdict::Allow { route: proxy }
+    );
 }

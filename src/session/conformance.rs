@@ -23,6 +23,7 @@ pub(crate) async fn run_all(store: Arc<dyn SessionStore>, clock: &ManualClock) {
     run_common(&store).await;
     ttl_expiry(&store, clock).await;
     cas_on_expired(&store, clock).await;
+    index_expiry(&store, clock).await;
 }
 
 /// Every check that does not depend on how time passes.
@@ -34,6 +35,99 @@ pub(crate) async fn run_common(store: &Arc<dyn SessionStore>) {
     cas_on_absent(store).await;
     cas_success_and_failure(store).await;
     ping(store).await;
+    index_entries(store).await;
+}
+
+/// `user`'s index, sorted, as `(id, meta)` text pairs.
+async fn listed(store: &Arc<dyn SessionStore>, user: &str) -> Vec<(String, String)> {
+    let mut entries: Vec<_> = store
+        .index_list(user)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, meta)| (id, String::from_utf8(meta).unwrap()))
+        .collect();
+    entries.sort();
+    entries
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+/// The per-user index: entries are kept per user, a second add of an id
+/// replaces its metadata, removal takes only the ids named, and the users
+/// list names every user with entries.
+pub(crate) async fn index_entries(store: &Arc<dyn SessionStore>) {
+    assert!(listed(store, "conf-nobody").await.is_empty());
+    store.index_add("conf-u1", "s1", b"m1", TTL).await.unwrap();
+    store.index_add("conf-u1", "s2", b"m2", TTL).await.unwrap();
+    store
+        .index_add("conf-u2", "s3", b"m3|bar", TTL)
+        .await
+        .unwrap();
+    store.index_add("conf-u1", "s1", b"m1b", TTL).await.unwrap();
+    assert_eq!(
+        listed(store, "conf-u1").await,
+        pairs(&[("s1", "m1b"), ("s2", "m2")])
+    );
+    assert_eq!(listed(store, "conf-u2").await, pairs(&[("s3", "m3|bar")]));
+    let users = store.index_users().await.unwrap();
+    assert!(users.iter().any(|u| u == "conf-u1"), "{users:?}");
+    assert!(users.iter().any(|u| u == "conf-u2"), "{users:?}");
+
+    store
+        .index_remove("conf-u1", &["s1".into(), "absent".into()])
+        .await
+        .unwrap();
+    store.index_remove("conf-u1", &[]).await.unwrap();
+    assert_eq!(listed(store, "conf-u1").await, pairs(&[("s2", "m2")]));
+    store.index_remove("conf-u2", &["s3".into()]).await.unwrap();
+    assert!(listed(store, "conf-u2").await.is_empty());
+    store
+        .index_add("conf-u2", "s4", b"gone", Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(
+        listed(store, "conf-u2").await.is_empty(),
+        "a zero TTL is gone"
+    );
+}
+
+/// Index entries live their own TTL by the store's clock; a user whose
+/// entries all ran out is no longer listed.
+pub(crate) async fn index_expiry(store: &Arc<dyn SessionStore>, clock: &ManualClock) {
+    let short = Duration::from_secs(10);
+    store.index_add("conf-ux", "a", b"1", short).await.unwrap();
+    store
+        .index_add("conf-ux", "b", b"2", Duration::from_secs(30))
+        .await
+        .unwrap();
+    clock.advance(9);
+    assert_eq!(listed(store, "conf-ux").await.len(), 2, "both alive at 9s");
+    clock.advance(1);
+    assert_eq!(listed(store, "conf-ux").await, pairs(&[("b", "2")]));
+    assert!(
+        store
+            .index_users()
+            .await
+            .unwrap()
+            .iter()
+            .any(|u| u == "conf-ux")
+    );
+    clock.advance(20);
+    assert!(listed(store, "conf-ux").await.is_empty());
+    assert!(
+        !store
+            .index_users()
+            .await
+            .unwrap()
+            .iter()
+            .any(|u| u == "conf-ux")
+    );
 }
 
 /// An unknown key loads as `None`; deleting it is not an error.
@@ -253,6 +347,29 @@ pub(crate) mod real_time {
             Some(&b"2"[..]),
             "the second save restarted the TTL"
         );
+    }
+
+    /// Index entries run out after their TTL, and so does their user.
+    pub(crate) async fn index_expiry(store: &Arc<dyn SessionStore>) {
+        let start = Instant::now();
+        store
+            .index_add("conf-rt-u", "a", b"1", SHORT)
+            .await
+            .unwrap();
+        loop {
+            let live = store.index_list("conf-rt-u").await.unwrap();
+            if live.is_empty() {
+                break;
+            }
+            assert!(
+                start.elapsed() < SHORT + Duration::from_secs(2),
+                "index entry still present after its TTL"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(start.elapsed() >= SHORT, "expired before its TTL");
+        let users = store.index_users().await.unwrap();
+        assert!(!users.iter().any(|u| u == "conf-rt-u"), "{users:?}");
     }
 
     /// An expired value counts as absent for CAS.

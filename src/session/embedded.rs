@@ -23,9 +23,12 @@ use redb::{Database, ReadableDatabase as _, ReadableTable as _, Table, TableDefi
 
 use crate::clock::SharedClock;
 
-use super::store::{SessionStore, StoreError, StoreFuture, expiry};
+use super::store::{IndexEntry, SessionStore, StoreError, StoreFuture, expiry};
 
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions_v1");
+/// The per-user session index: `user/id` → expiry and metadata, stored as
+/// the sessions are.
+const INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("user_sessions_v1");
 /// Clock seconds between two sweeps of expired entries.
 const SWEEP_INTERVAL: i64 = 60;
 /// Page cache. Records are about 1 KiB and read through the in-process
@@ -76,8 +79,9 @@ impl EmbeddedStore {
             clock,
             path: path.to_owned(),
         };
-        // Creates the table (so reads never meet a missing one) and sweeps
-        // what expired while we were down.
+        // Creates the tables (the first write sweeps, which opens both, so
+        // reads never meet a missing one) and sweeps what expired while we
+        // were down.
         inner.write(|_, _| Ok(())).map_err(|e| open_err(e.into()))?;
         Ok(EmbeddedStore {
             inner: Arc::new(inner),
@@ -169,33 +173,68 @@ impl Inner {
         result
     }
 
-    /// One write transaction, preceded by a sweep if one is due.
+    /// One write transaction on the sessions table, preceded by a sweep if
+    /// one is due.
     fn write<T>(
         &self,
         op: impl FnOnce(&mut Table<'_, &'static str, &'static [u8]>, i64) -> Result<T, redb::Error>,
     ) -> Result<T, redb::Error> {
-        self.with_db(|db| self.write_on(db, op))
+        self.with_db(|db| self.write_on(db, SESSIONS, op))
+    }
+
+    /// The same on the index table.
+    fn write_index<T>(
+        &self,
+        op: impl FnOnce(&mut Table<'_, &'static str, &'static [u8]>, i64) -> Result<T, redb::Error>,
+    ) -> Result<T, redb::Error> {
+        self.with_db(|db| self.write_on(db, INDEX, op))
     }
 
     fn write_on<T>(
         &self,
         db: &Database,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
         op: impl FnOnce(&mut Table<'_, &'static str, &'static [u8]>, i64) -> Result<T, redb::Error>,
     ) -> Result<T, redb::Error> {
         let now = self.clock.now();
         let txn = db.begin_write()?;
-        let result = {
-            let mut table = txn.open_table(SESSIONS)?;
-            let last = self.last_sweep.load(Ordering::Relaxed);
-            if now.saturating_sub(last) >= SWEEP_INTERVAL {
-                table.retain(|_, stored| live(stored, now).is_some())?;
-                self.last_sweep.store(now, Ordering::Relaxed);
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= SWEEP_INTERVAL {
+            for swept in [SESSIONS, INDEX] {
+                txn.open_table(swept)?
+                    .retain(|_, stored| live(stored, now).is_some())?;
             }
-            op(&mut table, now)?
-        };
+            self.last_sweep.store(now, Ordering::Relaxed);
+        }
+        let result = op(&mut txn.open_table(table)?, now)?;
         txn.commit()?;
         Ok(result)
     }
+
+    /// The live entries of the index table whose keys start with `prefix`.
+    fn index_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, redb::Error> {
+        self.with_db(|db| {
+            let now = self.clock.now();
+            let txn = db.begin_read()?;
+            let table = txn.open_table(INDEX)?;
+            let mut found = Vec::new();
+            for item in table.range(prefix..)? {
+                let (key, value) = item?;
+                let Some(rest) = key.value().strip_prefix(prefix) else {
+                    break;
+                };
+                if let Some(meta) = live(value.value(), now) {
+                    found.push((rest.to_owned(), meta.to_vec()));
+                }
+            }
+            Ok(found)
+        })
+    }
+}
+
+/// The index table's key of session `id` in `user`'s index.
+fn index_key(user: &str, id: &str) -> String {
+    format!("{user}/{id}")
 }
 
 impl SessionStore for EmbeddedStore {
@@ -266,6 +305,52 @@ impl SessionStore for EmbeddedStore {
                 txn.open_table(SESSIONS)?;
                 Ok(())
             })
+        })
+    }
+
+    fn index_add<'a>(
+        &'a self,
+        user: &'a str,
+        id: &'a str,
+        meta: &'a [u8],
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()> {
+        let key = index_key(user, id);
+        let meta = meta.to_vec();
+        self.blocking(move |inner| {
+            inner.write_index(|table, now| {
+                table.insert(key.as_str(), encode(&meta, expiry(now, ttl)).as_slice())?;
+                Ok(())
+            })
+        })
+    }
+
+    fn index_list<'a>(&'a self, user: &'a str) -> StoreFuture<'a, Vec<IndexEntry>> {
+        let prefix = index_key(user, "");
+        self.blocking(move |inner| inner.index_scan(&prefix))
+    }
+
+    fn index_remove<'a>(&'a self, user: &'a str, ids: &'a [String]) -> StoreFuture<'a, ()> {
+        let keys: Vec<String> = ids.iter().map(|id| index_key(user, id)).collect();
+        self.blocking(move |inner| {
+            inner.write_index(|table, _| {
+                for key in &keys {
+                    table.remove(key.as_str())?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn index_users(&self) -> StoreFuture<'_, Vec<String>> {
+        self.blocking(|inner| {
+            let mut users: Vec<String> = inner
+                .index_scan("")?
+                .into_iter()
+                .filter_map(|(key, _)| key.split_once('/').map(|(user, _)| user.to_owned()))
+                .collect();
+            users.dedup();
+            Ok(users)
         })
     }
 }

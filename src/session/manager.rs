@@ -29,6 +29,7 @@ use zeroize::Zeroizing;
 use crate::clock::SharedClock;
 use crate::identity::Identity;
 
+use super::index::{Origin, SessionIndex, SessionInfo, Target};
 use super::record::{EncodeError, SessionRecord};
 use super::seal::{Purpose, Sealer, sealed_len};
 use super::store::{SessionStore, StoreChange, StoreError, expiry, parse_store_key, store_key};
@@ -48,6 +49,9 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
 /// Store key prefix of the used-login-state marks
 /// ([`Sessions::consume_login_state`]); never a session key.
 pub const USED_LOGIN_STATE_PREFIX: &str = "authgate:login-state-used:";
+/// Store key prefix of the used back-channel logout tokens; never a session
+/// key.
+pub const USED_LOGOUT_TOKEN_PREFIX: &str = "authgate:logout-token-used:";
 
 /// Why a session operation failed. "No valid session" is never an error
 /// (it is `Ok(None)`); these mean the caller must fail closed.
@@ -270,8 +274,31 @@ impl Sessions {
         refresh_token: Option<String>,
         refresh_due_at: i64,
     ) -> Result<(String, Arc<SessionRecord>), SessionError> {
+        self.create_from(
+            identity,
+            refresh_token,
+            refresh_due_at,
+            None,
+            Origin::default(),
+        )
+        .await
+    }
+
+    /// [`Sessions::create`] keeping the login's ID token (for RP-initiated
+    /// logout), recording where the login came from in the user's session
+    /// index (written first: no session goes unlisted).
+    pub async fn create_from(
+        &self,
+        identity: Identity,
+        refresh_token: Option<String>,
+        refresh_due_at: i64,
+        id_token: Option<String>,
+        origin: Origin,
+    ) -> Result<(String, Arc<SessionRecord>), SessionError> {
         let now = self.clock.now();
         let ticket = Ticket::generate(now, expiry(now, self.lifetime));
+        let info = SessionInfo::new(&ticket.id, &identity, origin, now, ticket.expires_at);
+        self.index().add(&info, self.lifetime).await?;
         let record = SessionRecord {
             identity,
             refresh_token,
@@ -280,6 +307,7 @@ impl Sessions {
             refresh_due_at,
             refreshed_at: now,
             last_seen_at: now,
+            id_token,
             headers: Default::default(),
         };
         let sealed = record.seal(&ticket.id, &ticket.key)?;
@@ -589,11 +617,34 @@ impl Sessions {
         state: &str,
         ttl: Duration,
     ) -> Result<bool, SessionError> {
+        self.mark_used(USED_LOGIN_STATE_PREFIX, state, ttl).await
+    }
+
+    /// Marks a back-channel logout token (`iss` and `jti`) as used, as
+    /// [`Sessions::consume_login_state`] does a login state: `Ok(false)` for
+    /// a replay, on any replica.
+    pub async fn consume_logout_token(
+        &self,
+        issuer: &str,
+        jti: &str,
+        ttl: Duration,
+    ) -> Result<bool, SessionError> {
+        self.mark_used(USED_LOGOUT_TOKEN_PREFIX, &format!("{issuer}\0{jti}"), ttl)
+            .await
+    }
+
+    /// Writes `prefix` + SHA-256 of `value` if absent: whether it was.
+    async fn mark_used(
+        &self,
+        prefix: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, SessionError> {
         use base64::Engine as _;
         use sha2::{Digest as _, Sha256};
-        let digest = Sha256::digest(state.as_bytes());
+        let digest = Sha256::digest(value.as_bytes());
         let key = format!(
-            "{USED_LOGIN_STATE_PREFIX}{}",
+            "{prefix}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
         );
         Ok(self
@@ -601,6 +652,21 @@ impl Sessions {
             .compare_and_swap(&key, None, b"1", ttl)
             .instrument(store_span!("consume_login_state"))
             .await?)
+    }
+
+    /// Ends the sessions of `target` (an operator's or the user's own
+    /// request) and drops every cached session here, so none of them is
+    /// served from this replica's cache; other replicas sharing the store
+    /// hear of each deletion. Fails if the store does (fail closed).
+    pub async fn revoke_where(&self, target: &Target) -> Result<Vec<SessionInfo>, SessionError> {
+        let ended = self.index().revoke(target, self.clock.now()).await;
+        self.forget_all();
+        Ok(ended?)
+    }
+
+    /// The per-user session index over this store.
+    pub fn index(&self) -> SessionIndex {
+        SessionIndex::new(Arc::clone(&self.store))
     }
 
     /// Whether the store answers (for `/readyz`).
@@ -795,7 +861,7 @@ mod tests {
     use crate::config::Secret;
     use crate::session::embedded::EmbeddedStore;
     use crate::session::memory::MemoryStore;
-    use crate::session::store::StoreFuture;
+    use crate::session::store::{IndexEntry, StoreFuture};
 
     const LIFETIME: Duration = Duration::from_secs(14 * 3600);
     const T0: i64 = 1_700_000_000;
@@ -1367,6 +1433,24 @@ mod tests {
         fn ping(&self) -> StoreFuture<'_, ()> {
             down()
         }
+        fn index_add<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a [u8],
+            _: Duration,
+        ) -> StoreFuture<'a, ()> {
+            down()
+        }
+        fn index_list<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Vec<IndexEntry>> {
+            down()
+        }
+        fn index_remove<'a>(&'a self, _: &'a str, _: &'a [String]) -> StoreFuture<'a, ()> {
+            down()
+        }
+        fn index_users(&self) -> StoreFuture<'_, Vec<String>> {
+            down()
+        }
     }
 
     /// Counts loads and holds each until the test opens the gate.
@@ -1401,6 +1485,24 @@ mod tests {
         }
         fn ping(&self) -> StoreFuture<'_, ()> {
             self.inner.ping()
+        }
+        fn index_add<'a>(
+            &'a self,
+            user: &'a str,
+            id: &'a str,
+            meta: &'a [u8],
+            ttl: Duration,
+        ) -> StoreFuture<'a, ()> {
+            self.inner.index_add(user, id, meta, ttl)
+        }
+        fn index_list<'a>(&'a self, user: &'a str) -> StoreFuture<'a, Vec<IndexEntry>> {
+            self.inner.index_list(user)
+        }
+        fn index_remove<'a>(&'a self, user: &'a str, ids: &'a [String]) -> StoreFuture<'a, ()> {
+            self.inner.index_remove(user, ids)
+        }
+        fn index_users(&self) -> StoreFuture<'_, Vec<String>> {
+            self.inner.index_users()
         }
     }
 }

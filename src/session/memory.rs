@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::clock::SharedClock;
 
-use super::store::{SessionStore, StoreError, StoreFuture, expiry};
+use super::store::{IndexEntry, SessionStore, StoreError, StoreFuture, expiry};
 
 /// How often (clock seconds) a write also sweeps out every expired entry.
 /// Reads drop the expired entry they meet; the sweep bounds the memory held
@@ -19,6 +19,8 @@ const SWEEP_INTERVAL: i64 = 60;
 /// A `HashMap` behind a mutex; expiry judged by the injected clock.
 pub struct MemoryStore {
     entries: Mutex<HashMap<String, Entry>>,
+    /// The per-user session index: user → session id → metadata.
+    index: Mutex<HashMap<String, HashMap<String, Entry>>>,
     clock: SharedClock,
     last_sweep: AtomicI64,
 }
@@ -41,6 +43,7 @@ impl MemoryStore {
         let now = clock.now();
         MemoryStore {
             entries: Mutex::new(HashMap::new()),
+            index: Mutex::new(HashMap::new()),
             clock,
             last_sweep: AtomicI64::new(now),
         }
@@ -59,6 +62,10 @@ impl MemoryStore {
     /// each operation leaves the map consistent, so keep serving.
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_index(&self) -> MutexGuard<'_, HashMap<String, HashMap<String, Entry>>> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The live value under `key`, dropping it if expired.
@@ -123,6 +130,69 @@ impl SessionStore for MemoryStore {
 
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn index_add<'a>(
+        &'a self,
+        user: &'a str,
+        id: &'a str,
+        meta: &'a [u8],
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()> {
+        let now = self.clock.now();
+        let mut index = self.lock_index();
+        let entries = index.entry(user.to_owned()).or_default();
+        entries.retain(|_, e| now < e.expires_at);
+        entries.insert(
+            id.to_owned(),
+            Entry {
+                value: meta.to_vec(),
+                expires_at: expiry(now, ttl),
+            },
+        );
+        drop(index);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn index_list<'a>(&'a self, user: &'a str) -> StoreFuture<'a, Vec<IndexEntry>> {
+        let now = self.clock.now();
+        let mut index = self.lock_index();
+        let mut live = Vec::new();
+        if let Some(entries) = index.get_mut(user) {
+            entries.retain(|_, e| now < e.expires_at);
+            live.extend(entries.iter().map(|(id, e)| (id.clone(), e.value.clone())));
+            if entries.is_empty() {
+                index.remove(user);
+            }
+        }
+        drop(index);
+        Box::pin(async { Ok(live) })
+    }
+
+    fn index_remove<'a>(&'a self, user: &'a str, ids: &'a [String]) -> StoreFuture<'a, ()> {
+        let mut index = self.lock_index();
+        if let Some(entries) = index.get_mut(user) {
+            for id in ids {
+                entries.remove(id);
+            }
+            if entries.is_empty() {
+                index.remove(user);
+            }
+        }
+        drop(index);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn index_users(&self) -> StoreFuture<'_, Vec<String>> {
+        let now = self.clock.now();
+        let mut index = self.lock_index();
+        index.retain(|_, entries| {
+            entries.retain(|_, e| now < e.expires_at);
+            !entries.is_empty()
+        });
+        let users = index.keys().cloned().collect();
+        drop(index);
+        Box::pin(async { Ok(users) })
     }
 }
 

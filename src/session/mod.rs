@@ -14,8 +14,10 @@
 //! every deletion or replacement is also published, so each replica drops
 //! its cached copy at once ([`Sessions::follow_changes`]).
 
+mod admin;
 mod cookie;
 mod embedded;
+mod index;
 mod manager;
 mod memory;
 mod open;
@@ -31,8 +33,12 @@ pub(crate) mod conformance;
 pub(crate) mod test_redis;
 
 pub use self::redis::{CHANGES_CHANNEL, Credentials, RedisStore, RedisTarget};
+pub use admin::{Reply, Request, Scope, perform};
 pub use cookie::{SessionCookie, cookie_values};
 pub use embedded::EmbeddedStore;
+pub use index::{
+    Origin, SessionIndex, SessionInfo, Target, public_id, session_key, user_key, user_of,
+};
 pub use manager::{
     COOKIE_VALUE_LEN, CachedLookup, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL, Resolved,
     SessionError, Sessions, touch_interval,
@@ -42,6 +48,6 @@ pub use open::open_store;
 pub use record::{EncodeError, SessionRecord};
 pub use seal::{MAX_SEALED_LEN, Purpose, SECRET_LEN, SealError, Sealer};
 pub use store::{
-    ChangeFeed, KEY_PREFIX, SessionStore, StoreChange, StoreError, StoreFuture, parse_store_key,
-    store_key,
+    ChangeFeed, IndexEntry, KEY_PREFIX, SessionStore, StoreChange, StoreError, StoreFuture,
+    parse_store_key, store_key,
 };

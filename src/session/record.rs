@@ -45,6 +45,10 @@ pub struct SessionRecord {
     /// or last refresh counts).
     #[serde(default)]
     pub last_seen_at: i64,
+    /// The login's ID token, for RP-initiated logout's `id_token_hint`.
+    /// Absent in older records and for Bearer tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
     /// The identity headers, rendered once per cached record; never stored.
     #[serde(skip)]
     pub headers: RenderedHeaders,
@@ -72,6 +76,7 @@ impl fmt::Debug for SessionRecord {
             .field("refresh_due_at", &self.refresh_due_at)
             .field("refreshed_at", &self.refreshed_at)
             .field("last_seen_at", &self.last_seen_at)
+            .field("id_token", &self.id_token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -145,6 +150,7 @@ mod tests {
             refresh_due_at: 150,
             refreshed_at: 100,
             last_seen_at: 120,
+            id_token: Some("id-token-secret".into()),
             headers: Default::default(),
         }
     }

@@ -37,7 +37,7 @@ use redis::{
 };
 use tokio::sync::mpsc;
 
-use super::store::{ChangeFeed, SessionStore, StoreChange, StoreError, StoreFuture};
+use super::store::{ChangeFeed, IndexEntry, SessionStore, StoreChange, StoreError, StoreFuture};
 
 /// The pub/sub channel on which every deletion or replacement of a session
 /// key is announced (the message is the key).
@@ -72,6 +72,66 @@ redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[1], KEYS[1])
 return 1
 ";
+
+/// The server's clock in milliseconds, as Lua sees it (`TIME`).
+const NOW_MS: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+";
+
+/// `KEYS[1]` = a user's index (a hash: session id → `expiry_ms|meta`);
+/// `ARGV` = session id, meta, TTL in ms. The hash itself lives as long as
+/// its longest entry.
+const INDEX_ADD_SCRIPT: &str = r"
+local ttl = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f', now + ttl) .. '|' .. ARGV[2])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+";
+
+/// `KEYS[1]` = a user's index: its live entries as `[id, meta, …]`; the
+/// expired ones are deleted on the way.
+const INDEX_LIST_SCRIPT: &str = r"
+local all = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #all, 2 do
+  local v = all[i + 1]
+  local bar = string.find(v, '|', 1, true)
+  local exp = bar and tonumber(string.sub(v, 1, bar - 1))
+  if exp and exp > now then
+    out[#out + 1] = all[i]
+    out[#out + 1] = string.sub(v, bar + 1)
+  else
+    redis.call('HDEL', KEYS[1], all[i])
+  end
+end
+return out
+";
+
+/// `KEYS[1]` = [`USERS_KEY`]; `ARGV` = user, TTL in ms: registers the
+/// user until at least then, dropping users whose entries all ran out.
+const USER_ADD_SCRIPT: &str = r"
+local ttl = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZADD', KEYS[1], 'GT', string.format('%.0f', now + ttl), ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+";
+
+/// `KEYS[1]` = [`USERS_KEY`]: the users with entries not yet run out.
+const USERS_SCRIPT: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+";
+
+/// Every user with an index, scored by when their last entry runs out (a
+/// sorted set: one key, so listing users needs no scan of every node).
+const USERS_KEY: &str = "authgate:users";
+
+/// A user's index key; the braces keep it in one Cluster slot.
+fn index_key(user: &str) -> String {
+    format!("authgate:user:{{{user}}}:sessions")
+}
 
 /// Where the Redis of a `session_store` URL is.
 #[derive(Clone)]
@@ -329,6 +389,10 @@ struct Inner {
     connecting: tokio::sync::Mutex<()>,
     cas: Script,
     delete: Script,
+    index_add: Script,
+    index_list: Script,
+    user_add: Script,
+    users: Script,
 }
 
 impl fmt::Debug for RedisStore {
@@ -353,6 +417,10 @@ impl RedisStore {
                 connecting: tokio::sync::Mutex::new(()),
                 cas: Script::new(CAS_SCRIPT),
                 delete: Script::new(DELETE_SCRIPT),
+                index_add: Script::new(&format!("{NOW_MS}{INDEX_ADD_SCRIPT}")),
+                index_list: Script::new(&format!("{NOW_MS}{INDEX_LIST_SCRIPT}")),
+                user_add: Script::new(&format!("{NOW_MS}{USER_ADD_SCRIPT}")),
+                users: Script::new(&format!("{NOW_MS}{USERS_SCRIPT}")),
             }),
         }
     }
@@ -630,6 +698,86 @@ impl SessionStore for RedisStore {
         Box::pin(self.with_conn(|mut c| async move { redis::cmd("PING").exec_async(&mut c).await }))
     }
 
+    fn index_add<'a>(
+        &'a self,
+        user: &'a str,
+        id: &'a str,
+        meta: &'a [u8],
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()> {
+        let key = index_key(user);
+        Box::pin(self.with_conn(move |mut c| {
+            let (user_add, index_add) = (self.inner.user_add.clone(), self.inner.index_add.clone());
+            let key = key.clone();
+            async move {
+                if ttl.is_zero() {
+                    return redis::cmd("HDEL")
+                        .arg(&key)
+                        .arg(id)
+                        .exec_async(&mut c)
+                        .await;
+                }
+                // The user first: every entry's user is listed.
+                user_add
+                    .key(USERS_KEY)
+                    .arg(user)
+                    .arg(ttl_millis(ttl))
+                    .invoke_async::<i64>(&mut c)
+                    .await?;
+                index_add
+                    .key(&key)
+                    .arg(id)
+                    .arg(meta)
+                    .arg(ttl_millis(ttl))
+                    .invoke_async::<i64>(&mut c)
+                    .await
+                    .map(drop)
+            }
+        }))
+    }
+
+    fn index_list<'a>(&'a self, user: &'a str) -> StoreFuture<'a, Vec<IndexEntry>> {
+        let key = index_key(user);
+        Box::pin(self.with_conn(move |mut c| {
+            let script = self.inner.index_list.clone();
+            let key = key.clone();
+            async move {
+                let flat: Vec<Vec<u8>> = script.key(&key).invoke_async(&mut c).await?;
+                Ok(flat
+                    .chunks_exact(2)
+                    .filter_map(|pair| {
+                        let id = String::from_utf8(pair[0].clone()).ok()?;
+                        Some((id, pair[1].clone()))
+                    })
+                    .collect())
+            }
+        }))
+    }
+
+    fn index_remove<'a>(&'a self, user: &'a str, ids: &'a [String]) -> StoreFuture<'a, ()> {
+        let key = index_key(user);
+        Box::pin(self.with_conn(move |mut c| {
+            let key = key.clone();
+            async move {
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                redis::cmd("HDEL")
+                    .arg(&key)
+                    .arg(ids)
+                    .exec_async(&mut c)
+                    .await
+            }
+        }))
+    }
+
+    fn index_users(&self) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(self.with_conn(move |mut c| {
+            let script = self.inner.users.clone();
+            async move { script.key(USERS_KEY).invoke_async(&mut c).await }
+        }))
+    }
+
     fn watch(&self) -> Option<ChangeFeed> {
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(Arc::clone(&self.inner).follow(tx));
@@ -759,6 +907,7 @@ mod tests {
         conformance::run_common(&store).await;
         conformance::real_time::ttl_expiry(&store).await;
         conformance::real_time::cas_on_expired(&store).await;
+        conformance::real_time::index_expiry(&store).await;
     }
 
     /// Behind Sentinel: the store finds the master through a real
@@ -774,6 +923,7 @@ mod tests {
         let store: Arc<dyn SessionStore> = Arc::new(RedisStore::open(&url).unwrap());
         conformance::run_common(&store).await;
         conformance::real_time::ttl_expiry(&store).await;
+        conformance::real_time::index_expiry(&store).await;
     }
 
     /// On a real (single-node) Redis Cluster: the scripts run on the key's
@@ -785,6 +935,7 @@ mod tests {
         let store: Arc<dyn SessionStore> = Arc::new(RedisStore::open(&url).unwrap());
         conformance::run_common(&store).await;
         conformance::real_time::ttl_expiry(&store).await;
+        conformance::real_time::index_expiry(&store).await;
     }
 
     /// Deletions and replacements reach a watcher; a save of a new key

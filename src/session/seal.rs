@@ -54,14 +54,22 @@ pub enum Purpose {
     /// The session cookie of one host outside the cookie domain: the
     /// session's ticket and that host's name, valid there only.
     HostSessionCookie,
+    /// The signed-out page's "sign out of all my sessions" form: whose
+    /// sessions, until when (the session cookie is already gone).
+    SignOutAll,
+    /// The `state` of RP-initiated logout: where to go once the provider
+    /// sends the browser back.
+    LogoutState,
 }
 
 impl Purpose {
-    const ALL: [Purpose; 4] = [
+    const ALL: [Purpose; 6] = [
         Purpose::SessionCookie,
         Purpose::LoginState,
         Purpose::Handoff,
         Purpose::HostSessionCookie,
+        Purpose::SignOutAll,
+        Purpose::LogoutState,
     ];
 
     /// The HKDF `info` string. Changing one invalidates every value sealed
@@ -72,6 +80,8 @@ impl Purpose {
             Purpose::LoginState => b"authgate v1 login state",
             Purpose::Handoff => b"authgate v1 handoff token",
             Purpose::HostSessionCookie => b"authgate v1 host session cookie",
+            Purpose::SignOutAll => b"authgate v1 sign out of all sessions",
+            Purpose::LogoutState => b"authgate v1 logout state",
         }
     }
 
@@ -81,6 +91,8 @@ impl Purpose {
             Purpose::LoginState => 1,
             Purpose::Handoff => 2,
             Purpose::HostSessionCookie => 3,
+            Purpose::SignOutAll => 4,
+            Purpose::LogoutState => 5,
         }
     }
 }

@@ -15,6 +15,11 @@ use std::time::Duration;
 /// Prefix of every session key, so a shared Redis can hold other data.
 pub const KEY_PREFIX: &str = "authgate:session:";
 
+/// One entry of a user's session index, as a store returns it: the session
+/// id (lowercase hex, as in its [`store_key`]) and the metadata saved with
+/// it.
+pub type IndexEntry = (String, Vec<u8>);
+
 /// The future a [`SessionStore`] method returns: boxed, so the trait stays
 /// object-safe (`Arc<dyn SessionStore>`).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -95,6 +100,31 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Whether the store answers (for `/readyz`).
     fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// Adds session `id` to `user`'s index with `meta` (never a secret),
+    /// replacing an entry of the same id; the entry lives at least `ttl`,
+    /// as a [`save`](SessionStore::save)d value does. `user` is an opaque
+    /// token (see `session::user_key`): for Redis Cluster, one user's
+    /// entries share one slot.
+    fn index_add<'a>(
+        &'a self,
+        user: &'a str,
+        id: &'a str,
+        meta: &'a [u8],
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()>;
+
+    /// `user`'s index entries whose TTL has not run out, in no order. The
+    /// sessions they name may have ended since: the caller checks.
+    fn index_list<'a>(&'a self, user: &'a str) -> StoreFuture<'a, Vec<IndexEntry>>;
+
+    /// Removes the entries of `ids` from `user`'s index; absent ones are
+    /// not an error.
+    fn index_remove<'a>(&'a self, user: &'a str, ids: &'a [String]) -> StoreFuture<'a, ()>;
+
+    /// Every user with an index entry whose TTL has not run out (perhaps
+    /// also some whose entries just ran out), in no order.
+    fn index_users(&self) -> StoreFuture<'_, Vec<String>>;
 
     /// For a store shared by several replicas: a feed of the keys that any
     /// replica deleted or replaced (sign-out, refresh), so every replica

@@ -442,9 +442,7 @@ async fn cross_site_requests_cannot_sign_anyone_out() {
 /// anonymously (the bypass the binding closes).
 #[tokio::test]
 async fn ingress_nginx_example_binds_the_decision_to_its_host() {
-    use std::collections::HashMap;
-
-    use crate::support::ingress_nginx::{self, ClusterDns, Layout};
+    use crate::support::ingress_nginx;
 
     let mut public = route(1, "https://app.example.org", None, &[]);
     public.allow_any_authenticated_user = false;
@@ -466,56 +464,10 @@ async fn ingress_nginx_example_binds_the_decision_to_its_host() {
         crate::support::repo_root().join("examples/nginx/ingress-nginx.yaml"),
     )
     .unwrap();
-    // The Services the example's Ingresses name, standing in for the
-    // cluster's: the app and authgate.
-    let service = |name: &str, target: &str, port: u16| {
-        serde_json::json!({
-            "kind": "Service",
-            "metadata": { "name": name },
-            "spec": {
-                "type": "ExternalName",
-                "externalName": target,
-                "ports": [{ "port": port, "targetPort": port }],
-            },
-        })
-    };
-    let dns = ClusterDns {
-        namespace: "authgate".to_owned(),
-        names: HashMap::from([
-            ("app.test:80".to_owned(), upstream.addr()),
-            ("authgate.test:4180".to_owned(), authgate),
-            (
-                "authgate.authgate.svc.cluster.local:4180".to_owned(),
-                authgate,
-            ),
-        ]),
-    };
     let ca = TestCa::new("ingress-nginx example CA");
     let start = |text: String| {
-        let mut docs = crate::packaging::documents(&text);
-        docs.push(service("hello", "app.test", 80));
-        docs.push(service("authgate", "authgate.test", 4180));
-        let https: std::net::SocketAddr =
-            ([127, 0, 0, 1], crate::support::process::free_port()).into();
-        let (ca, dns) = (&ca, &dns);
-        async move {
-            Nginx::start_conf(ca, "example.com", https, |dir| {
-                let (cert, key) = ca
-                    .issue(&["*.example.com", "*.example.org"], &[])
-                    .write(dir, "nginx");
-                ingress_nginx::conf(
-                    &docs,
-                    dns,
-                    &Layout {
-                        https,
-                        cert,
-                        key,
-                        dir: dir.to_owned(),
-                    },
-                )
-            })
-            .await
-        }
+        let (ca, upstream) = (&ca, upstream.addr());
+        async move { ingress_nginx::start_example(&text, authgate, upstream, ca).await }
     };
     let json = ["Accept: application/json".to_owned()];
     // hello's page, asked with app.example.org's name: status, app reached.

@@ -4,6 +4,7 @@
 //! authgate's non-2xx answers to the client as they are, so the browser's
 //! redirect, the program's 401 and the 403 all come from authgate itself.
 
+use authgate::config::RouteConfig;
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -21,6 +22,12 @@ struct Site {
 }
 
 async fn site() -> Site {
+    site_with("", |app| vec![route(0, app, None, &["devops"])]).await
+}
+
+/// Caddy with `conditions` on its forward_auth `uri`, and the routes
+/// `routes` makes from the app's URL.
+async fn site_with(conditions: &str, routes: impl FnOnce(&str) -> Vec<RouteConfig>) -> Site {
     let ca = TestCa::new("authgate caddy test CA");
     let upstream = EchoUpstream::start().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -29,10 +36,11 @@ async fn site() -> Site {
         upstream: upstream.addr(),
         ca: &ca,
         domain: DOMAIN,
+        conditions,
     })
     .await;
     let login_base = caddy.url("auth", "");
-    let routes = vec![route(0, &caddy.url("app", ""), None, &["devops"])];
+    let routes = routes(&caddy.url("app", ""));
     let stack = Stack::start_on(listener, routes, |config| {
         config.authenticate_service_url = Url::parse(&login_base).expect("login base");
         config.cookie.domain = Some(DOMAIN.to_owned());
@@ -289,4 +297,65 @@ async fn caddy_decides_on_the_host_it_routes() {
         status, 401,
         "decided about app, as a program without a session"
     );
+}
+
+/// `uri /forward-auth?allowed_groups=devops` protects a host authgate has
+/// no route for: not signed in, the browser is sent to sign in; alice
+/// (devops) reaches the app; bob gets 403.
+#[tokio::test]
+async fn caddy_query_conditions_protect_a_host_without_a_route() {
+    let site = site_with("allowed_groups=devops", |_| Vec::new()).await;
+    let url = site.caddy.url("app", "/dashboards");
+    let cookie = site.login(&url, "alice@example.com").await;
+    let seen = site.echoed(&url, &cookie).await;
+    assert_alice_reached_the_app(&seen["headers"]);
+    let bob = site.login(&url, "bob@example.com").await;
+    let response = site.get(&url, "application/json", &[bob]).await;
+    assert_eq!(response.status(), 403, "{}", site.caddy.log());
+    assert_eq!(site.upstream.received().len(), 1, "only alice");
+}
+
+/// With a route, the route and the query must both allow: alice (devops,
+/// admins) passes the route for devops but not `allowed_groups=auditors`.
+#[tokio::test]
+async fn caddy_query_conditions_and_the_route_both_decide() {
+    let devops = |app: &str| vec![route(0, app, None, &["devops"])];
+    let site = site_with("allowed_groups=auditors,admins", devops).await;
+    let url = site.caddy.url("app", "/");
+    let alice = site.login(&url, "alice@example.com").await;
+    site.echoed(&url, &alice).await;
+    let site = site_with("allowed_groups=auditors", devops).await;
+    let url = site.caddy.url("app", "/");
+    let alice = site.login(&url, "alice@example.com").await;
+    let response = site.get(&url, "application/json", &[alice]).await;
+    assert_eq!(response.status(), 403, "{}", site.caddy.log());
+}
+
+/// Caddy's example `uri /forward-auth` passes the client's own query on to
+/// authgate: a client writing conditions into its URL gets 403, never the
+/// policy it wrote (here on a path without a route, which it would open;
+/// `/in` is any signed-in user's).
+#[tokio::test]
+async fn caddy_client_query_is_never_the_conditions() {
+    let site = site_with("", |app| vec![route(0, app, Some("/in"), &[])]).await;
+    let url = site.caddy.url("app", "/?allowed_email_domains=example.com");
+    let alice = site
+        .login(&site.caddy.url("app", "/in"), "alice@example.com")
+        .await;
+    let response = site.get(&url, "application/json", &[alice]).await;
+    assert_eq!(response.status(), 403, "{}", site.caddy.log());
+    assert!(site.upstream.received().is_empty());
+}
+
+/// The client's address reaches a `source_ip` policy through Caddy (its
+/// X-Forwarded-For, believed from a trusted Caddy): a client connecting
+/// from 127.0.0.5 gets in, one from 127.0.0.6 gets 403, also when it writes
+/// 127.0.0.5 into its own X-Forwarded-For.
+#[tokio::test]
+async fn caddy_passes_the_client_address_to_source_ip() {
+    let site = site_with("", |app| {
+        vec![crate::fixture::source_ip_route(0, app, "127.0.0.5/32")]
+    })
+    .await;
+    site.caddy.assert_source_ip_decides(&site.upstream).await;
 }

@@ -587,3 +587,101 @@ async fn serve_logs_the_login_urls_without_colours() {
         "ANSI escape codes in a file: {text}"
     );
 }
+
+/// `explain` on a Pomerium-style config: the route by its name, each
+/// criterion's result, the refusal in words; exit 0 allowed, 1 refused
+/// (denied or sent to sign in), 2 for a bad invocation. The same file's
+/// `tests:` pass `check-config`.
+#[test]
+fn explain_and_policy_tests_through_the_binary() {
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/valid-configs/pomerium-ppl.yaml"
+    );
+    let explain = |args: &[&str]| {
+        let output = Command::new(BIN)
+            .args(["explain", "--config", config])
+            .args(args)
+            .output()
+            .expect("run authgate explain");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let grafana = "https://grafana.example.com/d/home";
+    let (code, out) = explain(&[
+        "--url",
+        grafana,
+        "--email",
+        "bob@example.com",
+        "--groups",
+        "developers,qa",
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.starts_with("route: Grafana\n"), "{out}");
+    assert!(out.contains("group devops"), "{out}");
+    assert!(
+        out.ends_with("result: deny (needs group devops; you are in: developers, qa)\n"),
+        "{out}"
+    );
+    let (code, out) = explain(&[
+        "--url",
+        grafana,
+        "--email",
+        "alice@example.com",
+        "--groups",
+        "devops",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.ends_with("result: allow\n"), "{out}");
+    let (code, out) = explain(&["--url", grafana]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.ends_with("result: sign_in\n"), "{out}");
+    let office = "https://office.example.com/";
+    let (code, _) = explain(&[
+        "--url",
+        office,
+        "--email",
+        "d@example.com",
+        "--source-ip",
+        "10.9.8.7",
+    ]);
+    assert_eq!(code, Some(0));
+    let (code, out) = explain(&[
+        "--url",
+        office,
+        "--email",
+        "d@example.com",
+        "--source-ip",
+        "203.0.113.1",
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("you come from 203.0.113.1"), "{out}");
+    let (code, out) = explain(&[
+        "--url",
+        "https://wiki.example.com/page",
+        "--claim",
+        "department=\"engineering\"",
+        "--email",
+        "c@example.com",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    // Bad invocations.
+    assert_eq!(explain(&["--url", "not a url"]).0, Some(2));
+    assert_eq!(
+        explain(&["--url", office, "--source-ip", "nowhere"]).0,
+        Some(2)
+    );
+    assert_eq!(explain(&[]).0, Some(2));
+
+    let output = Command::new(BIN)
+        .args(["check-config", "--config", config])
+        .output()
+        .expect("run check-config");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -12,7 +12,7 @@ use authgate::clock::{SharedClock, SystemClock};
 use authgate::config::{RouteConfig, Routes, Secret};
 use authgate::decision::{Decider, Decision, Request, Step};
 use authgate::identity::Identity;
-use authgate::policy::{Policy, RouteId, Target};
+use authgate::policy::{Policy, ProxyConditions, RouteId, Target};
 use authgate::session::{MemoryStore, Sealer, Sessions};
 use url::Url;
 
@@ -110,6 +110,8 @@ fn request<'a>(
         method: Some(method),
         authorization: None,
         preflight,
+        source_ip: None,
+        conditions: &ProxyConditions::NONE,
     }
 }
 
@@ -317,6 +319,8 @@ async fn io_cases_stop_in_try_now_and_finish() {
                 method: Some("GET"),
                 authorization: authorization.as_deref(),
                 preflight: false,
+                source_ip: None,
+                conditions: &ProxyConditions::NONE,
             };
             // Stepped first: a refresh it does is not due for `decide`.
             let stepped = match decider.try_now(&policy, ask()) {

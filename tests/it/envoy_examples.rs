@@ -298,6 +298,35 @@ fn grpc_example_is_a_valid_envoy_config() {
             .contains_key("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"),
         "gRPC needs HTTP/2 to the cluster"
     );
+    // The per-route conditions example: /admin/ sends allowed_groups.
+    let Some(RouteSpecifier::RouteConfig(routes)) = &hcm.route_specifier else {
+        panic!("inline route_config expected")
+    };
+    let admin = routes
+        .virtual_hosts
+        .iter()
+        .flat_map(|v| &v.routes)
+        .find(|r| {
+            matches!(
+                r.r#match.as_ref().and_then(|m| m.path_specifier.as_ref()),
+                Some(PathSpecifier::Prefix(p)) if p == "/admin/"
+            )
+        })
+        .expect("the /admin/ route");
+    let per_route: ExtAuthzPerRoute = unpack(
+        &admin.typed_per_filter_config["envoy.filters.http.ext_authz"],
+        "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+    );
+    let Some(Override::CheckSettings(settings)) = per_route.r#override else {
+        panic!("check_settings expected: {per_route:?}")
+    };
+    assert_eq!(
+        settings
+            .context_extensions
+            .get("allowed_groups")
+            .map(String::as_str),
+        Some("admins")
+    );
 }
 
 /// HTTP mode: path_prefix, Cookie allowed, identity headers allowed

@@ -43,6 +43,17 @@ pub fn route(index: usize, from: &str, prefix: Option<&str>, groups: &[&str]) ->
     }
 }
 
+/// A route for `from` whose only rule is a PPL `source_ip: <cidr>`: the
+/// client's address alone decides, signed in or not.
+pub fn source_ip_route(index: usize, from: &str, cidr: &str) -> RouteConfig {
+    let mut route = route(index, from, None, &[]);
+    route.allow_any_authenticated_user = false;
+    route.policy = Some(authgate::policy::ppl::Tree::from_json(
+        &serde_json::json!({ "allow": { "and": [{ "source_ip": cidr }] } }),
+    ));
+    route
+}
+
 /// The default policy: `app.example.test` needs `devops`, `/admin` needs
 /// `admins`, `public.example.test` is open to everyone.
 pub fn default_routes() -> Vec<RouteConfig> {
@@ -94,6 +105,7 @@ pub fn test_config(login_base: &str, idp_issuer: &str, routes: Vec<RouteConfig>)
         // None: X-Forwarded-* believed from nobody (so not from the tests'
         // loopback client), and /oauth2/auth answers every peer.
         trusted_proxies: Vec::new(),
+        admin_groups: Vec::new(),
         routes: Routes::parse(routes).expect("routes"),
         signing: Default::default(),
         jwt_claims_headers: Vec::new(),

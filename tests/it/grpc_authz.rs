@@ -481,3 +481,106 @@ async fn run_serves_http_and_grpc_and_stops_both() {
         "the gRPC port is released"
     );
 }
+
+/// `request` with Envoy's per-route `check_settings.context_extensions`.
+fn with_extensions(mut request: CheckRequest, pairs: &[(&str, &str)]) -> CheckRequest {
+    let attributes = request.attributes.as_mut().expect("attributes");
+    for (key, value) in pairs {
+        attributes
+            .context_extensions
+            .insert((*key).to_owned(), (*value).to_owned());
+    }
+    request
+}
+
+/// The route's `context_extensions` are conditions of their own: on a host
+/// with a route both must allow; on a host without one they are the whole
+/// policy (anonymous: sign in; a member: allowed; anyone else: 403); an
+/// unknown `allowed_…` key refuses everyone; no route and no condition is
+/// 403 as before.
+#[tokio::test]
+async fn grpc_context_extensions_are_the_proxys_conditions() {
+    let s = GrpcStack::start().await;
+    let alice = cookie(&s.stack.login("alice@example.com", APP).await);
+    let bob = cookie(&s.stack.login("bob@example.com", APP).await);
+    let status = |url: &'static str, who: &str, pairs: &'static [(&str, &str)]| {
+        let mut headers = vec![("accept", CHROME_ACCEPT)];
+        if !who.is_empty() {
+            headers.push(("cookie", who));
+        }
+        let request = with_extensions(envoy_request("GET", url, &headers), pairs);
+        let s = &s;
+        async move { seen(&s.check(request).await) }
+    };
+    // app.example.test's route needs devops; alice has devops and admins.
+    let admins = &[("allowed_groups", "admins")];
+    let seen_alice = status(APP, &alice, admins).await;
+    assert_eq!(seen_alice.http_status, 200);
+    assert_eq!(
+        seen_alice.headers["x-auth-request-email"],
+        "alice@example.com"
+    );
+    let nobody = &[("allowed_groups", "nobody,auditors")];
+    assert_eq!(status(APP, &alice, nobody).await.http_status, 403);
+    let domain = &[("allowed_email_domains", "other.test")];
+    assert_eq!(status(APP, &alice, domain).await.http_status, 403);
+    let typo = &[("allowed_group", "devops")];
+    assert_eq!(status(APP, &alice, typo).await.http_status, 403);
+
+    // ops.example.test has no route: the conditions decide.
+    const OPS: &str = "https://ops.example.test/dashboards";
+    let devops = &[("allowed_groups", "devops"), ("unrelated", "x")];
+    let member = status(OPS, &alice, devops).await;
+    assert_eq!(member.http_status, 200);
+    assert_eq!(member.headers["x-auth-request-groups"], "devops,admins");
+    assert_eq!(status(OPS, &bob, devops).await.http_status, 403);
+    let anonymous = status(OPS, "", devops).await;
+    assert_eq!(anonymous.http_status, 302);
+    assert!(
+        anonymous.headers["location"].contains("/oauth2/start?rd="),
+        "{anonymous:?}"
+    );
+    let email = &[("allowed_emails", "bob@example.com")];
+    assert_eq!(status(OPS, &bob, email).await.http_status, 200);
+    assert_eq!(status(OPS, &alice, email).await.http_status, 403);
+    assert_eq!(status(OPS, &alice, &[]).await.http_status, 403);
+}
+
+/// `attributes.source.address` is the client's address for a `source_ip`
+/// policy (`10.0.0.0/8` here): inside it the Check is allowed, outside it
+/// or without a source it is refused (403, signing in would not help).
+#[tokio::test]
+async fn grpc_source_address_decides_source_ip() {
+    use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address};
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::Peer;
+
+    let stack = Stack::start_with(
+        vec![crate::fixture::source_ip_route(
+            0,
+            "https://app.example.test",
+            "10.0.0.0/8",
+        )],
+        |_| {},
+    )
+    .await;
+    let s = GrpcStack::on(stack).await;
+    let from = |ip: Option<&str>| {
+        let mut request = envoy_request("GET", APP, &[("accept", "application/json")]);
+        if let Some(ip) = ip {
+            request.attributes.as_mut().expect("attributes").source = Some(Peer {
+                address: Some(Address {
+                    address: Some(address::Address::SocketAddress(SocketAddress {
+                        address: ip.to_owned(),
+                        ..SocketAddress::default()
+                    })),
+                }),
+                ..Peer::default()
+            });
+        }
+        let s = &s;
+        async move { seen(&s.check(request).await).http_status }
+    };
+    assert_eq!(from(Some("10.1.2.3")).await, 200);
+    assert_eq!(from(Some("192.0.2.1")).await, 403);
+    assert_eq!(from(None).await, 403);
+}

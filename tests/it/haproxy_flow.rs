@@ -5,6 +5,7 @@
 //! the redirect to sign in, the 401, the 403, the identity headers — and
 //! a 503 when authgate does not answer.
 
+use authgate::config::RouteConfig;
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -24,6 +25,15 @@ struct Site {
 }
 
 async fn site() -> Site {
+    site_with(None, |app| vec![route(0, app, None, &["devops"])]).await
+}
+
+/// HAProxy with `allowed_groups` set for `app` in its configuration, and
+/// the routes `routes` makes from the app's URL.
+async fn site_with(
+    allowed_groups: Option<&str>,
+    routes: impl FnOnce(&str) -> Vec<RouteConfig>,
+) -> Site {
     let ca = TestCa::new("authgate haproxy test CA");
     let upstream = EchoUpstream::start().await;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -34,10 +44,11 @@ async fn site() -> Site {
         upstream: upstream.addr(),
         ca: &ca,
         domain: DOMAIN,
+        allowed_groups,
     })
     .await;
     let login_base = haproxy.url("auth", "");
-    let routes = vec![route(0, &haproxy.url("app", ""), None, &["devops"])];
+    let routes = routes(&haproxy.url("app", ""));
     let spoe_address = spoe.local_addr().expect("addr");
     let stack = Stack::start_on(listener, routes, |config| {
         config.authenticate_service_url = Url::parse(&login_base).expect("login base");
@@ -260,4 +271,46 @@ async fn haproxy_decides_on_the_host_it_routes() {
         .raw_get("app", &format!("https://APP.{DOMAIN}:{port}/"), &app, &json)
         .await;
     assert_eq!(status, 401, "{}", site.haproxy.log());
+}
+
+/// `allowed_groups` set in haproxy.cfg for a host authgate has no route
+/// for: not signed in, the browser is sent to sign in; alice (devops)
+/// reaches the app; bob gets 403. With a route, both must allow.
+#[tokio::test]
+async fn haproxy_conditions_protect_a_host_without_a_route() {
+    let site = site_with(Some("devops"), |_| Vec::new()).await;
+    let url = site.haproxy.url("app", "/dashboards");
+    let alice = site.login(&url, "alice@example.com").await;
+    let response = site.get(&url, "application/json", &[alice]).await;
+    assert_eq!(response.status(), 200, "{}", site.haproxy.log());
+    let seen: serde_json::Value =
+        serde_json::from_str(&response.text().await.expect("body")).expect("echo json");
+    assert_alice_reached_the_app(&seen["headers"]);
+    let bob = site.login(&url, "bob@example.com").await;
+    let response = site.get(&url, "application/json", &[bob]).await;
+    assert_eq!(response.status(), 403, "{}", site.haproxy.log());
+
+    // A route for devops, and HAProxy's own `auditors`: alice passes the
+    // route, not the conditions.
+    let site = site_with(Some("auditors"), |app| {
+        vec![route(0, app, None, &["devops"])]
+    })
+    .await;
+    let url = site.haproxy.url("app", "/");
+    let alice = site.login(&url, "alice@example.com").await;
+    let response = site.get(&url, "application/json", &[alice]).await;
+    assert_eq!(response.status(), 403, "{}", site.haproxy.log());
+    assert!(site.upstream.received().is_empty());
+}
+
+/// HAProxy's `src` reaches a `source_ip` policy: a client connecting from
+/// 127.0.0.5 gets in, one from 127.0.0.6 gets 403 whatever
+/// X-Forwarded-For it sends.
+#[tokio::test]
+async fn haproxy_passes_the_client_address_to_source_ip() {
+    let site = site_with(None, |app| {
+        vec![crate::fixture::source_ip_route(0, app, "127.0.0.5/32")]
+    })
+    .await;
+    site.haproxy.assert_source_ip_decides(&site.upstream).await;
 }

@@ -182,6 +182,17 @@ async fn logs_say_what_happened_and_no_secret() {
     let first = denied[0];
     assert_eq!(first["level"], "INFO");
     assert_eq!(first["route"], "route-0");
+    assert_eq!(
+        first["route_label"],
+        "https://app.example.test (prefix /admin)"
+    );
+    assert_eq!(
+        first["unmet"]
+            .as_str()
+            .map(|u| u.starts_with("needs group admins; you are in:")),
+        Some(true),
+        "{first}"
+    );
     assert_eq!(first["user"], "bob@example.com");
     assert_eq!(first["reason"], "not_allowed");
     assert_eq!(first["front_end"], "nginx");
@@ -216,8 +227,9 @@ async fn logs_say_what_happened_and_no_secret() {
     }
 }
 
-/// A sign-in without groups although the `groups` scope was asked for is
-/// logged as a warning naming the likely cause (Dex's `groupSearch.filter`,
+/// A sign-in without groups although the `groups` scope was asked for and
+/// routes ask for groups is counted and logged as a warning naming the
+/// likely cause (Dex's `groupSearch.filter`,
 /// which misses FreeIPA's non-POSIX groups); a sign-in with groups is not,
 /// and `login completed` lists the groups the sign-in carried.
 #[tokio::test(flavor = "current_thread")]
@@ -239,6 +251,8 @@ async fn a_sign_in_without_groups_is_warned_about() {
         .collect();
     assert_eq!(warnings.len(), 1, "{lines:#?}");
     assert_eq!(warnings[0]["user"], "carol@example.com");
+    let counted = |metrics: &str| metrics.contains("authgate_logins_without_groups_total 1\n");
+    assert!(counted(&stack.app.metrics().render()), "counted once");
 
     let captured = Captured::this_thread();
     stack
@@ -251,6 +265,7 @@ async fn a_sign_in_without_groups_is_warned_about() {
             .is_some_and(|m| m.contains("groupSearch.filter"))),
         "{lines:#?}"
     );
+    assert!(counted(&stack.app.metrics().render()), "still once");
     let completed: Vec<_> = lines
         .iter()
         .filter(|l| l["message"] == "login completed")

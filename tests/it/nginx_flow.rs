@@ -263,3 +263,135 @@ async fn nginx_tampered_cookie_signs_in_again() {
     assert_eq!(response.status(), 302);
     assert!(header(&response, "location").contains("/oauth2/start?rd="));
 }
+
+/// `examples/nginx/ingress-nginx.yaml`, run as ingress-nginx renders it:
+/// the `ops` Ingress is protected by its `auth-url …&allowed_groups=devops`
+/// alone (authgate has no route for ops.example.com): not signed in, the
+/// browser is sent to sign in; alice (devops) reaches the app with her
+/// identity; bob and carol get 403. And on a host with a route, the
+/// auth-url's conditions and the route must both allow: hello's route
+/// admits admins and users, `allowed_groups=users` on its auth-url keeps
+/// alice (admins) out and lets bob (users) in.
+#[tokio::test]
+async fn ingress_auth_url_conditions_protect_a_host_without_a_route() {
+    use crate::support::ingress_nginx;
+
+    let stack = Stack::start_with(
+        vec![route(
+            0,
+            "https://hello.example.com",
+            None,
+            &["admins", "users"],
+        )],
+        |config| {
+            config.authenticate_service_url =
+                Url::parse("https://auth.example.com").expect("login URL");
+            config.cookie.domain = Some("example.com".to_owned());
+        },
+    )
+    .await;
+    let authgate: SocketAddr = stack
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("authgate address");
+    let upstream = EchoUpstream::start().await;
+    let example = std::fs::read_to_string(
+        crate::support::repo_root().join("examples/nginx/ingress-nginx.yaml"),
+    )
+    .expect("read the example");
+    let hello_auth = "/oauth2/auth?host=hello.example.com\"";
+    assert!(example.contains(hello_auth), "the example changed");
+    let example = example.replace(
+        hello_auth,
+        "/oauth2/auth?host=hello.example.com&allowed_groups=users\"",
+    );
+    let ca = TestCa::new("ingress-nginx conditions CA");
+    let nginx = ingress_nginx::start_example(&example, authgate, upstream.addr(), &ca).await;
+
+    // Logins straight at authgate (its login host is not served here).
+    let mut cookies = Vec::new();
+    for user in ["alice", "bob", "carol"] {
+        let (provider_url, login_cookie) = stack.start_login("https://ops.example.com/").await;
+        let callback = stack
+            .provider_login(&provider_url, &format!("{user}@example.com"), user)
+            .await
+            .replace("https://auth.example.com", &stack.base);
+        let response = stack.callback(&callback, &login_cookie).await;
+        let value = session_cookie(&response).expect("session cookie");
+        cookies.push(format!("Cookie: {COOKIE}={value}"));
+    }
+    let [alice, bob, carol] = [&cookies[0], &cookies[1], &cookies[2]];
+    let accept = format!("Accept: {BROWSER_JSON_ACCEPT}");
+    let get = |sub: &'static str, cookie: Option<&String>| {
+        let mut headers = vec![accept.clone()];
+        headers.extend(cookie.cloned());
+        let nginx = &nginx;
+        async move {
+            let host = format!("{sub}.example.com");
+            nginx.raw_get(sub, "/page", &host, &headers).await
+        }
+    };
+
+    let (status, _) = get("ops", None).await;
+    assert_eq!(status, 302, "{}", nginx.error_log());
+    let (status, body) = get("ops", Some(alice)).await;
+    assert_eq!(status, 200, "{}", nginx.error_log());
+    let seen: serde_json::Value = serde_json::from_str(&body).expect("echo JSON");
+    assert_alice_reached_the_app(&seen["headers"]);
+    assert_eq!(get("ops", Some(bob)).await.0, 403);
+    assert_eq!(get("ops", Some(carol)).await.0, 403);
+    assert_eq!(upstream.received().len(), 1, "only alice reached ops");
+
+    assert_eq!(get("hello", Some(alice)).await.0, 403, "the query refuses");
+    let (status, body) = get("hello", Some(bob)).await;
+    assert_eq!(status, 200, "both allow bob: {body}");
+    assert!(body.contains("bob@example.com"), "{body}");
+    assert_eq!(get("hello", Some(carol)).await.0, 403, "the route refuses");
+}
+
+/// The client's address reaches the policy through real nginx: nginx (in
+/// `trusted_proxies`) sends `X-Forwarded-For: $remote_addr`, and a route
+/// whose policy is `source_ip: 127.0.0.5/32` lets a client connecting
+/// from 127.0.0.5 in and keeps one from 127.0.0.6 out, also when that one
+/// writes 127.0.0.5 into its own `X-Forwarded-For` (nginx replaces it).
+#[tokio::test]
+async fn nginx_passes_the_client_address_to_source_ip() {
+    let site = site_full(
+        |nginx| {
+            vec![crate::fixture::source_ip_route(
+                0,
+                &nginx.url("hello", ""),
+                "127.0.0.5/32",
+            )]
+        },
+        &[],
+        |config| {
+            config
+                .trusted_proxies
+                .push("127.0.0.1/32".parse().expect("cidr"));
+        },
+    )
+    .await;
+    let url = site.nginx.url("hello", "/page");
+    let from = |last: u8, spoofed: Option<&str>| {
+        let client = crate::support::tls::https_client_builder(
+            site.nginx.ca_pem(),
+            [format!("hello.{DOMAIN}")],
+            site.nginx.https_addr(),
+        )
+        .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+        .build()
+        .expect("client");
+        let mut request = client.get(&url).header("Accept", "application/json");
+        if let Some(spoofed) = spoofed {
+            request = request.header("X-Forwarded-For", spoofed);
+        }
+        async move { request.send().await.expect("request").status().as_u16() }
+    };
+    assert_eq!(from(5, None).await, 200, "{}", site.nginx.error_log());
+    // Refused whoever signs in: 403, not a sign-in.
+    assert_eq!(from(6, None).await, 403);
+    assert_eq!(from(6, Some("127.0.0.5")).await, 403);
+    assert_eq!(site.upstream.received().len(), 1, "only 127.0.0.5");
+}

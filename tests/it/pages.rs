@@ -65,9 +65,13 @@ async fn pages_in_a_browser() {
         text.contains("You are signed in as bob@example.com"),
         "{text}"
     );
-    assert!(text.contains("not allowed"), "{text}");
+    // The route by its address, and what it asks for that Bob lacks.
     assert!(
-        text.contains("Route\nroute-0") || text.contains("Route route-0"),
+        text.contains("This address needs group devops; you are in: users."),
+        "{text}"
+    );
+    assert!(
+        text.contains("Route\nhttps://hello.") || text.contains("Route https://hello."),
         "{text}"
     );
     assert!(

@@ -23,6 +23,9 @@ pub struct CaddyOptions<'a> {
     pub ca: &'a TestCa,
     /// `{{DOMAIN}}`: Caddy serves `app.<domain>` and `auth.<domain>`.
     pub domain: &'a str,
+    /// The query on forward_auth's `uri /forward-auth` (the proxy's own
+    /// conditions, `allowed_groups=…`); empty for the example as it is.
+    pub conditions: &'a str,
 }
 
 /// A running Caddy (see [`EdgeProxy`]).
@@ -48,8 +51,17 @@ impl Caddy {
             .ca
             .issue(&[&wildcard, options.domain], &[])
             .write(&d, "caddy");
-        let template =
+        let mut template =
             std::fs::read_to_string(example_caddyfile()).expect("read examples/caddy/Caddyfile");
+        if !options.conditions.is_empty() {
+            let uri = "uri /forward-auth\n";
+            assert!(
+                template.contains(uri),
+                "the example's forward_auth uri changed"
+            );
+            template =
+                template.replace(uri, &format!("uri /forward-auth?{}\n", options.conditions));
+        }
         let caddyfile = d.join("Caddyfile");
         let spawn = |https: SocketAddr, attempt: u32| {
             let rendered = render(

@@ -64,6 +64,38 @@ impl EdgeProxy {
         https_client(&self.ca_pem, hosts, self.https)
     }
 
+    /// [`EdgeProxy::http_client`], connecting from the loopback address
+    /// `local` (127.0.0.0/8 is all loopback): a client at another address.
+    pub fn http_client_from(&self, local: std::net::IpAddr) -> openidconnect::reqwest::Client {
+        let hosts = ["app", "auth"].map(|sub| format!("{sub}.{}", self.domain));
+        super::tls::https_client_builder(&self.ca_pem, hosts, self.https)
+            .local_address(local)
+            .build()
+            .expect("build HTTP client")
+    }
+
+    /// With a route for `app` admitting only `source_ip: 127.0.0.5/32`
+    /// ([`crate::fixture::source_ip_route`]): a client connecting from
+    /// 127.0.0.5 reaches `upstream`; one from 127.0.0.6 gets 403, also when
+    /// it writes 127.0.0.5 into its own `X-Forwarded-For`.
+    pub async fn assert_source_ip_decides(&self, upstream: &super::upstream::EchoUpstream) {
+        let url = self.url("app", "/page");
+        let status = async |last: u8, spoofed: Option<&str>| {
+            let mut request = self
+                .http_client_from([127, 0, 0, last].into())
+                .get(&url)
+                .header("Accept", "application/json");
+            if let Some(spoofed) = spoofed {
+                request = request.header("X-Forwarded-For", spoofed);
+            }
+            request.send().await.expect("request").status().as_u16()
+        };
+        assert_eq!(status(5, None).await, 200, "{}", self.log());
+        assert_eq!(status(6, None).await, 403);
+        assert_eq!(status(6, Some("127.0.0.5")).await, 403);
+        assert_eq!(upstream.received().len(), 1, "only 127.0.0.5");
+    }
+
     /// `GET <target>` exactly as given, with `Host: <host>`, over TLS to
     /// `<sub>.<domain>` (see [`super::tls::raw_get_tls`]).
     pub async fn raw_get(

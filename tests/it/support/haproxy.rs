@@ -25,6 +25,9 @@ pub struct HaproxyOptions<'a> {
     pub ca: &'a TestCa,
     /// `{{DOMAIN}}`: HAProxy serves `app.<domain>` and `auth.<domain>`.
     pub domain: &'a str,
+    /// `allowed_groups` for `app.<domain>`: the example's commented
+    /// `tcp-request content set-var(txn.allowed_groups)` line, enabled.
+    pub allowed_groups: Option<&'a str>,
 }
 
 /// A running HAProxy (see [`EdgeProxy`]).
@@ -52,7 +55,21 @@ impl Haproxy {
         std::fs::write(&pem, format!("{}{}", issued.cert_pem, issued.key_pem)).expect("write PEM");
         let spoe_conf = d.join("authgate-spoe.conf");
         std::fs::copy(example("authgate-spoe.conf"), &spoe_conf).expect("copy SPOE config");
-        let template = std::fs::read_to_string(example("haproxy.cfg")).expect("read haproxy.cfg");
+        let mut template =
+            std::fs::read_to_string(example("haproxy.cfg")).expect("read haproxy.cfg");
+        if let Some(groups) = options.allowed_groups {
+            let line = "#tcp-request content set-var(txn.allowed_groups) str(devops) if app_host";
+            assert!(
+                template.contains(line),
+                "the example's conditions line changed"
+            );
+            template = template.replace(
+                line,
+                &format!(
+                    "tcp-request content set-var(txn.allowed_groups) str({groups}) if app_host"
+                ),
+            );
+        }
         let config = d.join("haproxy.cfg");
         let spawn = |https: SocketAddr, attempt: u32| {
             let rendered = render(

@@ -263,3 +263,59 @@ fn sign_in_url(signin: &str) -> String {
         Some(_) => format!("{signin}&{rd}"),
     }
 }
+
+/// nginx rendered from `example` (`examples/nginx/ingress-nginx.yaml`'s
+/// text, maybe edited) on a free port, with the cluster stood in: the
+/// `hello` Service is `upstream`, the `authgate` Service is `authgate`;
+/// certificates from `ca` for `*.example.com` and `*.example.org`.
+pub async fn start_example(
+    example: &str,
+    authgate: SocketAddr,
+    upstream: SocketAddr,
+    ca: &super::tls::TestCa,
+) -> super::nginx::Nginx {
+    // The Services the example's Ingresses name, standing in for the
+    // cluster's: the app and authgate.
+    let service = |name: &str, target: &str, port: u16| {
+        serde_json::json!({
+            "kind": "Service",
+            "metadata": { "name": name },
+            "spec": {
+                "type": "ExternalName",
+                "externalName": target,
+                "ports": [{ "port": port, "targetPort": port }],
+            },
+        })
+    };
+    let dns = ClusterDns {
+        namespace: "authgate".to_owned(),
+        names: HashMap::from([
+            ("app.test:80".to_owned(), upstream),
+            ("authgate.test:4180".to_owned(), authgate),
+            (
+                "authgate.authgate.svc.cluster.local:4180".to_owned(),
+                authgate,
+            ),
+        ]),
+    };
+    let mut docs = crate::packaging::documents(example);
+    docs.push(service("hello", "app.test", 80));
+    docs.push(service("authgate", "authgate.test", 4180));
+    let https: SocketAddr = ([127, 0, 0, 1], super::process::free_port()).into();
+    super::nginx::Nginx::start_conf(ca, "example.com", https, |dir| {
+        let (cert, key) = ca
+            .issue(&["*.example.com", "*.example.org"], &[])
+            .write(dir, "nginx");
+        conf(
+            &docs,
+            &dns,
+            &Layout {
+                https,
+                cert,
+                key,
+                dir: dir.to_owned(),
+            },
+        )
+    })
+    .await
+}
