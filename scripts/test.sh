@@ -40,9 +40,11 @@ CARGO_DENY_VERSION=0.20.2
 # loopback ports in temp dirs; the system services are never used).
 # systemd: only its systemd-analyze, to verify deploy/systemd/authgate.service.
 # prometheus: only its promtool, to check and unit-test deploy/prometheus/.
+# redis-server brings redis-tools: redis-cli makes the Redis Cluster of
+# tests/it/failover.rs (the sentinels are redis-server --sentinel).
 APT_PACKAGES=(nginx haproxy 389-ds-base ldap-utils redis-server chromium chromium-driver openssl ca-certificates libnss3-tools systemd curl prometheus)
 # Programs those packages must provide.
-REQUIRED_PROGRAMS=(nginx haproxy ns-slapd pwdhash pk12util ldapsearch ldapmodify redis-server chromium chromedriver openssl certutil systemd-analyze curl promtool)
+REQUIRED_PROGRAMS=(nginx haproxy ns-slapd pwdhash pk12util ldapsearch ldapmodify redis-server redis-cli chromium chromedriver openssl certutil systemd-analyze curl promtool)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'scripts/test.sh: error: %s\n' "$*" >&2; exit 1; }
