@@ -181,14 +181,14 @@ tally() {
         END { printf "%d %d %d %d\n", n, wrong + 0, five + 0, err + 0 }'
 }
 
+# shellcheck source=bench/report.sh
+source "$REPO_ROOT/bench/report.sh"
+
 write_section() {
     local out="$OUT" tmp
     tmp="$(mktemp)"
-    if [[ -f "$out" ]]; then
-        # Drop a previous Soak section (up to the next "## " heading).
-        awk '/^## Soak$/ { skip = 1; next } skip && /^## / { skip = 0 } !skip' "$out" >"$tmp"
-    fi
-    sed -i -e :a -e '/^\n*$/{$d;N;ba' -e '}' "$tmp"
+    # A previous Soak section is dropped.
+    without_section Soak "$out" >"$tmp"
     {
         cat "$tmp"
         cat <<MD

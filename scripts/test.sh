@@ -13,8 +13,10 @@
 #   AUTHGATE_E2E_CACHE  where built tools are cached (default ~/.cache/authgate-e2e)
 #   CARGO_TARGET_DIR    as usual for cargo
 #
-# Nothing is skipped: a piece that cannot be installed or built stops the run
-# with a message saying which.
+# Nothing is skipped but the advisory check where no snapshot of the RustSec
+# database sits next to the checkout (../shared/advisory-db; it says so): a
+# piece that cannot be installed or built stops the run with a message
+# saying which.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,9 +46,11 @@ CARGO_DENY_VERSION=0.20.2
 # loopback ports in temp dirs; the system services are never used).
 # systemd: only its systemd-analyze, to verify deploy/systemd/authgate.service.
 # prometheus: only its promtool, to check and unit-test deploy/prometheus/.
+# redis-server brings redis-tools: redis-cli makes the Redis Cluster of
+# tests/it/failover.rs (the sentinels are redis-server --sentinel).
 APT_PACKAGES=(nginx haproxy 389-ds-base ldap-utils redis-server chromium chromium-driver openssl ca-certificates libnss3-tools systemd curl prometheus)
 # Programs those packages must provide.
-REQUIRED_PROGRAMS=(nginx haproxy ns-slapd pwdhash pk12util ldapsearch ldapmodify redis-server chromium chromedriver openssl certutil systemd-analyze curl promtool)
+REQUIRED_PROGRAMS=(nginx haproxy ns-slapd pwdhash pk12util ldapsearch ldapmodify redis-server redis-cli chromium chromedriver openssl certutil systemd-analyze curl promtool)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'scripts/test.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -178,9 +182,8 @@ install_oidc_provider() {
     export AUTHGATE_OIDC_PROVIDER_MODULES="$dir/node_modules"
 }
 
-# Licences, duplicate crates and sources of the dependency tree (deny.toml).
-# Not `advisories`: the RustSec database is fetched with git from outside
-# the package registries, which this CI cannot reach.
+# Licences, duplicate crates and sources of the dependency tree (deny.toml),
+# then advisories against CI's offline snapshot of the RustSec database.
 run_cargo_deny() {
     local root="$CACHE_DIR/cargo-deny-$CARGO_DENY_VERSION"
     if [[ ! -x "$root/bin/cargo-deny" ]]; then
@@ -191,6 +194,45 @@ run_cargo_deny() {
     log "cargo deny check licenses bans sources"
     (cd "$REPO_ROOT" && "$root/bin/cargo-deny" check licenses bans sources) \
         || die "cargo deny found a problem in the dependency tree (see above)"
+    run_cargo_deny_advisories "$root/bin/cargo-deny"
+}
+
+# Advisories, against the snapshot of the RustSec database that CI keeps in
+# ../shared/advisory-db (its SNAPSHOT.md): cargo-deny reads a database only
+# from a git repository named after the database URL's hash, so the files
+# are committed into a temporary one, dated as the snapshot, and checked
+# with --offline. Without the snapshot (a developer's clone) the check is
+# skipped: `cargo deny check advisories` fetches the database as usual.
+ADVISORY_DB_DIR_NAME=advisory-db-3157b0e258782691
+run_cargo_deny_advisories() {
+    local deny="$1" snapshot
+    snapshot="$(cd "$REPO_ROOT/.." && pwd)/shared/advisory-db"
+    if [[ ! -f "$snapshot/SNAPSHOT.md" ]]; then
+        log "skipped the offline advisory check: no RustSec snapshot at $snapshot (run \`cargo deny check advisories\` where the database can be fetched)"
+        return
+    fi
+    local work date status=0
+    work="$(mktemp -d)"
+    cp -r "$snapshot" "$work/$ADVISORY_DB_DIR_NAME"
+    # The snapshot's date (its SNAPSHOT.md's first ISO date) is the age
+    # cargo-deny reports; today's if the file gives none.
+    date="$(grep -oEm1 '[0-9]{4}-[0-9]{2}-[0-9]{2}' "$snapshot/SNAPSHOT.md" || true)"
+    date="${date:+${date}T00:00:00Z}"
+    (cd "$work/$ADVISORY_DB_DIR_NAME" && git init -q && git add -A \
+        && GIT_AUTHOR_DATE="${date:-now}" GIT_COMMITTER_DATE="${date:-now}" \
+            git -c user.name=snapshot -c user.email=snapshot@localhost commit -q -m snapshot) \
+        || { rm -rf "$work"; die "cannot make a git repository of the advisory snapshot"; }
+    # deny.toml with db-path pointed at it.
+    sed "s|^\[advisories\]\$|[advisories]\ndb-path = \"$work\"|" "$REPO_ROOT/deny.toml" >"$work/deny.toml"
+    if ! grep -q "^db-path = " "$work/deny.toml"; then
+        rm -rf "$work"
+        die "deny.toml has no [advisories] table"
+    fi
+    log "cargo deny --offline check advisories (RustSec snapshot of ${date:-unknown date})"
+    (cd "$REPO_ROOT" && "$deny" --offline --config "$work/deny.toml" check advisories) || status=$?
+    rm -rf "$work"
+    [[ "$status" == 0 ]] \
+        || die "cargo deny found an advisory (see above): upgrade, or ignore it in deny.toml with the reason it does not apply"
 }
 
 run_cargo_tests() {

@@ -645,7 +645,8 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
             },
         ) if unmet.as_deref().is_none_or(|u| u.contains("group")) => format!(
             "You are signed in as {who}. {why} {}",
-            groups_hint(&session.identity.groups)
+            // The words already list the groups when they name one.
+            groups_hint(unmet.is_none().then_some(&session.identity.groups[..]))
         ),
         (Some(who), _) => format!("You are signed in as {who}. {why}"),
         (None, _) => why,
@@ -657,17 +658,16 @@ pub(super) async fn forbidden_get(State(app): State<Arc<App>>, request: Request)
 /// did not send it. Dex's LDAP connector sends only the groups its
 /// `groupSearch.filter` matches, and the seed's POSIX-only filter misses
 /// FreeIPA's non-POSIX groups (issue 23).
-fn groups_hint(groups: &[String]) -> String {
-    let carried = if groups.is_empty() {
-        "no groups".to_owned()
-    } else {
-        format!("these groups: {}", groups.join(", "))
+fn groups_hint(groups: Option<&[String]>) -> String {
+    let carried = match groups {
+        None => String::new(),
+        Some([]) => "Your sign-in carried no groups. ".to_owned(),
+        Some(groups) => format!("Your sign-in carried these groups: {}. ", groups.join(", ")),
     };
     format!(
-        "Your sign-in carried {carried}. If you are in the required group but it is not \
-         listed, the identity provider did not send it: with Dex's LDAP connector, check \
-         its groupSearch.filter (FreeIPA's non-POSIX groups need \
-         (objectClass=ipaUserGroup))."
+        "{carried}If you are in the required group but it is not listed, the identity \
+         provider did not send it: with Dex's LDAP connector, check its groupSearch.filter \
+         (FreeIPA's non-POSIX groups need (objectClass=ipaUserGroup))."
     )
 }
 

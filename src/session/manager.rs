@@ -41,6 +41,8 @@ pub const COOKIE_VALUE_LEN: usize = sealed_len(TICKET_LEN);
 const MAX_HOST_LEN: usize = 253;
 /// Default bound of the local cache, in sessions.
 pub const DEFAULT_CACHE_ENTRIES: u64 = 10_000;
+/// Bound of the cache of cookie values that did not open, in values.
+const REFUSED_ENTRIES: u64 = 4096;
 /// Default freshness of a cached record. It bounds how long this replica
 /// keeps serving a record after another replica changed or revoked it,
 /// until revocations are published between replicas.
@@ -199,6 +201,14 @@ pub struct Sessions {
     /// Only authentic cookies get in, so garbage cannot flood it, and a hit
     /// requires byte-equality with a value that authenticated.
     tickets: Cache<Box<str>, Opened, FastHash>,
+    /// Cookie values that did not open, so one presented again (a stale
+    /// cookie a browser keeps sending) is refused by a lookup instead of
+    /// the AEAD. A cache of its own, so a flood of garbage competes only
+    /// with garbage, never with `cache` or `tickets`; keyed by the whole
+    /// value, so a hit needs byte-equality with a value that failed, and
+    /// since opening is pure a genuine cookie never hits. SipHash: these
+    /// keys are the attacker's choice.
+    refused: Cache<Box<str>, (), std::hash::RandomState>,
     /// Store loads in progress, so concurrent misses for one id share one.
     inflight: Mutex<HashMap<[u8; 16], Arc<SharedLoad>>>,
     /// Sessions whose last-seen time this process is writing now, so
@@ -236,6 +246,7 @@ impl Sessions {
             idle_timeout: None,
             cache: build_cache(DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL),
             tickets: build_cache(DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL),
+            refused: build_cache(REFUSED_ENTRIES, DEFAULT_CACHE_TTL),
             inflight: Mutex::new(HashMap::new()),
             touching: Mutex::new(HashSet::new()),
             epoch: AtomicU64::new(0),
@@ -699,6 +710,19 @@ impl Sessions {
         if let Some(ticket) = self.tickets.get(cookie_value) {
             return Some(ticket);
         }
+        if self.refused.get(cookie_value).is_some() {
+            return None;
+        }
+        let opened = self.open_uncached(purpose, cookie_value);
+        if opened.is_none() {
+            self.refused.insert(cookie_value.into(), ());
+        }
+        opened
+    }
+
+    /// [`Sessions::open_ticket`] past its caches: the AEAD open, the
+    /// ticket decoded, both values memoised.
+    fn open_uncached(&self, purpose: Purpose, cookie_value: &str) -> Option<Opened> {
         // Holds the opened ticket, per-session key included: wiped on return.
         let mut buf = Zeroizing::new([0u8; 512]);
         let (plain, stale) =
@@ -826,21 +850,22 @@ impl Drop for Touch<'_> {
     }
 }
 
-/// The caches' hasher. Their keys are random session ids and cookie
+/// The hasher of the caches whose keys are random session ids and cookie
 /// values that already authenticated, so nobody can choose colliding keys;
 /// std's SipHash would cost more per request than the cache lookup itself
 /// (a 140-byte cookie value is hashed on every decision).
 type FastHash = foldhash::fast::RandomState;
 
-fn build_cache<K, V>(max_entries: u64, ttl: Duration) -> Cache<K, V, FastHash>
+fn build_cache<K, V, S>(max_entries: u64, ttl: Duration) -> Cache<K, V, S>
 where
     K: std::hash::Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
+    S: std::hash::BuildHasher + Clone + Default + Send + Sync + 'static,
 {
     Cache::builder()
         .max_capacity(max_entries)
         .time_to_live(ttl)
-        .build_with_hasher(FastHash::default())
+        .build_with_hasher(S::default())
 }
 
 /// The map is consistent after every operation, so a poisoned lock (a
@@ -854,6 +879,9 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use std::sync::atomic::AtomicUsize;
 
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    use rand::rngs::OsRng;
     use tokio::sync::Semaphore;
 
     use super::*;
@@ -1220,6 +1248,98 @@ mod tests {
             assert!(down.resolve(case).await.unwrap().is_none(), "{case:?}");
             down.revoke(case).await.unwrap();
         }
+    }
+
+    /// Every one-character variant of `cookie` in the base64url alphabet.
+    fn near_misses(cookie: &str) -> Vec<String> {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        (0..cookie.len())
+            .flat_map(|i| {
+                ALPHABET
+                    .iter()
+                    .filter(move |&&c| c != cookie.as_bytes()[i])
+                    .map(move |&c| {
+                        let mut bytes = cookie.as_bytes().to_vec();
+                        bytes[i] = c;
+                        String::from_utf8(bytes).unwrap()
+                    })
+            })
+            .collect()
+    }
+
+    /// A flood of cookies that do not open (random ones and near-misses of
+    /// the genuine ones, many times the caches' size) leaves every
+    /// session in the cache: they are still answered without I/O. The
+    /// refused values' cache stays within its bound.
+    #[tokio::test]
+    async fn refused_cookie_flood_never_evicts_sessions() {
+        let clock = ManualClock::new(T0);
+        let store = Arc::new(MemoryStore::new(Arc::new(clock.clone())));
+        let sessions = Sessions::new(sealer(), store, Arc::new(clock), LIFETIME)
+            .with_cache(64, DEFAULT_CACHE_TTL);
+        let mut cookies = Vec::new();
+        for _ in 0..32 {
+            cookies.push(sessions.create(identity(1), None, 0).await.unwrap().0);
+        }
+        let mut flood: Vec<String> = (0..20_000)
+            .map(|_| {
+                let mut raw = [0u8; COOKIE_VALUE_LEN * 3 / 4];
+                OsRng.fill_bytes(&mut raw);
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)[..COOKIE_VALUE_LEN]
+                    .to_owned()
+            })
+            .collect();
+        flood.extend(
+            cookies
+                .iter()
+                .flat_map(|c| near_misses(c).into_iter().step_by(7)),
+        );
+        for (i, bad) in flood.iter().enumerate() {
+            assert_eq!(bad.len(), COOKIE_VALUE_LEN);
+            // Each refused twice: the second time from the cache.
+            for _ in 0..2 {
+                assert!(matches!(
+                    sessions.resolve_cached(bad),
+                    CachedLookup::NoSession
+                ));
+            }
+            if i % 1000 == 0 {
+                sessions.refused.run_pending_tasks();
+            }
+        }
+        sessions.cache.run_pending_tasks();
+        sessions.tickets.run_pending_tasks();
+        sessions.refused.run_pending_tasks();
+        for cookie in &cookies {
+            assert!(
+                matches!(sessions.resolve_cached(cookie), CachedLookup::Found(_)),
+                "a session left the cache"
+            );
+        }
+        assert!(sessions.refused.entry_count() <= REFUSED_ENTRIES);
+    }
+
+    /// A refused value never refuses a genuine cookie: after every
+    /// one-character variant of it was refused (and cached as refused), the
+    /// cookie itself still opens, on a replica that never saw it too (its
+    /// memo of opened cookies empty, so the refused cache is consulted).
+    #[tokio::test]
+    async fn refused_values_never_refuse_a_genuine_cookie() {
+        let f = fixture();
+        let (cookie, record) = f.sessions.create(identity(1), None, 0).await.unwrap();
+        let cold = cold_peer(&f);
+        for bad in near_misses(&cookie) {
+            assert!(f.sessions.resolve(&bad).await.unwrap().is_none());
+            assert!(cold.resolve(&bad).await.unwrap().is_none());
+        }
+        cold.refused.run_pending_tasks();
+        assert!(cold.refused.entry_count() > 0);
+        assert!(!cold.refused.contains_key(cookie.as_str()));
+        assert_eq!(
+            f.sessions.resolve(&cookie).await.unwrap().unwrap().record,
+            record
+        );
+        assert_eq!(cold.resolve(&cookie).await.unwrap().unwrap().record, record);
     }
 
     /// At the ticket's expiry the session is over, even while cached.

@@ -12,6 +12,14 @@
 //!   connection manager reconnects a standalone server; a Sentinel setup
 //!   asks the sentinels for the current master again after an error (a
 //!   failover); the cluster client follows `MOVED` itself.
+//! - No acknowledged write is lost in a failover when the master has
+//!   `min-replicas-to-write N` (N ≥ 1): read at connection, it makes every
+//!   session write here (save, compare-and-swap, delete) wait with `WAIT N`
+//!   until N replicas have it, and fail (503) if they do not within a
+//!   second. Sentinel (or the cluster) promotes the most up-to-date
+//!   replica, which then has it. In a cluster `WAIT` goes to every master
+//!   (the client's routing) and the lowest count must meet N. See
+//!   docs/sessions.md.
 //! - Nothing this module logs or returns holds the URL's password.
 //!
 //! URL forms (user name and password percent-encoded, both optional):
@@ -22,6 +30,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -46,6 +55,9 @@ pub const CHANGES_CHANNEL: &str = "authgate:session:changed";
 /// How long connecting, or one command, may take before the store counts
 /// as unreachable (the request then fails closed with a 503).
 const TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a session write waits for the replicas `min-replicas-to-write`
+/// asks for (`WAIT`), within [`TIMEOUT`].
+const WAIT_TIMEOUT_MS: u64 = 1000;
 /// Backoff bounds of the change feed's reconnection.
 const FEED_RETRY_MIN: Duration = Duration::from_millis(100);
 const FEED_RETRY_MAX: Duration = Duration::from_secs(5);
@@ -393,6 +405,9 @@ struct Inner {
     index_list: Script,
     user_add: Script,
     users: Script,
+    /// The master's `min-replicas-to-write`, read at connection: how many
+    /// replicas must acknowledge each write (`WAIT`); 0, none.
+    replicas: AtomicI64,
 }
 
 impl fmt::Debug for RedisStore {
@@ -421,6 +436,7 @@ impl RedisStore {
                 index_list: Script::new(&format!("{NOW_MS}{INDEX_LIST_SCRIPT}")),
                 user_add: Script::new(&format!("{NOW_MS}{USER_ADD_SCRIPT}")),
                 users: Script::new(&format!("{NOW_MS}{USERS_SCRIPT}")),
+                replicas: AtomicI64::new(0),
             }),
         }
     }
@@ -446,6 +462,27 @@ impl RedisStore {
             other => other,
         }
         .map_err(StoreError::backend)
+    }
+
+    /// After a write on `conn`: waits until the replicas the master's
+    /// `min-replicas-to-write` asks for have it; an error if they do not.
+    async fn replicated(&self, conn: &mut Conn) -> Result<(), RedisError> {
+        let wanted = self.inner.replicas.load(Ordering::Relaxed);
+        if wanted == 0 {
+            return Ok(());
+        }
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(wanted)
+            .arg(WAIT_TIMEOUT_MS)
+            .query_async(conn)
+            .await?;
+        if acked >= wanted {
+            Ok(())
+        } else {
+            Err(RedisError::from(std::io::Error::other(format!(
+                "session write acknowledged by {acked} of the {wanted} replicas min-replicas-to-write asks for"
+            ))))
+        }
     }
 
     async fn run<T, F, Fut>(&self, op: &F, conn: Conn) -> Result<T, RedisError>
@@ -504,7 +541,9 @@ impl Inner {
                 if let Some(password) = &credentials.password {
                     builder = builder.password(password);
                 }
-                let conn = builder.build()?.get_async_connection().await?;
+                let mut conn = builder.build()?.get_async_connection().await?;
+                self.replicas
+                    .store(min_replicas_to_write(&mut conn).await, Ordering::Relaxed);
                 Ok(Conn::Cluster(conn))
             }
             _ => {
@@ -514,9 +553,10 @@ impl Inner {
                     .set_response_timeout(Some(TIMEOUT))
                     .set_number_of_retries(2)
                     .set_max_delay(Duration::from_millis(500));
-                Ok(Conn::Single(
-                    ConnectionManager::new_with_config(client, config).await?,
-                ))
+                let mut conn = ConnectionManager::new_with_config(client, config).await?;
+                self.replicas
+                    .store(min_replicas_to_write(&mut conn).await, Ordering::Relaxed);
+                Ok(Conn::Single(conn))
             }
         }
     }
@@ -619,6 +659,23 @@ impl Inner {
     }
 }
 
+/// The server's `min-replicas-to-write` (0 if unset or unreadable: a
+/// managed Redis may refuse `CONFIG`, which is logged).
+async fn min_replicas_to_write(conn: &mut (impl ConnectionLike + Send)) -> i64 {
+    let reply: Result<Vec<String>, RedisError> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("min-replicas-to-write")
+        .query_async(conn)
+        .await;
+    match reply {
+        Ok(pair) => pair.get(1).and_then(|v| v.parse().ok()).unwrap_or(0),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read min-replicas-to-write from Redis; session writes will not wait for replicas");
+            0
+        }
+    }
+}
+
 /// Milliseconds for `PX`: rounded up, so an entry never lives less than
 /// asked.
 fn ttl_millis(ttl: Duration) -> u64 {
@@ -638,7 +695,8 @@ impl SessionStore for RedisStore {
         Box::pin(self.with_conn(move |mut c| async move {
             if ttl.is_zero() {
                 // `PX 0` is an error: a zero TTL is an entry already gone.
-                return redis::cmd("DEL").arg(key).exec_async(&mut c).await;
+                redis::cmd("DEL").arg(key).exec_async(&mut c).await?;
+                return self.replicated(&mut c).await;
             }
             redis::cmd("SET")
                 .arg(key)
@@ -646,7 +704,8 @@ impl SessionStore for RedisStore {
                 .arg("PX")
                 .arg(ttl_millis(ttl))
                 .exec_async(&mut c)
-                .await
+                .await?;
+            self.replicated(&mut c).await
         }))
     }
 
@@ -658,8 +717,8 @@ impl SessionStore for RedisStore {
                     .key(key)
                     .arg(CHANGES_CHANNEL)
                     .invoke_async::<i64>(&mut c)
-                    .await
-                    .map(drop)
+                    .await?;
+                self.replicated(&mut c).await
             }
         }))
     }
@@ -689,6 +748,9 @@ impl SessionStore for RedisStore {
                     .arg(CHANGES_CHANNEL)
                     .invoke_async(&mut c)
                     .await?;
+                if swapped == 1 {
+                    self.replicated(&mut c).await?;
+                }
                 Ok(swapped == 1)
             }
         }))
@@ -711,11 +773,12 @@ impl SessionStore for RedisStore {
             let key = key.clone();
             async move {
                 if ttl.is_zero() {
-                    return redis::cmd("HDEL")
+                    redis::cmd("HDEL")
                         .arg(&key)
                         .arg(id)
                         .exec_async(&mut c)
-                        .await;
+                        .await?;
+                    return self.replicated(&mut c).await;
                 }
                 // The user first: every entry's user is listed.
                 user_add
@@ -730,8 +793,10 @@ impl SessionStore for RedisStore {
                     .arg(meta)
                     .arg(ttl_millis(ttl))
                     .invoke_async::<i64>(&mut c)
-                    .await
-                    .map(drop)
+                    .await?;
+                // Lost in a failover, the entry would hide the session
+                // from "sign out everywhere".
+                self.replicated(&mut c).await
             }
         }))
     }
@@ -766,7 +831,8 @@ impl SessionStore for RedisStore {
                     .arg(&key)
                     .arg(ids)
                     .exec_async(&mut c)
-                    .await
+                    .await?;
+                self.replicated(&mut c).await
             }
         }))
     }

@@ -20,6 +20,7 @@ mod dex_freeipa;
 mod dex_refresh;
 mod docs_links;
 mod envoy_examples;
+mod failover;
 mod faults;
 mod fixture;
 mod forward_auth;
