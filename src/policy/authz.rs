@@ -227,9 +227,7 @@ impl Authz {
             return true;
         }
         if (!self.user_emails.is_empty() || !self.domains.is_empty())
-            && identity.email_verified != Some(false)
-            && let Some(email) = identity.email.as_deref()
-            && let Some((_, domain)) = split_email(email)
+            && let Some((email, domain)) = verified_email_domain(identity)
         {
             if !self.user_emails.is_empty()
                 && with_ascii_lowercase(email, |e| self.user_emails.contains(e))
@@ -308,8 +306,17 @@ pub(crate) fn split_email(email: &str) -> Option<(&str, &str)> {
 /// The identity's email, when it is one and not marked unverified: the only
 /// email any rule compares.
 pub(crate) fn verified_email(identity: &Identity) -> Option<&str> {
+    verified_email_domain(identity).map(|(email, _)| email)
+}
+
+/// [`verified_email`] and its domain.
+pub(crate) fn verified_email_domain(identity: &Identity) -> Option<(&str, &str)> {
     let email = identity.email.as_deref()?;
-    (identity.email_verified != Some(false) && split_email(email).is_some()).then_some(email)
+    if identity.email_verified == Some(false) {
+        return None;
+    }
+    let (_, domain) = split_email(email)?;
+    Some((email, domain))
 }
 
 /// Run `f` on the ASCII-lower-cased `s`, without allocating (`s` is at most

@@ -11,11 +11,10 @@
 //! request; parsing allocates only for a percent-escape or a repeated key.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use crate::identity::Identity;
 
-use super::authz::{split_email, verified_email};
+use super::authz::{verified_email, verified_email_domain};
 use url::form_urlencoded;
 
 /// The three keys, oauth2-proxy's names.
@@ -131,7 +130,7 @@ impl<'a> ProxyConditions<'a> {
             ));
         }
         if let Some(domains) = &self.email_domains {
-            let domain = email.and_then(split_email).map(|(_, d)| d);
+            let domain = verified_email_domain(identity).map(|(_, d)| d);
             if !domain.is_some_and(|d| items(domains).any(|allowed| domain_allows(allowed, d))) {
                 return Some(format!(
                     "needs an email at {}; you are {}",
@@ -151,14 +150,7 @@ fn items(list: &str) -> impl Iterator<Item = &str> {
 
 /// `a, b` for a message.
 fn list(value: &str) -> String {
-    let mut out = String::new();
-    for (i, item) in items(value).enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        let _ = write!(out, "{item}");
-    }
-    out
+    items(value).collect::<Vec<_>>().join(", ")
 }
 
 /// oauth2-proxy's domain rule: `example.com` is that domain exactly,

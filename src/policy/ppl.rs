@@ -28,7 +28,9 @@ use jiff::civil::{DateTime, Time};
 use jiff::tz::TimeZone;
 use serde_json::{Number, Value};
 
-use super::authz::{StrSet, number_eq, split_email, verified_email, with_ascii_lowercase};
+use super::authz::{
+    StrSet, number_eq, verified_email, verified_email_domain, with_ascii_lowercase,
+};
 use crate::identity::Identity;
 
 /// A policy document as written, each node with a `place` the caller maps
@@ -868,11 +870,7 @@ impl Criterion {
                 plain(verified_email(u).is_some_and(|e| m.matches(e)))
             }),
             Criterion::Domain(m) => user.map_or(NOBODY, |u| {
-                plain(
-                    verified_email(u)
-                        .and_then(split_email)
-                        .is_some_and(|(_, d)| m.matches(d)),
-                )
+                plain(verified_email_domain(u).is_some_and(|(_, d)| m.matches(d)))
             }),
             Criterion::User(m) => user.map_or(NOBODY, |u| plain(m.matches(&u.subject))),
             Criterion::Groups(m) => user.map_or(NOBODY, |u| {
@@ -1177,39 +1175,42 @@ impl fmt::Display for Criterion {
     }
 }
 
+/// Every operator of a matcher, joined by "and" (they must all hold).
+fn and_joined<T>(
+    f: &mut fmt::Formatter<'_>,
+    ops: &[T],
+    each: impl Fn(&mut fmt::Formatter<'_>, &T) -> fmt::Result,
+) -> fmt::Result {
+    for (i, op) in ops.iter().enumerate() {
+        if i > 0 {
+            f.write_str(" and ")?;
+        }
+        each(f, op)?;
+    }
+    Ok(())
+}
+
 impl fmt::Display for StrMatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, op) in self.ops.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" and ")?;
-            }
-            match op {
-                StrOp::Is(s) => write!(f, "{s}"),
-                StrOp::Not(s) => write!(f, "not {s}"),
-                StrOp::StartsWith(s) => write!(f, "starting with {s}"),
-                StrOp::EndsWith(s) => write!(f, "ending with {s}"),
-                StrOp::Contains(s) => write!(f, "containing {s}"),
-                StrOp::In(set) => write!(f, "one of {set}"),
-                StrOp::NotIn(set) => write!(f, "none of {set}"),
-            }?;
-        }
-        Ok(())
+        and_joined(f, &self.ops, |f, op| match op {
+            StrOp::Is(s) => write!(f, "{s}"),
+            StrOp::Not(s) => write!(f, "not {s}"),
+            StrOp::StartsWith(s) => write!(f, "starting with {s}"),
+            StrOp::EndsWith(s) => write!(f, "ending with {s}"),
+            StrOp::Contains(s) => write!(f, "containing {s}"),
+            StrOp::In(set) => write!(f, "one of {set}"),
+            StrOp::NotIn(set) => write!(f, "none of {set}"),
+        })
     }
 }
 
 impl fmt::Display for ListMatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, op) in self.ops.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" and ")?;
-            }
-            match op {
-                ListOp::Has(s) => write!(f, "{s}"),
-                ListOp::Is(s) => write!(f, "{s} only"),
-                ListOp::Exclude(s) => write!(f, "not {s}"),
-            }?;
-        }
-        Ok(())
+        and_joined(f, &self.ops, |f, op| match op {
+            ListOp::Has(s) => write!(f, "{s}"),
+            ListOp::Is(s) => write!(f, "{s} only"),
+            ListOp::Exclude(s) => write!(f, "not {s}"),
+        })
     }
 }
 
