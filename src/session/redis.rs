@@ -58,6 +58,19 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a session write waits for the replicas `min-replicas-to-write`
 /// asks for (`WAIT`), within [`TIMEOUT`].
 const WAIT_TIMEOUT_MS: u64 = 1000;
+/// How long connecting to one cluster node may take. A node is asked
+/// again on every retry while its slots move (a failover), so a dead host
+/// that drops packets must not hold a request for all of [`TIMEOUT`].
+const CLUSTER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// The cluster client's waits between retries of a command whose node is
+/// gone (ms: 10, 20, 40 … at most 200, jittered). The crate's default
+/// waits 1.28 s before every retry, which kept decisions failing for that
+/// long after the cluster had already promoted a replica; retried every
+/// ≤ 200 ms, a request finds the new master within 0.2 s of its promotion.
+/// [`TIMEOUT`] bounds the whole, so the count only needs to outlast it.
+const CLUSTER_RETRY_MIN_MS: u64 = 10;
+const CLUSTER_RETRY_MAX_MS: u64 = 200;
+const CLUSTER_RETRIES: u32 = 40;
 /// Backoff bounds of the change feed's reconnection.
 const FEED_RETRY_MIN: Duration = Duration::from_millis(100);
 const FEED_RETRY_MAX: Duration = Duration::from_secs(5);
@@ -533,8 +546,12 @@ impl Inner {
                     .map(|(host, port)| node_info(host, *port, credentials, 0))
                     .collect::<Result<Vec<_>, _>>()?;
                 let mut builder = ClusterClient::builder(seeds)
-                    .connection_timeout(TIMEOUT)
-                    .response_timeout(TIMEOUT);
+                    .connection_timeout(CLUSTER_CONNECT_TIMEOUT)
+                    .response_timeout(TIMEOUT)
+                    .retries(CLUSTER_RETRIES)
+                    .min_retry_wait(CLUSTER_RETRY_MIN_MS)
+                    .max_retry_wait(CLUSTER_RETRY_MAX_MS)
+                    .retry_wait_formula(CLUSTER_RETRY_MIN_MS, 2);
                 if let Some(user) = &credentials.username {
                     builder = builder.username(user);
                 }
