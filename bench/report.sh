@@ -1,5 +1,5 @@
 # Helpers for the scripts that each own one section of BENCHMARKS.md
-# (sourced by bench/soak.sh and bench/failover.sh).
+# (sourced by bench/soak.sh, bench/failover.sh and bench/signout.sh).
 
 # without_section HEADING FILE: FILE without its "## HEADING" section (up
 # to the next "## " heading) and without trailing blank lines, on stdout;
