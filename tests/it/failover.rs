@@ -89,7 +89,8 @@ impl Load {
         }
         let cases = Arc::new(Mutex::new(cases.to_vec()));
         let outcome = Arc::new(Mutex::new(Outcome::default()));
-        let workers = spawn_workers(&self, self.probe, None, target, &cases, &outcome);
+        let start = Instant::now();
+        let workers = spawn_workers(&self, start, self.probe, None, target, &cases, &outcome);
         for worker in workers {
             worker.await.expect("probe worker");
         }
@@ -516,8 +517,12 @@ async fn cases(sessions: &Sessions) -> Vec<Case> {
 /// Where the load sends its requests.
 #[derive(Clone)]
 enum Target {
-    /// `/oauth2/auth` of each replica in turn, as nginx asks it.
-    Direct(Vec<SocketAddr>),
+    /// `/oauth2/auth` of each replica in turn, as nginx asks it (on
+    /// keep-alive connections, as nginx does).
+    Direct {
+        http: reqwest::Client,
+        addrs: Vec<SocketAddr>,
+    },
     /// A protected URL through nginx (200 from the app, 401, 403).
     Nginx { http: reqwest::Client, url: String },
 }
@@ -525,7 +530,7 @@ enum Target {
 impl Target {
     async fn ask(&self, n: usize, cookie: &str) -> u16 {
         let request = match self {
-            Target::Direct(addrs) => client()
+            Target::Direct { http, addrs } => http
                 .get(format!("http://{}/oauth2/auth", addrs[n % addrs.len()]))
                 .header("X-Original-URL", format!("{APP}/")),
             Target::Nginx { http, url } => http.get(url).header("Accept", "application/json"),
@@ -570,17 +575,18 @@ impl Outcome {
 type Promoted = Box<dyn Fn() -> bool + Send>;
 
 /// `load.workers` tasks asking `target` about `cases` in turn until
-/// `length` from now, each once per `period` (`None`: as soon as its last
-/// answer came); every answer is tallied in `outcome`.
+/// `length` after `start`, each once per `period` (`None`: as soon as its
+/// last answer came); every answer is tallied in `outcome` (times from
+/// `start`).
 fn spawn_workers(
     load: &Load,
+    start: Instant,
     length: Duration,
     period: Option<Duration>,
     target: &Target,
     cases: &Arc<Mutex<Vec<Case>>>,
     outcome: &Arc<Mutex<Outcome>>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let start = Instant::now();
     let stride = load.workers as usize;
     (0..stride)
         .map(|w| {
@@ -631,7 +637,15 @@ async fn run(
     let outcome = Arc::new(Mutex::new(Outcome::default()));
     let start = Instant::now();
     let period = Duration::from_secs(1) * load.workers / load.rate.max(1);
-    let workers = spawn_workers(&load, load.length, Some(period), &target, &cases, &outcome);
+    let workers = spawn_workers(
+        &load,
+        start,
+        load.length,
+        Some(period),
+        &target,
+        &cases,
+        &outcome,
+    );
     let mut kill = Some(kill);
     let mut promoted = promoted;
     let mut watcher = None;
@@ -805,7 +819,10 @@ async fn master_killed(
 ) {
     let replicas = Replicas::start(2, store, APP).await;
     let cases = cases(&replicas.sessions).await;
-    let target = Target::Direct(replicas.procs.iter().map(|(_, a)| *a).collect());
+    let target = Target::Direct {
+        http: client(),
+        addrs: replicas.procs.iter().map(|(_, a)| *a).collect(),
+    };
     let load = load.calibrated(&target, &cases).await;
     let outcome = run(
         load,
