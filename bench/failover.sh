@@ -89,7 +89,9 @@ docs/sessions.md): a master is killed with SIGKILL at ${KILL_AT} s, two
 replicas behind the example nginx: one is killed with SIGKILL at
 ${KILL_AT} s. Each check first measures the maximum rate of its own setup
 (its ${AUTHGATE_FAILOVER_WORKERS} workers asking as fast as answers come,
-nothing killed yet; every answer checked) and then runs at ${pace}.
+nothing killed yet; every answer checked) and then runs at ${pace};
+after an authgate replica is killed the one left carries what two did, so
+it may answer fewer than asked (the achieved rate is reported).
 Sessions: allowed, denied and signed-out ones made before the load, and a
 new one every 100 ms during it; every answer is checked against the status
 its session must get. "Lost" counts sessions whose creation was

@@ -104,8 +104,10 @@ for addr in "${ADDRS[@]}"; do wait_port "${addr##*:}"; done
 log "measuring: $SESSIONS signed-in users, $REVOCATIONS + $BY_ID revocations, $RATE req/s background, $REPLICAS replicas"
 report="$WORK/report.txt"
 status=0
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 timeout "$TIMEOUT" "$MEASURE_BIN" "$WORK/authgate-0.yaml" "$SESSIONS" "$REVOCATIONS" "$BY_ID" "$RATE" "${ADDRS[@]}" \
     2>&1 | tee "$report" || status=$?
+load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 lines="$(sed -n 's/^signout report: //p' "$report")"
 verdict="$( [[ "$status" == 0 ]] && echo "pass" || echo "FAIL (exit $status; see the output)")"
 
@@ -132,7 +134,10 @@ $BY_ID by their listed id, as \`authgate sessions revoke --session\` does
 id, then deletes). From the start of each revocation one poller per
 replica asks about the revoked cookie every millisecond on its own
 connection until the answer is 401. The delay is the time from the start
-of the revocation call to that 401, per (replica, revocation) pair.
+of the revocation call to that 401, per (replica, revocation) pair; the
+1 ms poll interval is its resolution. The load average was $load_before
+before and $load_after after (two cores: above 2 the tail measures the
+neighbours).
 
 \`\`\`
 ${lines:-no report lines (the run failed before measuring)}
