@@ -109,7 +109,16 @@ timeout "$TIMEOUT" "$MEASURE_BIN" "$WORK/authgate-0.yaml" "$SESSIONS" "$REVOCATI
     2>&1 | tee "$report" || status=$?
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 lines="$(sed -n 's/^signout report: //p' "$report")"
-verdict="$( [[ "$status" == 0 ]] && echo "pass" || echo "FAIL (exit $status; see the output)")"
+# The goal: every (replica, revocation) pair refused within 1 s.
+late="$(sed -n 's/.*within 1 s: \([0-9]*\) of \([0-9]*\).*/\1 \2/p' "$report" | awk '$1 != $2 { n += $2 - $1 } END { print n + 0 }')"
+if [[ "$status" != 0 ]]; then
+    verdict="FAIL (exit $status; see the output)"
+elif [[ "$late" != 0 ]]; then
+    verdict="FAIL: $late (replica, revocation) pairs took longer than the 1 s goal"
+    status=1
+else
+    verdict="pass"
+fi
 
 # shellcheck source=bench/report.sh
 source "$REPO_ROOT/bench/report.sh"
