@@ -139,8 +139,8 @@ accepted by every replica (so each holds it in its cache), are revoked one
 at a time (\`examples/signout_measure.rs\`): $REVOCATIONS by their cookie,
 as sign-out does (\`Sessions::revoke\`: one delete, published), then
 $BY_ID by their listed id, as \`authgate sessions revoke --session\` does
-(\`Sessions::revoke_where\`: it first searches every user's index for the
-id, then deletes). From the start of each revocation one poller per
+(\`Sessions::revoke_where\`: it deletes the record first, then searches
+every user's index for the id to report it and drop its entry). From the start of each revocation one poller per
 replica asks about the revoked cookie every millisecond on its own
 connection until the answer is 401. The delay is the time from the start
 of the revocation call to that 401, per (replica, revocation) pair; the
@@ -157,8 +157,7 @@ also \`PUBLISH\`es the key on \`authgate:session:changed\`; every replica
 keeps a subscription to that channel (\`Sessions::follow_changes\`) and
 drops its cached copy when the message arrives, so its next decision for
 that cookie reads the store, finds nothing and answers 401. The delay is
-the revocation call (for a revocation by id, the search of the index
-first: one read per signed-in user, which is what its call time shows)
+the store's delete
 plus one pub/sub hop and the poll interval; no replica waits for its cache's 30 s
 time to live. If a replica's subscription drops, it drops its whole cache
 on resubscribing (messages sent meanwhile are lost), so a missed message

@@ -14,7 +14,8 @@
 //! at a time: REVOCATIONS by their cookie, as sign-out does
 //! (`Sessions::revoke`: one delete, published), then BY_ID by their listed
 //! id, as `authgate sessions revoke --session ID` does
-//! (`Sessions::revoke_where`: the index is searched for the id first).
+//! (`Sessions::revoke_where`: the record is deleted first, then the index
+//! is searched for the id).
 //! Before each revocation every replica has answered 200 for the victim (so
 //! it holds the session in its cache); from the moment the revocation
 //! starts, one poller per replica asks about the victim every millisecond,

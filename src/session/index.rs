@@ -170,17 +170,6 @@ impl SessionIndex {
 
     /// The live sessions of `user`, or of everybody, oldest first.
     pub async fn list(&self, user: Option<&str>, now: i64) -> Result<Vec<SessionInfo>, StoreError> {
-        self.list_matching(user, now, |_| true).await
-    }
-
-    /// [`SessionIndex::list`] of the entries `wanted` picks: only their
-    /// records are read.
-    async fn list_matching(
-        &self,
-        user: Option<&str>,
-        now: i64,
-        wanted: impl Fn(&SessionInfo) -> bool,
-    ) -> Result<Vec<SessionInfo>, StoreError> {
         let mut live = Vec::new();
         for (user, entries) in self.entries(user).await? {
             let mut dead = Vec::new();
@@ -189,9 +178,6 @@ impl SessionIndex {
                     dead.push(id);
                     continue;
                 };
-                if !wanted(&info) {
-                    continue;
-                }
                 if self.store.load(&info.store_key()).await?.is_some() {
                     live.push(info);
                 } else if now.saturating_sub(info.started_at) >= WRITE_GRACE {
@@ -235,11 +221,24 @@ impl SessionIndex {
                 let Some(key) = session_key(id) else {
                     return Ok(Vec::new());
                 };
-                let found = self.list_matching(None, now, |info| info.id == *id).await?;
+                // Ended first, by its key: finding its index entry reads
+                // every user's index, which under load took seconds.
                 // Even an unlisted session (one started before the index
                 // existed) ends.
+                let was_live = self.store.load(&key).await?.is_some();
                 self.store.delete(&key).await?;
-                found
+                let mut listed = Vec::new();
+                for (user, entries) in self.entries(None).await? {
+                    for info in entries.into_iter().filter_map(|(_, info)| info) {
+                        if info.id == *id {
+                            self.store
+                                .index_remove(&user, std::slice::from_ref(&info.id))
+                                .await?;
+                            listed.push(info);
+                        }
+                    }
+                }
+                return Ok(if was_live { listed } else { Vec::new() });
             }
         };
         // Entries whose record is missing may be logins writing theirs now:
@@ -416,6 +415,9 @@ mod tests {
         assert_eq!(ended[0].id, id);
         assert!(s.resolve(target).await.unwrap().is_none());
         assert!(s.resolve(other).await.unwrap().is_some());
+        let left = s.index().list(None, clock.now()).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_ne!(left[0].id, id);
         for bad in ["", "zz", &"0".repeat(32)] {
             assert!(
                 s.revoke_where(&Target::Session(bad.into()))
