@@ -265,11 +265,22 @@ fn header_option(
     HeaderValueOption {
         header: Some(HeaderValue {
             key: name.as_str().to_owned(),
-            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            value: header_text(value),
             raw_value: Vec::new(),
         }),
         append_action: action as i32,
         ..HeaderValueOption::default()
+    }
+}
+
+/// A header value as protobuf `string` text: the value itself when it is
+/// UTF-8 (always, for what authgate sets), else with U+FFFD for the bad
+/// bytes. Validated first because the lossy scan goes byte by byte, and
+/// the assertion JWT is long.
+fn header_text(value: &http::HeaderValue) -> String {
+    match std::str::from_utf8(value.as_bytes()) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
     }
 }
 

@@ -225,3 +225,15 @@ fn source_ip_is_the_socket_address() {
     assert_eq!(source_ip(&with(pipe)), None);
     assert_eq!(source_ip(&AttributeContext::default()), None);
 }
+
+/// Header values reach Envoy as they are when UTF-8 (the identity headers
+/// may carry any Unicode name); other bytes become U+FFFD, never an error.
+#[test]
+fn header_text_keeps_utf8_and_replaces_the_rest() {
+    let utf8 = http::HeaderValue::from_bytes("Zoë Ångström".as_bytes()).unwrap();
+    assert_eq!(header_text(&utf8), "Zoë Ångström");
+    let ascii = http::HeaderValue::from_static("alice@example.com");
+    assert_eq!(header_text(&ascii), "alice@example.com");
+    let broken = http::HeaderValue::from_bytes(b"a\xffb").unwrap();
+    assert_eq!(header_text(&broken), "a\u{fffd}b");
+}
