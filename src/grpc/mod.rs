@@ -16,9 +16,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use envoy_types::ext_authz::v3::pb::{
-    Authorization, AuthorizationServer, CheckRequest, CheckResponse, DeniedHttpResponse,
-    HeaderAppendAction, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, HttpStatusCode,
-    OkHttpResponse,
+    CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue,
+    HeaderValueOption, HttpResponse, HttpStatus, HttpStatusCode, OkHttpResponse,
 };
 use envoy_types::pb::envoy::config::core::v3::address;
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
@@ -32,6 +31,9 @@ use crate::metrics::FrontEnd;
 use crate::policy::ProxyConditions;
 use crate::policy::{Target, TargetError};
 use crate::telemetry::Asker;
+
+mod reply;
+pub use reply::{CheckServer, Reply};
 
 /// Envoy's descriptors for `external_auth.proto` and everything it imports,
 /// served by reflection. Generated from the `.proto` files the envoy-types
@@ -59,7 +61,7 @@ impl AuthzService {
 
     /// Decides one `CheckRequest`. Never fails: a request without the
     /// attributes needed is refused with 403.
-    pub async fn answer(&self, request: &CheckRequest) -> CheckResponse {
+    pub async fn answer(&self, request: &CheckRequest) -> Reply {
         let attributes = request.attributes.as_ref();
         let http = attributes
             .and_then(|a| a.request.as_ref())
@@ -144,16 +146,6 @@ fn source_ip(attributes: &AttributeContext) -> Option<std::net::IpAddr> {
     }
 }
 
-#[tonic::async_trait]
-impl Authorization for AuthzService {
-    async fn check(
-        &self,
-        request: tonic::Request<CheckRequest>,
-    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
-        Ok(tonic::Response::new(self.answer(request.get_ref()).await))
-    }
-}
-
 /// The client's request headers as Envoy sent them: the `headers` map
 /// (lower-case names, repeated headers joined), or `header_map` when Envoy
 /// runs with `encode_raw_headers` (values in `raw_value` bytes).
@@ -213,8 +205,8 @@ fn raw_text(header: &HeaderValue) -> Option<&str> {
     }
 }
 
-/// Renders an answer as Envoy's `CheckResponse`.
-fn check_response(answer: Answer) -> CheckResponse {
+/// Renders an answer as Envoy's `CheckResponse` (a [`Reply`] on the wire).
+fn check_response(answer: Answer) -> Reply {
     // Without OVERWRITE, recent Envoy *adds* our value next to a client's.
     let overwrite = |header| header_option(header, HeaderAppendAction::OverwriteIfExistsOrAdd);
     let append = |header| header_option(header, HeaderAppendAction::AppendIfExistsOrAdd);
@@ -231,29 +223,37 @@ fn check_response(answer: Answer) -> CheckResponse {
         },
         ..rpc::Status::default()
     });
-    let http_response = if answer.allows() {
-        HttpResponse::OkResponse(OkHttpResponse {
-            headers: answer.upstream.iter().map(overwrite).collect(),
-            headers_to_remove: answer.remove.into_iter().map(String::from).collect(),
-            // Added to the response Envoy sends the client; appended, so
-            // the app's own cookies stay.
-            response_headers_to_add: answer.client.iter().map(append).collect(),
-            ..OkHttpResponse::default()
-        })
-    } else {
-        HttpResponse::DeniedResponse(DeniedHttpResponse {
-            status: Some(HttpStatus {
-                code: HttpStatusCode::try_from(i32::from(answer.status.as_u16()))
-                    .unwrap_or(HttpStatusCode::Forbidden) as i32,
+    if answer.allows() {
+        return Reply {
+            response: CheckResponse {
+                status,
+                ..CheckResponse::default()
+            },
+            ok: Some(OkHttpResponse {
+                headers: answer.upstream.iter().map(overwrite).collect(),
+                // Added to the response Envoy sends the client; appended,
+                // so the app's own cookies stay.
+                response_headers_to_add: answer.client.iter().map(append).collect(),
+                ..OkHttpResponse::default()
             }),
-            headers: answer.client.iter().map(overwrite).collect(),
-            body: answer.body.to_owned(),
-        })
-    };
-    CheckResponse {
-        status,
-        http_response: Some(http_response),
-        ..CheckResponse::default()
+            remove: answer.remove,
+        };
+    }
+    let denied = HttpResponse::DeniedResponse(DeniedHttpResponse {
+        status: Some(HttpStatus {
+            code: HttpStatusCode::try_from(i32::from(answer.status.as_u16()))
+                .unwrap_or(HttpStatusCode::Forbidden) as i32,
+        }),
+        headers: answer.client.iter().map(overwrite).collect(),
+        body: answer.body.to_owned(),
+    });
+    Reply {
+        response: CheckResponse {
+            status,
+            http_response: Some(denied),
+            ..CheckResponse::default()
+        },
+        ..Reply::default()
     }
 }
 
@@ -265,11 +265,22 @@ fn header_option(
     HeaderValueOption {
         header: Some(HeaderValue {
             key: name.as_str().to_owned(),
-            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            value: header_text(value),
             raw_value: Vec::new(),
         }),
         append_action: action as i32,
         ..HeaderValueOption::default()
+    }
+}
+
+/// A header value as protobuf `string` text: the value itself when it is
+/// UTF-8 (always, for what authgate sets), else with U+FFFD for the bad
+/// bytes. Validated first because the lossy scan goes byte by byte, and
+/// the assertion JWT is long.
+fn header_text(value: &http::HeaderValue) -> String {
+    match std::str::from_utf8(value.as_bytes()) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
     }
 }
 
@@ -300,16 +311,12 @@ pub async fn serve_scheduled(
     shutdown: Shutdown,
 ) -> Result<(), GrpcError> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<AuthorizationServer<AuthzService>>()
-        .await;
+    health.set_serving::<CheckServer>().await;
     let draining = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             shutdown.reached(Phase::Draining).await;
-            health
-                .set_not_serving::<AuthorizationServer<AuthzService>>()
-                .await;
+            health.set_not_serving::<CheckServer>().await;
             // The server as a whole (`service: ""`), which grpc-health-probe asks.
             health
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
@@ -326,7 +333,7 @@ pub async fn serve_scheduled(
         .build_v1alpha()?;
     let serving = app.config().serving;
     let trusted_proxies = app.config().trusted_proxies.clone();
-    let router = tonic::service::Routes::new(AuthorizationServer::new(AuthzService::new(app)))
+    let router = tonic::service::Routes::new(CheckServer::new(AuthzService::new(app)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

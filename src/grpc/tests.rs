@@ -2,6 +2,16 @@
 
 use super::*;
 use http::header;
+use prost::Message;
+
+/// The answer as Envoy reads it: [`super::check_response`]'s bytes decoded
+/// as a `CheckResponse`, whose length the reply announced.
+fn check_response(answer: Answer) -> CheckResponse {
+    let reply = super::check_response(answer);
+    let bytes = reply.encode_to_vec();
+    assert_eq!(bytes.len(), reply.encoded_len());
+    CheckResponse::decode(bytes.as_slice()).unwrap()
+}
 
 fn raw(pairs: &[(&str, &[u8])]) -> Vec<HeaderValue> {
     pairs
@@ -121,6 +131,24 @@ fn allow_overwrites_and_removes() {
     );
 }
 
+/// An allow with nothing to set or remove is still an `ok_response` (an
+/// empty message on the wire), never a missing `http_response`.
+#[test]
+fn bare_allow_is_an_ok_response() {
+    let response = check_response(Answer {
+        status: http::StatusCode::OK,
+        rpc_code: decision::RpcCode::Ok,
+        upstream: http::HeaderMap::new(),
+        remove: Vec::new(),
+        client: http::HeaderMap::new(),
+        body: "",
+    });
+    assert_eq!(
+        response.http_response,
+        Some(HttpResponse::OkResponse(OkHttpResponse::default()))
+    );
+}
+
 /// Deny: the answer's gRPC code (the same numbers as tonic's), its HTTP
 /// status, the client's headers and the body.
 #[test]
@@ -175,7 +203,6 @@ fn deny_carries_status_headers_and_body() {
 /// The checked-in descriptor set holds the Authorization service.
 #[test]
 fn descriptors_describe_the_authorization_service() {
-    use prost::Message;
     let set = envoy_types::pb::google::protobuf::FileDescriptorSet::decode(ENVOY_AUTHZ_DESCRIPTORS)
         .unwrap();
     assert!(set.file.iter().any(|f| {
@@ -224,4 +251,16 @@ fn source_ip_is_the_socket_address() {
     }));
     assert_eq!(source_ip(&with(pipe)), None);
     assert_eq!(source_ip(&AttributeContext::default()), None);
+}
+
+/// Header values reach Envoy as they are when UTF-8 (the identity headers
+/// may carry any Unicode name); other bytes become U+FFFD, never an error.
+#[test]
+fn header_text_keeps_utf8_and_replaces_the_rest() {
+    let utf8 = http::HeaderValue::from_bytes("Zoë Ångström".as_bytes()).unwrap();
+    assert_eq!(header_text(&utf8), "Zoë Ångström");
+    let ascii = http::HeaderValue::from_static("alice@example.com");
+    assert_eq!(header_text(&ascii), "alice@example.com");
+    let broken = http::HeaderValue::from_bytes(b"a\xffb").unwrap();
+    assert_eq!(header_text(&broken), "a\u{fffd}b");
 }

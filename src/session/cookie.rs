@@ -111,13 +111,31 @@ pub fn cookie_values<'a>(
     lines: impl IntoIterator<Item = &'a str>,
     name: &'a str,
 ) -> impl Iterator<Item = &'a str> {
-    lines
-        .into_iter()
-        .flat_map(|line| line.split([';', ',']))
-        .filter_map(move |pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            (key == name).then(|| value.trim_matches('"'))
-        })
+    lines.into_iter().flat_map(pairs).filter_map(move |pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        (key == name).then(|| value.trim_matches('"'))
+    })
+}
+
+/// `line` split at every `;` and `,`, as `str::split` would. Scanned as
+/// bytes: both separators are ASCII, so every cut is a char boundary, and a
+/// session cookie is hundreds of bytes that `split` would decode char by
+/// char on every request.
+fn pairs(line: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(line);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match current.bytes().position(|b| b == b';' || b == b',') {
+            Some(at) => {
+                rest = Some(&current[at + 1..]);
+                Some(&current[..at])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -135,5 +153,16 @@ mod parser_tests {
         let values: Vec<_> = cookie_values(lines, "_authgate").collect();
         assert_eq!(values, ["first", "second", "third"]);
         assert_eq!(cookie_values(["x"], "_authgate").count(), 0);
+    }
+
+    /// The byte-wise split cuts where `str::split` does: empty pieces at
+    /// either end and between adjacent separators, multi-byte text intact.
+    #[test]
+    fn pairs_split_like_str_split() {
+        for line in ["", ";", "a=1", "a=1;", ",a=1;;b=2, c=é; d=ü,", "é=x;;,,ü"] {
+            let ours: Vec<_> = super::pairs(line).collect();
+            let std: Vec<_> = line.split([';', ',']).collect();
+            assert_eq!(ours, std, "{line:?}");
+        }
     }
 }

@@ -13,7 +13,8 @@ use authgate::clock::{ManualClock, SharedClock};
 use authgate::config::{Config, Secret, SessionStoreConfig};
 use authgate::server;
 use authgate::session::{Purpose, Sealer};
-use envoy_types::ext_authz::v3::pb::HttpResponse;
+use envoy_types::ext_authz::v3::pb::{CheckResponse, HttpResponse};
+use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -345,13 +346,14 @@ async fn restart_and_secret_rotation_keep_sessions() {
         .unwrap();
     assert_eq!(forward.status(), 200);
     assert_eq!(session_cookie(&forward).as_deref(), Some(reissued.as_str()));
-    let check = authgate::grpc::AuthzService::new(app)
+    let reply = authgate::grpc::AuthzService::new(app)
         .answer(&envoy_request(
             "GET",
             APP,
             &[("cookie", &format!("{COOKIE}={cookie}"))],
         ))
         .await;
+    let check = CheckResponse::decode(reply.encode_to_vec().as_slice()).unwrap();
     let Some(HttpResponse::OkResponse(ok)) = check.http_response else {
         panic!("allowed: {check:?}")
     };
