@@ -204,10 +204,12 @@ pub fn separator_spellings(name: &str) -> Vec<String> {
 /// the client's.
 pub fn identity_headers_to_remove(set: &HeaderMap) -> Vec<&'static str> {
     let mut remove = Vec::with_capacity(48);
-    for spellings in identity_header_spellings() {
+    // The map is asked by `HeaderName`: a `&str` key is parsed and
+    // validated again on every lookup.
+    for (name, spellings) in IDENTITY_HEADERS.iter().zip(identity_header_spellings()) {
         let mut spellings = spellings.iter().map(String::as_str);
         if let Some(canonical) = spellings.next()
-            && !set.contains_key(canonical)
+            && !set.contains_key(name)
         {
             remove.push(canonical);
         }
