@@ -120,6 +120,7 @@ policy:
     pass_identity_headers: true
   - from: http://$PLAIN_HOST
     allowed_groups: [devops]
+    pass_identity_headers: false
 EOF
     "$AUTHGATE_BIN" check-config --config "$WORK/$1.yaml" >/dev/null || die "authgate rejects $WORK/$1.yaml"
 }
@@ -450,8 +451,9 @@ vegeta and Redis on core 0. Load average $LOAD_BEFORE before, $(cut -d' ' -f1-3 
 
 Loads: **warm** cycles $WARM_SET sessions (cached after the warm-up);
 **cold** gives every request a session no earlier request of the run
-used; **cold-plain** is cold on a route without identity headers, so
-without the ES256 assertion a new session's first request there must sign$([[ -n "${COLD_WRAPPED:-}" ]] && printf ' (it wrapped around: SCALE_SESSIONS was too small for the run)'); **zipf** draws sessions from a Zipf law, s = $ZIPF_S,
+used; **cold-plain** is cold on a route with \`pass_identity_headers:
+false\`, so without the ES256 assertion that a new session's first
+request to a route otherwise signs$([[ -n "${COLD_WRAPPED:-}" ]] && printf ' (it wrapped around: SCALE_SESSIONS was too small for the run)'); **zipf** draws sessions from a Zipf law, s = $ZIPF_S,
 over all $SESSIONS (a cache of $(printf '%s' "$CACHE_DEFAULT") sessions can at best
 hit $(zipf_hit_ratio "$CACHE_DEFAULT") of them). "one": one replica, asked directly; "three":
 three replicas (separate processes) behind one nginx (\`least_conn\`,
