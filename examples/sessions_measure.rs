@@ -6,6 +6,8 @@
 //! cargo run --release --example sessions_measure -- throughput embedded
 //! cargo run --release --example sessions_measure -- throughput redis://127.0.0.1:6379
 //! cargo run --release --example sessions_measure -- rss 100000
+//! cargo run --release --example sessions_measure -- seed redis://127.0.0.1:6379 SECRET_FILE 1000000 cookies.txt
+//! cargo run --release --example sessions_measure -- cache-rss redis://127.0.0.1:6379 SECRET_FILE cookies.txt 10000
 //! ```
 //!
 //! `throughput <store>`: 1,000 signed-in users (five groups, a Dex-sized
@@ -17,6 +19,18 @@
 //! (the default backend) in a temporary directory, then resolves every one
 //! of them again (so the cache and the cookie memo are at their bound), and
 //! prints `VmHWM` and `VmRSS` from `/proc/self/status`.
+//!
+//! `seed <store> <secret_file> <n> <out>`: creates `n` sessions (distinct
+//! users, the identity and refresh token above) through `Sessions::create`
+//! in `<store>` (`redis://…` or `embedded:/path`), sealing the cookies with
+//! the `cookie_secret_file` an `authgate serve` will read, 256 at a time;
+//! writes the cookie values to `<out>`, one per line, in creation order.
+//! For bench/scale.sh: a million sessions in minutes, through the real API.
+//!
+//! `cache-rss <store> <secret_file> <cookies> <entries>`: resolves the first
+//! `entries` cookies of the file (each a miss, loaded from the store) with
+//! the caches bounded to `entries`, and prints the anonymous resident
+//! memory before and after, and the difference per cached session.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,7 +53,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["throughput", store] => throughput(store),
         ["rss", n] => rss(n.parse()?),
-        _ => Err("usage: sessions_measure throughput <memory|embedded|redis://…> | rss <n>".into()),
+        ["seed", store, secret, n, out] => seed(store, secret, n.parse()?, out),
+        ["cache-rss", store, secret, cookies, entries] => {
+            cache_rss(store, secret, cookies, entries.parse()?)
+        }
+        _ => Err(
+            "usage: sessions_measure throughput <memory|embedded|redis://…> | rss <n> \
+                  | seed <store> <secret_file> <n> <out> \
+                  | cache-rss <store> <secret_file> <cookies> <entries>"
+                .into(),
+        ),
     }
 }
 
@@ -66,20 +89,56 @@ fn sessions(
     store: &str,
     dir: &std::path::Path,
 ) -> Result<Arc<Sessions>, Box<dyn std::error::Error>> {
+    Ok(Arc::new(sessions_with(
+        store,
+        dir,
+        Secret::new([9u8; 32].to_vec()),
+    )?))
+}
+
+/// `Sessions` on `store`: `memory`, `embedded` (a file in `dir`),
+/// `embedded:/path` or a Redis URL, sealing cookies with `secret`.
+fn sessions_with(
+    store: &str,
+    dir: &std::path::Path,
+    secret: Secret,
+) -> Result<Sessions, Box<dyn std::error::Error>> {
     let clock: SharedClock = Arc::new(SystemClock);
     let config = match store {
         "memory" => SessionStoreConfig::Memory,
         "embedded" => SessionStoreConfig::Embedded(dir.join("sessions.redb")),
-        url => SessionStoreConfig::Redis(url.to_owned()),
+        _ => match store.strip_prefix("embedded:") {
+            Some(path) => SessionStoreConfig::Embedded(path.into()),
+            None => SessionStoreConfig::Redis(store.to_owned()),
+        },
     };
     let store = open_store(&config, clock.clone())?;
-    let sealer = Sealer::new(&Secret::new([9u8; 32].to_vec()), &[])?;
-    Ok(Arc::new(Sessions::new(
+    let sealer = Sealer::new(&secret, &[])?;
+    Ok(Sessions::new(
         sealer,
         store,
         clock,
         Duration::from_secs(14 * 3600),
-    )))
+    ))
+}
+
+/// The secret of a `cookie_secret_file` (base64 of 32 bytes).
+fn read_secret(path: &str) -> Result<Secret, Box<dyn std::error::Error>> {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(path)?;
+    Ok(Secret::new(
+        base64::engine::general_purpose::STANDARD.decode(text.trim())?,
+    ))
+}
+
+/// The anonymous resident memory of this process, in KiB.
+fn rss_anon_kib() -> Result<u64, Box<dyn std::error::Error>> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| "no RssAnon in /proc/self/status".into())
 }
 
 fn throughput(store: &str) -> Result<(), Box<dyn std::error::Error>> {
@@ -214,4 +273,130 @@ fn rss(n: usize) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// Concurrent creations while seeding: enough to keep a Redis round trip
+/// per session busy on both cores.
+const SEED_CALLERS: usize = 256;
+
+fn seed(store: &str, secret: &str, n: usize, out: &str) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write as _;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let sessions = Arc::new(sessions_with(
+        store,
+        &std::env::temp_dir(),
+        read_secret(secret)?,
+    )?);
+    let cookies = runtime.block_on(async {
+        let start = Instant::now();
+        let done = Arc::new(AtomicU64::new(0));
+        let progress = {
+            let done = done.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    eprintln!(
+                        "seed: {} of {n} sessions after {:.0} s",
+                        done.load(Ordering::Relaxed),
+                        start.elapsed().as_secs_f64()
+                    );
+                }
+            })
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..SEED_CALLERS {
+            let (sessions, done) = (sessions.clone(), done.clone());
+            tasks.spawn(async move {
+                let mut made = Vec::with_capacity(n / SEED_CALLERS + 1);
+                for i in (w..n).step_by(SEED_CALLERS) {
+                    let (cookie, _) = sessions
+                        .create(identity(i), Some(refresh_token(i)), i64::MAX)
+                        .await?;
+                    made.push((i, cookie));
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok::<_, authgate::session::SessionError>(made)
+            });
+        }
+        let mut cookies = vec![String::new(); n];
+        while let Some(made) = tasks.join_next().await {
+            for (i, cookie) in made?? {
+                cookies[i] = cookie;
+            }
+        }
+        progress.abort();
+        println!(
+            "sessions={n} seconds={:.1} per_second={:.0}",
+            start.elapsed().as_secs_f64(),
+            n as f64 / start.elapsed().as_secs_f64()
+        );
+        Ok::<_, Box<dyn std::error::Error>>(cookies)
+    })?;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
+    for cookie in &cookies {
+        writeln!(file, "{cookie}")?;
+    }
+    file.flush()?;
+    Ok(())
+}
+
+fn cache_rss(
+    store: &str,
+    secret: &str,
+    cookies: &str,
+    entries: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let cookies: Arc<Vec<String>> = Arc::new(
+        std::fs::read_to_string(cookies)?
+            .lines()
+            .take(entries + 1)
+            .map(str::to_owned)
+            .collect(),
+    );
+    if cookies.len() <= entries {
+        return Err(format!("the cookie file has fewer than {} lines", entries + 1).into());
+    }
+    // An hour's time to live: nothing expires while the cache fills.
+    let sessions = Arc::new(
+        sessions_with(store, &std::env::temp_dir(), read_secret(secret)?)?
+            .with_cache(entries as u64, Duration::from_secs(3600)),
+    );
+    runtime.block_on(async {
+        // The store's connection and the runtime are up before the baseline:
+        // one session (the extra line) resolved, then forgotten.
+        let first = sessions.resolve(&cookies[entries]).await?;
+        sessions.forget_all();
+        let before = rss_anon_kib()?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for caller in 0..CALLERS {
+            let (sessions, cookies) = (sessions.clone(), cookies.clone());
+            tasks.spawn(async move {
+                let mut found = 0usize;
+                for i in (caller..entries).step_by(CALLERS) {
+                    found += usize::from(sessions.resolve(&cookies[i]).await?.is_some());
+                }
+                Ok::<_, authgate::session::SessionError>(found)
+            });
+        }
+        let mut found = usize::from(first.is_some());
+        while let Some(n) = tasks.join_next().await {
+            found += n??;
+        }
+        if found != entries + 1 {
+            return Err(format!("{found} of {} sessions resolved", entries + 1).into());
+        }
+        let after = rss_anon_kib()?;
+        println!(
+            "entries={entries} rss_anon_before_kib={before} rss_anon_after_kib={after} bytes_per_session={:.0}",
+            (after.saturating_sub(before) * 1024) as f64 / entries as f64
+        );
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })
 }
