@@ -28,7 +28,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderName, HeaderValue};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, Header};
+use p256::ecdsa::signature::Signer as _;
 use p256::elliptic_curve::sec1::ToSec1Point as _;
 use p256::pkcs8::EncodePrivateKey as _;
 use p256::{PublicKey, SecretKey};
@@ -56,8 +57,11 @@ pub const REMINT_MARGIN: Duration = Duration::from_secs(60);
 /// The generated key's file, beside the embedded store.
 pub const KEY_FILE_NAME: &str = "assertion-signing-key.pem";
 
-/// Most cached assertions kept (one per session, route and host in use).
-const CACHE_CAPACITY: u64 = 100_000;
+/// Most cached assertions kept (one per session, route and host in use):
+/// as many as the sessions cached, since an assertion is only asked for a
+/// cached session. At about 1 KB each, 100,000 took 100 MB after a deploy
+/// (bench/scale.sh), more than the 64 MB a replica should need.
+const CACHE_CAPACITY: u64 = crate::session::DEFAULT_CACHE_ENTRIES;
 
 /// Why a key could not be loaded or an assertion signed. Never carries key
 /// material.
@@ -176,8 +180,13 @@ struct Cached {
 pub struct AssertionSigner {
     issuer: String,
     kid: String,
-    key: EncodingKey,
-    header: Header,
+    /// Parsed once: `jsonwebtoken::encode` parses the PKCS#8 key, derives
+    /// its public key and signs recoverably on every call, three P-256
+    /// scalar multiplications where one is needed. Signing dominated a
+    /// decision whose session this replica had not seen yet.
+    key: p256::ecdsa::SigningKey,
+    /// The JWS header (`alg` ES256, `typ`, `kid`), base64url-encoded once.
+    header: String,
     /// `{"keys": [current, previous…]}`, rendered once.
     jwks: String,
     clock: SharedClock,
@@ -231,10 +240,7 @@ impl AssertionSigner {
         previous: &[PublicKey],
         clock: SharedClock,
     ) -> Result<Self, AssertionError> {
-        let der = current
-            .to_pkcs8_der()
-            .map_err(|e| AssertionError::Sign(e.to_string()))?;
-        let key = EncodingKey::from_ec_der(der.as_bytes());
+        let key = p256::ecdsa::SigningKey::from(current);
         let (kid, current_jwk) = public_jwk(&current.public_key());
         let mut keys = vec![current_jwk];
         for public in previous {
@@ -246,6 +252,9 @@ impl AssertionSigner {
         let jwks = json!({ "keys": keys }).to_string();
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(kid.clone());
+        let header = serde_json::to_vec(&header)
+            .map(|json| URL_SAFE_NO_PAD.encode(json))
+            .map_err(|e| AssertionError::Sign(e.to_string()))?;
         Ok(AssertionSigner {
             issuer,
             kid,
@@ -341,8 +350,14 @@ impl AssertionSigner {
                 claims.insert(claim.clone(), value.clone());
             }
         }
-        let token = jsonwebtoken::encode(&self.header, &claims, &self.key)
-            .map_err(|e| AssertionError::Sign(e.to_string()))?;
+        // JWS compact serialization (RFC 7515 §7.1); an ES256 signature is
+        // r ‖ s, 64 bytes (RFC 7518 §3.4).
+        let payload =
+            serde_json::to_vec(&claims).map_err(|e| AssertionError::Sign(e.to_string()))?;
+        let mut token = format!("{}.{}", self.header, URL_SAFE_NO_PAD.encode(payload));
+        let signature: p256::ecdsa::Signature = self.key.sign(token.as_bytes());
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
         let value =
             HeaderValue::from_str(&token).map_err(|e| AssertionError::Sign(e.to_string()))?;
         Ok((value, exp))
