@@ -4,9 +4,10 @@
 #
 #   bench/run.sh grpc     only this part; replaces its section of BENCHMARKS.md
 #
-# Uses from run.sh: start, wait_for_port, log, die, $WORK, $CACHE_DIR,
-# $REPO_ROOT, $P_GRPC, $APP_HOST, $AG_COOKIE, $ROUNDS, $DURATION, $WARMUP,
-# $CONNECTIONS.
+# Uses from run.sh: start, wait_for_port, log, die, cpu_ticks, cpu_share,
+# saturated, ratio, saturated_verdict, $WORK, $CACHE_DIR, $REPO_ROOT,
+# $P_GRPC, $APP_HOST, $AG_COOKIE, $ROUNDS, $DURATION, $WARMUP, $CONNECTIONS,
+# $CLK_TCK, $SATURATED_PCT.
 # shellcheck shell=bash disable=SC2154
 
 GRPC_MARK_BEGIN='<!-- bench/grpc.sh: begin -->'
@@ -61,7 +62,8 @@ check_grpc_answer() {
 }
 
 # run_ghz NAME PORT ROUND: warm-up, then the measured run; appends
-# name round rps p50 p99 ok errors cpu_s cpu_us_per_call to $WORK/grpc.tsv.
+# name round rps p50 p99 ok errors cpu_s cpu_us_per_call cpu_share_percent
+# (of the measured seconds ghz reports) to $WORK/grpc.tsv.
 # ghz_load: the ghz command line of the Check load ($CONNECTIONS concurrent
 # calls over $GRPC_H2_CONNECTIONS connections), one word a line; the
 # duration, output and address are the caller's.
@@ -80,16 +82,19 @@ run_ghz() {
     before="$(cpu_ticks "$pid")"
     out="$("${ghz[@]}" -z "${DURATION}s" -O json "127.0.0.1:$port")" || die "ghz on $name failed"
     after="$(cpu_ticks "$pid")"
-    jq -r --arg n "$name" --arg r "$round" --arg t $((after - before)) --arg k "$CLK_TCK" '
+    local cpu_s seconds
+    cpu_s="$(awk -v t=$((after - before)) -v k="$CLK_TCK" 'BEGIN { printf "%.2f", t / k }')"
+    seconds="$(jq -r '(.total // 0) / 1e9' <<<"$out")"
+    jq -r --arg n "$name" --arg r "$round" --arg cpu "$cpu_s" --arg share "$(cpu_share "$cpu_s" "$seconds")" '
         (.latencyDistribution // []) as $d
         | def pct(p): ([$d[] | select(.percentage == p) | .latency][0] // 0) / 1000 | floor;
-        (($t | tonumber) / ($k | tonumber)) as $cpu
+        ($cpu | tonumber) as $cpu
         | [$n, $r, (.rps | floor), pct(50), pct(99), (.statusCodeDistribution.OK // 0),
            ((.count // 0) - (.statusCodeDistribution.OK // 0)),
-           ($cpu * 100 | round / 100), (if .count > 0 then ($cpu * 1e6 / .count * 10 | round / 10) else 0 end)]
+           $cpu, (if .count > 0 then ($cpu * 1e6 / .count * 10 | round / 10) else 0 end), $share]
         | @tsv' <<<"$out" >>"$WORK/grpc.tsv"
     log "$(awk -F'\t' -v n="$name" -v r="$round" '$1 == n && $2 == r {
-        printf "%-16s round %s: %7d calls/s  p50 %5d µs  p99 %6d µs  cpu %s s  errors %s", n, r, $3, $4, $5, $8, $7 }' \
+        printf "%-16s round %s: %7d calls/s  p50 %5d µs  p99 %6d µs  cpu %s s (%s%%)  errors %s", n, r, $3, $4, $5, $8, $10, $7 }' \
         "$WORK/grpc.tsv")"
 }
 
@@ -118,9 +123,11 @@ grpc_median() {
 
 # grpc_section: the report's gRPC section (markdown, between the markers).
 grpc_section() {
-    local ag bare r c
+    local ag bare r c s_ag s_bare
     ag="$(grpc_median authgate 3)"
     bare="$(grpc_median bare 3)"
+    s_ag="$(grpc_median authgate 10)"
+    s_bare="$(grpc_median bare 10)"
     r="$(ratio "$ag" "$bare")"
     c="$(ratio "$(grpc_median bare 9)" "$(grpc_median authgate 9)")"
     cat <<EOF
@@ -136,23 +143,25 @@ over $GRPC_H2_CONNECTIONS HTTP/2 connections to authgate's gRPC listener and to
 answering every call with OK and alice's identity headers without looking at
 the request. Both checked with grpcurl to answer alice's allow first.
 Servers on core 1, ghz on core 0 (taskset). Medians of $ROUNDS rounds, the
-order alternating.
+order alternating. "CPU share" is the server's CPU time over the measured
+seconds; a ratio is "invalid" when a side's server used less than
+${SATURATED_PCT} % of its core (ghz, not the server, set the pace).
 
 | ratio | value | target | |
 | --- | ---: | ---: | --- |
-| authgate / bare handler, calls per second | $r | ≥ 0.85 | $(verdict "$r" ">=" 0.85) |
-| authgate / bare handler, calls per CPU second | $c | (≥ 0.85) | $(verdict "$c" ">=" 0.85) |
+| authgate / bare handler, calls per second | $r | ≥ 0.85 | $(saturated_verdict "$r" ">=" 0.85 authgate "$s_ag" bare "$s_bare") |
+| authgate / bare handler, calls per CPU second | $c | (≥ 0.85) | $(saturated_verdict "$c" ">=" 0.85 authgate "$s_ag" bare "$s_bare") |
 
-| server | calls/s | p50 µs | p99 µs | CPU µs/call | errors |
-| --- | ---: | ---: | ---: | ---: | ---: |
-| bare handler | $bare | $(grpc_median bare 4) | $(grpc_median bare 5) | $(grpc_median bare 9) | $(grpc_median bare 7) |
-| authgate | $ag | $(grpc_median authgate 4) | $(grpc_median authgate 5) | $(grpc_median authgate 9) | $(grpc_median authgate 7) |
+| server | calls/s | p50 µs | p99 µs | CPU µs/call | CPU share | saturated | errors |
+| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |
+| bare handler | $bare | $(grpc_median bare 4) | $(grpc_median bare 5) | $(grpc_median bare 9) | $s_bare % | $(saturated "$s_bare") | $(grpc_median bare 7) |
+| authgate | $ag | $(grpc_median authgate 4) | $(grpc_median authgate 5) | $(grpc_median authgate 9) | $s_ag % | $(saturated "$s_ag") | $(grpc_median authgate 7) |
 
 Every round:
 
-| server | round | calls/s | p50 µs | p99 µs | CPU s |
-| --- | ---: | ---: | ---: | ---: | ---: |
-$(sort -t$'\t' -k1,1 -k2,2n "$WORK/grpc.tsv" | awk -F'\t' '{ printf "| %s | %s | %d | %d | %d | %s |\n", $1, $2, $3, $4, $5, $8 }')
+| server | round | calls/s | p50 µs | p99 µs | CPU s | CPU share |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: |
+$(sort -t$'\t' -k1,1 -k2,2n "$WORK/grpc.tsv" | awk -F'\t' '{ printf "| %s | %s | %d | %d | %d | %s | %s %% |\n", $1, $2, $3, $4, $5, $8, $10 }')
 $GRPC_MARK_END
 EOF
 }

@@ -352,6 +352,20 @@ tamper() {
 # --- measurement ---------------------------------------------------------------
 
 CLK_TCK="$(getconf CLK_TCK)"
+# Every server (and nginx) runs on core 1 alone (start … 1 above), so a
+# case's servers can use at most this many CPU seconds per second.
+SERVER_CORES=1
+# Below this share of its core a server was not the bottleneck (the load
+# generator or the machine's other work was): a throughput or per-CPU-second
+# ratio with such a side measures the load, not the server.
+SATURATED_PCT=90
+# cpu_share CPU_S SECONDS: the servers' CPU seconds as a percentage of what
+# their core(s) could give in SECONDS.
+cpu_share() {
+    awk -v c="$1" -v d="$2" -v n="$SERVER_CORES" 'BEGIN { printf "%.0f", (d > 0) ? c * 100 / (d * n) : 0 }'
+}
+# saturated SHARE: "yes" when SHARE (percent) reaches $SATURATED_PCT.
+saturated() { awk -v s="$1" -v m="$SATURATED_PCT" 'BEGIN { print (s >= m) ? "yes" : "no" }'; }
 # cpu_ticks PID: user + system ticks of the whole process (all threads).
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 # peak_rss_kib PID: the high-water mark of the resident set.
@@ -428,7 +442,8 @@ check_cases() {
 }
 
 # run_wrk NAME ROUND: warm-up, then the measured run; appends a row to
-# $WORK/wrk.tsv: case round req/s p50 p99 p99.9 cpu_s cpu_us_per_req rss_kib bad errors.
+# $WORK/wrk.tsv: case round req/s p50 p99 p99.9 cpu_s cpu_us_per_req rss_kib bad errors
+# cpu_share_percent (of the measured seconds wrk reports).
 run_wrk() {
     local name="$1" round="$2" headers args=() h pid
     mapfile -t headers < <(case_headers "$name")
@@ -447,7 +462,7 @@ run_wrk() {
     result="$(grep '^RESULT ' <<<"$out")" || die "wrk printed no result for $name: $out"
     # shellcheck disable=SC2086
     set -- $result
-    local requests="$2" rps="$4" p50="$5" p99="$6" p999="$7" status_errors="$8" socket_errors="$9"
+    local requests="$2" seconds="$3" rps="$4" p50="$5" p99="$6" p999="$7" status_errors="$8" socket_errors="$9"
     local want_ok=1
     [[ "${CASE_STATUS[$name]}" == 2* ]] || want_ok=0
     # For the 401/403 cases every response is a "status error" to wrk.
@@ -457,10 +472,12 @@ run_wrk() {
     cpu_s="$(awk -v t=$((after - before)) -v k="$CLK_TCK" 'BEGIN { printf "%.2f", t / k }')"
     local cpu_us
     cpu_us="$(awk -v c="$cpu_s" -v n="$requests" 'BEGIN { printf "%.1f", n ? c * 1e6 / n : 0 }')"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$rps" "$p50" "$p99" "$p999" \
-        "$cpu_s" "$cpu_us" "$rss" "$bad" "$socket_errors" >>"$WORK/wrk.tsv"
-    log "$(printf '%-20s round %s: %9.0f req/s  p50 %5d µs  p99 %6d µs  p99.9 %6d µs  cpu %5s s  wrong %s  errors %s' \
-        "$name" "$round" "$rps" "$p50" "$p99" "$p999" "$cpu_s" "$bad" "$socket_errors")"
+    local share
+    share="$(cpu_share "$cpu_s" "$seconds")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$round" "$rps" "$p50" "$p99" "$p999" \
+        "$cpu_s" "$cpu_us" "$rss" "$bad" "$socket_errors" "$share" >>"$WORK/wrk.tsv"
+    log "$(printf '%-20s round %s: %9.0f req/s  p50 %5d µs  p99 %6d µs  p99.9 %6d µs  cpu %5s s (%s%%)  wrong %s  errors %s' \
+        "$name" "$round" "$rps" "$p50" "$p99" "$p999" "$cpu_s" "$share" "$bad" "$socket_errors")"
 }
 
 # run_rate NAME: vegeta at $RATE req/s for $RATE_SECONDS s; appends
@@ -510,7 +527,7 @@ median_rows() {
     : >"$WORK/median.tsv"
     for name in "${CASES[@]}"; do
         local row="$name"
-        for col in $(seq 2 11); do
+        for col in $(seq 2 12); do
             row+=$'\t'"$(awk -F'\t' -v c="$name" -v f="$col" '$1 == c { print $f }' "$WORK/wrk.tsv" \
                 | sort -g | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : 0 }')"
         done
@@ -529,6 +546,24 @@ mem_row() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
     ok = (op == ">=") ? (v >= t) : (v <= t); print ok ? "**met**" : "**missed**" }'; }
+# saturated_verdict VALUE OP TARGET NAME SHARE [NAME SHARE...]: the verdict
+# of a throughput or per-CPU-second ratio, or "invalid (…)" naming each side
+# whose servers used less than $SATURATED_PCT % of their core(s).
+saturated_verdict() {
+    local value="$1" op="$2" target="$3" why=""
+    shift 3
+    while (($# >= 2)); do
+        if [[ "$(saturated "$2")" == no ]]; then
+            why+="${why:+; }$1 not saturated: $2%"
+        fi
+        shift 2
+    done
+    if [[ -n "$why" ]]; then
+        printf 'invalid (%s)' "$why"
+    else
+        verdict "$value" "$op" "$target"
+    fi
+}
 
 write_report() {
     median_rows
@@ -553,6 +588,10 @@ write_report() {
     local c_ceil c_nginx
     c_ceil="$(ratio "$(field ceiling 8)" "$(field authgate 8)")"
     c_nginx="$(ratio "$(field nginx+ceiling 8)" "$(field nginx+authgate 8)")"
+    # Each case's servers' share of their core, for the ratios' validity.
+    local s_ag s_o2p s_ceil s_ng_ag s_ng_ceil
+    s_ag="$(field authgate 12)"; s_o2p="$(field oauth2-proxy 12)"; s_ceil="$(field ceiling 12)"
+    s_ng_ag="$(field nginx+authgate 12)"; s_ng_ceil="$(field nginx+ceiling 12)"
     local rate_ag_p99
     rate_ag_p99="$(rate_field authgate 4)"
     local decide_median=""
@@ -574,16 +613,19 @@ Run: $(date -u '+%Y-%m-%d %H:%M UTC'), authgate $(cd "$REPO_ROOT" && git rev-par
 
 ## Ratios
 
-Medians of $ROUNDS rounds, all from this one run.
+Medians of $ROUNDS rounds, all from this one run. A throughput or
+per-CPU-second ratio is "invalid" when a side's servers used less than
+${SATURATED_PCT} % of their core during the measured seconds: then the load
+generator or the machine, not the server, set the pace.
 
 | ratio | value | target | |
 | --- | ---: | ---: | --- |
-| authgate / oauth2-proxy, throughput | ${r_tput}× | ≥ 5× | $(verdict "$r_tput" ">=" 5) |
+| authgate / oauth2-proxy, throughput | ${r_tput}× | ≥ 5× | $(saturated_verdict "$r_tput" ">=" 5 authgate "$s_ag" oauth2-proxy "$s_o2p") |
 | authgate / oauth2-proxy, p99 latency | $r_p99 | ≤ 0.20 | $(verdict "$r_p99" "<=" 0.2) |
-| authgate / ceiling, throughput | $r_ceil | ≥ 0.85 | $(verdict "$r_ceil" ">=" 0.85) |
-| (nginx + authgate) / (nginx + ceiling), throughput | $r_nginx | ≥ 0.90 | $(verdict "$r_nginx" ">=" 0.9) |
-| authgate / ceiling, requests per CPU second | $c_ceil | (≥ 0.85) | $(verdict "$c_ceil" ">=" 0.85) |
-| (nginx + authgate) / (nginx + ceiling), requests per CPU second | $c_nginx | (≥ 0.90) | $(verdict "$c_nginx" ">=" 0.9) |
+| authgate / ceiling, throughput | $r_ceil | ≥ 0.85 | $(saturated_verdict "$r_ceil" ">=" 0.85 authgate "$s_ag" ceiling "$s_ceil") |
+| (nginx + authgate) / (nginx + ceiling), throughput | $r_nginx | ≥ 0.90 | $(saturated_verdict "$r_nginx" ">=" 0.9 nginx+authgate "$s_ng_ag" nginx+ceiling "$s_ng_ceil") |
+| authgate / ceiling, requests per CPU second | $c_ceil | (≥ 0.85) | $(saturated_verdict "$c_ceil" ">=" 0.85 authgate "$s_ag" ceiling "$s_ceil") |
+| (nginx + authgate) / (nginx + ceiling), requests per CPU second | $c_nginx | (≥ 0.90) | $(saturated_verdict "$c_nginx" ">=" 0.9 nginx+authgate "$s_ng_ag" nginx+ceiling "$s_ng_ceil") |
 | authgate / oauth2-proxy, peak RSS | $r_rss | ≤ 0.50 | $(verdict "$r_rss" "<=" 0.5) |
 | authgate / oauth2-proxy, anonymous RSS at the end | $(ratio "$ANON_authgate" "$ANON_oauth2_proxy") | | |
 | authgate / oauth2-proxy, CPU per request | $r_cpu | | |
@@ -601,18 +643,20 @@ EOF
 
 Each figure is the median of its $ROUNDS rounds. CPU is user +
 system time of the server process(es) during the measured ${DURATION} s
-(nginx + auth target for the nginx rows); RSS is the server's peak
-resident set (VmHWM) after the case. "wrong" counts responses with another
+(nginx + auth target for the nginx rows); "CPU share" is that CPU time
+over the measured seconds and the $SERVER_CORES core(s) the servers are
+pinned to, "saturated" whether it reached ${SATURATED_PCT} % (the server was the
+bottleneck); RSS is the server's peak resident set (VmHWM) after the case. "wrong" counts responses with another
 status than expected; "errors" counts socket errors.
 
-| case | expected | req/s | p50 µs | p99 µs | p99.9 µs | CPU s | CPU µs/req | peak RSS MiB | wrong | errors |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| case | expected | req/s | p50 µs | p99 µs | p99.9 µs | CPU s | CPU µs/req | CPU share | saturated | peak RSS MiB | wrong | errors |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |
 EOF
         local name
         for name in "${CASES[@]}"; do
-            awk -F'\t' -v c="$name" -v s="${CASE_STATUS[$name]}" '$1 == c {
-                printf "| %s | %s | %.0f | %d | %d | %d | %s | %s | %.1f | %s | %s |\n",
-                    c, s, $3, $4, $5, $6, $7, $8, $9 / 1024, $10, $11 }' "$WORK/median.tsv"
+            awk -F'\t' -v c="$name" -v s="${CASE_STATUS[$name]}" -v sat="$(saturated "$(field "$name" 12)")" '$1 == c {
+                printf "| %s | %s | %.0f | %d | %d | %d | %s | %s | %s %% | %s | %.1f | %s | %s |\n",
+                    c, s, $3, $4, $5, $6, $7, $8, $12, sat, $9 / 1024, $10, $11 }' "$WORK/median.tsv"
         done
         cat <<EOF
 
@@ -721,7 +765,11 @@ round, are affected much less.
   RssAnon, RssFile). CPU per request gives the "requests per CPU second"
   ratios: on a machine shared with other work a server does not get its
   whole core, and wrk may not keep up with the ceiling, so req/s ratios
-  can flatter or wrong a server; CPU per request depends on neither.
+  can flatter or wrong a server. CPU per request depends less on either,
+  but a server that waits for its load wakes up for fewer requests at a
+  time and pays more per request: both kinds of ratio hold only while
+  both sides were saturated (the "CPU share" column), and are marked
+  invalid otherwise.
 - **Versions are pinned:** oauth2-proxy v7.15.6 and vegeta are built from
   the Go module proxy with \`bench/oauth2-proxy/go.mod\` and
   \`bench/vegeta/go.mod\` (their go.sum checks every module), wrk and nginx

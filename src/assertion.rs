@@ -173,7 +173,8 @@ struct CacheKey {
 struct Cached {
     token: HeaderValue,
     expires_at: i64,
-    audience: Box<str>,
+    /// An `Arc`: the cache hands out clones, and a hit must not allocate.
+    audience: Arc<str>,
 }
 
 /// Signs assertions and serves the JWKS. Shared by `Arc`.

@@ -138,7 +138,10 @@ pub(crate) fn nginx_request<'r>(
         target,
         session_cookies: session_cookie_values(headers, &app.config().cookie.name),
         method,
-        authorization: header_text(headers, header::AUTHORIZATION.as_str()),
+        // By the constant name: a `&str` name is parsed again on each call.
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
         preflight: decision::is_preflight(method, |name| header_text(headers, name)),
         source_ip: client_ip(headers, peer, &app.config().trusted_proxies),
         conditions,
