@@ -12,7 +12,7 @@
 use authgate::grpc::AuthzService;
 use authgate::policy::Target;
 use authgate_fuzz::{FIXTURE, SESSION_PLACEHOLDER, alice, policy_allows};
-use envoy_types::ext_authz::v3::pb::CheckRequest;
+use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse};
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use libfuzzer_sys::fuzz_target;
 use prost::Message as _;
@@ -50,7 +50,10 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let service = AuthzService::new(fixture.app.clone());
-    let response = fixture.runtime.block_on(service.answer(&request));
+    let reply = fixture.runtime.block_on(service.answer(&request));
+    // What Envoy receives: the reply's bytes read as a `CheckResponse`.
+    let response = CheckResponse::decode(reply.encode_to_vec().as_slice())
+        .expect("the reply decodes as a CheckResponse");
     assert!(response.status.is_some(), "{request:?}: no status");
     match response.http_response {
         Some(HttpResponse::OkResponse(_)) => {

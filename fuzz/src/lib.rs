@@ -7,10 +7,10 @@
 
 use std::sync::{Arc, LazyLock};
 
+use authgate::app::App;
 use authgate::clock::{SharedClock, SystemClock};
 use authgate::config;
 use authgate::identity::Identity;
-use authgate::app::App;
 use authgate::session::MemoryStore;
 
 /// Stands for the live session cookie in seeds (a real cookie depends on
