@@ -12,17 +12,21 @@
 //! Envoy answer its `status_on_error` instead of ours.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use envoy_types::ext_authz::v3::pb::{
-    CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue,
-    HeaderValueOption, HttpResponse, HttpStatus, HttpStatusCode, OkHttpResponse,
+    AuthorizationServer, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
+    HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, HttpStatusCode, OkHttpResponse,
 };
 use envoy_types::pb::envoy::config::core::v3::address;
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::google::rpc;
 use tokio::net::TcpListener;
+use tonic::codegen::{Body, BoxFuture, StdError};
+use tonic::server::NamedService;
 
 use crate::app::App;
 use crate::decision::{self, Answer, Client, Mode};
@@ -33,7 +37,7 @@ use crate::policy::{Target, TargetError};
 use crate::telemetry::Asker;
 
 mod reply;
-pub use reply::{CheckServer, Reply};
+pub use reply::Reply;
 
 /// Envoy's descriptors for `external_auth.proto` and everything it imports,
 /// served by reflection. Generated from the `.proto` files the envoy-types
@@ -352,6 +356,67 @@ pub async fn serve_scheduled(
     .map_err(GrpcError::from);
     draining.abort();
     result
+}
+
+/// `envoy.service.auth.v3.Authorization`, answering `Check` with a
+/// [`Reply`]: envoy-types' `AuthorizationServer`, with default limits and
+/// no compression as authgate configured it, for that codec.
+#[derive(Clone)]
+pub struct CheckServer(Arc<AuthzService>);
+
+impl CheckServer {
+    pub fn new(service: AuthzService) -> CheckServer {
+        CheckServer(Arc::new(service))
+    }
+}
+
+impl NamedService for CheckServer {
+    const NAME: &'static str = <AuthorizationServer<AuthzService> as NamedService>::NAME;
+}
+
+/// The one method's path.
+const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
+
+impl<B> tower::Service<http::Request<B>> for CheckServer
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != CHECK_PATH {
+            return Box::pin(async { Ok(tonic::Status::unimplemented("").into_http()) });
+        }
+        let check = Check(self.0.clone());
+        Box::pin(async move {
+            let codec = tonic_prost::ProstCodec::<Reply, CheckRequest>::default();
+            Ok(tonic::server::Grpc::new(codec).unary(check, request).await)
+        })
+    }
+}
+
+/// `Check` itself, as tonic's unary calls want it.
+struct Check(Arc<AuthzService>);
+
+impl tonic::server::UnaryService<CheckRequest> for Check {
+    type Response = Reply;
+    type Future = BoxFuture<tonic::Response<Reply>, tonic::Status>;
+
+    fn call(&mut self, request: tonic::Request<CheckRequest>) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move {
+            Ok(tonic::Response::new(
+                service.answer(request.get_ref()).await,
+            ))
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! `Check`'s answer on the wire, and the service that sends it.
+//! `Check`'s answer on the wire.
 //!
 //! An allow lists some forty request headers for Envoy to strip (every
 //! `_` spelling of the identity headers, see
@@ -6,24 +6,16 @@
 //! `CheckResponse` each would be a `String` allocated, copied and freed on
 //! every call, most of the allocations of a `Check`. A [`Reply`] writes the
 //! same `CheckResponse` bytes straight from the `'static` names; the
-//! envoy-types server can only send its own message, so [`CheckServer`]
-//! serves `Authorization/Check` as that generated server does.
+//! envoy-types server can only send its own message, so
+//! [`super::CheckServer`] serves `Authorization/Check` as that generated
+//! server does.
 
 use std::borrow::Cow;
-use std::convert::Infallible;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use envoy_types::ext_authz::v3::pb::{
-    AuthorizationServer, CheckRequest, CheckResponse, OkHttpResponse,
-};
+use envoy_types::ext_authz::v3::pb::{CheckResponse, OkHttpResponse};
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
 use prost::encoding::{DecodeContext, WireType, encode_key, encode_varint, encoded_len_varint};
-use tonic::codegen::{Body, BoxFuture, StdError};
-use tonic::server::NamedService;
-
-use super::AuthzService;
 
 /// `CheckResponse.ok_response`.
 const OK_RESPONSE: u32 = 3;
@@ -96,66 +88,5 @@ impl Message for Reply {
         self.response.clear();
         self.ok = None;
         self.remove.clear();
-    }
-}
-
-/// `envoy.service.auth.v3.Authorization`, answering `Check` with a
-/// [`Reply`]: envoy-types' `AuthorizationServer`, with default limits and
-/// no compression as authgate configured it, for that codec.
-#[derive(Clone)]
-pub struct CheckServer(Arc<AuthzService>);
-
-impl CheckServer {
-    pub fn new(service: AuthzService) -> CheckServer {
-        CheckServer(Arc::new(service))
-    }
-}
-
-impl NamedService for CheckServer {
-    const NAME: &'static str = <AuthorizationServer<AuthzService> as NamedService>::NAME;
-}
-
-/// The one method's path.
-const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
-
-impl<B> tower::Service<http::Request<B>> for CheckServer
-where
-    B: Body + Send + 'static,
-    B::Error: Into<StdError> + Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if request.uri().path() != CHECK_PATH {
-            return Box::pin(async { Ok(tonic::Status::unimplemented("").into_http()) });
-        }
-        let check = Check(self.0.clone());
-        Box::pin(async move {
-            let codec = tonic_prost::ProstCodec::<Reply, CheckRequest>::default();
-            Ok(tonic::server::Grpc::new(codec).unary(check, request).await)
-        })
-    }
-}
-
-/// `Check` itself, as tonic's unary calls want it.
-struct Check(Arc<AuthzService>);
-
-impl tonic::server::UnaryService<CheckRequest> for Check {
-    type Response = Reply;
-    type Future = BoxFuture<tonic::Response<Reply>, tonic::Status>;
-
-    fn call(&mut self, request: tonic::Request<CheckRequest>) -> Self::Future {
-        let service = self.0.clone();
-        Box::pin(async move {
-            Ok(tonic::Response::new(
-                service.answer(request.get_ref()).await,
-            ))
-        })
     }
 }
