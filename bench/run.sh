@@ -373,17 +373,11 @@ peak_rss_kib() { status_kib "$1" VmHWM; }
 # status_kib PID FIELD: a kB figure of /proc/PID/status.
 status_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 
-cat >"$WORK/report.lua" <<'EOF'
--- One machine-readable line: requests, seconds, req/s, p50/p99/p99.9 (µs),
--- non-2xx/3xx responses, socket errors.
+# bench/result.lua's RESULT line, with non-2xx/3xx answers as the wrong ones.
+cat >"$WORK/report.lua" <<EOF
+dofile("$REPO_ROOT/bench/result.lua")
 done = function(summary, latency, requests)
-    local errors = summary.errors.connect + summary.errors.read
-        + summary.errors.write + summary.errors.timeout
-    io.write(string.format("RESULT %d %.3f %.1f %d %d %d %d %d\n",
-        summary.requests, summary.duration / 1e6,
-        summary.requests / (summary.duration / 1e6),
-        latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
-        summary.errors.status, errors))
+    result_line(summary, latency, summary.errors.status)
 end
 EOF
 

@@ -516,7 +516,7 @@ $(awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4,
 
 The signed assertion's share of a cold decision (one replica): $(awk -F'\t' '$1 == "one" && $2 == "cold" { c = $7 } $1 == "one" && $2 == "cold-plain" { p = $7 }
     END { printf "%.1f of %.1f µs of authgate CPU", c - p, c }' "$WORK/closed.tsv"); it is cached per session, route and host
-(up to 100,000 assertions), so only a session's first request to a route
+(as many as sessions are cached, 10,000 by default), so only a session's first request to a route
 signs.
 
 **Memory, Redis store.** One replica: VmRSS $(mib "$RSS_START_REDIS") MiB after start, peak

@@ -5,8 +5,11 @@
 --   wrk ... -s bench/walk.lua URL -- FILE FIRST COUNT
 --
 -- FILE: cookie values; FIRST: lines to skip; COUNT: lines to use (the walk
--- wraps around them). Prints bench/run.sh's RESULT line, with the non-200
+-- wraps around them). Prints bench/result.lua's RESULT line, with the non-200
 -- answers in place of wrk's status errors (a 302 to the login is wrong too).
+
+-- bench/result.lua, beside this file.
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "result.lua")
 
 local threads = {}
 local cookies, n, i = {}, 0, 1
@@ -45,11 +48,5 @@ end
 function done(summary, latency, requests)
     local wrong = 0
     for _, thread in ipairs(threads) do wrong = wrong + thread:get("bad") end
-    local errors = summary.errors.connect + summary.errors.read
-        + summary.errors.write + summary.errors.timeout
-    io.write(string.format("RESULT %d %.3f %.1f %d %d %d %d %d\n",
-        summary.requests, summary.duration / 1e6,
-        summary.requests / (summary.duration / 1e6),
-        latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
-        wrong, errors))
+    result_line(summary, latency, wrong)
 end
