@@ -41,8 +41,8 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
 use redis::{
-    Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisConnectionInfo,
-    RedisError, RedisFuture, Script, Value,
+    Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo, Pipeline,
+    RedisConnectionInfo, RedisError, RedisFuture, Script, ServerErrorKind, Value,
 };
 use tokio::sync::mpsc;
 
@@ -71,6 +71,10 @@ const CLUSTER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const CLUSTER_RETRY_MIN_MS: u64 = 10;
 const CLUSTER_RETRY_MAX_MS: u64 = 200;
 const CLUSTER_RETRIES: u32 = 40;
+/// Pauses between tries while a Sentinel failover leaves no master (see
+/// [`RedisStore::through_failover`]).
+const SENTINEL_RETRY_MIN: Duration = Duration::from_millis(10);
+const SENTINEL_RETRY_MAX: Duration = Duration::from_millis(200);
 /// Backoff bounds of the change feed's reconnection.
 const FEED_RETRY_MIN: Duration = Duration::from_millis(100);
 const FEED_RETRY_MAX: Duration = Duration::from_secs(5);
@@ -459,22 +463,77 @@ impl RedisStore {
     /// replica had nothing to ask it) is sent once more on the new
     /// connection, so the first request after a recovery does not fail;
     /// a repeated compare-and-swap can only report "changed", never write
-    /// twice. After a failure through Sentinel, the next call asks the
-    /// sentinels again (the master may have moved).
+    /// twice. Through Sentinel, an operation that cannot reach the master
+    /// is tried again, with the sentinels asked anew, until [`TIMEOUT`]
+    /// (see [`RedisStore::through_failover`]).
     async fn with_conn<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
         F: Fn(Conn) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        let conn = self.inner.connection().await?;
-        match self.run(&op, conn).await {
+        if matches!(self.inner.target, RedisTarget::Sentinel { .. }) {
+            return self.through_failover(&op).await;
+        }
+        self.attempt(&op).await.map_err(Failure::into_store)
+    }
+
+    /// One try of `op`, with the resend after a dropped connection.
+    async fn attempt<T, F, Fut>(&self, op: &F) -> Result<T, Failure>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let conn = self.inner.connection().await.map_err(Failure::Connect)?;
+        match self.run(op, conn).await {
             Err(e) if e.is_connection_dropped() => {
-                let conn = self.inner.connection().await?;
-                self.run(&op, conn).await
+                let conn = self.inner.connection().await.map_err(Failure::Connect)?;
+                self.run(op, conn).await
             }
             other => other,
         }
-        .map_err(StoreError::backend)
+        .map_err(Failure::Command)
+    }
+
+    /// Sentinel: between a master's death and the sentinels naming its
+    /// successor there is no master. Failing at once turned every decision
+    /// that needed the store then into a 503, for as long as Sentinel took
+    /// to promote (`down-after-milliseconds` plus up to about two seconds);
+    /// trying again every 10–200 ms (jittered, so the replicas do not ask
+    /// in step) until [`TIMEOUT`] turns most of them into a short wait, as
+    /// the cluster client does. Only "no master here" is tried again: a
+    /// refused or dropped connection, `READONLY`, `MASTERDOWN`, or no
+    /// master named yet; a timeout or a write the replicas did not
+    /// acknowledge is an answer.
+    async fn through_failover<T, F, Fut>(&self, op: &F) -> Result<T, StoreError>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        let mut pause = SENTINEL_RETRY_MIN;
+        let retried = async {
+            loop {
+                match self.attempt(op).await {
+                    Err(failure)
+                        if failure.master_unreachable()
+                            && tokio::time::Instant::now() + pause < deadline =>
+                    {
+                        let jittered =
+                            rand::Rng::gen_range(&mut rand::thread_rng(), pause / 2..=pause);
+                        tokio::time::sleep(jittered).await;
+                        pause = (pause * 2).min(SENTINEL_RETRY_MAX);
+                    }
+                    other => return other.map_err(Failure::into_store),
+                }
+            }
+        };
+        tokio::time::timeout_at(deadline, retried)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::backend(std::io::Error::from(
+                    std::io::ErrorKind::TimedOut,
+                )))
+            })
     }
 
     /// After a write on `conn`: waits until the replicas the master's
@@ -492,9 +551,7 @@ impl RedisStore {
         if acked >= wanted {
             Ok(())
         } else {
-            Err(RedisError::from(std::io::Error::other(format!(
-                "session write acknowledged by {acked} of the {wanted} replicas min-replicas-to-write asks for"
-            ))))
+            Err(unacknowledged(acked, wanted))
         }
     }
 
@@ -514,6 +571,47 @@ impl RedisStore {
             self.inner.conn.store(None);
         }
         result
+    }
+}
+
+/// A session write fewer replicas took than `min-replicas-to-write` asks.
+fn unacknowledged(acked: i64, wanted: i64) -> RedisError {
+    RedisError::from(std::io::Error::other(format!(
+        "session write acknowledged by {acked} of the {wanted} replicas min-replicas-to-write asks for"
+    )))
+}
+
+/// Why one try of a store operation failed.
+enum Failure {
+    /// No connection: the server (or, through Sentinel, the master they
+    /// name) did not answer.
+    Connect(StoreError),
+    /// The command failed on the connection.
+    Command(RedisError),
+}
+
+impl Failure {
+    /// Whether the failure means "no master here" (see
+    /// [`RedisStore::through_failover`]).
+    fn master_unreachable(&self) -> bool {
+        match self {
+            Failure::Connect(_) => true,
+            Failure::Command(e) => {
+                e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || matches!(
+                        e.kind(),
+                        ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown)
+                    )
+            }
+        }
+    }
+
+    fn into_store(self) -> StoreError {
+        match self {
+            Failure::Connect(e) => e,
+            Failure::Command(e) => StoreError::backend(e),
+        }
     }
 }
 
@@ -885,6 +983,29 @@ mod tests {
                 _ => vec![],
             },
         }
+    }
+
+    /// Through Sentinel, only "no master here" is tried again; a write
+    /// the replicas did not acknowledge, a timeout or a script error is
+    /// the answer (trying it again would only hold the request longer).
+    #[test]
+    fn a_failover_retries_only_a_missing_master() {
+        use std::io::{Error, ErrorKind as Io};
+        let retried = |e: RedisError| Failure::Command(e).master_unreachable();
+        assert!(retried(Error::from(Io::ConnectionRefused).into()));
+        assert!(retried(Error::from(Io::ConnectionReset).into()));
+        assert!(retried(Error::from(Io::BrokenPipe).into()));
+        let read_only = ErrorKind::Server(ServerErrorKind::ReadOnly);
+        assert!(retried((read_only, "READONLY").into()));
+        let master_down = ErrorKind::Server(ServerErrorKind::MasterDown);
+        assert!(retried((master_down, "MASTERDOWN").into()));
+        let no_master = StoreError::backend(Error::from(Io::ConnectionRefused));
+        assert!(Failure::Connect(no_master).master_unreachable());
+
+        assert!(!retried(unacknowledged(0, 1)));
+        assert!(!retried(Error::from(Io::TimedOut).into()));
+        let script = ErrorKind::Server(ServerErrorKind::ResponseError);
+        assert!(!retried((script, "ERR in script").into()));
     }
 
     /// Every documented URL form parses into the right topology, with

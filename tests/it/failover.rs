@@ -136,7 +136,8 @@ impl Node {
     }
 
     /// A sentinel watching the master at `master` (quorum 2; down after
-    /// one second without an answer).
+    /// half a second without an answer: the setting docs/sessions.md gives
+    /// for a 5xx window within 2 s).
     async fn sentinel(master: u16) -> Node {
         let dir = temp_dir("sentinel");
         let port = free_port();
@@ -146,7 +147,7 @@ impl Node {
             format!(
                 "bind 127.0.0.1\nport {port}\ndir {dir}\n\
                  sentinel monitor {MASTER} 127.0.0.1 {master} 2\n\
-                 sentinel down-after-milliseconds {MASTER} 1000\n\
+                 sentinel down-after-milliseconds {MASTER} 500\n\
                  sentinel failover-timeout {MASTER} 10000\n",
                 dir = dir.path().display()
             ),
