@@ -80,7 +80,7 @@ without_section Failover "$OUT" >"$tmp"
 
 Produced by \`bench/failover.sh $SECONDS_TOTAL $KILL_AT\` on $(date -u '+%Y-%m-%d %H:%M UTC'), authgate $(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown): the checks of
 \`tests/it/failover.rs\` at full length. Redis Sentinel (a master, two
-replicas, three sentinels, \`down-after-milliseconds 1000\`) and Redis
+replicas, three sentinels, \`down-after-milliseconds 500\`) and Redis
 Cluster (three masters with two replicas each, \`cluster-node-timeout
 ${AUTHGATE_FAILOVER_NODE_TIMEOUT_MS}\`${compare_text}), both with \`min-replicas-to-write 1\` on every node,
 so authgate waits for a replica on every session write (see
