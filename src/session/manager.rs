@@ -34,6 +34,7 @@ use super::record::{EncodeError, SessionRecord};
 use super::seal::{Purpose, Sealer, sealed_len};
 use super::store::{SessionStore, StoreChange, StoreError, expiry, parse_store_key, store_key};
 use super::ticket::{TICKET_LEN, Ticket};
+use super::value_cache::ValueCache;
 
 /// Length of every session cookie value on the cookie domain.
 pub const COOKIE_VALUE_LEN: usize = sealed_len(TICKET_LEN);
@@ -200,7 +201,7 @@ pub struct Sessions {
     /// a fraction of one (Poly1305's AVX2 backend is slow on short inputs).
     /// Only authentic cookies get in, so garbage cannot flood it, and a hit
     /// requires byte-equality with a value that authenticated.
-    tickets: Cache<Box<str>, Opened, FastHash>,
+    tickets: ValueCache<Opened, FastHash>,
     /// Cookie values that did not open, so one presented again (a stale
     /// cookie a browser keeps sending) is refused by a lookup instead of
     /// the AEAD. A cache of its own, so a flood of garbage competes only
@@ -208,7 +209,7 @@ pub struct Sessions {
     /// value, so a hit needs byte-equality with a value that failed, and
     /// since opening is pure a genuine cookie never hits. SipHash: these
     /// keys are the attacker's choice.
-    refused: Cache<Box<str>, (), std::hash::RandomState>,
+    refused: ValueCache<(), std::hash::RandomState>,
     /// Store loads in progress, so concurrent misses for one id share one.
     inflight: Mutex<HashMap<[u8; 16], Arc<SharedLoad>>>,
     /// Sessions whose last-seen time this process is writing now, so
@@ -245,8 +246,8 @@ impl Sessions {
             lifetime,
             idle_timeout: None,
             cache: build_cache(DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL),
-            tickets: build_cache(DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL),
-            refused: build_cache(REFUSED_ENTRIES, DEFAULT_CACHE_TTL),
+            tickets: ValueCache::new(DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_TTL),
+            refused: ValueCache::new(REFUSED_ENTRIES, DEFAULT_CACHE_TTL),
             inflight: Mutex::new(HashMap::new()),
             touching: Mutex::new(HashSet::new()),
             epoch: AtomicU64::new(0),
@@ -257,7 +258,7 @@ impl Sessions {
     /// [`DEFAULT_CACHE_TTL`]).
     pub fn with_cache(mut self, max_entries: u64, ttl: Duration) -> Sessions {
         self.cache = build_cache(max_entries, ttl);
-        self.tickets = build_cache(max_entries, ttl);
+        self.tickets = ValueCache::new(max_entries, ttl);
         self
     }
 
@@ -335,7 +336,7 @@ impl Sessions {
         self.cache_if_current(ticket.id, entry, epoch);
         let cookie = self.sealer.seal(Purpose::SessionCookie, &ticket.encode());
         self.tickets.insert(
-            cookie.as_str().into(),
+            &cookie,
             Opened {
                 ticket,
                 reissued: None,
@@ -715,7 +716,7 @@ impl Sessions {
         }
         let opened = self.open_uncached(purpose, cookie_value);
         if opened.is_none() {
-            self.refused.insert(cookie_value.into(), ());
+            self.refused.insert(cookie_value, ());
         }
         opened
     }
@@ -752,7 +753,7 @@ impl Sessions {
             }
             .into();
             self.tickets.insert(
-                (*value).into(),
+                &value,
                 Opened {
                     ticket: ticket.clone(),
                     reissued: None,
@@ -766,7 +767,7 @@ impl Sessions {
             reissued,
             host,
         };
-        self.tickets.insert(cookie_value.into(), opened.clone());
+        self.tickets.insert(cookie_value, opened.clone());
         Some(opened)
     }
 
@@ -1334,7 +1335,7 @@ mod tests {
         }
         cold.refused.run_pending_tasks();
         assert!(cold.refused.entry_count() > 0);
-        assert!(!cold.refused.contains_key(cookie.as_str()));
+        assert!(!cold.refused.contains_key(&cookie));
         assert_eq!(
             f.sessions.resolve(&cookie).await.unwrap().unwrap().record,
             record

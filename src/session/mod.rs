@@ -26,6 +26,7 @@ pub(crate) mod redis;
 mod seal;
 mod store;
 mod ticket;
+mod value_cache;
 
 #[cfg(test)]
 pub(crate) mod conformance;
