@@ -2,10 +2,11 @@
 //! local disk. Survives restarts — a redeploy logs nobody out — and needs no
 //! server, but is not shared between replicas (use Redis for that).
 //!
-//! redb is synchronous; every call runs on the store's own few threads
-//! ([`FilePool`]) so a slow disk never stalls the request workers. Each value is stored as
-//! `expires_at (i64, big-endian) || sealed bytes`; expired entries read as
-//! absent and a write sweeps them out at most once a minute.
+//! redb is synchronous; every call runs on the store's own two threads
+//! ([`FilePool`]) so a slow disk never stalls the request workers. Each
+//! value is stored as `expires_at (i64, big-endian) || sealed bytes`;
+//! expired entries read as absent and a write sweeps them out at most once
+//! a minute.
 //!
 //! A failed write (disk full, I/O error) makes redb refuse every later
 //! operation on that handle (`PreviousIo`) until the file is reopened, so
@@ -118,9 +119,10 @@ const DAMAGED: &str = "the file is damaged (redb panicked reading it)";
 /// Opens (or creates) the redb file, without redb's full integrity check:
 /// that reads every page (13 s with a million sessions and a cold page
 /// cache) to turn the panics a file damaged outside redb may cause into
-/// errors, which the store does by catching them instead. redb itself verifies and repairs a
-/// file that was not closed cleanly (a crash, a kill -9, a power cut),
-/// which reads the whole file; a clean file opens at once.
+/// errors, which the store does by catching them instead. redb itself
+/// verifies and repairs a file that was not closed cleanly (a crash, a
+/// kill -9, a power cut), which reads the whole file; a clean file opens
+/// at once.
 fn open_database(path: &Path) -> Result<Database, redb::DatabaseError> {
     Database::builder().set_cache_size(CACHE_BYTES).create(path)
 }
