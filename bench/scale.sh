@@ -4,6 +4,7 @@
 #
 #   bench/scale.sh
 #   SCALE_SESSIONS=20000 bench/scale.sh     # a quick run to try changes
+#   SCALE_ONLY_EMBEDDED=1 bench/scale.sh    # part 3 alone, printed, not written
 #
 # What it does (loopback only, every load run bounded by its duration and
 # a timeout, everything started is killed on exit; helpers from
@@ -39,7 +40,9 @@
 #
 # Environment (all optional): SCALE_SESSIONS (1000000), SCALE_WARM_SET
 # (1000), SCALE_ZIPF_S (1.1), SCALE_CACHE_BOUNDS ("10000 25000 50000
-# 100000"), SCALE_SKIP_EMBEDDED=1, SCALE_PORT_BASE (18900), and bench/run.sh's
+# 100000"), SCALE_SKIP_EMBEDDED=1, SCALE_ONLY_EMBEDDED=1 (only part 3,
+# no Redis: its figures are printed and BENCHMARKS.md is left alone, as the
+# section needs the other parts), SCALE_PORT_BASE (18900), and bench/run.sh's
 # BENCH_DURATION (default here 8), BENCH_WARMUP (2), BENCH_CONNECTIONS (32),
 # BENCH_RATE (1000), BENCH_RATE_SECONDS (10), BENCH_KEEP_WORK, BENCH_OUT.
 set -euo pipefail
@@ -90,8 +93,10 @@ start_redis() {
 
 redis() { redis-cli -p "$P_REDIS" "$@"; }
 
-# redis_calls: commands Redis has run so far, its own INFO calls left out.
+# redis_calls: commands Redis has run so far, its own INFO calls left out
+# (0 when no Redis runs: SCALE_ONLY_EMBEDDED).
 redis_calls() {
+    [[ -n "${PID_redis:-}" ]] || { echo 0; return; }
     redis info commandstats | tr -d '\r' |
         awk -F'[:=,]' '/^cmdstat_/ && $1 != "cmdstat_info" { n += $3 } END { print n + 0 }'
 }
@@ -243,6 +248,8 @@ advance() {
 }
 
 cpu_sum() { local t=0 p; for p in "$@"; do t=$((t + $(cpu_ticks "$p"))); done; echo "$t"; }
+# redis_cpu: Redis's CPU ticks so far (0 when no Redis runs).
+redis_cpu() { if [[ -n "${PID_redis:-}" ]]; then cpu_ticks "$PID_redis"; else echo 0; fi; }
 
 # rss_list KIND PID...: "a / b / c" MiB of VmRSS (or another status field).
 rss_list() {
@@ -277,12 +284,12 @@ closed_loop() {
     advance "$mode" "${r%% *}"
     # shellcheck disable=SC2086
     local cpu0 rcpu0 ops0
-    cpu0="$(cpu_sum $pids)"; rcpu0="$(cpu_ticks "$PID_redis")"; ops0="$(redis_calls)"
+    cpu0="$(cpu_sum $pids)"; rcpu0="$(redis_cpu)"; ops0="$(redis_calls)"
     window "$mode"
     r="$(wrk_walk "$url" "$W_FILE" "$W_FIRST" "$W_COUNT" "$DURATION" "$@")"
     # shellcheck disable=SC2086
     local cpu1 rcpu1 ops1
-    cpu1="$(cpu_sum $pids)"; rcpu1="$(cpu_ticks "$PID_redis")"; ops1="$(redis_calls)"
+    cpu1="$(cpu_sum $pids)"; rcpu1="$(redis_cpu)"; ops1="$(redis_calls)"
     # shellcheck disable=SC2086
     set -- $r
     local requests="$1" rps="$3" p50="$4" p99="$5" p999="$6" wrong="$7" errors="$8"
@@ -409,7 +416,7 @@ embedded_part() {
     EMB_STARTUP_MS=$STARTUP_MS
     sleep 1
     EMB_RSS_START="$(rss_list VmRSS "$PID_emb")"
-    local saved_cookies="$COOKIES" saved_next=$COLD_NEXT
+    local saved_cookies="${COOKIES:-}" saved_next=$COLD_NEXT
     COOKIES="$WORK/cookies-embedded.txt"
     COLD_NEXT=0
     local url="http://127.0.0.1:$P_EMBEDDED/oauth2/auth"
@@ -420,6 +427,7 @@ embedded_part() {
     open_loop embedded cold "$url" "${headers[@]}"
     EMB_RSS_AFTER="$(rss_list VmRSS "$PID_emb")"
     EMB_HWM="$(rss_list VmHWM "$PID_emb")"
+    EMB_THREADS="$(status_kib "$PID_emb" Threads)"
     stop_pid "$PID_emb"
     COOKIES="$saved_cookies"
     COLD_NEXT=$saved_next
@@ -529,7 +537,7 @@ MD
 fsync off, which the seeding only is): file $EMB_FILE_MIB MiB; start-up
 (exec until the port accepts, $EMB_CACHE_NOTE) $EMB_STARTUP_MS ms;
 VmRSS $EMB_RSS_START MiB after start, $EMB_RSS_AFTER MiB after the loads,
-peak $EMB_HWM MiB.
+peak $EMB_HWM MiB; $EMB_THREADS threads after the loads.
 MD
         fi
         cat <<MD
@@ -569,10 +577,29 @@ main_scale() {
     LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
     : >"$WORK/closed.tsv"
     : >"$WORK/open.tsv"
+    if [[ "${SCALE_ONLY_EMBEDDED:-}" == 1 ]]; then
+        embedded_part
+        stop_servers
+        embedded_summary
+        return
+    fi
     redis_part
     [[ "${SCALE_SKIP_EMBEDDED:-}" == 1 ]] || embedded_part
     stop_servers
     write_section
+}
+
+# embedded_summary: part 3's figures on stdout (SCALE_ONLY_EMBEDDED).
+embedded_summary() {
+    printf 'embedded store, %s sessions: file %s MiB, seeded in %s s (fsync off)\n' \
+        "$SESSIONS" "$EMB_FILE_MIB" "$EMB_SEED_SECONDS"
+    printf 'start-up %s ms (%s)\n' "$EMB_STARTUP_MS" "$EMB_CACHE_NOTE"
+    printf 'VmRSS %s MiB after start, %s MiB after the loads, peak (VmHWM) %s MiB (goal <= %s); %s threads\n' \
+        "$EMB_RSS_START" "$EMB_RSS_AFTER" "$EMB_HWM" "$RSS_GOAL_MIB" "$EMB_THREADS"
+    printf 'closed loop: load decisions/s p50 p99 p99.9 (µs) authgate-CPU-µs/decision RSS-after\n'
+    awk -F'\t' '{ print "  " $2, $3, $4, $5, $6, $7, $12 }' "$WORK/closed.tsv"
+    printf 'open loop at %s req/s: load p50 p99 max (µs) wrong\n' "$RATE"
+    awk -F'\t' '{ print "  " $2, $3, $4, $5, $7 }' "$WORK/open.tsv"
 }
 
 main_scale "$@"

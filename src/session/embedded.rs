@@ -2,10 +2,11 @@
 //! local disk. Survives restarts — a redeploy logs nobody out — and needs no
 //! server, but is not shared between replicas (use Redis for that).
 //!
-//! redb is synchronous; every call runs on tokio's blocking pool so a slow
-//! disk never stalls the request workers. Each value is stored as
-//! `expires_at (i64, big-endian) || sealed bytes`; expired entries read as
-//! absent and a write sweeps them out at most once a minute.
+//! redb is synchronous; every call runs on the store's own two threads
+//! ([`FilePool`]) so a slow disk never stalls the request workers. Each
+//! value is stored as `expires_at (i64, big-endian) || sealed bytes`;
+//! expired entries read as absent and a write sweeps them out at most once
+//! a minute.
 //!
 //! A failed write (disk full, I/O error) makes redb refuse every later
 //! operation on that handle (`PreviousIo`) until the file is reopened, so
@@ -14,6 +15,7 @@
 //! store works again without a restart.
 
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -23,6 +25,7 @@ use redb::{Database, ReadableDatabase as _, ReadableTable as _, Table, TableDefi
 
 use crate::clock::SharedClock;
 
+use super::file_pool::{FILE_THREADS, FilePool};
 use super::store::{IndexEntry, SessionStore, StoreError, StoreFuture, expiry};
 
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions_v1");
@@ -31,16 +34,22 @@ const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions_v1
 const INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("user_sessions_v1");
 /// Clock seconds between two sweeps of expired entries.
 const SWEEP_INTERVAL: i64 = 60;
-/// Page cache. Records are about 1 KiB and read through the in-process
-/// session cache, so the store is read only on a cache miss; redb's 1 GiB
-/// default (and even 64 MiB) would dominate the process's memory at 100k
-/// sessions (see BENCHMARKS.md, "Sessions").
-const CACHE_BYTES: usize = 8 * 1024 * 1024;
+/// redb's own page cache. The hot sessions are in the in-process session
+/// cache, so the store is read on a cache miss, for a random session: at
+/// a million sessions the leaves and the B-tree level above them (1.3 GB
+/// and ~24 MiB) are far past any cache worth the memory, and the OS page
+/// cache holds the file anyway. What earns its place is the levels above
+/// (under 1 MiB at a million sessions), read by every lookup. 8 MiB was
+/// 8.4 MiB of a 51 MiB heap peak under a cold load (heaptrack), for about
+/// one read in three of the lowest branch level; redb's 1 GiB default
+/// would dominate the process.
+const CACHE_BYTES: usize = 2 * 1024 * 1024;
 
 /// A redb-backed [`SessionStore`].
 #[derive(Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
+    pool: Arc<FilePool>,
 }
 
 struct Inner {
@@ -62,8 +71,10 @@ impl fmt::Debug for EmbeddedStore {
 
 impl EmbeddedStore {
     /// Opens (or creates) the file, creating missing parent directories.
-    /// Blocking: call at startup. The file's integrity is checked on open,
-    /// so a damaged file is an error here rather than a panic later.
+    /// Blocking: call at startup. Reads only what opening takes, not every
+    /// entry (see [`open_database`]), so start-up does not grow with the
+    /// file. A file damaged outside redb is an error here or on the
+    /// operation that meets the damage, never a panic out of the store.
     pub fn open(path: &Path, clock: SharedClock) -> Result<EmbeddedStore, StoreError> {
         let open_err = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
             path: path.to_owned(),
@@ -72,31 +83,27 @@ impl EmbeddedStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_err(e.into()))?;
         }
-        let db = open_database(path).map_err(|e| open_err(e.into()))?;
-        let inner = Inner {
-            db: RwLock::new(Some(Arc::new(db))),
-            last_sweep: AtomicI64::new(i64::MIN),
-            clock,
-            path: path.to_owned(),
-        };
-        // Creates the tables (the first write sweeps, which opens both, so
-        // reads never meet a missing one) and sweeps what expired while we
-        // were down.
-        inner.write(|_, _| Ok(())).map_err(|e| open_err(e.into()))?;
+        let inner = catch_unwind(AssertUnwindSafe(|| Inner::open(path, clock)))
+            .map_err(|_| open_err(DAMAGED.into()))?
+            .map_err(|e| open_err(e.into()))?;
+        let pool =
+            FilePool::start("authgate-store", FILE_THREADS).map_err(|e| open_err(e.into()))?;
         Ok(EmbeddedStore {
             inner: Arc::new(inner),
+            pool: Arc::new(pool),
         })
     }
 
-    /// Runs `op` on the blocking pool.
+    /// Runs `op` on the store's threads.
     fn blocking<T, F>(&self, op: F) -> StoreFuture<'static, T>
     where
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T, redb::Error> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
+        let pool = Arc::clone(&self.pool);
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || op(&inner))
+            pool.run(move || op(&inner))
                 .await
                 .map_err(StoreError::backend)?
                 .map_err(StoreError::backend)
@@ -104,12 +111,20 @@ impl EmbeddedStore {
     }
 }
 
-/// Opens (or creates) the redb file, checking its integrity.
+/// What a panic of redb's at open means: it trusts a file it closed
+/// cleanly, and reads of one damaged since (a disk fault, another writer)
+/// may panic.
+const DAMAGED: &str = "the file is damaged (redb panicked reading it)";
+
+/// Opens (or creates) the redb file, without redb's full integrity check:
+/// that reads every page (13 s with a million sessions and a cold page
+/// cache) to turn the panics a file damaged outside redb may cause into
+/// errors, which the store does by catching them instead. redb itself
+/// verifies and repairs a file that was not closed cleanly (a crash, a
+/// kill -9, a power cut), which reads the whole file; a clean file opens
+/// at once.
 fn open_database(path: &Path) -> Result<Database, redb::DatabaseError> {
-    Database::builder()
-        .set_cache_size(CACHE_BYTES)
-        .set_check_integrity_on_open(true)
-        .create(path)
+    Database::builder().set_cache_size(CACHE_BYTES).create(path)
 }
 
 /// `Some(payload)` if `stored` is live at `now`.
@@ -126,6 +141,34 @@ fn encode(value: &[u8], expires_at: i64) -> Vec<u8> {
 }
 
 impl Inner {
+    /// Opens the file and creates both tables, so reads never meet a
+    /// missing one. The first sweep comes with a write a sweep interval
+    /// on, not here: it reads every entry, which would hold up the start
+    /// (expired entries read as absent meanwhile).
+    fn open(path: &Path, clock: SharedClock) -> Result<Inner, redb::Error> {
+        let db = open_database(path)?;
+        let txn = db.begin_read()?;
+        let missing = [SESSIONS, INDEX].into_iter().any(|table| {
+            matches!(
+                txn.open_table(table),
+                Err(redb::TableError::TableDoesNotExist(_))
+            )
+        });
+        drop(txn);
+        if missing {
+            let txn = db.begin_write()?;
+            txn.open_table(SESSIONS)?;
+            txn.open_table(INDEX)?;
+            txn.commit()?;
+        }
+        Ok(Inner {
+            db: RwLock::new(Some(Arc::new(db))),
+            last_sweep: AtomicI64::new(clock.now()),
+            clock,
+            path: path.to_owned(),
+        })
+    }
+
     /// The open handle, reopening the file if an I/O error dropped it. The
     /// reopen fails while an operation still holds the old handle (redb
     /// locks the file); the next operation tries again.
@@ -426,6 +469,101 @@ mod tests {
         let txn = store.inner.database().unwrap().begin_read().unwrap();
         let table = txn.open_table(SESSIONS).unwrap();
         assert_eq!(table.len().unwrap(), 1);
+    }
+
+    /// A file of `n` entries, `key{i}` → [`value`]`(i)`, closed cleanly.
+    async fn file_of(path: &Path, n: usize, clock: &ManualClock) {
+        let store = EmbeddedStore::open(path, Arc::new(clock.clone())).unwrap();
+        for i in 0..n {
+            let key = format!("key{i}");
+            store
+                .save(&key, &value(i), Duration::from_secs(1000))
+                .await
+                .unwrap();
+        }
+    }
+
+    /// About a KiB, like a sealed session record, and unique to `i`.
+    fn value(i: usize) -> Vec<u8> {
+        format!("{i:06}").repeat(170).into_bytes()
+    }
+
+    /// Flips every byte of each 4 KiB page of `path` that `damaged` picks.
+    fn damage(path: &Path, damaged: impl Fn(usize, &[u8]) -> bool) {
+        let mut bytes = std::fs::read(path).unwrap();
+        for (n, page) in bytes.chunks_mut(4096).enumerate() {
+            if damaged(n, page) {
+                page.iter_mut().for_each(|b| *b ^= 0x5a);
+            }
+        }
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// A file damaged outside redb (a disk fault, another writer) past its
+    /// header opens without reading every page (release builds), and an operation that
+    /// meets the damage fails (503 upstream) instead of panicking out of
+    /// the store; the store keeps serving: entries elsewhere load, and a
+    /// damaged entry never loads as what was saved. (redb may panic on
+    /// such a file; it promises errors only after its full integrity
+    /// check, which reads the whole file at every start.)
+    #[tokio::test]
+    async fn damaged_entry_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let clock = ManualClock::new(1_000);
+        file_of(&path, 2000, &clock).await;
+        let target = value(1234);
+        // Every B-tree leaf (type byte 1) holding part of entry 1234: its
+        // live copy and any stale ones (redb copies on write and reuses
+        // pages without clearing them).
+        damage(&path, |_, page| {
+            page[0] == 1 && page.windows(12).any(|w| target.starts_with(w))
+        });
+        // redb built with debug assertions (the tests' profile) walks every
+        // page at open, so it meets the damage there: an open error.
+        let store = match EmbeddedStore::open(&path, Arc::new(clock.clone())) {
+            Ok(store) => store,
+            Err(err) => {
+                assert!(
+                    cfg!(debug_assertions) && err.to_string().contains(DAMAGED),
+                    "{err}"
+                );
+                return;
+            }
+        };
+        let loaded = store.load("key1234").await;
+        assert!(
+            loaded
+                .as_ref()
+                .map_or(true, |v| v.as_deref() != Some(&target[..])),
+            "{loaded:?}"
+        );
+        let mut intact = 0;
+        for i in (0..2000).step_by(10) {
+            if store.load(&format!("key{i}")).await.ok().flatten() == Some(value(i)) {
+                intact += 1;
+            }
+        }
+        assert!(intact >= 150, "only {intact} of 200 entries load");
+        // The store still answers after a failed operation.
+        store.ping().await.unwrap();
+    }
+
+    /// Damage where opening reads (every page past the first, so the
+    /// table roots and redb's allocator state) is an error at startup
+    /// naming the file, not a panic.
+    #[test]
+    fn damaged_file_is_an_open_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let clock = ManualClock::new(1_000);
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(file_of(&path, 200, &clock));
+        damage(&path, |n, _| n > 0);
+        let err = EmbeddedStore::open(&path, Arc::new(clock)).unwrap_err();
+        assert!(matches!(err, StoreError::Open { .. }), "{err}");
+        assert!(err.to_string().contains("s.redb"), "{err}");
     }
 
     /// A file that is not a redb database is an error at startup, with the

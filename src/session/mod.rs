@@ -17,6 +17,7 @@
 mod admin;
 mod cookie;
 mod embedded;
+mod file_pool;
 mod index;
 mod manager;
 mod memory;
