@@ -34,6 +34,7 @@ pub(crate) async fn run_common(store: &Arc<dyn SessionStore>) {
     delete(store).await;
     cas_on_absent(store).await;
     cas_success_and_failure(store).await;
+    cas_by_prefix(store).await;
     ping(store).await;
     index_entries(store).await;
 }
@@ -252,6 +253,35 @@ pub(crate) async fn cas_success_and_failure(store: &Arc<dyn SessionStore>) {
             .unwrap()
     );
     assert_eq!(store.load("conf:cas-none").await.unwrap(), None);
+}
+
+/// The expectation is a prefix: a value's leading bytes (a sealed record's
+/// nonce) name it; other leading bytes, or an expectation longer than the
+/// value, do not.
+pub(crate) async fn cas_by_prefix(store: &Arc<dyn SessionStore>) {
+    store
+        .save("conf:cas-prefix", b"nonce-1|body", TTL)
+        .await
+        .unwrap();
+    for wrong in [&b"nonce-2"[..], b"nonce-1|body|more", b"once-1"] {
+        assert!(
+            !store
+                .compare_and_swap("conf:cas-prefix", Some(wrong), b"x", TTL)
+                .await
+                .unwrap(),
+            "{wrong:?}"
+        );
+    }
+    assert!(
+        store
+            .compare_and_swap("conf:cas-prefix", Some(b"nonce-1"), b"nonce-3|new", TTL)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.load("conf:cas-prefix").await.unwrap().as_deref(),
+        Some(&b"nonce-3|new"[..])
+    );
 }
 
 /// An expired value counts as absent for CAS too: a refresh cannot revive

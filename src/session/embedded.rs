@@ -26,7 +26,7 @@ use redb::{Database, ReadableDatabase as _, ReadableTable as _, Table, TableDefi
 use crate::clock::SharedClock;
 
 use super::file_pool::{FILE_THREADS, FilePool};
-use super::store::{IndexEntry, SessionStore, StoreError, StoreFuture, expiry};
+use super::store::{IndexEntry, SessionStore, StoreError, StoreFuture, expiry, matches_expected};
 
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions_v1");
 /// The per-user session index: `user/id` → expiry and metadata, stored as
@@ -331,7 +331,8 @@ impl SessionStore for EmbeddedStore {
             inner.write(|table, now| {
                 let matches = {
                     let current = table.get(key.as_str())?;
-                    current.as_ref().and_then(|v| live(v.value(), now)) == expected.as_deref()
+                    let current = current.as_ref().and_then(|v| live(v.value(), now));
+                    matches_expected(current, expected.as_deref())
                 };
                 if matches {
                     table.insert(key.as_str(), encode(&new, expiry(now, ttl)).as_slice())?;

@@ -30,7 +30,7 @@ use crate::clock::SharedClock;
 use crate::identity::Identity;
 
 use super::index::{Origin, SessionIndex, SessionInfo, Target};
-use super::record::{EncodeError, SessionRecord};
+use super::record::{EncodeError, SessionRecord, Stamp};
 use super::seal::{Purpose, Sealer, sealed_len};
 use super::store::{SessionStore, StoreChange, StoreError, expiry, parse_store_key, store_key};
 use super::ticket::{TICKET_LEN, Ticket};
@@ -80,11 +80,11 @@ struct Opened {
     host: Option<Arc<str>>,
 }
 
-/// A record as loaded, with the sealed bytes it came from: `update`
-/// compares against them.
+/// A record as loaded, with the stamp of the sealed bytes it came from:
+/// `update` expects it.
 struct Entry {
     record: Arc<SessionRecord>,
-    sealed: Arc<[u8]>,
+    stamp: Stamp,
 }
 
 /// One store load that concurrent misses for the same id wait on.
@@ -331,7 +331,7 @@ impl Sessions {
         let epoch = self.epoch.load(Ordering::SeqCst);
         let entry = Arc::new(Entry {
             record: Arc::clone(&record),
-            sealed: sealed.into(),
+            stamp: Stamp::of(&sealed),
         });
         self.cache_if_current(ticket.id, entry, epoch);
         let cookie = self.sealer.seal(Purpose::SessionCookie, &ticket.encode());
@@ -485,7 +485,7 @@ impl Sessions {
     }
 
     /// Replaces the record after a refresh, if nobody changed it since it
-    /// was resolved (compare-and-swap on the sealed bytes). `Some`: the
+    /// was resolved (compare-and-swap on the sealed bytes' stamp). `Some`: the
     /// session as it now is. `None`: another request or replica changed or
     /// ended the session first — [`Sessions::reload`] it. The record's
     /// `expires_at` is always the ticket's: a refresh never extends a
@@ -510,7 +510,7 @@ impl Sessions {
             .store
             .compare_and_swap(
                 &store_key(&ticket.id),
-                Some(&resolved.entry.sealed),
+                Some(resolved.entry.stamp.as_bytes()),
                 &sealed,
                 Duration::from_secs(remaining),
             )
@@ -523,7 +523,7 @@ impl Sessions {
         }
         let entry = Arc::new(Entry {
             record: Arc::new(record),
-            sealed: sealed.into(),
+            stamp: Stamp::of(&sealed),
         });
         self.cache_if_current(ticket.id, Arc::clone(&entry), epoch);
         Ok(Some(resolved.with_entry(entry)))
@@ -804,7 +804,7 @@ impl Sessions {
         };
         let entry = Arc::new(Entry {
             record: Arc::new(record),
-            sealed: sealed.into(),
+            stamp: Stamp::of(&sealed),
         });
         self.cache_if_current(ticket.id, Arc::clone(&entry), epoch);
         Ok(Some(entry))

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::clock::SharedClock;
 
-use super::store::{IndexEntry, SessionStore, StoreError, StoreFuture, expiry};
+use super::store::{IndexEntry, SessionStore, StoreError, StoreFuture, expiry, matches_expected};
 
 /// How often (clock seconds) a write also sweeps out every expired entry.
 /// Reads drop the expired entry they meet; the sweep bounds the memory held
@@ -120,7 +120,7 @@ impl SessionStore for MemoryStore {
         let now = self.clock.now();
         let mut map = self.lock();
         let current = Self::live(&mut map, key, now).map(|e| e.value.as_slice());
-        let swapped = current == expected;
+        let swapped = matches_expected(current, expected);
         if swapped {
             self.write(&mut map, key, new, ttl);
         }

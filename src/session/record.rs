@@ -20,6 +20,29 @@ const VERSION: u8 = 1;
 const HEADER_LEN: usize = 1 + 24;
 const TAG_LEN: usize = 16;
 
+/// What names one sealed record among every other: its leading bytes, the
+/// version and the random nonce every seal draws anew. Compare-and-swap
+/// expects these (a prefix) instead of the whole value, so a cached
+/// session need not keep its sealed bytes.
+#[derive(Clone, Copy)]
+pub(crate) struct Stamp([u8; HEADER_LEN]);
+
+impl Stamp {
+    /// The stamp of `sealed`. Every record that seals or opens is longer
+    /// than a stamp; a shorter value would get a zero-padded stamp that it
+    /// does not start with, so a swap against it fails (safe: "changed").
+    pub(crate) fn of(sealed: &[u8]) -> Stamp {
+        let mut stamp = [0; HEADER_LEN];
+        let n = sealed.len().min(HEADER_LEN);
+        stamp[..n].copy_from_slice(&sealed[..n]);
+        Stamp(stamp)
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// One signed-in session, as the policy and the refresher need it.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {

@@ -46,7 +46,9 @@ use redis::{
 };
 use tokio::sync::mpsc;
 
-use super::store::{ChangeFeed, IndexEntry, SessionStore, StoreChange, StoreError, StoreFuture};
+use super::store::{
+    ChangeFeed, IndexEntry, SessionStore, StoreChange, StoreError, StoreFuture, matches_expected,
+};
 
 /// The pub/sub channel on which every deletion or replacement of a session
 /// key is announced (the message is the key).
@@ -79,13 +81,13 @@ const SENTINEL_RETRY_MAX: Duration = Duration::from_millis(200);
 const FEED_RETRY_MIN: Duration = Duration::from_millis(100);
 const FEED_RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// `KEYS[1]` = key; `ARGV` = expect a value ("1"/"0"), expected value, new
-/// value, TTL in ms, channel. An absent key reads as `false` in Lua, which
-/// equals no string, so "expected a value, found none" fails too.
+/// `KEYS[1]` = key; `ARGV` = expect a value ("1"/"0"), expected prefix,
+/// new value, TTL in ms, channel. An absent key reads as `false` in Lua,
+/// which is no string, so "expected a value, found none" fails too.
 const CAS_SCRIPT: &str = r"
 local current = redis.call('GET', KEYS[1])
 if ARGV[1] == '1' then
-  if current ~= ARGV[2] then return 0 end
+  if not current or string.sub(current, 1, #ARGV[2]) ~= ARGV[2] then return 0 end
 elseif current then
   return 0
 end
@@ -852,7 +854,7 @@ impl SessionStore for RedisStore {
                     // Nothing would be written: report whether it matched.
                     let current: Option<Vec<u8>> =
                         redis::cmd("GET").arg(key).query_async(&mut c).await?;
-                    return Ok(current.as_deref() == expected);
+                    return Ok(matches_expected(current.as_deref(), expected));
                 }
                 let swapped: i64 = script
                     .key(key)

@@ -68,6 +68,16 @@ impl StoreError {
     }
 }
 
+/// [`SessionStore::compare_and_swap`]'s test: absent where absence is
+/// expected, or a value that starts with the expected prefix.
+pub(crate) fn matches_expected(current: Option<&[u8]>, expected: Option<&[u8]>) -> bool {
+    match (current, expected) {
+        (None, None) => true,
+        (Some(current), Some(prefix)) => current.starts_with(prefix),
+        _ => false,
+    }
+}
+
 /// A key-value store with expiry, shared by every request.
 ///
 /// Keys are [`store_key`]s; values are opaque sealed bytes. A TTL is a
@@ -86,10 +96,13 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Removes `key`; removing an absent key is not an error.
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()>;
 
-    /// Writes `new` (with `ttl`) only if the current value equals
-    /// `expected`, `None` meaning absent or expired. `Ok(true)` if it wrote,
-    /// `Ok(false)` if the value had changed. Atomic with respect to every
-    /// other method, so concurrent refreshes of one session cannot both win.
+    /// Writes `new` (with `ttl`) only if the current value starts with
+    /// `expected` ([`matches_expected`]), `None` meaning absent or expired.
+    /// `Ok(true)` if it wrote, `Ok(false)` if the value had changed. Atomic
+    /// with respect to every other method, so concurrent refreshes of one
+    /// session cannot both win. A prefix, so a caller whose values begin
+    /// with a random nonce (sealed records) need keep only that, not the
+    /// whole value.
     fn compare_and_swap<'a>(
         &'a self,
         key: &'a str,
