@@ -46,7 +46,7 @@ ir_per_call() {
         --warmup 0 --duration "$CG_SECONDS")" || die "grpc_load on $name failed: $out"
     callgrind_control --dump=measured "$pid" >/dev/null
     calls="$(jq -r '.outcomes.Allowed' <<<"$out")"
-    dump="$(grep -l '^desc: Trigger: Client Request: measured' "$WORK/$name.cg".* | tail -n1)"
+    dump="$(grep -l '^desc: Trigger: dump measured' "$WORK/$name.cg".* | tail -n1)"
     ir="$(awk '/^(summary|totals):/ { print $2; exit }' "$dump")"
     awk -v n="$name" -v c="$calls" -v i="$ir" 'BEGIN { printf "%s %d %d %.0f\n", n, c, i, i / c }'
 }
