@@ -1,25 +1,34 @@
 # The gRPC part of bench/run.sh (sourced by it, not run alone): Envoy's
 # ext_authz `Check` against authgate's gRPC listener and against the bare
-# tonic handler (examples/bare_authz.rs), with ghz, in the same run.
+# tonic handler (examples/bare_authz.rs), in the same run, driven by
+# examples/grpc_load.rs.
 #
 #   bench/run.sh grpc     only this part; replaces its section of BENCHMARKS.md
 #
-# Uses from run.sh: start, wait_for_port, log, die, cpu_ticks, cpu_share,
-# saturated, ratio, saturated_verdict, $WORK, $CACHE_DIR, $REPO_ROOT,
-# $P_GRPC, $APP_HOST, $AG_COOKIE, $ROUNDS, $DURATION, $WARMUP, $CONNECTIONS,
-# $CLK_TCK, $SATURATED_PCT.
+# The load generator is ours, not ghz: ghz (grpc-go) saturated its own core
+# at about 10k calls/s, a seventh of what a server core answers, so the
+# servers idled and every ratio was invalid. grpc_load speaks HTTP/2 through
+# h2 on one thread, resends one encoded request frame, and still decodes and
+# checks every answer (any answer but alice's OK allow fails the run).
+# grpcurl, an independent client, checks each server's answer before the load.
+#
+# Uses from run.sh: start, wait_for_port, log, die, cpu_share, saturated,
+# ratio, saturated_verdict, $WORK, $CACHE_DIR, $REPO_ROOT, $P_GRPC,
+# $APP_HOST, $AG_COOKIE, $ROUNDS, $DURATION, $WARMUP, $CLK_TCK,
+# $GRPC_LOAD_BIN, $SATURATED_PCT.
 # shellcheck shell=bash disable=SC2154
 
 GRPC_MARK_BEGIN='<!-- bench/grpc.sh: begin -->'
 GRPC_MARK_END='<!-- bench/grpc.sh: end -->'
-# HTTP/2 connections ghz spreads its $CONNECTIONS concurrent calls over
-# (Envoy keeps a few per worker to its ext_authz cluster).
+# HTTP/2 connections of the load (Envoy keeps a few per worker to its
+# ext_authz cluster), and calls in flight on each: enough that the servers,
+# not the round trips, set the pace.
 GRPC_H2_CONNECTIONS="${BENCH_GRPC_CONNECTIONS:-4}"
+GRPC_IN_FLIGHT="${BENCH_GRPC_IN_FLIGHT:-16}"
 
-# build_grpc_tools: ghz (bench/ghz/go.mod) and grpcurl (the version
-# scripts/test.sh pins, same cache), for the status check before the load.
+# build_grpc_tools: grpcurl (the version scripts/test.sh pins, same cache),
+# for the answer check before the load.
 build_grpc_tools() {
-    GHZ_BIN="$(build_go_tool ghz github.com/bojand/ghz/cmd/ghz main.version)"
     local version
     version="$(awk -F= '$1 == "GRPCURL_VERSION" { print $2 }' "$REPO_ROOT/scripts/test.sh")"
     [[ -n "$version" ]] || die "cannot read GRPCURL_VERSION from scripts/test.sh"
@@ -61,41 +70,32 @@ check_grpc_answer() {
         <<<"$out" >/dev/null || die "Check on :$1 is not alice's allow: $out"
 }
 
-# run_ghz NAME PORT ROUND: warm-up, then the measured run; appends
-# name round rps p50 p99 ok errors cpu_s cpu_us_per_call cpu_share_percent
-# (of the measured seconds ghz reports) to $WORK/grpc.tsv.
-# ghz_load: the ghz command line of the Check load ($CONNECTIONS concurrent
-# calls over $GRPC_H2_CONNECTIONS connections), one word a line; the
-# duration, output and address are the caller's.
-ghz_load() {
-    printf '%s\n' "$GHZ_BIN" --insecure --protoset "$REPO_ROOT/src/grpc/envoy_authz.protoset" \
-        --call envoy.service.auth.v3.Authorization/Check \
-        -c "$CONNECTIONS" --connections "$GRPC_H2_CONNECTIONS" -d "$(grpc_request)"
+# grpc_load_args: grpc_load's options for the Check load (the request of
+# grpc_request), one word a line; the address and timing are the caller's.
+grpc_load_args() {
+    printf '%s\n' --host "$APP_HOST" --path /hello.txt --cookie "$AG_COOKIE" \
+        --connections "$GRPC_H2_CONNECTIONS" --in-flight "$GRPC_IN_FLIGHT"
 }
 
-run_ghz() {
-    local name="$1" port="$2" round="$3" pid="$4" load
-    mapfile -t load < <(ghz_load)
-    local ghz=(taskset -c 0 timeout $((DURATION + WARMUP + 60)) "${load[@]}")
-    "${ghz[@]}" -z "${WARMUP}s" -O json "127.0.0.1:$port" >/dev/null || die "ghz warm-up on $name failed"
-    local before after out
-    before="$(cpu_ticks "$pid")"
-    out="$("${ghz[@]}" -z "${DURATION}s" -O json "127.0.0.1:$port")" || die "ghz on $name failed"
-    after="$(cpu_ticks "$pid")"
-    local cpu_s seconds
-    cpu_s="$(awk -v t=$((after - before)) -v k="$CLK_TCK" 'BEGIN { printf "%.2f", t / k }')"
-    seconds="$(jq -r '(.total // 0) / 1e9' <<<"$out")"
-    jq -r --arg n "$name" --arg r "$round" --arg cpu "$cpu_s" --arg share "$(cpu_share "$cpu_s" "$seconds")" '
-        (.latencyDistribution // []) as $d
-        | def pct(p): ([$d[] | select(.percentage == p) | .latency][0] // 0) / 1000 | floor;
-        ($cpu | tonumber) as $cpu
-        | [$n, $r, (.rps | floor), pct(50), pct(99), (.statusCodeDistribution.OK // 0),
-           ((.count // 0) - (.statusCodeDistribution.OK // 0)),
-           $cpu, (if .count > 0 then ($cpu * 1e6 / .count * 10 | round / 10) else 0 end), $share]
+# run_grpc_load NAME PORT ROUND PID: $WARMUP s of warm-up then $DURATION s
+# measured, on core 0; appends name round rps p50 p99 ok errors cpu_s
+# cpu_us_per_call cpu_share_percent client_cpu_share_percent to
+# $WORK/grpc.tsv. grpc_load reads the server's CPU time and its own at the
+# edges of the measured window.
+run_grpc_load() {
+    local name="$1" port="$2" round="$3" pid="$4" args out
+    mapfile -t args < <(grpc_load_args)
+    out="$(taskset -c 0 timeout $((DURATION + WARMUP + 60)) "$GRPC_LOAD_BIN" "127.0.0.1:$port" "${args[@]}" \
+        --warmup "$WARMUP" --duration "$DURATION" --server-pid "$pid" --clk-tck "$CLK_TCK")" \
+        || die "grpc_load on $name failed (not every answer was alice's allow): $out"
+    jq -r --arg n "$name" --arg r "$round" '
+        [$n, $r, (.rps | floor), (.p50_us | floor), (.p99_us | floor), (.outcomes.Allowed // 0),
+         .unexpected, .server_cpu_s, (.server_cpu_us_per_call * 10 | round / 10),
+         (.server_cpu_share_percent | round), (.client_cpu_share_percent | round)]
         | @tsv' <<<"$out" >>"$WORK/grpc.tsv"
     log "$(awk -F'\t' -v n="$name" -v r="$round" '$1 == n && $2 == r {
-        printf "%-16s round %s: %7d calls/s  p50 %5d µs  p99 %6d µs  cpu %s s (%s%%)  errors %s", n, r, $3, $4, $5, $8, $10, $7 }' \
-        "$WORK/grpc.tsv")"
+        printf "%-16s round %s: %7d calls/s  p50 %5d µs  p99 %6d µs  cpu %s s (%s%%, grpc_load %s%%)  errors %s",
+            n, r, $3, $4, $5, $8, $10, $11, $7 }' "$WORK/grpc.tsv")"
 }
 
 # run_grpc_bench: $ROUNDS rounds, bare and authgate alternating first.
@@ -106,11 +106,11 @@ run_grpc_bench() {
     local round
     for ((round = 1; round <= ROUNDS; round++)); do
         if ((round % 2)); then
-            run_ghz bare "$P_BARE" "$round" "$PID_bare_authz"
-            run_ghz authgate "$P_GRPC" "$round" "$PID_authgate"
+            run_grpc_load bare "$P_BARE" "$round" "$PID_bare_authz"
+            run_grpc_load authgate "$P_GRPC" "$round" "$PID_authgate"
         else
-            run_ghz authgate "$P_GRPC" "$round" "$PID_authgate"
-            run_ghz bare "$P_BARE" "$round" "$PID_bare_authz"
+            run_grpc_load authgate "$P_GRPC" "$round" "$PID_authgate"
+            run_grpc_load bare "$P_BARE" "$round" "$PID_bare_authz"
         fi
     done
 }
@@ -132,36 +132,41 @@ grpc_section() {
     c="$(ratio "$(grpc_median bare 9)" "$(grpc_median authgate 9)")"
     cat <<EOF
 $GRPC_MARK_BEGIN
-## Envoy ext_authz over gRPC (ghz, $CONNECTIONS concurrent calls, ${DURATION} s per case)
+## Envoy ext_authz over gRPC ($((GRPC_H2_CONNECTIONS * GRPC_IN_FLIGHT)) concurrent calls, ${DURATION} s per case)
 
 Run: $(date -u '+%Y-%m-%d %H:%M UTC'), authgate $(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown); load average before / after: $GRPC_LOAD_BEFORE / $(cut -d' ' -f1-3 /proc/loadavg).
 
 The same \`CheckRequest\` (a browser's GET of the last of $ROUTES routes,
-alice's session cookie from a real login) sent by ghz $("$GHZ_BIN" --version 2>&1 | head -n1)
-over $GRPC_H2_CONNECTIONS HTTP/2 connections to authgate's gRPC listener and to
-\`examples/bare_authz.rs\`: the same stack (tonic, envoy-types, tokio)
-answering every call with OK and alice's identity headers without looking at
-the request. Both checked with grpcurl to answer alice's allow first.
-Servers on core 1, ghz on core 0 (taskset). Medians of $ROUNDS rounds, the
-order alternating. "CPU share" is the server's CPU time over the measured
-seconds; a ratio is "invalid" when a side's server used less than
-${SATURATED_PCT} % of its core (ghz, not the server, set the pace).
+alice's session cookie from a real login) sent by \`examples/grpc_load.rs\`
+over $GRPC_H2_CONNECTIONS HTTP/2 connections with $GRPC_IN_FLIGHT calls in flight on
+each, to authgate's gRPC listener and to \`examples/bare_authz.rs\`: the
+same stack (tonic, envoy-types, tokio) answering every call with OK and
+alice's identity headers without looking at the request. Both checked with
+grpcurl to answer alice's allow first; during the load grpc_load decodes
+every answer, and any that is not an OK allow fails the run. ${WARMUP} s of
+warm-up on the same connections before each measured ${DURATION} s.
+Servers on core 1, grpc_load on core 0 (taskset). Medians of $ROUNDS rounds,
+the order alternating. "CPU share" is the server's CPU time over the
+measured seconds, "grpc_load" the load generator's; a ratio is "invalid"
+when a side's server used less than ${SATURATED_PCT} % of its core (the load
+generator, if its share is near 100 %, or else the machine's other work set
+the pace, not the server).
 
 | ratio | value | target | |
 | --- | ---: | ---: | --- |
 | authgate / bare handler, calls per second | $r | ≥ 0.85 | $(saturated_verdict "$r" ">=" 0.85 authgate "$s_ag" bare "$s_bare") |
 | authgate / bare handler, calls per CPU second | $c | (≥ 0.85) | $(saturated_verdict "$c" ">=" 0.85 authgate "$s_ag" bare "$s_bare") |
 
-| server | calls/s | p50 µs | p99 µs | CPU µs/call | CPU share | saturated | errors |
-| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |
-| bare handler | $bare | $(grpc_median bare 4) | $(grpc_median bare 5) | $(grpc_median bare 9) | $s_bare % | $(saturated "$s_bare") | $(grpc_median bare 7) |
-| authgate | $ag | $(grpc_median authgate 4) | $(grpc_median authgate 5) | $(grpc_median authgate 9) | $s_ag % | $(saturated "$s_ag") | $(grpc_median authgate 7) |
+| server | calls/s | p50 µs | p99 µs | CPU µs/call | CPU share | saturated | grpc_load | errors |
+| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |
+| bare handler | $bare | $(grpc_median bare 4) | $(grpc_median bare 5) | $(grpc_median bare 9) | $s_bare % | $(saturated "$s_bare") | $(grpc_median bare 11) % | $(grpc_median bare 7) |
+| authgate | $ag | $(grpc_median authgate 4) | $(grpc_median authgate 5) | $(grpc_median authgate 9) | $s_ag % | $(saturated "$s_ag") | $(grpc_median authgate 11) % | $(grpc_median authgate 7) |
 
 Every round:
 
-| server | round | calls/s | p50 µs | p99 µs | CPU s | CPU share |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: |
-$(sort -t$'\t' -k1,1 -k2,2n "$WORK/grpc.tsv" | awk -F'\t' '{ printf "| %s | %s | %d | %d | %d | %s | %s %% |\n", $1, $2, $3, $4, $5, $8, $10 }')
+| server | round | calls/s | p50 µs | p99 µs | CPU s | CPU share | grpc_load |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+$(sort -t$'\t' -k1,1 -k2,2n "$WORK/grpc.tsv" | awk -F'\t' '{ printf "| %s | %s | %d | %d | %d | %s | %s %% | %s %% |\n", $1, $2, $3, $4, $5, $8, $10, $11 }')
 $GRPC_MARK_END
 EOF
 }

@@ -18,8 +18,8 @@
 #      case, BENCH_ROUNDS rounds with the servers' order rotated, and keeps
 #      the median round; then vegeta at a fixed 1,000 req/s (open loop);
 #   4. reads CPU seconds and peak RSS of each server from /proc;
-#   5. runs ghz against authgate's gRPC Check and the bare tonic handler
-#      (examples/bare_authz.rs; bench/grpc.sh);
+#   5. runs examples/grpc_load.rs against authgate's gRPC Check and the
+#      bare tonic handler (examples/bare_authz.rs; bench/grpc.sh);
 #   6. runs the criterion benches (decision, policy) and writes the report.
 #
 # Environment (all optional):
@@ -176,6 +176,7 @@ build_rust() {
     DEVIDP_BIN="$WORK/bin/devidp"
     CEILING_BIN="$WORK/bin/ceiling"
     BARE_AUTHZ_BIN="$WORK/bin/bare_authz"
+    GRPC_LOAD_BIN="$WORK/bin/grpc_load"
 }
 
 # code_layout: a sentence on how the measured binary's code is laid out:
@@ -805,7 +806,7 @@ main() {
     OAUTH2_PROXY_BIN="$(build_go_tool oauth2-proxy github.com/oauth2-proxy/oauth2-proxy/v7 \
         github.com/oauth2-proxy/oauth2-proxy/v7/pkg/version.VERSION)"
     VEGETA_BIN="$(build_go_tool vegeta github.com/tsenart/vegeta/v12 main.Version)"
-    build_rust devidp ceiling bare_authz
+    build_rust devidp ceiling bare_authz grpc_load
     LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
     if (($(nproc) >= 2)); then
         PINNING="servers and nginx on core 1, load generators (wrk, vegeta) on core 0 (taskset)"

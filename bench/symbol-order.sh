@@ -52,12 +52,13 @@ exercise() {
         "X-Forwarded-Uri: /hello.txt" "Cookie: $AG_COOKIE"
     expect_status 200 "$ag/metrics"
     check_grpc_answer "$P_GRPC"
-    # The benchmark's loads: 32 HTTP/1.1 connections, 32 concurrent Checks
+    # The benchmark's loads: 32 HTTP/1.1 connections, 64 concurrent Checks
     # over a few HTTP/2 connections.
     timeout 60 wrk -t1 -c"$CONNECTIONS" -d5s -H "$allow" -H "Cookie: $AG_COOKIE" "$ag/oauth2/auth" >/dev/null
-    local ghz
-    mapfile -t ghz < <(ghz_load)
-    timeout 60 "${ghz[@]}" -z 5s "127.0.0.1:$P_GRPC" >/dev/null || die "ghz failed"
+    local load
+    mapfile -t load < <(grpc_load_args)
+    timeout 60 "$GRPC_LOAD_BIN" "127.0.0.1:$P_GRPC" "${load[@]}" --warmup 0 --duration 5 >/dev/null \
+        || die "grpc_load failed"
 }
 
 # functions PART: the binary's functions that ran in callgrind dump PART,
@@ -90,7 +91,7 @@ main_order() {
     REQUIRED_PROGRAMS+=(valgrind callgrind_control)
     install_system_packages
     build_grpc_tools
-    build_rust devidp
+    build_rust devidp grpc_load
     # build.rs trusts the file's toolchain to link with rust-lld (GNU ld has
     # no --symbol-ordering-file): write none for any other.
     readelf -p .comment "$AUTHGATE_BIN" | grep -q 'Linker: LLD' \

@@ -1,4 +1,4 @@
-//! The gRPC benchmark ceiling (`bench/run.sh`, ghz): a bare Envoy
+//! The gRPC benchmark ceiling (`bench/grpc.sh`): a bare Envoy
 //! `Authorization/Check` on the same stack as authgate's (tonic on hyper,
 //! envoy-types, tokio's multi-threaded runtime) answering every
 //! `CheckRequest` with OK and the identity headers authgate sends for alice,

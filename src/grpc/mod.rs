@@ -228,13 +228,27 @@ fn check_response(answer: Answer) -> Reply {
         ..rpc::Status::default()
     });
     if answer.allows() {
+        // Written by the reply from the answer's own map, without a
+        // `String` per name and value, unless a value is not UTF-8, which a
+        // protobuf string cannot carry: then as `header_text` mends it.
+        let (headers, set) = if answer
+            .upstream
+            .values()
+            .all(|value| std::str::from_utf8(value.as_bytes()).is_ok())
+        {
+            (Vec::new(), answer.upstream)
+        } else {
+            let headers = answer.upstream.iter().map(overwrite).collect();
+            (headers, http::HeaderMap::new())
+        };
         return Reply {
             response: CheckResponse {
                 status,
                 ..CheckResponse::default()
             },
+            set,
             ok: Some(OkHttpResponse {
-                headers: answer.upstream.iter().map(overwrite).collect(),
+                headers,
                 // Added to the response Envoy sends the client; appended,
                 // so the app's own cookies stay.
                 response_headers_to_add: answer.client.iter().map(append).collect(),

@@ -131,6 +131,74 @@ fn allow_overwrites_and_removes() {
     );
 }
 
+/// The headers a reply writes itself decode as the options prost would
+/// have encoded: several, a repeated name, an empty value, a value whose
+/// length takes two bytes, next to removals and the client's headers.
+#[test]
+fn set_headers_decode_as_prost_options() {
+    let mut upstream = http::HeaderMap::new();
+    upstream.insert(
+        crate::identity::HEADER_USER,
+        http::HeaderValue::from_static("alice-sub"),
+    );
+    upstream.insert("x-empty", http::HeaderValue::from_static(""));
+    let long = http::HeaderValue::from_str(&"j".repeat(600)).unwrap();
+    upstream.insert("x-authgate-assertion", long);
+    upstream.append("x-twice", http::HeaderValue::from_static("1"));
+    upstream.append("x-twice", http::HeaderValue::from_static("2"));
+    let mut client = http::HeaderMap::new();
+    client.insert(
+        header::SET_COOKIE,
+        http::HeaderValue::from_static("_authgate=new"),
+    );
+    let expected: Vec<HeaderValueOption> = upstream
+        .iter()
+        .map(|header| header_option(header, HeaderAppendAction::OverwriteIfExistsOrAdd))
+        .collect();
+    let response = check_response(Answer {
+        status: http::StatusCode::OK,
+        rpc_code: decision::RpcCode::Ok,
+        upstream,
+        remove: vec!["x_auth_request_user".into()],
+        client,
+        body: "",
+    });
+    let Some(HttpResponse::OkResponse(ok)) = response.http_response else {
+        panic!("ok_response expected")
+    };
+    assert_eq!(ok.headers.len(), 5);
+    assert_eq!(ok.headers, expected);
+    assert_eq!(ok.headers_to_remove, vec!["x_auth_request_user"]);
+    assert_eq!(ok.response_headers_to_add.len(), 1);
+}
+
+/// A value that is not UTF-8 (never one authgate sets) still makes a
+/// decodable message: U+FFFD for the bad byte.
+#[test]
+fn non_utf8_set_value_is_mended() {
+    let mut upstream = http::HeaderMap::new();
+    upstream.insert("x-odd", http::HeaderValue::from_bytes(b"a\xffb").unwrap());
+    upstream.insert("x-fine", http::HeaderValue::from_static("ok"));
+    let response = check_response(Answer {
+        status: http::StatusCode::OK,
+        rpc_code: decision::RpcCode::Ok,
+        upstream,
+        remove: Vec::new(),
+        client: http::HeaderMap::new(),
+        body: "",
+    });
+    let Some(HttpResponse::OkResponse(ok)) = response.http_response else {
+        panic!("ok_response expected")
+    };
+    let values: Vec<(&str, &str)> = ok
+        .headers
+        .iter()
+        .map(|o| o.header.as_ref().unwrap())
+        .map(|h| (h.key.as_str(), h.value.as_str()))
+        .collect();
+    assert_eq!(values, [("x-odd", "a\u{FFFD}b"), ("x-fine", "ok")]);
+}
+
 /// An allow with nothing to set or remove is still an `ok_response` (an
 /// empty message on the wire), never a missing `http_response`.
 #[test]
