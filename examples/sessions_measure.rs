@@ -10,8 +10,8 @@
 //! cargo run --release --example sessions_measure -- cache-rss redis://127.0.0.1:6379 SECRET_FILE cookies.txt 10000
 //! ```
 //!
-//! `throughput <store>`: 1,000 signed-in users (five groups, a Dex-sized
-//! refresh token) asking about one of 1,000 routes, round-robin, for 5 s on
+//! `throughput <store>`: 1,000 signed-in users (a Dex login's identity,
+//! claims, refresh token and ID token: see `login`) asking about one of 1,000 routes, round-robin, for 5 s on
 //! a two-thread runtime with 64 concurrent callers, through the real
 //! `Decider` and `Sessions` with the default cache. Prints decisions/s.
 //!
@@ -21,7 +21,7 @@
 //! prints `VmHWM` and `VmRSS` from `/proc/self/status`.
 //!
 //! `seed <store> <secret_file> <n> <out>`: creates `n` sessions (distinct
-//! users, the identity and refresh token above) through `Sessions::create`
+//! users, signed in as `login` does) through `Sessions::create_from`
 //! in `<store>` (`redis://…` or `embedded:/path`), sealing the cookies with
 //! the `cookie_secret_file` an `authgate serve` will read, 256 at a time;
 //! writes the cookie values to `<out>`, one per line, in creation order.
@@ -66,18 +66,54 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
+/// User `i`'s identity as a Dex login with the LDAP connector leaves it:
+/// five groups, and every claim of the ID token kept for
+/// `allowed_idp_claims` (Dex's `sub`, the nonce and the two hashes
+/// included), as `authgate::oidc::identity_from_claims` builds it.
 fn identity(i: usize) -> Identity {
-    Identity {
-        subject: format!("CgQ{i:06}EgRsZGFw"),
-        email: Some(format!("user{i}@example.com")),
-        email_verified: Some(true),
-        preferred_username: Some(format!("user{i}")),
-        name: Some(format!("User {i}")),
-        groups: ["devops", "admins", "users", "staff", "vpn"]
-            .map(String::from)
-            .to_vec(),
-        claims: serde_json::Map::new(),
-    }
+    let claims = serde_json::json!({
+        "iss": "https://dex.example.com/dex",
+        "sub": format!("CgQ{i:06}EgRsZGFw"),
+        "aud": "authgate",
+        "exp": 1_800_000_000,
+        "iat": 1_799_913_600,
+        "nonce": format!("{i:0>43}"),
+        "at_hash": format!("{i:0>22}"),
+        "c_hash": format!("{:0>22}", i + 1),
+        "email": format!("user{i}@example.com"),
+        "email_verified": true,
+        "groups": ["devops", "admins", "users", "staff", "vpn"],
+        "name": format!("User {i}"),
+        "preferred_username": format!("user{i}"),
+    });
+    let serde_json::Value::Object(claims) = claims else {
+        unreachable!("a JSON object literal")
+    };
+    authgate::oidc::identity_from_claims(claims)
+}
+
+/// An ID token the size of Dex's for [`identity`]: an RS256 JWT (a header
+/// with a key id, those claims, a 2048-bit signature), about 950 bytes.
+/// Kept for RP-initiated logout's `id_token_hint`.
+fn id_token(i: usize) -> String {
+    format!("eyJhbGciOiJSUzI1NiIsImtpZCI6IjQ{i:0>70}.{i:0>507}.{i:0>342}")
+}
+
+/// Signs user `i` in as a login does: the identity, the refresh token and
+/// the ID token.
+async fn login(
+    sessions: &Sessions,
+    i: usize,
+) -> Result<(String, Arc<authgate::session::SessionRecord>), authgate::session::SessionError> {
+    sessions
+        .create_from(
+            identity(i),
+            Some(refresh_token(i)),
+            i64::MAX,
+            Some(id_token(i)),
+            authgate::session::Origin::default(),
+        )
+        .await
 }
 
 /// A refresh token the size of Dex's (base64 of a protobuf with two ids).
@@ -152,9 +188,7 @@ fn throughput(store: &str) -> Result<(), Box<dyn std::error::Error>> {
         let changes = sessions.follow_changes();
         let mut cookies = Vec::with_capacity(USERS);
         for i in 0..USERS {
-            let (cookie, _) = sessions
-                .create(identity(i), Some(refresh_token(i)), i64::MAX)
-                .await?;
+            let (cookie, _) = login(&sessions, i).await?;
             cookies.push(cookie);
         }
         let routes: Vec<RouteConfig> = (0..1000)
@@ -243,9 +277,7 @@ fn rss(n: usize) -> Result<(), Box<dyn std::error::Error>> {
             tasks.spawn(async move {
                 let mut count = 0usize;
                 for i in (w..n).step_by(workers) {
-                    let (cookie, _) = sessions
-                        .create(identity(i), Some(refresh_token(i)), i64::MAX)
-                        .await?;
+                    let (cookie, _) = login(&sessions, i).await?;
                     // Use it again, as a browser would: a cache hit, or a
                     // store read once the cache is full.
                     if sessions.resolve(&cookie).await?.is_some() {
@@ -312,9 +344,7 @@ fn seed(store: &str, secret: &str, n: usize, out: &str) -> Result<(), Box<dyn st
             tasks.spawn(async move {
                 let mut made = Vec::with_capacity(n / SEED_CALLERS + 1);
                 for i in (w..n).step_by(SEED_CALLERS) {
-                    let (cookie, _) = sessions
-                        .create(identity(i), Some(refresh_token(i)), i64::MAX)
-                        .await?;
+                    let (cookie, _) = login(&sessions, i).await?;
                     made.push((i, cookie));
                     done.fetch_add(1, Ordering::Relaxed);
                 }
