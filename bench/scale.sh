@@ -60,7 +60,8 @@ WARM_SET="${SCALE_WARM_SET:-1000}"
 ZIPF_S="${SCALE_ZIPF_S:-1.1}"
 CACHE_BOUNDS="${SCALE_CACHE_BOUNDS:-10000 25000 50000 100000}"
 # The goals of issue #21.
-RSS_GOAL_MIB=64
+# The issue's "64 MB", in MiB (the unit /proc reports): 64e6 / 2^20.
+RSS_GOAL_MIB=61.0
 P99_GOAL_US=5000
 COLD_RATIO_GOAL=0.5
 
@@ -487,10 +488,10 @@ MD
         done
         local worst
         worst="$(tr '/' '\n' <<<"$HWM_ONE / $HWM_THREE" | sort -g | tail -n1 | tr -d ' ')"
-        printf '| peak RSS per replica (VmHWM), Redis, default cache bound | %s MiB | ≤ %s MiB | %s |\n' \
+        printf '| peak RSS per replica (VmHWM), Redis, default cache bound | %s MiB | ≤ %s MiB (64 MB) | %s |\n' \
             "$worst" "$RSS_GOAL_MIB" "$(verdict "$worst" "<=" "$RSS_GOAL_MIB")"
         if [[ -n "${EMB_HWM:-}" ]]; then
-            printf '| peak RSS, embedded store, %s sessions | %s MiB | ≤ %s MiB | %s |\n' \
+            printf '| peak RSS, embedded store, %s sessions | %s MiB | ≤ %s MiB (64 MB) | %s |\n' \
                 "$SESSIONS" "$EMB_HWM" "$RSS_GOAL_MIB" "$(verdict "$EMB_HWM" "<=" "$RSS_GOAL_MIB")"
             warm="$(col embedded warm 3 "$WORK/closed.tsv")"; cold="$(col embedded cold 3 "$WORK/closed.tsv")"
             ratio="$(ratio "$cold" "$warm")"
