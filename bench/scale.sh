@@ -12,8 +12,9 @@
 #   1. builds authgate and examples/sessions_measure.rs (release); starts a
 #      throwaway redis-server on loopback with persistence off (these
 #      sessions need not survive it) and seeds SCALE_SESSIONS sessions
-#      through `Sessions::create` (`sessions_measure seed`: distinct users,
-#      five groups, a Dex-sized refresh token), keeping the cookie values;
+#      through `Sessions::create_from` (`sessions_measure seed`: distinct
+#      users signed in as Dex's LDAP connector leaves them, ID token and
+#      claims included), keeping the cookie values;
 #   2. one replica (`authgate serve`, the Redis store), then three replicas
 #      (separate processes) behind one nginx (bench/nginx.conf's
 #      auth_request wiring, `least_conn`); for each, three loads:
@@ -450,8 +451,9 @@ write_section() {
 ## Scale
 
 Produced by \`bench/scale.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), authgate $(cd "$REPO_ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$REPO_ROOT" && git diff --quiet HEAD -- . ':(exclude)BENCHMARKS.md' 2>/dev/null || echo ' (with uncommitted changes)'), in $((SECONDS - STARTED_AT)) s.
-$SESSIONS live sessions (distinct users, five groups, a Dex-sized
-refresh token), made through \`Sessions::create\` by \`sessions_measure
+$SESSIONS live sessions, each as a Dex login leaves it (distinct users,
+five groups, every ID-token claim, a Dex-sized refresh token and ID
+token), made through \`Sessions::create_from\` by \`sessions_measure
 seed\`. Redis: Debian's \`redis-server\` on loopback, persistence off;
 seeded in $REDIS_SEED_SECONDS s, $REDIS_KEYS keys, $REDIS_MEMORY MiB used. authgate
 (release, session cache at its default bound) and nginx on core 1; wrk,
