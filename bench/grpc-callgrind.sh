@@ -24,16 +24,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
 CG_WARMUP="${BENCH_CG_WARMUP:-3}"
 CG_SECONDS="${BENCH_CG_SECONDS:-10}"
 
-# wait_ready PORT: /readyz answers 200 (discovery done), within 120 s: the
-# server runs under callgrind, about fifty times slower than native.
-wait_ready() {
-    for _ in $(seq 600); do
-        curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:$1/readyz" && return 0
-        sleep 0.2
-    done
-    die "authgate is not ready on :$1 after 120 s"
-}
-
 # ir_per_call NAME PORT PID: warm-up, zeroed counters, the measured load and
 # a dump; prints "NAME calls Ir Ir/call".
 ir_per_call() {

@@ -99,6 +99,17 @@ start() {
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# wait_ready PORT: authgate's /readyz answers 200 (discovery done), within
+# 120 s: long enough for a server under callgrind, about fifty times slower
+# than native (bench/symbol-order.sh, bench/grpc-callgrind.sh).
+wait_ready() {
+    for _ in $(seq 600); do
+        curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:$1/readyz" && return 0
+        sleep 0.2
+    done
+    die "authgate is not ready on :$1 after 120 s"
+}
+
 wait_for_port() {
     local name="$1" port="$2" pid="$3"
     for _ in $(seq 300); do

@@ -30,16 +30,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
 
 ORDER_FILE="$REPO_ROOT/bench/symbol-order.txt"
 
-# wait_ready PORT: /readyz answers 200 (discovery done), within 120 s: the
-# server runs under callgrind, about fifty times slower than native.
-wait_ready() {
-    for _ in $(seq 600); do
-        curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:$1/readyz" && return 0
-        sleep 0.2
-    done
-    die "authgate is not ready on :$1 after 120 s"
-}
-
 # exercise: every front end once each way, then a load on /oauth2/auth.
 exercise() {
     local ag="http://127.0.0.1:$P_AUTHGATE"
