@@ -47,12 +47,7 @@ main_callgrind() {
     install_system_packages
     build_grpc_tools
     build_rust devidp bare_authz grpc_load
-    local secret
-    secret="$(random_token)"
-    start devidp 0 "$DEVIDP_BIN" --port "$P_IDP" \
-        --client "authgate:$secret:http://127.0.0.1:$P_AUTHGATE/oauth2/callback"
-    wait_for_port devidp "$P_IDP" "$PID_devidp"
-    write_authgate_config "$secret"
+    start_devidp_for_authgate
     log "starting authgate and the bare handler under callgrind (core 1)"
     local callgrind=(valgrind --tool=callgrind --dump-instr=no)
     start authgate 1 "${callgrind[@]}" --callgrind-out-file="$WORK/authgate.cg" \

@@ -99,6 +99,18 @@ start() {
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# start_devidp_for_authgate: the development provider on $P_IDP with one
+# client, authgate, and authgate's configuration for it (the callgrind
+# scripts; run.sh's own run registers oauth2-proxy too).
+start_devidp_for_authgate() {
+    local secret
+    secret="$(random_token)"
+    start devidp 0 "$DEVIDP_BIN" --port "$P_IDP" \
+        --client "authgate:$secret:http://127.0.0.1:$P_AUTHGATE/oauth2/callback"
+    wait_for_port devidp "$P_IDP" "$PID_devidp"
+    write_authgate_config "$secret"
+}
+
 # wait_ready PORT: authgate's /readyz answers 200 (discovery done), within
 # 120 s: long enough for a server under callgrind, about fifty times slower
 # than native (bench/symbol-order.sh, bench/grpc-callgrind.sh).

@@ -86,12 +86,7 @@ main_order() {
     # no --symbol-ordering-file): write none for any other.
     readelf -p .comment "$AUTHGATE_BIN" | grep -q 'Linker: LLD' \
         || die "this toolchain does not link authgate with rust-lld (Rust 1.90+ on x86_64 Linux): no order file"
-    local secret
-    secret="$(random_token)"
-    start devidp 0 "$DEVIDP_BIN" --port "$P_IDP" \
-        --client "authgate:$secret:http://127.0.0.1:$P_AUTHGATE/oauth2/callback"
-    wait_for_port devidp "$P_IDP" "$PID_devidp"
-    write_authgate_config "$secret"
+    start_devidp_for_authgate
     # Loopback is the proxy here, so /forward-auth believes X-Forwarded-*.
     printf 'trusted_proxies: [127.0.0.1/32]\n' >>"$WORK/authgate.yaml"
 
