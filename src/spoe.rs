@@ -754,14 +754,7 @@ mod tests {
         );
         let mut client = http::HeaderMap::new();
         client.insert(header::SET_COOKIE, http::HeaderValue::from_static("c=1"));
-        let allow = Answer {
-            status: http::StatusCode::OK,
-            rpc_code: decision::RpcCode::Ok,
-            upstream,
-            remove: vec!["x_auth_request_user".into()],
-            client,
-            body: "",
-        };
+        let allow = Answer::allow(upstream, vec!["x_auth_request_user".into()], client);
         assert_eq!(
             vars(&actions(&allow)),
             [

@@ -84,14 +84,7 @@ impl Answer {
                 if let Some(cookie) = set_cookie {
                     client.insert(header::SET_COOKIE, cookie.clone());
                 }
-                Answer {
-                    status: StatusCode::OK,
-                    rpc_code: RpcCode::Ok,
-                    upstream,
-                    remove,
-                    client,
-                    body: "",
-                }
+                Answer::allow(upstream, remove, client)
             }
             Decision::SignIn {
                 sign_in_url,
@@ -139,6 +132,23 @@ impl Answer {
                 RpcCode::Unavailable,
                 "authorization temporarily unavailable\n",
             ),
+        }
+    }
+
+    /// An allow with these headers (the front ends' tests build one to
+    /// check how each translates it).
+    pub(crate) fn allow(
+        upstream: HeaderMap,
+        remove: Vec<Cow<'static, str>>,
+        client: HeaderMap,
+    ) -> Answer {
+        Answer {
+            status: StatusCode::OK,
+            rpc_code: RpcCode::Ok,
+            upstream,
+            remove,
+            client,
+            body: "",
         }
     }
 

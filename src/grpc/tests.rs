@@ -91,14 +91,11 @@ fn allow_overwrites_and_removes() {
         header::SET_COOKIE,
         http::HeaderValue::from_static("_authgate=new; Path=/"),
     );
-    let response = check_response(Answer {
-        status: http::StatusCode::OK,
-        rpc_code: decision::RpcCode::Ok,
+    let response = check_response(Answer::allow(
         upstream,
-        remove: vec!["x_auth_request_user".into(), "x-auth-request-email".into()],
+        vec!["x_auth_request_user".into(), "x-auth-request-email".into()],
         client,
-        body: "",
-    });
+    ));
     assert_eq!(response.status.unwrap().code, 0);
     let Some(HttpResponse::OkResponse(ok)) = response.http_response else {
         panic!("ok_response expected")
@@ -155,14 +152,11 @@ fn set_headers_decode_as_prost_options() {
         .iter()
         .map(|header| header_option(header, HeaderAppendAction::OverwriteIfExistsOrAdd))
         .collect();
-    let response = check_response(Answer {
-        status: http::StatusCode::OK,
-        rpc_code: decision::RpcCode::Ok,
+    let response = check_response(Answer::allow(
         upstream,
-        remove: vec!["x_auth_request_user".into()],
+        vec!["x_auth_request_user".into()],
         client,
-        body: "",
-    });
+    ));
     let Some(HttpResponse::OkResponse(ok)) = response.http_response else {
         panic!("ok_response expected")
     };
@@ -179,14 +173,7 @@ fn non_utf8_set_value_is_mended() {
     let mut upstream = http::HeaderMap::new();
     upstream.insert("x-odd", http::HeaderValue::from_bytes(b"a\xffb").unwrap());
     upstream.insert("x-fine", http::HeaderValue::from_static("ok"));
-    let response = check_response(Answer {
-        status: http::StatusCode::OK,
-        rpc_code: decision::RpcCode::Ok,
-        upstream,
-        remove: Vec::new(),
-        client: http::HeaderMap::new(),
-        body: "",
-    });
+    let response = check_response(Answer::allow(upstream, Vec::new(), http::HeaderMap::new()));
     let Some(HttpResponse::OkResponse(ok)) = response.http_response else {
         panic!("ok_response expected")
     };
@@ -203,14 +190,11 @@ fn non_utf8_set_value_is_mended() {
 /// empty message on the wire), never a missing `http_response`.
 #[test]
 fn bare_allow_is_an_ok_response() {
-    let response = check_response(Answer {
-        status: http::StatusCode::OK,
-        rpc_code: decision::RpcCode::Ok,
-        upstream: http::HeaderMap::new(),
-        remove: Vec::new(),
-        client: http::HeaderMap::new(),
-        body: "",
-    });
+    let response = check_response(Answer::allow(
+        http::HeaderMap::new(),
+        Vec::new(),
+        http::HeaderMap::new(),
+    ));
     assert_eq!(
         response.http_response,
         Some(HttpResponse::OkResponse(OkHttpResponse::default()))
