@@ -98,7 +98,7 @@ fn decision_path(c: &mut Criterion) {
         preferred_username: Some("alice".into()),
         name: Some("Alice".into()),
         groups: vec!["devops".into(), "admins".into(), "users".into()],
-        claims: serde_json::Map::new(),
+        claims: Default::default(),
     };
     let (cookie, _) = runtime
         .block_on(sessions.create(identity, None, i64::MAX))

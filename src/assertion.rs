@@ -398,7 +398,7 @@ mod tests {
             preferred_username: Some("alice".into()),
             name: Some("Alice".into()),
             groups: vec!["devops".into(), "admins".into()],
-            claims,
+            claims: claims.into(),
             ..Identity::default()
         }
     }

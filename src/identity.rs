@@ -8,7 +8,9 @@ use std::sync::OnceLock;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+
+mod claims;
+pub use claims::Claims;
 
 /// Identity headers set on allow (the names oauth2-proxy uses, so existing
 /// nginx configs work). The same names arriving from a client are never
@@ -52,8 +54,9 @@ pub struct Identity {
     /// `groups`; empty when the provider omitted the claim (Dex does so for
     /// users in no group).
     pub groups: Vec<String>,
-    /// Every claim of the ID token, for `allowed_idp_claims`.
-    pub claims: Map<String, Value>,
+    /// The ID token's claims, for `allowed_idp_claims`, `claim/…` and
+    /// `jwt_claims_headers`.
+    pub claims: Claims,
 }
 
 impl Identity {

@@ -50,7 +50,7 @@ use crate::clock::SharedClock;
 /// this module sits below it).
 const TRACE: &str = "authgate::otel";
 use crate::config::IdpConfig;
-use crate::identity::Identity;
+use crate::identity::{Claims, Identity};
 
 /// The shortest time between two JWKS fetches caused by unknown `kid`s.
 pub const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
@@ -764,7 +764,7 @@ pub fn identity_from_claims(claims: Map<String, Value>) -> Identity {
         preferred_username: text("preferred_username"),
         name: text("name"),
         groups,
-        claims,
+        claims: Claims::from_token(claims),
     }
 }
 

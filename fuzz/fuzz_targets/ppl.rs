@@ -37,7 +37,8 @@ fuzz_target!(|data: &[u8]| {
         claims: serde_json::json!({"department": "eng", "level": 3, "org": {"unit": "x"}})
             .as_object()
             .cloned()
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .into(),
         ..Identity::default()
     };
     for who in [Some(&user), None] {

@@ -259,7 +259,7 @@ impl ClaimRule {
     }
 
     fn matches(&self, identity: &Identity) -> bool {
-        match identity.claims.get(&*self.name) {
+        match identity.claims.get(&self.name) {
             Some(Value::Array(items)) => items.iter().any(|v| self.accepts(v)),
             Some(value) => self.accepts(value),
             None => false,

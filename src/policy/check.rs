@@ -64,7 +64,7 @@ pub fn test_user(email: Option<&str>, groups: Vec<String>, claims: Map<String, V
         email: email.map(str::to_owned),
         email_verified: email.map(|_| true),
         groups,
-        claims,
+        claims: claims.into(),
         ..Identity::default()
     }
 }

@@ -22,7 +22,7 @@ fn person(email: &str, groups: &[&str], claims: Value) -> Identity {
         email: Some(email.into()),
         email_verified: Some(true),
         groups: groups.iter().map(|g| g.to_string()).collect(),
-        claims: claims.as_object().cloned().unwrap_or_default(),
+        claims: claims.as_object().cloned().unwrap_or_default().into(),
         ..Identity::default()
     }
 }
