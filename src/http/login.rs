@@ -408,7 +408,7 @@ async fn sign_out(
             && let Ok(Some(resolved)) = app.sessions().resolve(value).await
         {
             offer = super::own_sessions::sign_out_all_token(app, &resolved);
-            id_token = resolved.record.id_token.clone();
+            id_token = app.sessions().id_token(&resolved).await.unwrap_or_default();
         }
         if let Err(error) = app.sessions().revoke(value).await {
             app.metrics().store_error(StoreOperation::SignOut);

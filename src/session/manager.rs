@@ -83,8 +83,25 @@ struct Opened {
 /// A record as loaded, with the stamp of the sealed bytes it came from:
 /// `update` expects it.
 struct Entry {
+    /// The record without its ID token: about a kilobyte per cached
+    /// session that only sign-out reads ([`Sessions::id_token`]), so it
+    /// stays in the store.
     record: Arc<SessionRecord>,
     stamp: Stamp,
+    /// The stored record has an ID token that `record` leaves out.
+    id_token_in_store: bool,
+}
+
+impl Entry {
+    /// `record`, sealed as `sealed`, as the cache keeps it.
+    fn new(mut record: SessionRecord, sealed: &[u8]) -> Entry {
+        let id_token_in_store = record.id_token.take().is_some();
+        Entry {
+            record: Arc::new(record),
+            stamp: Stamp::of(sealed),
+            id_token_in_store,
+        }
+    }
 }
 
 /// One store load that concurrent misses for the same id wait on.
@@ -327,12 +344,9 @@ impl Sessions {
             .save(&store_key(&ticket.id), &sealed, self.lifetime)
             .instrument(store_span!("save"))
             .await?;
-        let record = Arc::new(record);
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let entry = Arc::new(Entry {
-            record: Arc::clone(&record),
-            stamp: Stamp::of(&sealed),
-        });
+        let entry = Arc::new(Entry::new(record, &sealed));
+        let record = Arc::clone(&entry.record);
         self.cache_if_current(ticket.id, entry, epoch);
         let cookie = self.sealer.seal(Purpose::SessionCookie, &ticket.encode());
         self.tickets.insert(
@@ -489,7 +503,8 @@ impl Sessions {
     /// session as it now is. `None`: another request or replica changed or
     /// ended the session first — [`Sessions::reload`] it. The record's
     /// `expires_at` is always the ticket's: a refresh never extends a
-    /// session.
+    /// session. A record without an ID token (one made from
+    /// `resolved.record`, which leaves it out) keeps the stored one.
     pub async fn update(
         &self,
         resolved: &Resolved,
@@ -503,6 +518,15 @@ impl Sessions {
         };
         if remaining == 0 {
             return Ok(None);
+        }
+        if record.id_token.is_none() && resolved.entry.id_token_in_store {
+            match self.stored_record(resolved).await? {
+                Some((stored, true)) => record.id_token = stored.id_token,
+                _ => {
+                    self.cache.invalidate(&ticket.id);
+                    return Ok(None);
+                }
+            }
         }
         let sealed = record.seal(&ticket.id, &ticket.key)?;
         let epoch = self.epoch.load(Ordering::SeqCst);
@@ -521,12 +545,41 @@ impl Sessions {
             self.cache.invalidate(&ticket.id);
             return Ok(None);
         }
-        let entry = Arc::new(Entry {
-            record: Arc::new(record),
-            stamp: Stamp::of(&sealed),
-        });
+        let entry = Arc::new(Entry::new(record, &sealed));
         self.cache_if_current(ticket.id, Arc::clone(&entry), epoch);
         Ok(Some(resolved.with_entry(entry)))
+    }
+
+    /// The login's ID token of `resolved`'s session, for sign-out's
+    /// `id_token_hint`: read from the store, since the cached record leaves
+    /// it out.
+    pub async fn id_token(&self, resolved: &Resolved) -> Result<Option<String>, SessionError> {
+        if !resolved.entry.id_token_in_store {
+            return Ok(resolved.record.id_token.clone());
+        }
+        Ok(self
+            .stored_record(resolved)
+            .await?
+            .and_then(|(record, _)| record.id_token))
+    }
+
+    /// `resolved`'s record as stored now, whole, and whether it is still
+    /// the one `resolved` was read from. `None` if the session has ended.
+    async fn stored_record(
+        &self,
+        resolved: &Resolved,
+    ) -> Result<Option<(SessionRecord, bool)>, SessionError> {
+        let ticket = &resolved.ticket;
+        let Some(sealed) = self
+            .store
+            .load(&store_key(&ticket.id))
+            .instrument(store_span!("load"))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let unchanged = sealed.starts_with(resolved.entry.stamp.as_bytes());
+        Ok(SessionRecord::open(&sealed, &ticket.id, &ticket.key).map(|record| (record, unchanged)))
     }
 
     /// The session as the store has it now (after a lost [`update`]), or
@@ -802,10 +855,7 @@ impl Sessions {
             tracing::warn!("session record does not open with its cookie's key; ignoring it");
             return Ok(None);
         };
-        let entry = Arc::new(Entry {
-            record: Arc::new(record),
-            stamp: Stamp::of(&sealed),
-        });
+        let entry = Arc::new(Entry::new(record, &sealed));
         self.cache_if_current(ticket.id, Arc::clone(&entry), epoch);
         Ok(Some(entry))
     }
@@ -1426,6 +1476,64 @@ mod tests {
             "no revival"
         );
         assert!(f.sessions.reload(&first).await.unwrap().is_none());
+    }
+
+    /// The cache leaves the login's ID token in the store: sign-out still
+    /// gets it, an update made from the cached record (a touch, a refresh
+    /// lease) keeps it, a refresh's new one replaces it, and an update
+    /// racing another replica's still loses.
+    #[tokio::test]
+    async fn the_id_token_stays_in_the_store() {
+        let f = fixture();
+        let origin = Origin::default();
+        let (cookie, created) = f
+            .sessions
+            .create_from(identity(1), None, T0, Some("id-1".into()), origin)
+            .await
+            .unwrap();
+        assert_eq!(created.id_token, None, "the cached copy leaves it out");
+        let first = f.sessions.resolve(&cookie).await.unwrap().unwrap();
+        assert_eq!(first.record.id_token, None);
+        assert_eq!(
+            f.sessions.id_token(&first).await.unwrap().as_deref(),
+            Some("id-1")
+        );
+
+        let mut touched = (*first.record).clone();
+        touched.last_seen_at = T0 + 1;
+        let touched = f.sessions.update(&first, touched).await.unwrap().unwrap();
+        let peer = cold_peer(&f);
+        let cold = peer.resolve(&cookie).await.unwrap().unwrap();
+        assert_eq!(cold.record.last_seen_at, T0 + 1);
+        assert_eq!(peer.id_token(&cold).await.unwrap().as_deref(), Some("id-1"));
+
+        let mut refreshed = (*touched.record).clone();
+        refreshed.id_token = Some("id-2".into());
+        let refreshed = f
+            .sessions
+            .update(&touched, refreshed)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            f.sessions.id_token(&refreshed).await.unwrap().as_deref(),
+            Some("id-2")
+        );
+
+        // `cold` was read before the refresh: its touch must lose, not write
+        // the old record back.
+        let mut stale = (*cold.record).clone();
+        stale.last_seen_at = T0 + 2;
+        assert!(peer.update(&cold, stale).await.unwrap().is_none());
+        let now = cold_peer(&f).resolve(&cookie).await.unwrap().unwrap();
+        assert_eq!(now.record.last_seen_at, T0 + 1);
+        assert_eq!(
+            f.sessions.id_token(&now).await.unwrap().as_deref(),
+            Some("id-2")
+        );
+
+        f.sessions.revoke(&cookie).await.unwrap();
+        assert_eq!(f.sessions.id_token(&now).await.unwrap(), None);
     }
 
     /// `end` revokes a resolved session here and in the store;
