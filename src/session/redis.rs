@@ -586,18 +586,22 @@ fn unacknowledged(acked: i64, wanted: i64) -> RedisError {
 /// Why one try of a store operation failed.
 enum Failure {
     /// No connection: the server (or, through Sentinel, the master they
-    /// name) did not answer.
-    Connect(StoreError),
+    /// name) did not answer, or refused us.
+    Connect(RedisError),
     /// The command failed on the connection.
     Command(RedisError),
 }
 
 impl Failure {
     /// Whether the failure means "no master here" (see
-    /// [`RedisStore::through_failover`]).
+    /// [`RedisStore::through_failover`]). Wrong credentials or settings
+    /// are not: no new master will accept them, so the error is the answer.
     fn master_unreachable(&self) -> bool {
         match self {
-            Failure::Connect(_) => true,
+            Failure::Connect(e) => !matches!(
+                e.kind(),
+                ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig
+            ),
             Failure::Command(e) => {
                 e.is_connection_dropped()
                     || e.is_connection_refusal()
@@ -611,14 +615,13 @@ impl Failure {
 
     fn into_store(self) -> StoreError {
         match self {
-            Failure::Connect(e) => e,
-            Failure::Command(e) => StoreError::backend(e),
+            Failure::Connect(e) | Failure::Command(e) => StoreError::backend(e),
         }
     }
 }
 
 impl Inner {
-    async fn connection(&self) -> Result<Conn, StoreError> {
+    async fn connection(&self) -> Result<Conn, RedisError> {
         if let Some(conn) = self.conn.load_full() {
             return Ok((*conn).clone());
         }
@@ -632,8 +635,7 @@ impl Inner {
                 Err(RedisError::from(std::io::Error::from(
                     std::io::ErrorKind::TimedOut,
                 )))
-            })
-            .map_err(StoreError::backend)?;
+            })?;
         self.conn.store(Some(Arc::new(conn.clone())));
         Ok(conn)
     }
@@ -988,8 +990,9 @@ mod tests {
     }
 
     /// Through Sentinel, only "no master here" is tried again; a write
-    /// the replicas did not acknowledge, a timeout or a script error is
-    /// the answer (trying it again would only hold the request longer).
+    /// the replicas did not acknowledge, a timeout, a script error or a
+    /// refused password is the answer (trying it again would only hold the
+    /// request longer).
     #[test]
     fn a_failover_retries_only_a_missing_master() {
         use std::io::{Error, ErrorKind as Io};
@@ -1001,8 +1004,10 @@ mod tests {
         assert!(retried((read_only, "READONLY").into()));
         let master_down = ErrorKind::Server(ServerErrorKind::MasterDown);
         assert!(retried((master_down, "MASTERDOWN").into()));
-        let no_master = StoreError::backend(Error::from(Io::ConnectionRefused));
+        let no_master = Error::from(Io::ConnectionRefused).into();
         assert!(Failure::Connect(no_master).master_unreachable());
+        let wrong_password = (ErrorKind::AuthenticationFailed, "WRONGPASS").into();
+        assert!(!Failure::Connect(wrong_password).master_unreachable());
 
         assert!(!retried(unacknowledged(0, 1)));
         assert!(!retried(Error::from(Io::TimedOut).into()));
