@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::client::Client;
 use super::verdict::Decision;
-use crate::identity::{HEADER_JWT, identity_headers_to_remove};
+use crate::identity::{HEADER_JWT, IDENTITY_HEADER_COUNT, identity_headers_to_remove};
 
 /// How the proxy asked, which decides how a refusal is told.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,11 +176,10 @@ pub fn www_authenticate(invalid_token: bool) -> HeaderValue {
 }
 
 /// The identity headers to pass upstream: empty unless the decision is an
-/// allow with a session on a route that passes identity headers. A clone
-/// of the session's rendered map (the names common to every answer are not
-/// hashed in again) plus the assertion and the route's claim headers. A
-/// value that cannot be a header (control characters) is left out rather
-/// than passed mangled.
+/// allow with a session on a route that passes identity headers: the
+/// session's rendered values, the assertion and the route's claim headers,
+/// in a map sized for all of them. A value that cannot be a header
+/// (control characters) is left out rather than passed mangled.
 fn identity_headers(decision: &Decision) -> HeaderMap {
     let Decision::Allow {
         session: Some(session),
@@ -193,8 +192,8 @@ fn identity_headers(decision: &Decision) -> HeaderMap {
         return HeaderMap::new();
     };
     let identity = &session.identity;
-    let mut headers = session.headers.get_or_render(identity).clone();
-    headers.reserve(1 + claim_headers.claims.len());
+    let mut headers = HeaderMap::with_capacity(IDENTITY_HEADER_COUNT + claim_headers.claims.len());
+    session.headers.insert_into(identity, &mut headers);
     if let Some(assertion) = assertion {
         headers.insert(HEADER_JWT, assertion.clone());
     }
