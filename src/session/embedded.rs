@@ -5,8 +5,11 @@
 //! redb is synchronous; every call runs on the store's own two threads
 //! ([`FilePool`]) so a slow disk never stalls the request workers. Each
 //! value is stored as `expires_at (i64, big-endian) || sealed bytes`;
-//! expired entries read as absent and a write sweeps them out at most once
-//! a minute.
+//! expired entries read as absent, and a write sweeps them out at most once
+//! a minute. Each table has an expiry index beside it ([`expiring`]), so a
+//! sweep reads only the expired entries, not the whole table, and removes
+//! at most [`SWEEP_LIMIT`] per table; a sweep that leaves some goes on with
+//! the next write.
 //!
 //! A failed write (disk full, I/O error) makes redb refuse every later
 //! operation on that handle (`PreviousIo`) until the file is reopened, so
@@ -21,19 +24,22 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use redb::{Database, ReadableDatabase as _, ReadableTable as _, Table, TableDefinition};
+use redb::{Database, ReadableDatabase as _, TableHandle as _};
 
 use crate::clock::SharedClock;
 
 use super::file_pool::{FILE_THREADS, FilePool};
 use super::store::{IndexEntry, SessionStore, StoreError, StoreFuture, expiry, matches_expected};
+use expiring::{Expiring, INDEX, SESSIONS, Tables, live};
 
-const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions_v1");
-/// The per-user session index: `user/id` → expiry and metadata, stored as
-/// the sessions are.
-const INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("user_sessions_v1");
+mod expiring;
+
 /// Clock seconds between two sweeps of expired entries.
 const SWEEP_INTERVAL: i64 = 60;
+/// The most entries of one table a sweep removes, so the write that
+/// carries it does bounded work however many expired at once (a restart
+/// after a long stop); the rest go with the next writes.
+const SWEEP_LIMIT: usize = 1000;
 /// redb's own page cache. The hot sessions are in the in-process session
 /// cache, so the store is read on a cache miss, for a random session: at
 /// a million sessions the leaves and the B-tree level above them (1.3 GB
@@ -127,39 +133,39 @@ fn open_database(path: &Path) -> Result<Database, redb::DatabaseError> {
     Database::builder().set_cache_size(CACHE_BYTES).create(path)
 }
 
-/// `Some(payload)` if `stored` is live at `now`.
-fn live(stored: &[u8], now: i64) -> Option<&[u8]> {
-    let (expires_at, payload) = stored.split_first_chunk::<8>()?;
-    (now < i64::from_be_bytes(*expires_at)).then_some(payload)
-}
-
-fn encode(value: &[u8], expires_at: i64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + value.len());
-    out.extend_from_slice(&expires_at.to_be_bytes());
-    out.extend_from_slice(value);
-    out
-}
-
 impl Inner {
-    /// Opens the file and creates both tables, so reads never meet a
-    /// missing one. The first sweep comes with a write a sweep interval
-    /// on, not here: it reads every entry, which would hold up the start
-    /// (expired entries read as absent meanwhile).
+    /// Opens the file and creates the tables, so reads never meet a
+    /// missing one. A file from before the expiry indexes gets them here,
+    /// built once from every entry; a file that has them opens without
+    /// reading any entry. The first sweep comes with a write a sweep
+    /// interval on (expired entries read as absent meanwhile).
     fn open(path: &Path, clock: SharedClock) -> Result<Inner, redb::Error> {
         let db = open_database(path)?;
-        let txn = db.begin_read()?;
-        let missing = [SESSIONS, INDEX].into_iter().any(|table| {
-            matches!(
-                txn.open_table(table),
-                Err(redb::TableError::TableDoesNotExist(_))
-            )
-        });
-        drop(txn);
-        if missing {
+        let existing: Vec<String> = db
+            .begin_read()?
+            .list_tables()?
+            .map(|table| table.name().to_owned())
+            .collect();
+        if ![SESSIONS, INDEX]
+            .iter()
+            .all(|tables| tables.exist(&existing))
+        {
             let txn = db.begin_write()?;
-            txn.open_table(SESSIONS)?;
-            txn.open_table(INDEX)?;
+            let mut built = Vec::new();
+            for tables in [SESSIONS, INDEX] {
+                if let Some(entries) = tables.create(&txn, &existing)? {
+                    built.push((tables.name(), entries));
+                }
+            }
             txn.commit()?;
+            for (table, entries) in built {
+                tracing::info!(
+                    path = %path.display(),
+                    table,
+                    entries,
+                    "session store file predates the expiry index: built it from every entry (once)"
+                );
+            }
         }
         Ok(Inner {
             db: RwLock::new(Some(Arc::new(db))),
@@ -220,7 +226,7 @@ impl Inner {
     /// one is due.
     fn write<T>(
         &self,
-        op: impl FnOnce(&mut Table<'_, &'static str, &'static [u8]>, i64) -> Result<T, redb::Error>,
+        op: impl FnOnce(&mut Expiring<'_>, i64) -> Result<T, redb::Error>,
     ) -> Result<T, redb::Error> {
         self.with_db(|db| self.write_on(db, SESSIONS, op))
     }
@@ -228,7 +234,7 @@ impl Inner {
     /// The same on the index table.
     fn write_index<T>(
         &self,
-        op: impl FnOnce(&mut Table<'_, &'static str, &'static [u8]>, i64) -> Result<T, redb::Error>,
+        op: impl FnOnce(&mut Expiring<'_>, i64) -> Result<T, redb::Error>,
     ) -> Result<T, redb::Error> {
         self.with_db(|db| self.write_on(db, INDEX, op))
     }
@@ -236,20 +242,23 @@ impl Inner {
     fn write_on<T>(
         &self,
         db: &Database,
-        table: TableDefinition<'static, &'static str, &'static [u8]>,
-        op: impl FnOnce(&mut Table<'_, &'static str, &'static [u8]>, i64) -> Result<T, redb::Error>,
+        tables: Tables,
+        op: impl FnOnce(&mut Expiring<'_>, i64) -> Result<T, redb::Error>,
     ) -> Result<T, redb::Error> {
         let now = self.clock.now();
         let txn = db.begin_write()?;
         let last = self.last_sweep.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= SWEEP_INTERVAL {
+            let mut done = true;
             for swept in [SESSIONS, INDEX] {
-                txn.open_table(swept)?
-                    .retain(|_, stored| live(stored, now).is_some())?;
+                done &= swept.open(&txn)?.sweep(now, SWEEP_LIMIT)?;
             }
-            self.last_sweep.store(now, Ordering::Relaxed);
+            // Left some: the next write sweeps on.
+            if done {
+                self.last_sweep.store(now, Ordering::Relaxed);
+            }
         }
-        let result = op(&mut txn.open_table(table)?, now)?;
+        let result = op(&mut tables.open(&txn)?, now)?;
         txn.commit()?;
         Ok(result)
     }
@@ -259,7 +268,7 @@ impl Inner {
         self.with_db(|db| {
             let now = self.clock.now();
             let txn = db.begin_read()?;
-            let table = txn.open_table(INDEX)?;
+            let table = txn.open_table(INDEX.entries())?;
             let mut found = Vec::new();
             for item in table.range(prefix..)? {
                 let (key, value) = item?;
@@ -287,7 +296,7 @@ impl SessionStore for EmbeddedStore {
             inner.with_db(|db| {
                 let now = inner.clock.now();
                 let txn = db.begin_read()?;
-                let table = txn.open_table(SESSIONS)?;
+                let table = txn.open_table(SESSIONS.entries())?;
                 let value = table.get(key.as_str())?;
                 Ok(value.and_then(|v| live(v.value(), now).map(<[u8]>::to_vec)))
             })
@@ -298,21 +307,13 @@ impl SessionStore for EmbeddedStore {
         let key = key.to_owned();
         let value = value.to_vec();
         self.blocking(move |inner| {
-            inner.write(|table, now| {
-                table.insert(key.as_str(), encode(&value, expiry(now, ttl)).as_slice())?;
-                Ok(())
-            })
+            inner.write(|sessions, now| sessions.insert(&key, &value, expiry(now, ttl)))
         })
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> StoreFuture<'a, ()> {
         let key = key.to_owned();
-        self.blocking(move |inner| {
-            inner.write(|table, _| {
-                table.remove(key.as_str())?;
-                Ok(())
-            })
-        })
+        self.blocking(move |inner| inner.write(|sessions, _| sessions.remove(&key)))
     }
 
     fn compare_and_swap<'a>(
@@ -328,14 +329,14 @@ impl SessionStore for EmbeddedStore {
         // redb serialises write transactions, so the read and the insert
         // below are atomic with respect to every other writer.
         self.blocking(move |inner| {
-            inner.write(|table, now| {
+            inner.write(|sessions, now| {
                 let matches = {
-                    let current = table.get(key.as_str())?;
+                    let current = sessions.get(&key)?;
                     let current = current.as_ref().and_then(|v| live(v.value(), now));
                     matches_expected(current, expected.as_deref())
                 };
                 if matches {
-                    table.insert(key.as_str(), encode(&new, expiry(now, ttl)).as_slice())?;
+                    sessions.insert(&key, &new, expiry(now, ttl))?;
                 }
                 Ok(matches)
             })
@@ -346,7 +347,7 @@ impl SessionStore for EmbeddedStore {
         self.blocking(|inner| {
             inner.with_db(|db| {
                 let txn = db.begin_read()?;
-                txn.open_table(SESSIONS)?;
+                txn.open_table(SESSIONS.entries())?;
                 Ok(())
             })
         })
@@ -362,10 +363,7 @@ impl SessionStore for EmbeddedStore {
         let key = index_key(user, id);
         let meta = meta.to_vec();
         self.blocking(move |inner| {
-            inner.write_index(|table, now| {
-                table.insert(key.as_str(), encode(&meta, expiry(now, ttl)).as_slice())?;
-                Ok(())
-            })
+            inner.write_index(|index, now| index.insert(&key, &meta, expiry(now, ttl)))
         })
     }
 
@@ -377,9 +375,9 @@ impl SessionStore for EmbeddedStore {
     fn index_remove<'a>(&'a self, user: &'a str, ids: &'a [String]) -> StoreFuture<'a, ()> {
         let keys: Vec<String> = ids.iter().map(|id| index_key(user, id)).collect();
         self.blocking(move |inner| {
-            inner.write_index(|table, _| {
+            inner.write_index(|index, _| {
                 for key in &keys {
-                    table.remove(key.as_str())?;
+                    index.remove(key)?;
                 }
                 Ok(())
             })
@@ -403,7 +401,7 @@ impl SessionStore for EmbeddedStore {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use redb::ReadableTableMetadata as _;
+    use redb::{ReadableTable as _, ReadableTableMetadata as _};
 
     use crate::clock::ManualClock;
     use crate::session::conformance;
@@ -468,8 +466,180 @@ mod tests {
             .await
             .unwrap();
         let txn = store.inner.database().unwrap().begin_read().unwrap();
-        let table = txn.open_table(SESSIONS).unwrap();
+        let table = txn.open_table(SESSIONS.entries()).unwrap();
         assert_eq!(table.len().unwrap(), 1);
+    }
+
+    /// The entries of `tables` as (expiry, key), and the rows of its expiry
+    /// index, both in order.
+    type Contents = (Vec<(i64, String)>, Vec<(i64, String)>);
+
+    fn contents(store: &EmbeddedStore, tables: Tables) -> Contents {
+        let txn = store.inner.database().unwrap().begin_read().unwrap();
+        let entries = txn.open_table(tables.entries()).unwrap();
+        let mut entries: Vec<(i64, String)> = entries
+            .iter()
+            .unwrap()
+            .map(|entry| {
+                let (key, stored) = entry.unwrap();
+                let at = stored.value().first_chunk::<8>().unwrap();
+                (i64::from_be_bytes(*at), key.value().to_owned())
+            })
+            .collect();
+        entries.sort();
+        let rows = txn.open_table(tables.expiry()).unwrap();
+        let rows = rows
+            .iter()
+            .unwrap()
+            .map(|row| {
+                let (row, _) = row.unwrap();
+                let (at, key) = row.value();
+                (at, key.to_owned())
+            })
+            .collect();
+        (entries, rows)
+    }
+
+    /// The keys of `tables`' entries, after checking that its expiry index
+    /// has one row per entry, at the entry's expiry.
+    fn keys(store: &EmbeddedStore, tables: Tables) -> Vec<String> {
+        let (entries, rows) = contents(store, tables);
+        assert_eq!(entries, rows, "the expiry index of {}", tables.name());
+        let mut keys: Vec<String> = entries.into_iter().map(|(_, key)| key).collect();
+        keys.sort();
+        keys
+    }
+
+    /// A session renewed before it expired (saved again, or swapped, with
+    /// a later expiry) is not swept at its first expiry; the expired ones
+    /// are, from both tables, and each index follows its table.
+    #[tokio::test]
+    async fn sweep_keeps_renewed_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(1_000);
+        let store =
+            EmbeddedStore::open(&dir.path().join("s.redb"), Arc::new(clock.clone())).unwrap();
+        let short = Duration::from_secs(10);
+        let long = Duration::from_secs(1000);
+        for key in ["a", "b", "c", "d"] {
+            store.save(key, b"v1", short).await.unwrap();
+        }
+        store.save("b", b"v2", long).await.unwrap();
+        assert!(
+            store
+                .compare_and_swap("c", Some(b"v1"), b"v2", long)
+                .await
+                .unwrap()
+        );
+        store.delete("d").await.unwrap();
+        store.index_add("alice", "s1", b"m", short).await.unwrap();
+        store.index_add("alice", "s2", b"m", short).await.unwrap();
+        store.index_add("alice", "s2", b"m", long).await.unwrap();
+        assert_eq!(keys(&store, SESSIONS), ["a", "b", "c"]);
+
+        clock.advance(SWEEP_INTERVAL);
+        store.save("fresh", b"v", short).await.unwrap();
+        assert_eq!(keys(&store, SESSIONS), ["b", "c", "fresh"]);
+        assert_eq!(keys(&store, INDEX), ["alice/s2"]);
+        for key in ["b", "c"] {
+            assert_eq!(store.load(key).await.unwrap().as_deref(), Some(&b"v2"[..]));
+        }
+        let listed = store.index_list("alice").await.unwrap();
+        assert_eq!(listed, [("s2".to_owned(), b"m".to_vec())]);
+    }
+
+    /// One write removes at most [`SWEEP_LIMIT`] expired entries of a
+    /// table; the next write goes on with the rest, without waiting for
+    /// another sweep interval.
+    #[tokio::test]
+    async fn sweep_is_capped_and_goes_on_with_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(1_000);
+        let store =
+            EmbeddedStore::open(&dir.path().join("s.redb"), Arc::new(clock.clone())).unwrap();
+        {
+            let db = store.inner.database().unwrap();
+            let txn = db.begin_write().unwrap();
+            let mut sessions = SESSIONS.open(&txn).unwrap();
+            for i in 0..SWEEP_LIMIT + 5 {
+                sessions.insert(&format!("old{i:05}"), b"v", 1_010).unwrap();
+            }
+            sessions.insert("live", b"v", 5_000).unwrap();
+            drop(sessions);
+            txn.commit().unwrap();
+        }
+        clock.advance(SWEEP_INTERVAL);
+        store
+            .save("fresh", b"v", Duration::from_secs(10))
+            .await
+            .unwrap();
+        let left = keys(&store, SESSIONS);
+        assert_eq!(left.len(), 5 + 2, "{left:?}");
+        store
+            .save("fresh", b"v", Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(keys(&store, SESSIONS), ["fresh", "live"]);
+    }
+
+    /// A file written before the expiry indexes existed (only the two
+    /// entry tables) opens: its live entries load, its expired ones read
+    /// as absent, and a later sweep removes them, from both tables.
+    #[tokio::test]
+    async fn file_from_before_the_expiry_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let stored =
+            |expires_at: i64, payload: &[u8]| [&expires_at.to_be_bytes(), payload].concat();
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            let old = redb::TableDefinition::<&str, &[u8]>::new;
+            let mut sessions = txn.open_table(old("sessions_v1")).unwrap();
+            sessions
+                .insert("live", &stored(5_000, b"alive")[..])
+                .unwrap();
+            sessions
+                .insert("later", &stored(1_030, b"soon")[..])
+                .unwrap();
+            sessions
+                .insert("dead", &stored(1_000, b"gone")[..])
+                .unwrap();
+            let mut index = txn.open_table(old("user_sessions_v1")).unwrap();
+            index.insert("alice/s1", &stored(5_000, b"m1")[..]).unwrap();
+            index.insert("bob/s2", &stored(900, b"m2")[..]).unwrap();
+            drop((sessions, index));
+            txn.commit().unwrap();
+        }
+        let clock = ManualClock::new(1_000);
+        let store = EmbeddedStore::open(&path, Arc::new(clock.clone())).unwrap();
+        assert_eq!(
+            store.load("live").await.unwrap().as_deref(),
+            Some(&b"alive"[..])
+        );
+        assert_eq!(
+            store.load("later").await.unwrap().as_deref(),
+            Some(&b"soon"[..])
+        );
+        assert_eq!(store.load("dead").await.unwrap(), None);
+        assert_eq!(store.index_users().await.unwrap(), ["alice"]);
+        assert_eq!(keys(&store, SESSIONS), ["dead", "later", "live"]);
+        assert_eq!(keys(&store, INDEX), ["alice/s1", "bob/s2"]);
+
+        clock.advance(SWEEP_INTERVAL);
+        store
+            .save("fresh", b"v", Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(keys(&store, SESSIONS), ["fresh", "live"]);
+        assert_eq!(keys(&store, INDEX), ["alice/s1"]);
+        drop(store);
+        let store = EmbeddedStore::open(&path, Arc::new(clock.clone())).unwrap();
+        assert_eq!(keys(&store, SESSIONS), ["fresh", "live"]);
+        assert_eq!(
+            store.load("live").await.unwrap().as_deref(),
+            Some(&b"alive"[..])
+        );
     }
 
     /// A file of `n` entries, `key{i}` → [`value`]`(i)`, closed cleanly.
