@@ -487,16 +487,7 @@ mod tests {
             })
             .collect();
         entries.sort();
-        let rows = txn.open_table(tables.expiry()).unwrap();
-        let rows = rows
-            .iter()
-            .unwrap()
-            .map(|row| {
-                let (row, _) = row.unwrap();
-                let (at, key) = row.value();
-                (at, key.to_owned())
-            })
-            .collect();
+        let rows = expiring::rows_of(&txn.open_table(tables.expiry()).unwrap());
         (entries, rows)
     }
 

@@ -574,17 +574,11 @@ impl Sessions {
         &self,
         resolved: &Resolved,
     ) -> Result<Option<(SessionRecord, bool)>, SessionError> {
-        let ticket = &resolved.ticket;
-        let Some(sealed) = self
-            .store
-            .load(&store_key(&ticket.id))
-            .instrument(store_span!("load"))
+        let stamp = resolved.entry.stamp.as_bytes();
+        Ok(self
+            .read(&resolved.ticket)
             .await?
-        else {
-            return Ok(None);
-        };
-        let unchanged = sealed.starts_with(resolved.entry.stamp.as_bytes());
-        Ok(SessionRecord::open(&sealed, &ticket.id, &ticket.key).map(|record| (record, unchanged)))
+            .map(|(record, sealed)| (record, sealed.starts_with(stamp))))
     }
 
     /// The session as the store has it now (after a lost [`update`]), or
@@ -846,6 +840,20 @@ impl Sessions {
 
     async fn load(&self, ticket: &Ticket) -> Result<Option<Arc<Entry>>, SessionError> {
         let epoch = self.epoch.load(Ordering::SeqCst);
+        let Some((record, sealed)) = self.read(ticket).await? else {
+            return Ok(None);
+        };
+        let entry = Arc::new(Entry::new(record, &sealed));
+        self.cache_if_current(ticket.id, Arc::clone(&entry), epoch);
+        Ok(Some(entry))
+    }
+
+    /// `ticket`'s record as stored, and its sealed bytes; `None` if the
+    /// session is not in the store or its entry does not open.
+    async fn read(
+        &self,
+        ticket: &Ticket,
+    ) -> Result<Option<(SessionRecord, Vec<u8>)>, SessionError> {
         let Some(sealed) = self
             .store
             .load(&store_key(&ticket.id))
@@ -860,9 +868,7 @@ impl Sessions {
             tracing::warn!("session record does not open with its cookie's key; ignoring it");
             return Ok(None);
         };
-        let entry = Arc::new(Entry::new(record, &sealed));
-        self.cache_if_current(ticket.id, Arc::clone(&entry), epoch);
-        Ok(Some(entry))
+        Ok(Some((record, sealed)))
     }
 
     /// Caches `entry` unless a `forget` ran since `epoch` was read. Insert

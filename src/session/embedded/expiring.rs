@@ -184,6 +184,23 @@ fn encode(payload: &[u8], expires_at: i64) -> Vec<u8> {
     out
 }
 
+/// The rows of an expiry index, in order (for tests).
+#[cfg(test)]
+pub(super) fn rows_of(
+    expiry: &impl redb::ReadableTable<(i64, &'static str), ()>,
+) -> Vec<(i64, String)> {
+    #[allow(clippy::unwrap_used)]
+    expiry
+        .iter()
+        .unwrap()
+        .map(|row| {
+            let (row, _) = row.unwrap();
+            let (at, key) = row.value();
+            (at, key.to_owned())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -191,16 +208,7 @@ mod tests {
     use redb::Database;
 
     fn rows(tables: &Expiring<'_>) -> Vec<(i64, String)> {
-        tables
-            .expiry
-            .iter()
-            .unwrap()
-            .map(|row| {
-                let (row, _) = row.unwrap();
-                let (at, key) = row.value();
-                (at, key.to_owned())
-            })
-            .collect()
+        rows_of(&tables.expiry)
     }
 
     /// A row that does not match its entry's expiry (none is written, but
