@@ -754,7 +754,14 @@ mod tests {
         );
         let mut client = http::HeaderMap::new();
         client.insert(header::SET_COOKIE, http::HeaderValue::from_static("c=1"));
-        let allow = Answer::allow(upstream, vec!["x_auth_request_user".into()], client);
+        let allow = Answer::allow(
+            upstream,
+            crate::decision::Removals {
+                identity: &["x_auth_request_user"],
+                claims: Vec::new(),
+            },
+            client,
+        );
         assert_eq!(
             vars(&actions(&allow)),
             [
