@@ -193,11 +193,6 @@ async fn check(app: &App, message: &Message) -> Vec<Action> {
         (Some(scheme), Some(host), Some(path)) => Target::from_parts(scheme, host, path),
         _ => Err(TargetError::Missing),
     };
-    let mode = Mode::Direct {
-        client: Client::classify(header),
-        safe_method: method
-            .is_some_and(|m| m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("HEAD")),
-    };
     let asker = Asker {
         front_end: FrontEnd::Haproxy,
         request_id: crate::telemetry::request_id(text(arg::REQUEST_ID).map(str::as_bytes)),
@@ -220,6 +215,11 @@ async fn check(app: &App, message: &Message) -> Vec<Action> {
             },
         )
         .await;
+    let mode = Mode::Direct {
+        client: Client::for_decision(&decision, header),
+        safe_method: method
+            .is_some_and(|m| m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("HEAD")),
+    };
     actions(&Answer::new(&decision, mode))
 }
 

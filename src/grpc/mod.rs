@@ -120,7 +120,7 @@ impl AuthzService {
             )
             .await;
         let mode = Mode::Direct {
-            client: Client::classify(|name| headers.get(name)),
+            client: Client::for_decision(&decision, |name| headers.get(name)),
             safe_method: method
                 .is_some_and(|m| m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("HEAD")),
         };

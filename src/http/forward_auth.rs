@@ -85,7 +85,7 @@ pub(super) async fn forward_auth_any(State(app): State<Arc<App>>, request: Reque
         )
         .await;
     let mode = Mode::Direct {
-        client: Client::classify(header),
+        client: Client::for_decision(&decision, header),
         safe_method: asked.safe_method,
     };
     render(Answer::new(&decision, mode))
