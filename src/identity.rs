@@ -211,26 +211,35 @@ pub fn separator_spellings(name: &str) -> Vec<String> {
 /// left out on purpose: Envoy applies removals *after* setting headers, so
 /// listing them would strip our own values; overwriting already replaces
 /// the client's.
-pub fn identity_headers_to_remove(set: &HeaderMap) -> Vec<&'static str> {
+pub fn identity_headers_to_remove(set: &HeaderMap) -> &'static [&'static str] {
     // The few names set, compared with the five identity names: cheaper
     // than five lookups, each of which hashes its name.
-    let mut is_set = [false; IDENTITY_HEADER_COUNT];
+    let mut set_mask = 0;
     for name in set.keys() {
         if let Some(i) = IDENTITY_HEADERS.iter().position(|known| known == name) {
-            is_set[i] = true;
+            set_mask |= 1 << i;
         }
     }
-    let mut remove = Vec::with_capacity(48);
-    for (spellings, is_set) in identity_header_spellings().iter().zip(is_set) {
-        let mut spellings = spellings.iter().map(String::as_str);
-        if let Some(canonical) = spellings.next()
-            && !is_set
-        {
-            remove.push(canonical);
-        }
-        remove.extend(spellings);
-    }
-    remove
+    &removal_lists()[set_mask]
+}
+
+/// The removal list for each combination of identity headers set (bit `i`:
+/// `IDENTITY_HEADERS[i]` is set), built once rather than on every allow.
+fn removal_lists() -> &'static [Vec<&'static str>] {
+    static LISTS: std::sync::LazyLock<Vec<Vec<&'static str>>> = std::sync::LazyLock::new(|| {
+        (0..1usize << IDENTITY_HEADER_COUNT)
+            .map(|set_mask| {
+                let mut remove = Vec::new();
+                for (i, spellings) in identity_header_spellings().iter().enumerate() {
+                    // The canonical spelling comes first: skipped when set.
+                    let skip = usize::from(set_mask & (1 << i) != 0);
+                    remove.extend(spellings.iter().skip(skip).map(String::as_str));
+                }
+                remove
+            })
+            .collect()
+    });
+    &LISTS
 }
 
 #[cfg(test)]

@@ -193,11 +193,6 @@ async fn check(app: &App, message: &Message) -> Vec<Action> {
         (Some(scheme), Some(host), Some(path)) => Target::from_parts(scheme, host, path),
         _ => Err(TargetError::Missing),
     };
-    let mode = Mode::Direct {
-        client: Client::classify(header),
-        safe_method: method
-            .is_some_and(|m| m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("HEAD")),
-    };
     let asker = Asker {
         front_end: FrontEnd::Haproxy,
         request_id: crate::telemetry::request_id(text(arg::REQUEST_ID).map(str::as_bytes)),
@@ -220,6 +215,11 @@ async fn check(app: &App, message: &Message) -> Vec<Action> {
             },
         )
         .await;
+    let mode = Mode::Direct {
+        client: Client::for_decision(&decision, header),
+        safe_method: method
+            .is_some_and(|m| m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("HEAD")),
+    };
     actions(&Answer::new(&decision, mode))
 }
 
@@ -754,7 +754,14 @@ mod tests {
         );
         let mut client = http::HeaderMap::new();
         client.insert(header::SET_COOKIE, http::HeaderValue::from_static("c=1"));
-        let allow = Answer::allow(upstream, vec!["x_auth_request_user".into()], client);
+        let allow = Answer::allow(
+            upstream,
+            crate::decision::Removals {
+                identity: &["x_auth_request_user"],
+                claims: Vec::new(),
+            },
+            client,
+        );
         assert_eq!(
             vars(&actions(&allow)),
             [

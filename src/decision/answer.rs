@@ -52,7 +52,7 @@ pub struct Answer {
     /// (client-sent identity headers in every spelling) — see
     /// [`identity_headers_to_remove`]. nginx's configuration strips them
     /// itself.
-    pub remove: Vec<Cow<'static, str>>,
+    pub remove: Removals,
     /// Headers for the client's response: the re-issued session cookie on
     /// allow; `Location`, `WWW-Authenticate`, `Cache-Control` on a refusal.
     pub client: HeaderMap,
@@ -68,7 +68,7 @@ impl Answer {
             status,
             rpc_code,
             upstream: HeaderMap::new(),
-            remove: Vec::new(),
+            remove: Removals::default(),
             client: no_store(1),
             body: if direct { body } else { "" },
         };
@@ -78,7 +78,7 @@ impl Answer {
                 let remove = if direct {
                     headers_to_remove(decision, &upstream)
                 } else {
-                    Vec::new()
+                    Removals::default()
                 };
                 let mut client = HeaderMap::new();
                 if let Some(cookie) = set_cookie {
@@ -137,11 +137,7 @@ impl Answer {
 
     /// An allow with these headers (the front ends' tests build one to
     /// check how each translates it).
-    pub(crate) fn allow(
-        upstream: HeaderMap,
-        remove: Vec<Cow<'static, str>>,
-        client: HeaderMap,
-    ) -> Answer {
+    pub(crate) fn allow(upstream: HeaderMap, remove: Removals, client: HeaderMap) -> Answer {
         Answer {
             status: StatusCode::OK,
             rpc_code: RpcCode::Ok,
@@ -229,21 +225,45 @@ fn scalar_text(value: &Value) -> Option<String> {
 /// The request headers a proxy must strip on allow, given the headers `set`
 /// by this answer: [`identity_headers_to_remove`] plus the route's
 /// `jwt_claims_headers` names (every spelling) that are not set.
-fn headers_to_remove(decision: &Decision, set: &HeaderMap) -> Vec<Cow<'static, str>> {
-    let mut remove: Vec<Cow<'static, str>> = identity_headers_to_remove(set)
-        .into_iter()
-        .map(Cow::Borrowed)
-        .collect();
-    if let Decision::Allow { claim_headers, .. } = decision {
-        remove.extend(
-            claim_headers
-                .spellings
-                .iter()
-                .filter(|name| !set.contains_key(name.as_str()))
-                .map(|name| Cow::Owned(name.clone())),
-        );
+fn headers_to_remove(decision: &Decision, set: &HeaderMap) -> Removals {
+    let claims = match decision {
+        Decision::Allow { claim_headers, .. } => claim_headers
+            .spellings
+            .iter()
+            .filter(|name| !set.contains_key(name.as_str()))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    };
+    Removals {
+        identity: identity_headers_to_remove(set),
+        claims,
     }
-    remove
+}
+
+/// Request headers a proxy must strip on allow. The identity spellings are
+/// one of a few lists built once ([`identity_headers_to_remove`]), so an
+/// allow copies no names.
+#[derive(Debug, Default)]
+pub struct Removals {
+    /// Identity header spellings (not those this answer sets).
+    pub identity: &'static [&'static str],
+    /// The route's claim header spellings this answer does not set.
+    pub claims: Vec<String>,
+}
+
+impl Removals {
+    /// Every name, the identity spellings first.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.identity
+            .iter()
+            .copied()
+            .chain(self.claims.iter().map(String::as_str))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.identity.is_empty() && self.claims.is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Who is asking: facts about the original request that choose the shape
 //! of the answer, decided here once so every front end agrees.
 
+use super::verdict::Decision;
+
 /// `OPTIONS` with `Origin` and `Access-Control-Request-Method`: what a
 /// browser sends, without credentials, before a cross-origin call.
 /// `header` looks up a lower-case header name.
@@ -39,6 +41,21 @@ impl Client {
         }
         match header("accept") {
             Some(accept) if prefers_html(accept) => Client::Browser,
+            _ => Client::Program,
+        }
+    }
+}
+
+impl Client {
+    /// Who is asking, as far as `decision`'s answer depends on it: only a
+    /// sign-in is told apart (redirect or 401), so the headers are read
+    /// for nothing else; any other answer is the same for both.
+    pub fn for_decision<'h>(
+        decision: &Decision,
+        header: impl Fn(&str) -> Option<&'h str>,
+    ) -> Client {
+        match decision {
+            Decision::SignIn { .. } => Client::classify(header),
             _ => Client::Program,
         }
     }
@@ -120,5 +137,26 @@ mod tests {
             ]),
             Client::Browser
         );
+    }
+
+    /// A browser is told apart for a sign-in, the one answer that differs
+    /// (redirect or 401); for the others its headers are not read.
+    #[test]
+    fn only_a_sign_in_reads_who_asks() {
+        let browser = |name: &str| (name == "accept").then_some("text/html");
+        let sign_in = Decision::SignIn {
+            route: crate::policy::RouteId(0),
+            sign_in_url: "https://auth.example.test/oauth2/start".into(),
+            invalid_token: false,
+        };
+        assert_eq!(Client::for_decision(&sign_in, browser), Client::Browser);
+        let unavailable = Decision::Unavailable;
+        let read = std::cell::Cell::new(false);
+        let client = Client::for_decision(&unavailable, |name| {
+            read.set(true);
+            browser(name)
+        });
+        assert_eq!(client, Client::Program);
+        assert!(!read.get());
     }
 }

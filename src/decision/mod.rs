@@ -27,7 +27,7 @@ use crate::session::{
     CachedLookup, Resolved, SessionCookie, SessionError, SessionRecord, Sessions,
 };
 
-pub use answer::{Answer, Mode, RpcCode, www_authenticate};
+pub use answer::{Answer, Mode, Removals, RpcCode, www_authenticate};
 pub use client::{Client, is_preflight};
 pub use verdict::{Decision, Refusal, Request};
 

@@ -120,7 +120,7 @@ impl AuthzService {
             )
             .await;
         let mode = Mode::Direct {
-            client: Client::classify(|name| headers.get(name)),
+            client: Client::for_decision(&decision, |name| headers.get(name)),
             safe_method: method
                 .is_some_and(|m| m.eq_ignore_ascii_case("GET") || m.eq_ignore_ascii_case("HEAD")),
         };
@@ -241,21 +241,21 @@ fn check_response(answer: Answer) -> Reply {
             let headers = answer.upstream.iter().map(overwrite).collect();
             (headers, http::HeaderMap::new())
         };
-        return Reply {
-            response: CheckResponse {
+        return Reply::allow(
+            CheckResponse {
                 status,
                 ..CheckResponse::default()
             },
-            set,
-            ok: Some(OkHttpResponse {
+            OkHttpResponse {
                 headers,
                 // Added to the response Envoy sends the client; appended,
                 // so the app's own cookies stay.
                 response_headers_to_add: answer.client.iter().map(append).collect(),
                 ..OkHttpResponse::default()
-            }),
-            remove: answer.remove,
-        };
+            },
+            set,
+            answer.remove,
+        );
     }
     let denied = HttpResponse::DeniedResponse(DeniedHttpResponse {
         status: Some(HttpStatus {
@@ -265,14 +265,11 @@ fn check_response(answer: Answer) -> Reply {
         headers: answer.client.iter().map(overwrite).collect(),
         body: answer.body.to_owned(),
     });
-    Reply {
-        response: CheckResponse {
-            status,
-            http_response: Some(denied),
-            ..CheckResponse::default()
-        },
-        ..Reply::default()
-    }
+    Reply::other(CheckResponse {
+        status,
+        http_response: Some(denied),
+        ..CheckResponse::default()
+    })
 }
 
 /// One header for a `CheckResponse`, with how Envoy merges it.

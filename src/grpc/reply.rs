@@ -12,12 +12,12 @@
 //! [`super::CheckServer`] serves `Authorization/Check` as that generated
 //! server does.
 
-use std::borrow::Cow;
-
 use envoy_types::ext_authz::v3::pb::{CheckResponse, HeaderAppendAction, OkHttpResponse};
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
 use prost::encoding::{DecodeContext, WireType, encode_key, encode_varint, encoded_len_varint};
+
+use crate::decision::Removals;
 
 /// `CheckResponse.ok_response`.
 const OK_RESPONSE: u32 = 3;
@@ -38,15 +38,18 @@ const VALUE: u32 = 2;
 #[derive(Debug, Default)]
 pub struct Reply {
     /// Everything but the `ok_response`.
-    pub(super) response: CheckResponse,
+    response: CheckResponse,
     /// The `ok_response` of an allow, less its `headers_to_remove` and
     /// the headers of `set`.
-    pub(super) ok: Option<OkHttpResponse>,
+    ok: Option<OkHttpResponse>,
     /// More of the `ok_response`'s `headers`, each set with
     /// `OVERWRITE_IF_EXISTS_OR_ADD`; every value UTF-8 (protobuf text).
-    pub(super) set: http::HeaderMap,
+    set: http::HeaderMap,
     /// The `ok_response`'s `headers_to_remove`.
-    pub(super) remove: Vec<Cow<'static, str>>,
+    remove: Removals,
+    /// The encoded length of the `ok_response`, counted once: prost asks
+    /// for it before encoding, and the encoding writes it.
+    ok_len: usize,
 }
 
 /// The length of a string (or message) field of `len` bytes, key included
@@ -74,19 +77,38 @@ fn put_bytes(tag: u32, bytes: &[u8], buf: &mut impl BufMut) {
 }
 
 impl Reply {
-    /// The length of the `ok_response` message, `set` and removals included.
-    fn ok_len(&self, ok: &OkHttpResponse) -> usize {
-        ok.encoded_len()
-            + self
-                .set
+    /// An allow: `response` (its status) with this `ok_response`, `set`
+    /// and `remove` added to it.
+    pub(super) fn allow(
+        response: CheckResponse,
+        ok: OkHttpResponse,
+        set: http::HeaderMap,
+        remove: Removals,
+    ) -> Reply {
+        let ok_len = ok.encoded_len()
+            + set
                 .iter()
                 .map(|(name, value)| field_len(option_len(name, value)))
                 .sum::<usize>()
-            + self
-                .remove
+            + remove
                 .iter()
                 .map(|name| field_len(name.len()))
-                .sum::<usize>()
+                .sum::<usize>();
+        Reply {
+            response,
+            ok: Some(ok),
+            set,
+            remove,
+            ok_len,
+        }
+    }
+
+    /// Any other answer: `response` as it is.
+    pub(super) fn other(response: CheckResponse) -> Reply {
+        Reply {
+            response,
+            ..Reply::default()
+        }
     }
 }
 
@@ -99,7 +121,7 @@ impl Message for Reply {
         self.response.encode_raw(buf);
         if let Some(ok) = &self.ok {
             encode_key(OK_RESPONSE, WireType::LengthDelimited, buf);
-            encode_varint(self.ok_len(ok) as u64, buf);
+            encode_varint(self.ok_len as u64, buf);
             ok.encode_raw(buf);
             for (name, value) in &self.set {
                 encode_key(HEADERS, WireType::LengthDelimited, buf);
@@ -113,18 +135,14 @@ impl Message for Reply {
                 encode_key(OPTION_APPEND_ACTION, WireType::Varint, buf);
                 encode_varint(HeaderAppendAction::OverwriteIfExistsOrAdd as u64, buf);
             }
-            for name in &self.remove {
+            for name in self.remove.iter() {
                 put_bytes(HEADERS_TO_REMOVE, name.as_bytes(), buf);
             }
         }
     }
 
     fn encoded_len(&self) -> usize {
-        self.response.encoded_len()
-            + self.ok.as_ref().map_or(0, |ok| {
-                let len = self.ok_len(ok);
-                1 + encoded_len_varint(len as u64) + len
-            })
+        self.response.encoded_len() + self.ok.as_ref().map_or(0, |_| field_len(self.ok_len))
     }
 
     /// Read as the `CheckResponse` it stands for (authgate only sends it).
@@ -142,6 +160,7 @@ impl Message for Reply {
         self.response.clear();
         self.ok = None;
         self.set.clear();
-        self.remove.clear();
+        self.remove = Removals::default();
+        self.ok_len = 0;
     }
 }

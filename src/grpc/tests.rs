@@ -93,7 +93,10 @@ fn allow_overwrites_and_removes() {
     );
     let response = check_response(Answer::allow(
         upstream,
-        vec!["x_auth_request_user".into(), "x-auth-request-email".into()],
+        decision::Removals {
+            identity: &["x_auth_request_user"],
+            claims: vec!["x-auth-request-email".into()],
+        },
         client,
     ));
     assert_eq!(response.status.unwrap().code, 0);
@@ -154,7 +157,10 @@ fn set_headers_decode_as_prost_options() {
         .collect();
     let response = check_response(Answer::allow(
         upstream,
-        vec!["x_auth_request_user".into()],
+        decision::Removals {
+            identity: &["x_auth_request_user"],
+            claims: Vec::new(),
+        },
         client,
     ));
     let Some(HttpResponse::OkResponse(ok)) = response.http_response else {
@@ -173,7 +179,11 @@ fn non_utf8_set_value_is_mended() {
     let mut upstream = http::HeaderMap::new();
     upstream.insert("x-odd", http::HeaderValue::from_bytes(b"a\xffb").unwrap());
     upstream.insert("x-fine", http::HeaderValue::from_static("ok"));
-    let response = check_response(Answer::allow(upstream, Vec::new(), http::HeaderMap::new()));
+    let response = check_response(Answer::allow(
+        upstream,
+        decision::Removals::default(),
+        http::HeaderMap::new(),
+    ));
     let Some(HttpResponse::OkResponse(ok)) = response.http_response else {
         panic!("ok_response expected")
     };
@@ -192,7 +202,7 @@ fn non_utf8_set_value_is_mended() {
 fn bare_allow_is_an_ok_response() {
     let response = check_response(Answer::allow(
         http::HeaderMap::new(),
-        Vec::new(),
+        decision::Removals::default(),
         http::HeaderMap::new(),
     ));
     assert_eq!(
@@ -238,7 +248,7 @@ fn deny_carries_status_headers_and_body() {
             status,
             rpc_code,
             upstream: http::HeaderMap::new(),
-            remove: Vec::new(),
+            remove: decision::Removals::default(),
             client,
             body: "body\n",
         });

@@ -85,7 +85,7 @@ pub(super) async fn forward_auth_any(State(app): State<Arc<App>>, request: Reque
         )
         .await;
     let mode = Mode::Direct {
-        client: Client::classify(header),
+        client: Client::for_decision(&decision, header),
         safe_method: asked.safe_method,
     };
     render(Answer::new(&decision, mode))
@@ -186,7 +186,9 @@ fn render(answer: Answer) -> Response {
     headers.extend(answer.upstream);
     headers.extend(answer.client);
     if allows {
-        if let Ok(list) = HeaderValue::from_str(&answer.remove.join(", ")) {
+        if let Ok(list) =
+            HeaderValue::from_str(&answer.remove.iter().collect::<Vec<_>>().join(", "))
+        {
             headers.insert(HEADERS_TO_REMOVE, list);
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
