@@ -264,6 +264,19 @@ impl Removals {
     pub fn is_empty(&self) -> bool {
         self.identity.is_empty() && self.claims.is_empty()
     }
+
+    /// Every name in one string, `separator` between them (a header's
+    /// list), built without an intermediate list.
+    pub fn join(&self, separator: &str) -> String {
+        let mut out = String::new();
+        for (i, name) in self.iter().enumerate() {
+            if i > 0 {
+                out.push_str(separator);
+            }
+            out.push_str(name);
+        }
+        out
+    }
 }
 
 #[cfg(test)]

@@ -44,9 +44,7 @@ impl Client {
             _ => Client::Program,
         }
     }
-}
 
-impl Client {
     /// Who is asking, as far as `decision`'s answer depends on it: only a
     /// sign-in is told apart (redirect or 401), so the headers are read
     /// for nothing else; any other answer is the same for both.

@@ -186,9 +186,7 @@ fn render(answer: Answer) -> Response {
     headers.extend(answer.upstream);
     headers.extend(answer.client);
     if allows {
-        if let Ok(list) =
-            HeaderValue::from_str(&answer.remove.iter().collect::<Vec<_>>().join(", "))
-        {
+        if let Ok(list) = HeaderValue::from_str(&answer.remove.join(", ")) {
             headers.insert(HEADERS_TO_REMOVE, list);
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
